@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+// Library code must not bring down the withdrawal service.
+#![deny(clippy::unwrap_used)] // a None or Err here is a bug we report, not a crash
+#![deny(clippy::expect_used)] // same as unwrap
+#![deny(clippy::panic)] // score() promises never to panic
+#![deny(clippy::indexing_slicing)] // use get(): an index out of range would panic
+#![deny(clippy::todo, clippy::unimplemented)] // no stubs
+#![warn(missing_docs)] // the README doubles as the crate docs; items need theirs
+#![forbid(unsafe_code)] // nothing here needs it
+
+pub mod check;
+pub mod decision;
+mod error;
+pub mod event;
+pub mod rules;
+mod scorer;
+mod state;
+pub mod stream;
+mod time;
+
+pub use check::{check, CheckReport};
+pub use decision::{Decision, Hit, RuleError, Tier};
+pub use error::{Error, ErrorKind};
+pub use event::{normalize_address, Event, Label, Status, UserProfile, Withdrawal};
+pub use rules::{Limits, Outcome, Policy, Problem, RuleSet, WarningText};
+pub use scorer::{Scorer, Tx};
+pub use state::{TxFeatures, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
+pub use stream::{EventStream, LineReader, Processed};
+pub use time::Timestamp;

@@ -1,0 +1,305 @@
+//! Rule sets on disk (contract section 3): the policy, partner packs, their scripts and
+//! watchlists, compiled at load time into a [`RuleSet`] that scoring only reads.
+//!
+//! Loading never stops at the first problem: every file is read and every script compiled, and
+//! all problems come back together, each as `file:line:column: message`.
+
+mod pack;
+mod policy;
+mod problem;
+mod sandbox;
+mod warning;
+mod watchlist;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub use policy::{Limits, Policy, Thresholds};
+pub use problem::Problem;
+pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};
+pub use warning::WarningText;
+
+pub(crate) use pack::Regions;
+pub(crate) use sandbox::Sandbox;
+pub(crate) use warning::Warning;
+
+use crate::decision::Tier;
+use crate::error::Error;
+use problem::{Problems, Source};
+
+/// Files larger than this are refused (watchlists included).
+const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A pack as loaded: what it is and where it applies.
+#[derive(Clone, Debug)]
+pub struct PackInfo {
+    /// The folder name.
+    pub id: String,
+    /// Who wrote it.
+    pub name: String,
+    /// The partner's version string.
+    pub version: String,
+    pub(crate) regions: Regions,
+    /// The whole pack is shadow: evaluated and reported, never scored.
+    pub shadow: bool,
+    /// Cap on the pack's summed live score.
+    pub max_score: Option<i64>,
+    /// Campaign window start (microseconds since the epoch), inclusive.
+    pub active_from: Option<i64>,
+    /// Campaign window end, exclusive.
+    pub active_until: Option<i64>,
+}
+
+impl PackInfo {
+    /// Whether the pack applies to a withdrawal by a user of `country` at `ts` (micros).
+    pub fn applies(&self, country: &str, ts: i64) -> bool {
+        self.regions.contains(country)
+            && self.active_from.is_none_or(|from| from <= ts)
+            && self.active_until.is_none_or(|until| ts < until)
+    }
+}
+
+/// One compiled rule.
+pub struct Rule {
+    /// `pack/rule`.
+    pub id: String,
+    /// Index into [`RuleSet::packs`].
+    pub pack: usize,
+    /// `pack/file.rhai`.
+    pub script_file: String,
+    pub(crate) ast: rhai::AST,
+    /// The manifest's score (for `true`).
+    pub score: i64,
+    /// Why the rule exists, shown in decisions.
+    pub reason: String,
+    pub(crate) warning: Option<usize>,
+    /// The least tier of a decision in which this rule hits live.
+    pub min_tier: Option<Tier>,
+    /// Evaluated and reported, never scored (the rule's or its pack's mode).
+    pub shadow: bool,
+}
+
+/// A loaded, compiled rule set: immutable, shared by all scoring threads, replaced whole.
+pub struct RuleSet {
+    id: Arc<str>,
+    pub(crate) policy: Policy,
+    pub(crate) packs: Vec<PackInfo>,
+    /// Sorted by id, so that hits come out sorted.
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) warnings: Vec<Warning>,
+    /// Normalized address -> sorted ids of the watchlists that hold it.
+    watchlists: HashMap<String, rhai::Array>,
+    pub(crate) sandbox: Sandbox,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet").field("id", &self.id).field("packs", &self.packs).field("rules", &self.rules.len()).finish()
+    }
+}
+
+impl RuleSet {
+    /// Loads `dir/policy.toml` and every pack folder in `dir`.
+    pub fn load(dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+        load(dir.as_ref(), None)
+    }
+
+    /// Loads the policy and the one pack `pack` (what `riskgate check` runs each pack's tests on).
+    pub fn load_pack(dir: impl AsRef<Path>, pack: &str) -> Result<RuleSet, Error> {
+        load(dir.as_ref(), Some(pack))
+    }
+
+    /// Changes whenever any file of the rule set changes.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn id_arc(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The packs, sorted by id.
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.packs
+    }
+
+    /// Every rule, sorted by full id.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The ids of the watchlists holding a normalized address, sorted.
+    pub(crate) fn watchlists_of(&self, address: &str) -> Option<&rhai::Array> {
+        self.watchlists.get(address)
+    }
+
+    /// The pack folders of a rules directory, sorted (hidden folders skipped).
+    pub fn pack_folders(dir: impl AsRef<Path>) -> Result<Vec<String>, Error> {
+        let dir = dir.as_ref();
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        let mut folders = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.path().is_dir() {
+                folders.push(name);
+            }
+        }
+        folders.sort();
+        Ok(folders)
+    }
+}
+
+/// Reads a UTF-8 file, reporting a problem when it can't.
+pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Option<String> {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if size > MAX_FILE_BYTES {
+        problems.at(name, 1, 1, format!("file is {size} bytes; the limit is {MAX_FILE_BYTES}"));
+        return None;
+    }
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                let offset = e.utf8_error().valid_up_to();
+                let valid = String::from_utf8_lossy(e.as_bytes().get(..offset).unwrap_or_default()).into_owned();
+                let (line, column) = Source { name: name.to_string(), text: &valid }.position(offset);
+                problems.at(name, line, column, "file is not valid UTF-8");
+                None
+            }
+        },
+        Err(e) => {
+            problems.at(name, 1, 1, format!("cannot read file: {e}"));
+            None
+        }
+    }
+}
+
+fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
+    let mut problems = Problems::default();
+    let policy_text = read_text(&dir.join("policy.toml"), "policy.toml", &mut problems);
+    let policy = policy_text
+        .as_deref()
+        .and_then(|text| Policy::load(&Source { name: "policy.toml".into(), text }, &mut problems));
+    // Packs are compiled even when the policy is broken, so that all problems show at once.
+    let limits = policy.as_ref().map(|p| p.limits.clone()).unwrap_or_default();
+    let sandbox = Sandbox::new(&limits);
+
+    let folders = match only {
+        Some(pack) => vec![pack.to_string()],
+        None => RuleSet::pack_folders(dir)?,
+    };
+    let mut loaded = Vec::new();
+    for folder in &folders {
+        if let Some(pack) = pack::load(&dir.join(folder), folder, &sandbox, &mut problems) {
+            loaded.push(pack);
+        }
+    }
+    let id = fingerprint(dir, only).map_err(|e| Error::io(dir, e))?;
+    match policy {
+        Some(policy) if problems.is_empty() => Ok(assemble(id, policy, loaded, sandbox)),
+        _ => Err(Error::load(problems.0)),
+    }
+}
+
+fn assemble(id: String, policy: Policy, loaded: Vec<pack::LoadedPack>, sandbox: Sandbox) -> RuleSet {
+    let mut packs = Vec::new();
+    let mut rules = Vec::new();
+    let mut warnings = Vec::new();
+    let mut watchlists: HashMap<String, Vec<String>> = HashMap::new();
+    for loaded_pack in loaded {
+        let pack_index = packs.len();
+        for (list_id, addresses) in loaded_pack.watchlists {
+            for address in addresses {
+                watchlists.entry(address).or_default().push(list_id.clone());
+            }
+        }
+        let first_warning = warnings.len();
+        let pack_warnings: Vec<String> = loaded_pack.warnings.iter().map(|w| w.key.clone()).collect();
+        warnings.extend(loaded_pack.warnings);
+        for rule in loaded_pack.rules {
+            let warning = rule
+                .warning
+                .as_ref()
+                .and_then(|key| pack_warnings.iter().position(|k| k == key))
+                .map(|i| first_warning + i);
+            rules.push(Rule {
+                id: rule.id,
+                pack: pack_index,
+                script_file: rule.script_file,
+                ast: rule.ast,
+                score: rule.score,
+                reason: rule.reason,
+                warning,
+                min_tier: rule.min_tier,
+                shadow: rule.shadow,
+            });
+        }
+        packs.push(PackInfo {
+            id: loaded_pack.id,
+            name: loaded_pack.name,
+            version: loaded_pack.version,
+            regions: loaded_pack.regions,
+            shadow: loaded_pack.shadow,
+            max_score: loaded_pack.max_score,
+            active_from: loaded_pack.active_from,
+            active_until: loaded_pack.active_until,
+        });
+    }
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    let watchlists = watchlists
+        .into_iter()
+        .map(|(address, mut ids)| {
+            ids.sort();
+            ids.dedup();
+            (address, ids.into_iter().map(rhai::Dynamic::from).collect())
+        })
+        .collect();
+    RuleSet { id: Arc::from(id), policy, packs, rules, warnings, watchlists, sandbox }
+}
+
+/// A digest of every file of the rule set (path and contents), so that any change shows.
+fn fingerprint(dir: &Path, only: Option<&str>) -> std::io::Result<String> {
+    let mut files = Vec::new();
+    collect_files(dir, dir, &mut files)?;
+    files.sort();
+    let mut hasher = Sha256::new();
+    for relative in files {
+        let in_scope = match only {
+            None => true,
+            Some(pack) => relative == "policy.toml" || relative.starts_with(&format!("{pack}/")),
+        };
+        if !in_scope {
+            continue;
+        }
+        let bytes = std::fs::read(dir.join(&relative)).unwrap_or_default();
+        hasher.update((relative.len() as u64).to_le_bytes());
+        hasher.update(relative.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    let digest = hasher.finalize();
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            collect_files(root, &path, out)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            out.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The Rhai sandbox: a raw engine with only the packages rules need, every limit from the
+//! policy, and a wall-clock deadline per rule through `on_progress`.
+//!
+//! Refused at load: `import` (the `no_module` feature), `eval` (disabled symbol), undefined
+//! variables (strict mode), nesting deeper than `max_expr_depth`, scripts over
+//! [`MAX_SCRIPT_BYTES`]. Not available: clock (`no_time`), randomness (no package has it),
+//! `sleep`, `exit`, `parse_json` (the language-core package is left out). `print` and `debug`
+//! do nothing.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use rhai::packages::{
+    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
+    BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
+};
+use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+
+use super::policy::Limits;
+
+/// Scripts larger than this are refused at load.
+pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
+
+/// How often (in Rhai operations) the deadline is checked: often enough that one slice of
+/// operations stays far below a millisecond, rarely enough that reading the clock is noise.
+const DEADLINE_CHECK_EVERY: u64 = 32;
+
+thread_local! {
+    /// The deadline of the rule running on this thread, read by `on_progress`.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// What one rule evaluation came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// No hit (`false`, `()`, or a number rounding to 0 or less).
+    NoHit,
+    /// A hit with this score (the manifest's for `true`, else the returned number rounded).
+    Hit(i64),
+    /// A runtime error, a limit or the deadline reached, or a value of the wrong type.
+    Error(String),
+}
+
+/// A compiled sandbox: one engine per rule set, since limits come from the policy.
+pub(crate) struct Sandbox {
+    engine: Engine,
+    deadline: Duration,
+    limits: Limits,
+}
+
+impl Sandbox {
+    pub(crate) fn new(limits: &Limits) -> Sandbox {
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(ArithmeticPackage::new().as_shared_module());
+        engine.register_global_module(LogicPackage::new().as_shared_module());
+        engine.register_global_module(BasicStringPackage::new().as_shared_module());
+        engine.register_global_module(MoreStringPackage::new().as_shared_module());
+        engine.register_global_module(BasicMathPackage::new().as_shared_module());
+        engine.register_global_module(BasicArrayPackage::new().as_shared_module());
+        engine.register_global_module(BasicMapPackage::new().as_shared_module());
+        engine.register_global_module(BasicIteratorPackage::new().as_shared_module());
+        engine.register_global_module(BasicFnPackage::new().as_shared_module());
+        engine.disable_symbol("eval");
+        engine.set_strict_variables(true);
+        engine.set_fail_on_invalid_map_property(true);
+        engine.set_max_operations(limits.max_operations);
+        engine.set_max_call_levels(limits.max_call_levels);
+        engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
+        engine.set_max_string_size(limits.max_string_size);
+        engine.set_max_array_size(limits.max_array_size);
+        engine.set_max_map_size(limits.max_map_size);
+        engine.set_max_variables(1024);
+        engine.set_max_functions(256);
+        engine.on_print(|_| {});
+        engine.on_debug(|_, _, _| {});
+        engine.on_progress(|ops| {
+            if ops % DEADLINE_CHECK_EVERY != 0 {
+                return None;
+            }
+            let deadline = DEADLINE.with(Cell::get)?;
+            (Instant::now() >= deadline).then(|| Dynamic::from("deadline"))
+        });
+        Sandbox { engine, deadline: limits.deadline(), limits: limits.clone() }
+    }
+
+    /// Compiles a rule script; the error carries its 1-based line and column.
+    pub(crate) fn compile(&self, script: &str) -> Result<AST, (usize, usize, String)> {
+        if script.len() > MAX_SCRIPT_BYTES {
+            return Err((1, 1, format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", script.len())));
+        }
+        // `tx` is declared as a plain variable for strict mode. Not as a constant: Rhai would
+        // fold the constant into the AST.
+        let mut scope = Scope::new();
+        scope.push("tx", ());
+        match catch_unwind(AssertUnwindSafe(|| self.engine.compile_with_scope(&scope, script))) {
+            Ok(Ok(ast)) => Ok(ast),
+            Ok(Err(e)) => {
+                let (line, column) = position(e.position());
+                Err((line, column, e.err_type().to_string()))
+            }
+            Err(_) => Err((1, 1, "the script crashed the Rhai parser".to_string())),
+        }
+    }
+
+    /// Runs one rule with `tx` (scope entry 0) in scope. `score` is the manifest's score, used
+    /// when the script returns `true`. Never panics; the scope is left as it was found.
+    pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
+        DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)));
+        DEADLINE.with(|d| d.set(None));
+        scope.rewind(1);
+        match result {
+            Ok(Ok(value)) => judge(value, score),
+            Ok(Err(e)) => Outcome::Error(self.describe(&e)),
+            Err(_) => Outcome::Error("the script crashed the Rhai interpreter".to_string()),
+        }
+    }
+
+    fn describe(&self, error: &EvalAltResult) -> String {
+        match error {
+            EvalAltResult::ErrorTerminated(_, pos) => {
+                format!("stopped at the {} ms deadline{}", self.limits.max_rule_ms, at(*pos))
+            }
+            EvalAltResult::ErrorTooManyOperations(pos) => {
+                format!("stopped after {} operations (max_operations){}", self.limits.max_operations, at(*pos))
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+fn position(pos: Position) -> (usize, usize) {
+    (pos.line().unwrap_or(1), pos.position().unwrap_or(1))
+}
+
+fn at(pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(line), Some(column)) => format!(" (line {line}, position {column})"),
+        _ => String::new(),
+    }
+}
+
+/// Turns a script's value into an outcome (contract section 3).
+fn judge(value: Dynamic, score: i64) -> Outcome {
+    if value.is_unit() {
+        return Outcome::NoHit;
+    }
+    if let Ok(b) = value.as_bool() {
+        return if b { Outcome::Hit(score) } else { Outcome::NoHit };
+    }
+    if let Ok(n) = value.as_int() {
+        return if n > 0 { Outcome::Hit(n) } else { Outcome::NoHit };
+    }
+    if let Ok(x) = value.as_float() {
+        if !x.is_finite() {
+            return Outcome::Error(format!("returned {x}; a score must be a finite number"));
+        }
+        let rounded = x.round();
+        if rounded <= 0.0 {
+            return Outcome::NoHit;
+        }
+        // 2^63 is the first float past i64::MAX.
+        if rounded >= 9_223_372_036_854_775_808.0 {
+            return Outcome::Error(format!("returned {x}, too large for a score"));
+        }
+        return Outcome::Hit(rounded as i64);
+    }
+    Outcome::Error(format!(
+        "returned a value of type {}; a rule returns true/false, () or a number",
+        value.type_name()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_judged_as_the_contract_says() {
+        assert_eq!(judge(Dynamic::from(true), 40), Outcome::Hit(40));
+        assert_eq!(judge(Dynamic::from(false), 40), Outcome::NoHit);
+        assert_eq!(judge(Dynamic::UNIT, 40), Outcome::NoHit);
+        assert_eq!(judge(Dynamic::from(7_i64), 40), Outcome::Hit(7));
+        assert_eq!(judge(Dynamic::from(0_i64), 40), Outcome::NoHit);
+        assert_eq!(judge(Dynamic::from(-3_i64), 40), Outcome::NoHit);
+        assert_eq!(judge(Dynamic::from(2.5_f64), 40), Outcome::Hit(3));
+        assert_eq!(judge(Dynamic::from(0.49_f64), 40), Outcome::NoHit);
+        assert_eq!(judge(Dynamic::from(-2.5_f64), 40), Outcome::NoHit);
+        assert!(matches!(judge(Dynamic::from(f64::NAN), 40), Outcome::Error(_)));
+        assert!(matches!(judge(Dynamic::from(f64::INFINITY), 40), Outcome::Error(_)));
+        assert!(matches!(judge(Dynamic::from(1e300_f64), 40), Outcome::Error(_)));
+        assert!(matches!(judge(Dynamic::from("yes"), 40), Outcome::Error(_)));
+    }
+}

@@ -1,0 +1,225 @@
+//! The [`Scorer`]: state plus the live rule set, shared by every thread of the host.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rhai::{Dynamic, Map, Scope};
+use serde::Serialize;
+
+use crate::decision::{decide, Decision};
+use crate::error::Error;
+use crate::event::{normalize_address, Event, Withdrawal};
+use crate::rules::{Outcome, RuleSet};
+use crate::state::{State, TxFeatures};
+
+/// Scores withdrawals against the live rule set and remembers what it observes.
+///
+/// `Send + Sync`: share one behind an `Arc` across threads. [`Scorer::score`] never panics,
+/// never blocks on I/O and holds no lock while rules run. [`Scorer::reload`] swaps the whole
+/// rule set at once; decisions in flight finish on the set they started with.
+pub struct Scorer {
+    rules: ArcSwap<RuleSet>,
+    state: State,
+}
+
+impl std::fmt::Debug for Scorer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scorer").field("ruleset", &self.rules.load().id()).field("users", &self.state.user_count()).finish()
+    }
+}
+
+/// Every `tx` field a rule sees for one withdrawal (contract section 2), for inspection.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Tx {
+    /// Withdrawal id.
+    pub id: String,
+    /// User id.
+    pub user_id: String,
+    /// Asset.
+    pub asset: String,
+    /// Network.
+    pub network: String,
+    /// `user.country`.
+    pub country: String,
+    /// `user.locale`.
+    pub locale: String,
+    /// `user.referral`.
+    pub referral: String,
+    /// Normalized destination.
+    pub destination: String,
+    /// Amount in USD.
+    pub amount_usd: f64,
+    /// The state-derived fields.
+    #[serde(flatten)]
+    pub features: TxFeatures,
+    /// Ids of the watchlists holding the destination, sorted.
+    pub watchlists: Vec<String>,
+}
+
+impl Scorer {
+    /// A scorer with no state, deciding with `rules`.
+    pub fn new(rules: RuleSet) -> Scorer {
+        Scorer { rules: ArcSwap::from_pointee(rules), state: State::default() }
+    }
+
+    /// A scorer with no state, deciding with an already shared rule set.
+    pub fn new_shared(rules: Arc<RuleSet>) -> Scorer {
+        Scorer { rules: ArcSwap::new(rules), state: State::default() }
+    }
+
+    /// Loads the rule set in `dir` (see [`RuleSet::load`]).
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Scorer, Error> {
+        RuleSet::load(dir).map(Scorer::new)
+    }
+
+    /// Loads `dir` and, when it loads without a problem, makes it the live rule set at once.
+    /// On any problem the current set stays live and the error lists every problem found.
+    pub fn reload(&self, dir: impl AsRef<Path>) -> Result<Arc<RuleSet>, Error> {
+        let rules = Arc::new(RuleSet::load(dir)?);
+        self.rules.store(rules.clone());
+        Ok(rules)
+    }
+
+    /// Makes an already loaded rule set live.
+    pub fn replace_rules(&self, rules: RuleSet) {
+        self.rules.store(Arc::new(rules));
+    }
+
+    /// The live rule set.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// Decides a withdrawal. Reads state, never changes it: call [`Scorer::observe`] with the
+    /// withdrawal afterwards so that it enters history (when completed).
+    pub fn score(&self, w: &Withdrawal) -> Decision {
+        self.evaluate(w, None)
+    }
+
+    /// Like [`Scorer::score`], also recording how long each rule took (`timings[i]` for rule
+    /// `i` of the rule set; `None` when its pack did not apply).
+    pub fn score_timed(&self, w: &Withdrawal, timings: &mut Vec<Option<Duration>>) -> Decision {
+        self.evaluate(w, Some(timings))
+    }
+
+    /// Records an event: completed withdrawals enter history, logins and password resets are
+    /// remembered, cancelled withdrawals change nothing.
+    pub fn observe(&self, event: &Event) {
+        self.state.observe(event);
+    }
+
+    /// Records a withdrawal (the same as [`Scorer::observe`] with [`Event::Withdrawal`]).
+    pub fn observe_withdrawal(&self, w: &Withdrawal) {
+        self.state.observe_withdrawal(w);
+    }
+
+    /// The `tx` a rule would see for this withdrawal now.
+    pub fn tx(&self, w: &Withdrawal) -> Tx {
+        let rules = self.rules.load();
+        let destination = normalize_address(&w.destination).into_owned();
+        let watchlists = rules
+            .watchlists_of(&destination)
+            .map(|ids| ids.iter().map(|d| d.to_string()).collect())
+            .unwrap_or_default();
+        Tx {
+            id: w.id.clone(),
+            user_id: w.user_id.clone(),
+            asset: w.asset.clone(),
+            network: w.network.clone(),
+            country: w.user.country.clone(),
+            locale: w.user.locale.clone(),
+            referral: w.user.referral.clone(),
+            destination,
+            amount_usd: w.amount_usd,
+            features: self.state.features(w),
+            watchlists,
+        }
+    }
+
+    /// Number of users the scorer holds state for.
+    pub fn user_count(&self) -> usize {
+        self.state.user_count()
+    }
+
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn evaluate(&self, w: &Withdrawal, mut timings: Option<&mut Vec<Option<Duration>>>) -> Decision {
+        let rules = self.rules.load();
+        let destination = normalize_address(&w.destination);
+        let now = w.ts.as_micros();
+        let applies: Vec<bool> = rules.packs.iter().map(|p| p.applies(&w.user.country, now)).collect();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; rules.rules.len()];
+        if let Some(t) = timings.as_deref_mut() {
+            t.clear();
+            t.resize(rules.rules.len(), None);
+        }
+        if rules.rules.iter().any(|r| applies.get(r.pack).copied().unwrap_or(false)) {
+            let features = self.state.features(w);
+            let mut scope = Scope::new();
+            scope.push_constant("tx", tx_map(w, &destination, &features, rules.watchlists_of(&destination)));
+            for (i, rule) in rules.rules.iter().enumerate() {
+                if !applies.get(rule.pack).copied().unwrap_or(false) {
+                    continue;
+                }
+                let started = timings.is_some().then(Instant::now);
+                let outcome = rules.sandbox.run(&rule.ast, &mut scope, rule.score);
+                if let (Some(t), Some(started)) = (timings.as_deref_mut(), started) {
+                    if let Some(slot) = t.get_mut(i) {
+                        *slot = Some(started.elapsed());
+                    }
+                }
+                if let Some(slot) = outcomes.get_mut(i) {
+                    *slot = Some(outcome);
+                }
+            }
+        }
+        decide(&rules, w, &destination, &outcomes)
+    }
+}
+
+/// The `tx` object map a rule sees.
+fn tx_map(w: &Withdrawal, destination: &str, f: &TxFeatures, watchlists: Option<&rhai::Array>) -> Map {
+    let mut map = Map::new();
+    let mut put = |key: &str, value: Dynamic| {
+        map.insert(key.into(), value);
+    };
+    put("id", w.id.as_str().into());
+    put("user_id", w.user_id.as_str().into());
+    put("asset", w.asset.as_str().into());
+    put("network", w.network.as_str().into());
+    put("country", w.user.country.as_str().into());
+    put("locale", w.user.locale.as_str().into());
+    put("referral", w.user.referral.as_str().into());
+    put("destination", destination.into());
+    put("amount_usd", w.amount_usd.into());
+    put("account_age_days", f.account_age_days.into());
+    put("is_new_address", f.is_new_address.into());
+    put("prior_withdrawals", f.prior_withdrawals.into());
+    put("withdrawals_24h", f.withdrawals_24h.into());
+    put("amount_usd_24h", f.amount_usd_24h.into());
+    put("median_amount_usd_90d", f.median_amount_usd_90d.into());
+    put("hours_since_password_reset", f.hours_since_password_reset.into());
+    put("device_age_hours", f.device_age_hours.into());
+    put("dest_users_24h", f.dest_users_24h.into());
+    put("dest_users_30d", f.dest_users_30d.into());
+    put("dest_first_used_days", f.dest_first_used_days.into());
+    put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
+    put("watchlists", Dynamic::from_array(watchlists.cloned().unwrap_or_default()));
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn scorer_is_send_and_sync() {
+        assert_send_sync::<Scorer>();
+    }
+}

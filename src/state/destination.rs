@@ -1,0 +1,102 @@
+//! Per-destination state: who paid an address, and when, over the last 30 days.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{DEST_TIMES, MAX_DEST_USERS};
+use crate::time::{in_window, MICROS_PER_DAY};
+
+const NONE: i64 = i64::MIN;
+
+/// The users who paid one destination, each with their latest few withdrawal times.
+#[derive(Default, Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct DestinationState {
+    pub(crate) payers: Vec<Payer>,
+}
+
+/// One user's latest withdrawal times to a destination, newest first (`i64::MIN` when unused).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Payer {
+    pub(crate) user: Arc<str>,
+    pub(crate) times: [i64; DEST_TIMES],
+}
+
+impl Payer {
+    fn any_in_window(&self, now: i64, span: i64) -> bool {
+        self.times.iter().any(|&t| t != NONE && in_window(t, now, span))
+    }
+}
+
+impl DestinationState {
+    /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
+    pub(crate) fn other_users(&self, user: &str, now: i64) -> (i64, i64) {
+        let mut day = 0;
+        let mut month = 0;
+        for payer in self.payers.iter().filter(|p| &*p.user != user) {
+            if payer.any_in_window(now, 30 * MICROS_PER_DAY) {
+                month += 1;
+                if payer.any_in_window(now, MICROS_PER_DAY) {
+                    day += 1;
+                }
+            }
+        }
+        (day, month)
+    }
+
+    /// Remembers that `user` paid this destination at `ts`.
+    pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
+        match self.payers.iter_mut().find(|p| Arc::ptr_eq(&p.user, user) || p.user == *user) {
+            Some(payer) => insert_time(&mut payer.times, ts),
+            None => {
+                if self.payers.len() >= MAX_DEST_USERS {
+                    self.forget_stalest_payer();
+                }
+                let mut times = [NONE; DEST_TIMES];
+                times[0] = ts;
+                self.payers.push(Payer { user: user.clone(), times });
+            }
+        }
+        let horizon = self.newest().saturating_sub(30 * MICROS_PER_DAY);
+        self.payers.retain(|p| p.times[0] > horizon);
+    }
+
+    /// The latest withdrawal time to this destination.
+    pub(crate) fn newest(&self) -> i64 {
+        self.payers.iter().map(|p| p.times[0]).max().unwrap_or(NONE)
+    }
+
+    fn forget_stalest_payer(&mut self) {
+        let stalest = self
+            .payers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, p)| p.times[0])
+            .map(|(i, _)| i);
+        if let Some(i) = stalest {
+            self.payers.swap_remove(i);
+        }
+    }
+}
+
+/// Keeps the `DEST_TIMES` largest times, newest first.
+fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
+    if let Some(pos) = times.iter().position(|&t| ts > t) {
+        times.copy_within(pos..DEST_TIMES - 1, pos + 1);
+        times[pos] = ts;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_latest_times_newest_first() {
+        let mut times = [NONE; DEST_TIMES];
+        for t in [5, 1, 9, 3, 7, 2] {
+            insert_time(&mut times, t);
+        }
+        assert_eq!(times, [9, 7, 5, 3]);
+    }
+}

@@ -1,0 +1,57 @@
+//! The state-derived `tx` fields.
+
+use serde::Serialize;
+
+use crate::event::Withdrawal;
+use crate::time::MICROS_PER_DAY;
+
+/// The `tx` fields that come from state rather than straight from the event (contract
+/// section 2). Plain numbers: computing them allocates nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct TxFeatures {
+    /// Whole days from `user.created_at` to the withdrawal, floored, never below 0.
+    pub account_age_days: i64,
+    /// No withdrawal in the user's history went to this destination.
+    pub is_new_address: bool,
+    /// Size of the user's history.
+    pub prior_withdrawals: i64,
+    /// History entries in `(t - 24h, t]`.
+    pub withdrawals_24h: i64,
+    /// Their summed `amount_usd`.
+    pub amount_usd_24h: f64,
+    /// Median `amount_usd` of history in `(t - 90d, t]`; 0.0 when empty.
+    pub median_amount_usd_90d: f64,
+    /// Hours since the latest password reset at or before t; infinity when none.
+    pub hours_since_password_reset: f64,
+    /// Hours since the device was first seen; 0.0 when new; infinity without a device.
+    pub device_age_hours: f64,
+    /// Other users paying this destination in `(t - 24h, t]`.
+    pub dest_users_24h: i64,
+    /// Other users paying this destination in `(t - 30d, t]`.
+    pub dest_users_30d: i64,
+    /// Days since the user first paid this destination; 0.0 when never.
+    pub dest_first_used_days: f64,
+    /// What the user paid this destination in `(t - 30d, t]`.
+    pub dest_amount_usd_30d: f64,
+}
+
+impl TxFeatures {
+    /// The features of a withdrawal by a user with no state at all.
+    pub(crate) fn empty(w: &Withdrawal) -> TxFeatures {
+        let age = w.ts.as_micros().saturating_sub(w.user.created_at.as_micros());
+        TxFeatures {
+            account_age_days: age.div_euclid(MICROS_PER_DAY).max(0),
+            is_new_address: true,
+            prior_withdrawals: 0,
+            withdrawals_24h: 0,
+            amount_usd_24h: 0.0,
+            median_amount_usd_90d: 0.0,
+            hours_since_password_reset: f64::INFINITY,
+            device_age_hours: if w.device_id.is_some() { 0.0 } else { f64::INFINITY },
+            dest_users_24h: 0,
+            dest_users_30d: 0,
+            dest_first_used_days: 0.0,
+            dest_amount_usd_30d: 0.0,
+        }
+    }
+}

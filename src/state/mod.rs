@@ -1,0 +1,147 @@
+//! Feature state (contract section 2): what riskgate remembers about users and destinations,
+//! and the `tx` features computed from it.
+//!
+//! State lives in two [`DashMap`]s (per user, per destination) so that many threads can score
+//! and observe at once; a lock is held only while a feature vector is being read or an event
+//! recorded, never while rules run.
+//!
+//! # Memory bound
+//! Per user: at most [`MAX_HISTORY`] withdrawals, [`MAX_DESTINATIONS`] destinations,
+//! [`MAX_DEVICES`] devices and [`MAX_RESETS`] password resets, and nothing older than
+//! [`RETENTION_DAYS`] days before the user's newest event. Per destination: at most
+//! [`MAX_DEST_USERS`] users, each with their [`DEST_TIMES`] latest withdrawal times, and nothing
+//! older than 30 days. Idle users and destinations are swept out as the stream moves on.
+
+mod destination;
+mod features;
+mod user;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+pub use features::TxFeatures;
+
+use crate::event::{normalize_address, Event, Status, Withdrawal};
+use crate::time::MICROS_PER_DAY;
+use destination::DestinationState;
+use user::UserState;
+
+/// Withdrawals kept per user (newest by time).
+pub const MAX_HISTORY: usize = 256;
+/// Distinct destinations remembered per user (least recently used forgotten first).
+pub const MAX_DESTINATIONS: usize = 128;
+/// Devices remembered per user.
+pub const MAX_DEVICES: usize = 32;
+/// Password resets remembered per user.
+pub const MAX_RESETS: usize = 8;
+/// Users remembered per destination.
+pub const MAX_DEST_USERS: usize = 4096;
+/// Withdrawal times kept per (destination, user).
+pub const DEST_TIMES: usize = 4;
+/// History older than this (relative to the user's newest event) is forgotten.
+pub const RETENTION_DAYS: i64 = 400;
+/// Per-destination windows reach back this far.
+const DEST_RETENTION: i64 = 30 * MICROS_PER_DAY;
+/// How many observations between sweeps of idle users and destinations.
+const SWEEP_EVERY: u64 = 1 << 16;
+
+/// All feature state. Cheap to share: every method takes `&self`.
+#[derive(Default)]
+pub(crate) struct State {
+    users: DashMap<Arc<str>, UserState>,
+    destinations: DashMap<Arc<str>, DestinationState>,
+    observed: AtomicU64,
+    newest_ts: AtomicI64,
+}
+
+impl State {
+    /// The state-derived features of a withdrawal (contract section 2), without changing state.
+    pub(crate) fn features(&self, w: &Withdrawal) -> TxFeatures {
+        let now = w.ts.as_micros();
+        let destination = normalize_address(&w.destination);
+        let mut f = TxFeatures::empty(w);
+        if let Some(user) = self.users.get(w.user_id.as_str()) {
+            user.fill(&mut f, now, &destination, w.device_id.as_deref());
+        }
+        if let Some(dest) = self.destinations.get(destination.as_ref()) {
+            let (users_24h, users_30d) = dest.other_users(&w.user_id, now);
+            f.dest_users_24h = users_24h;
+            f.dest_users_30d = users_30d;
+        }
+        f
+    }
+
+    /// Records an event: a completed withdrawal enters history; logins and password resets are
+    /// remembered; cancelled withdrawals change nothing.
+    pub(crate) fn observe(&self, event: &Event) {
+        let ts = event.ts().as_micros();
+        match event {
+            Event::Withdrawal(w) => return self.observe_withdrawal(w),
+            Event::PasswordReset { user_id, .. } => self.user_mut(user_id, |u| u.record_reset(ts)),
+            Event::Login { user_id, device_id, .. } => {
+                self.user_mut(user_id, |u| u.record_device(device_id, ts))
+            }
+        }
+        self.observed_at(ts);
+    }
+
+    /// Records a withdrawal: completed ones enter history, cancelled ones change nothing.
+    pub(crate) fn observe_withdrawal(&self, w: &Withdrawal) {
+        if w.status == Status::Completed {
+            self.record_withdrawal(w);
+            self.observed_at(w.ts.as_micros());
+        }
+    }
+
+    fn observed_at(&self, ts: i64) {
+        self.newest_ts.fetch_max(ts, Ordering::Relaxed);
+        if self.observed.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep();
+        }
+    }
+
+    fn record_withdrawal(&self, w: &Withdrawal) {
+        let ts = w.ts.as_micros();
+        let destination = normalize_address(&w.destination);
+        let user_key: Arc<str> = match self.users.get(w.user_id.as_str()) {
+            Some(entry) => entry.key().clone(),
+            None => Arc::from(w.user_id.as_str()),
+        };
+        let dest_key: Arc<str> = {
+            let mut entry = match self.destinations.get_mut(destination.as_ref()) {
+                Some(entry) => entry,
+                None => self
+                    .destinations
+                    .entry(Arc::from(destination.as_ref()))
+                    .or_default(),
+            };
+            entry.record(&user_key, ts);
+            entry.key().clone()
+        };
+        let mut user = self.users.entry(user_key).or_default();
+        user.record_withdrawal(dest_key, ts, w.amount_usd, w.device_id.as_deref());
+    }
+
+    fn user_mut(&self, user_id: &str, update: impl FnOnce(&mut UserState)) {
+        match self.users.get_mut(user_id) {
+            Some(mut user) => update(&mut user),
+            None => update(&mut self.users.entry(Arc::from(user_id)).or_default()),
+        }
+    }
+
+    /// Drops users and destinations with nothing inside their windows any more.
+    fn sweep(&self) {
+        let newest = self.newest_ts.load(Ordering::Relaxed);
+        let user_horizon = newest.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+        self.users.retain(|_, u| u.newest() > user_horizon);
+        let dest_horizon = newest.saturating_sub(DEST_RETENTION);
+        self.destinations.retain(|_, d| d.newest() > dest_horizon);
+    }
+
+    /// Number of users with state.
+    pub(crate) fn user_count(&self) -> usize {
+        self.users.len()
+    }
+}

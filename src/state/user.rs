@@ -1,0 +1,220 @@
+//! Per-user state: history of completed withdrawals, known destinations, devices and resets.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
+use crate::time::{in_window, Timestamp, MICROS_PER_DAY};
+
+/// One completed withdrawal in a user's history.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) ts: i64,
+    pub(crate) amount_usd: f64,
+    /// Index into [`UserState::destinations`].
+    pub(crate) dest: u32,
+}
+
+/// A destination the user has paid.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct KnownDestination {
+    pub(crate) address: Arc<str>,
+    pub(crate) first_ts: i64,
+    pub(crate) last_ts: i64,
+}
+
+/// A device the user has been seen on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Device {
+    pub(crate) id: Box<str>,
+    pub(crate) first_ts: i64,
+    pub(crate) last_ts: i64,
+}
+
+#[derive(Default, Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct UserState {
+    /// Completed withdrawals ever recorded (history trimming does not lower it).
+    pub(crate) completed: u64,
+    pub(crate) history: Vec<Entry>,
+    pub(crate) destinations: Vec<KnownDestination>,
+    pub(crate) devices: Vec<Device>,
+    /// Password reset times, ascending.
+    pub(crate) resets: Vec<i64>,
+}
+
+impl UserState {
+    /// Fills the state-derived features of a withdrawal at `now`.
+    pub(crate) fn fill(&self, f: &mut TxFeatures, now: i64, destination: &str, device: Option<&str>) {
+        f.prior_withdrawals = i64::try_from(self.completed).unwrap_or(i64::MAX);
+        let dest = self
+            .destinations
+            .iter()
+            .position(|d| &*d.address == destination);
+        let mut recent = [0.0_f64; MAX_HISTORY];
+        let mut recent_len = 0;
+        for e in &self.history {
+            if in_window(e.ts, now, MICROS_PER_DAY) {
+                f.withdrawals_24h += 1;
+                f.amount_usd_24h += e.amount_usd;
+            }
+            if in_window(e.ts, now, 90 * MICROS_PER_DAY) {
+                if let Some(slot) = recent.get_mut(recent_len) {
+                    *slot = e.amount_usd;
+                    recent_len += 1;
+                }
+            }
+            if Some(e.dest as usize) == dest && in_window(e.ts, now, 30 * MICROS_PER_DAY) {
+                f.dest_amount_usd_30d += e.amount_usd;
+            }
+        }
+        f.median_amount_usd_90d = median(recent.get_mut(..recent_len).unwrap_or_default());
+        if let Some(known) = dest.and_then(|i| self.destinations.get(i)) {
+            f.is_new_address = false;
+            f.dest_first_used_days =
+                (now.saturating_sub(known.first_ts) as f64 / MICROS_PER_DAY as f64).max(0.0);
+        }
+        let now_ts = Timestamp::from_micros(now);
+        if let Some(&reset) = self.resets.iter().rev().find(|&&r| r <= now) {
+            f.hours_since_password_reset = now_ts.hours_since(reset);
+        }
+        if let Some(device) = device {
+            f.device_age_hours = match self.devices.iter().find(|d| &*d.id == device) {
+                Some(d) if d.first_ts <= now => now_ts.hours_since(d.first_ts),
+                _ => 0.0,
+            };
+        }
+    }
+
+    pub(crate) fn record_withdrawal(&mut self, address: Arc<str>, ts: i64, amount_usd: f64, device: Option<&str>) {
+        self.completed += 1;
+        let dest = match self.destinations.iter().position(|d| d.address == address) {
+            Some(i) => i,
+            None => {
+                if self.destinations.len() >= MAX_DESTINATIONS {
+                    self.forget_stalest_destination();
+                }
+                self.destinations.push(KnownDestination { address, first_ts: ts, last_ts: ts });
+                self.destinations.len() - 1
+            }
+        };
+        if let Some(known) = self.destinations.get_mut(dest) {
+            known.first_ts = known.first_ts.min(ts);
+            known.last_ts = known.last_ts.max(ts);
+        }
+        if self.history.len() >= MAX_HISTORY {
+            self.forget_oldest_entry();
+        }
+        self.history.push(Entry { ts, amount_usd, dest: dest as u32 });
+        if let Some(device) = device {
+            self.record_device(device, ts);
+        }
+        self.trim();
+    }
+
+    pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
+        match self.devices.iter_mut().find(|d| &*d.id == id) {
+            Some(d) => {
+                d.first_ts = d.first_ts.min(ts);
+                d.last_ts = d.last_ts.max(ts);
+            }
+            None => {
+                if self.devices.len() >= MAX_DEVICES {
+                    let stalest = self.devices.iter().enumerate().min_by_key(|(_, d)| d.last_ts).map(|(i, _)| i);
+                    if let Some(i) = stalest {
+                        self.devices.swap_remove(i);
+                    }
+                }
+                self.devices.push(Device { id: id.into(), first_ts: ts, last_ts: ts });
+            }
+        }
+    }
+
+    pub(crate) fn record_reset(&mut self, ts: i64) {
+        let at = self.resets.partition_point(|&r| r <= ts);
+        self.resets.insert(at, ts);
+        if self.resets.len() > MAX_RESETS {
+            self.resets.remove(0);
+        }
+    }
+
+    /// The newest time anything happened to this user.
+    pub(crate) fn newest(&self) -> i64 {
+        let history = self.history.iter().map(|e| e.ts);
+        let devices = self.devices.iter().map(|d| d.last_ts);
+        history.chain(devices).chain(self.resets.last().copied()).max().unwrap_or(i64::MIN)
+    }
+
+    /// Forgets what lies more than [`RETENTION_DAYS`] before the newest event.
+    fn trim(&mut self) {
+        let horizon = self.newest().saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+        if self.history.iter().any(|e| e.ts <= horizon) {
+            self.history.retain(|e| e.ts > horizon);
+        }
+        let stale = self.destinations.iter().position(|d| d.last_ts <= horizon);
+        if stale.is_some() {
+            while let Some(i) = self.destinations.iter().position(|d| d.last_ts <= horizon) {
+                self.remove_destination(i);
+            }
+        }
+        self.devices.retain(|d| d.last_ts > horizon);
+        self.resets.retain(|&r| r > horizon);
+    }
+
+    fn forget_oldest_entry(&mut self) {
+        let oldest = self.history.iter().enumerate().min_by_key(|(_, e)| e.ts).map(|(i, _)| i);
+        if let Some(i) = oldest {
+            self.history.remove(i);
+        }
+    }
+
+    fn forget_stalest_destination(&mut self) {
+        let stalest = self.destinations.iter().enumerate().min_by_key(|(_, d)| d.last_ts).map(|(i, _)| i);
+        if let Some(i) = stalest {
+            self.remove_destination(i);
+        }
+    }
+
+    /// Removes destination `i` with its history entries, keeping indices consistent.
+    fn remove_destination(&mut self, i: usize) {
+        if i >= self.destinations.len() {
+            return;
+        }
+        self.destinations.remove(i);
+        let i = i as u32;
+        self.history.retain(|e| e.dest != i);
+        for e in &mut self.history {
+            if e.dest > i {
+                e.dest -= 1;
+            }
+        }
+    }
+}
+
+/// Median of `values`; the mean of the two middle values for an even count; 0.0 when empty.
+fn median(values: &mut [f64]) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    let (lower, upper_mid, _) = values.select_nth_unstable_by(n / 2, f64::total_cmp);
+    let upper = *upper_mid;
+    if n % 2 == 1 {
+        upper
+    } else {
+        let lower_mid = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lower_mid + upper) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    }
+}

@@ -1,0 +1,138 @@
+//! Streams of events (JSON Lines), as `score`, `check` and `replay` read them: blank lines
+//! skipped, each invalid line reported by number without changing state, withdrawal ids unique.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+
+use crate::decision::Decision;
+use crate::error::Error;
+use crate::event::{Event, Withdrawal};
+use crate::scorer::Scorer;
+
+/// Lines longer than this are invalid (and not held in memory).
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// What one line came to.
+#[derive(Debug)]
+pub enum Processed {
+    /// A blank line.
+    Blank,
+    /// An account event, recorded.
+    Observed(Event),
+    /// A withdrawal, decided and then recorded.
+    Scored(Box<Withdrawal>, Decision),
+}
+
+/// Feeds lines to a [`Scorer`] in order: score each withdrawal, then observe every event.
+#[derive(Default)]
+pub struct EventStream {
+    line: usize,
+    withdrawal_ids: HashSet<Box<str>>,
+}
+
+impl EventStream {
+    /// A stream starting at line 1 with no withdrawal ids seen.
+    pub fn new() -> EventStream {
+        EventStream::default()
+    }
+
+    /// Processes the next line. An invalid line yields [`crate::ErrorKind::InvalidEvent`] with its
+    /// number and changes no state.
+    pub fn process(&mut self, scorer: &Scorer, line: Result<&str, String>) -> Result<Processed, Error> {
+        self.line += 1;
+        let line_no = self.line;
+        let text = line.map_err(|message| Error::invalid_event(line_no, message))?;
+        if text.trim().is_empty() {
+            return Ok(Processed::Blank);
+        }
+        let event = Event::parse_line(text).map_err(|message| Error::invalid_event(line_no, message))?;
+        match event {
+            Event::Withdrawal(w) => {
+                if self.withdrawal_ids.contains(w.id.as_str()) {
+                    return Err(Error::invalid_event(line_no, format!("withdrawal id \"{}\" was seen before; ids must be unique", w.id)));
+                }
+                self.withdrawal_ids.insert(w.id.as_str().into());
+                let decision = scorer.score(&w);
+                scorer.observe_withdrawal(&w);
+                Ok(Processed::Scored(Box::new(w), decision))
+            }
+            other => {
+                scorer.observe(&other);
+                Ok(Processed::Observed(other))
+            }
+        }
+    }
+
+    /// The number of the last line processed.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+}
+
+/// Reads lines of at most [`MAX_LINE_BYTES`], without holding a longer one in memory.
+/// Yields `Err(message)` for an over-long or non-UTF-8 line; `None` at the end or on an I/O error
+/// (kept in [`LineReader::io_error`]).
+pub struct LineReader<R> {
+    reader: R,
+    buffer: Vec<u8>,
+    io_error: Option<std::io::Error>,
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// Wraps a buffered reader.
+    pub fn new(reader: R) -> LineReader<R> {
+        LineReader { reader, buffer: Vec::new(), io_error: None }
+    }
+
+    /// The I/O error that ended reading, if any.
+    pub fn io_error(&mut self) -> Option<std::io::Error> {
+        self.io_error.take()
+    }
+
+    /// The next line, without its line ending.
+    pub fn next_line(&mut self) -> Option<Result<&str, String>> {
+        self.buffer.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let chunk = match self.reader.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.io_error = Some(e);
+                    return None;
+                }
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            any = true;
+            let (piece, consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (chunk.get(..i).unwrap_or_default(), i + 1, true),
+                None => (chunk, chunk.len(), false),
+            };
+            if !too_long {
+                if self.buffer.len() + piece.len() > MAX_LINE_BYTES {
+                    too_long = true;
+                    self.buffer.clear();
+                } else {
+                    self.buffer.extend_from_slice(piece);
+                }
+            }
+            self.reader.consume(consumed);
+            if done {
+                break;
+            }
+        }
+        if !any {
+            return None;
+        }
+        if too_long {
+            return Some(Err(format!("line is longer than {MAX_LINE_BYTES} bytes")));
+        }
+        if self.buffer.last() == Some(&b'\r') {
+            self.buffer.pop();
+        }
+        Some(std::str::from_utf8(&self.buffer).map_err(|e| format!("line is not valid UTF-8 (byte {})", e.valid_up_to() + 1)))
+    }
+}
