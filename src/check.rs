@@ -47,7 +47,9 @@ pub struct PackReport {
 impl CheckReport {
     /// True when everything loaded and every expectation held.
     pub fn passed(&self) -> bool {
-        self.problems.is_empty() && self.ruleset.is_some() && self.packs.iter().all(|p| p.failures.is_empty())
+        self.problems.is_empty()
+            && self.ruleset.is_some()
+            && self.packs.iter().all(|p| p.failures.is_empty())
     }
 }
 
@@ -60,17 +62,29 @@ impl fmt::Display for CheckReport {
             writeln!(f, "ok    rule set {id} loads: {} pack(s)", self.packs.len())?;
         }
         for pack in &self.packs {
-            let status = if pack.failures.is_empty() { "ok  " } else { "FAIL" };
+            let status = if pack.failures.is_empty() {
+                "ok  "
+            } else {
+                "FAIL"
+            };
             writeln!(
                 f,
                 "{status}  {}: {} rule(s), {} test file(s), {} expectation(s), {} failure(s)",
-                pack.pack, pack.rules, pack.files, pack.expectations, pack.failures.len()
+                pack.pack,
+                pack.rules,
+                pack.files,
+                pack.expectations,
+                pack.failures.len()
             )?;
             for failure in &pack.failures {
                 writeln!(f, "      {failure}")?;
             }
         }
-        let verdict = if self.passed() { "check passed" } else { "check FAILED" };
+        let verdict = if self.passed() {
+            "check passed"
+        } else {
+            "check FAILED"
+        };
         write!(f, "{verdict}")
     }
 }
@@ -91,7 +105,9 @@ struct Expect {
     warning: Option<Option<String>>,
 }
 
-fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -104,7 +120,12 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
         Err(e) => {
             report.problems = e.problems().to_vec();
             if report.problems.is_empty() {
-                report.problems.push(Problem { file: dir.display().to_string(), line: 1, column: 1, message: e.to_string() });
+                report.problems.push(Problem {
+                    file: dir.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    message: e.to_string(),
+                });
             }
             return report;
         }
@@ -120,7 +141,11 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
 }
 
 fn check_pack(dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
-    let mut report = PackReport { pack: pack.to_string(), rules: rules.rules().len(), ..PackReport::default() };
+    let mut report = PackReport {
+        pack: pack.to_string(),
+        rules: rules.rules().len(),
+        ..PackReport::default()
+    };
     let tests_dir = dir.join(pack).join("tests");
     let mut files: Vec<_> = std::fs::read_dir(&tests_dir)
         .map(|entries| {
@@ -135,7 +160,12 @@ fn check_pack(dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
     let rules = std::sync::Arc::new(rules);
     for path in files {
         report.files += 1;
-        let name = format!("{pack}/tests/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let name = format!(
+            "{pack}/tests/{}",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        );
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) => {
@@ -154,18 +184,29 @@ fn check_pack(dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
                 .unwrap_or_default()
                 .expect;
             match stream.process(&scorer, line) {
-                Err(e) => report.failures.push(format!("{name}:{}: invalid event: {}", stream.line(), invalid_message(&e))),
+                Err(e) => report.failures.push(format!(
+                    "{name}:{}: invalid event: {}",
+                    stream.line(),
+                    invalid_message(&e)
+                )),
                 Ok(Processed::Scored(_, decision)) => {
                     if let Some(expect) = expect {
                         report.expectations += 1;
                         for failure in compare(&expect, &decision) {
-                            report.failures.push(format!("{name}:{}: withdrawal {}: {failure}", stream.line(), decision.id));
+                            report.failures.push(format!(
+                                "{name}:{}: withdrawal {}: {failure}",
+                                stream.line(),
+                                decision.id
+                            ));
                         }
                     }
                 }
                 Ok(_) => {
                     if expect.is_some() {
-                        report.failures.push(format!("{name}:{}: `expect` is only checked on withdrawals", stream.line()));
+                        report.failures.push(format!(
+                            "{name}:{}: `expect` is only checked on withdrawals",
+                            stream.line()
+                        ));
                     }
                 }
             }
@@ -186,27 +227,41 @@ fn invalid_message(e: &crate::Error) -> String {
 
 fn compare(expect: &Expect, decision: &Decision) -> Vec<String> {
     let mut failures = Vec::new();
-    let hit_ids = |hits: &[crate::decision::Hit]| -> Vec<String> { hits.iter().map(|h| h.rule.clone()).collect() };
+    let hit_ids = |hits: &[crate::decision::Hit]| -> Vec<String> {
+        hits.iter().map(|h| h.rule.clone()).collect()
+    };
     let got_hits = hit_ids(&decision.hits);
     if let Some(tier) = &expect.tier {
         match Tier::from_name(tier) {
             Some(t) if t == decision.tier => {}
             Some(t) => failures.push(format!(
                 "expected tier {t}, got {} (score {}, hits [{}])",
-                decision.tier, decision.score, got_hits.join(", ")
+                decision.tier,
+                decision.score,
+                got_hits.join(", ")
             )),
-            None => failures.push(format!("expect.tier \"{tier}\" is not a tier (allow, notice, warn, cool_off)")),
+            None => failures.push(format!(
+                "expect.tier \"{tier}\" is not a tier (allow, notice, warn, cool_off)"
+            )),
         }
     }
     if let Some(hits) = &expect.hits {
         if !same_set(hits, &got_hits) {
-            failures.push(format!("expected hits [{}], got [{}]", hits.join(", "), got_hits.join(", ")));
+            failures.push(format!(
+                "expected hits [{}], got [{}]",
+                hits.join(", "),
+                got_hits.join(", ")
+            ));
         }
     }
     if let Some(shadow) = &expect.shadow_hits {
         let got = hit_ids(&decision.shadow_hits);
         if !same_set(shadow, &got) {
-            failures.push(format!("expected shadow hits [{}], got [{}]", shadow.join(", "), got.join(", ")));
+            failures.push(format!(
+                "expected shadow hits [{}], got [{}]",
+                shadow.join(", "),
+                got.join(", ")
+            ));
         }
     }
     if let Some(score) = expect.score {

@@ -99,13 +99,19 @@ pub struct Decision {
 impl Decision {
     /// The decision as one line of JSON.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize decision: {e}\"}}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize decision: {e}\"}}"))
     }
 }
 
 /// Builds the decision from each rule's outcome (`outcomes[i]` for `rules.rules()[i]`, `None`
 /// for a rule whose pack did not apply).
-pub(crate) fn decide(rules: &RuleSet, w: &Withdrawal, destination: &str, outcomes: &[Option<Outcome>]) -> Decision {
+pub(crate) fn decide(
+    rules: &RuleSet,
+    w: &Withdrawal,
+    destination: &str,
+    outcomes: &[Option<Outcome>],
+) -> Decision {
     let policy = rules.policy();
     let mut pack_sums = vec![0_i64; rules.packs.len()];
     let mut hits = Vec::new();
@@ -118,7 +124,11 @@ pub(crate) fn decide(rules: &RuleSet, w: &Withdrawal, destination: &str, outcome
         match outcome {
             None | Some(Outcome::NoHit) => {}
             Some(Outcome::Hit(score)) => {
-                let hit = Hit { rule: rule.id.clone(), score: *score, reason: rule.reason.clone() };
+                let hit = Hit {
+                    rule: rule.id.clone(),
+                    score: *score,
+                    reason: rule.reason.clone(),
+                };
                 if rule.shadow {
                     shadow_hits.push(hit);
                     continue;
@@ -138,7 +148,10 @@ pub(crate) fn decide(rules: &RuleSet, w: &Withdrawal, destination: &str, outcome
                 }
             }
             Some(Outcome::Error(message)) => {
-                errors.push(RuleError { rule: rule.id.clone(), error: message.clone() });
+                errors.push(RuleError {
+                    rule: rule.id.clone(),
+                    error: message.clone(),
+                });
                 live_error |= !rule.shadow;
             }
         }

@@ -56,20 +56,34 @@ impl Error {
     }
 
     pub(crate) fn load(problems: Vec<Problem>) -> Error {
-        Error { kind: ErrorKind::Load(problems) }
+        Error {
+            kind: ErrorKind::Load(problems),
+        }
     }
 
     pub(crate) fn io(path: &Path, error: impl fmt::Display) -> Error {
-        Error { kind: ErrorKind::Io { path: path.to_path_buf(), message: error.to_string() } }
+        Error {
+            kind: ErrorKind::Io {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            },
+        }
     }
 
     pub(crate) fn invalid_event(line: usize, message: String) -> Error {
-        Error { kind: ErrorKind::InvalidEvent { line, message } }
+        Error {
+            kind: ErrorKind::InvalidEvent { line, message },
+        }
     }
 
     #[allow(dead_code)]
     pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
-        Error { kind: ErrorKind::Corrupt { path: path.to_path_buf(), message: message.into() } }
+        Error {
+            kind: ErrorKind::Corrupt {
+                path: path.to_path_buf(),
+                message: message.into(),
+            },
+        }
     }
 }
 

@@ -165,7 +165,10 @@ struct RawUser {
 /// Parses the JSON of one line, with messages that say what to fix.
 pub(crate) fn parse_raw(line: &str) -> Result<RawEvent, String> {
     if line.starts_with('\u{feff}') {
-        return Err("line starts with a byte-order mark (U+FEFF); write JSON Lines as UTF-8 without a BOM".into());
+        return Err(
+            "line starts with a byte-order mark (U+FEFF); write JSON Lines as UTF-8 without a BOM"
+                .into(),
+        );
     }
     serde_json::from_str::<RawEvent>(line).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
@@ -191,9 +194,9 @@ fn timestamp(value: Option<String>, kind: &str, field: &str) -> Result<Timestamp
 
 impl RawEvent {
     pub(crate) fn into_event(self) -> Result<Event, String> {
-        let kind = self
-            .kind
-            .ok_or_else(|| "event is missing field `kind` (withdrawal, password_reset or login)".to_string())?;
+        let kind = self.kind.ok_or_else(|| {
+            "event is missing field `kind` (withdrawal, password_reset or login)".to_string()
+        })?;
         let name = match kind {
             Kind::Withdrawal => "withdrawal",
             Kind::PasswordReset => "password_reset",
@@ -205,7 +208,11 @@ impl RawEvent {
             Kind::PasswordReset => Ok(Event::PasswordReset { ts, user_id }),
             Kind::Login => {
                 let device_id = required(self.device_id, name, "device_id")?;
-                Ok(Event::Login { ts, user_id, device_id })
+                Ok(Event::Login {
+                    ts,
+                    user_id,
+                    device_id,
+                })
             }
             Kind::Withdrawal => {
                 let id = required(self.id, name, "id")?;
@@ -220,9 +227,9 @@ impl RawEvent {
                     ));
                 }
                 let destination = required(self.destination, name, "destination")?;
-                let raw_user = self
-                    .user
-                    .ok_or_else(|| "withdrawal is missing field `user` (the profile snapshot)".to_string())?;
+                let raw_user = self.user.ok_or_else(|| {
+                    "withdrawal is missing field `user` (the profile snapshot)".to_string()
+                })?;
                 let user = raw_user.into_profile()?;
                 if matches!(&self.device_id, Some(d) if d.is_empty()) {
                     return Err("withdrawal field `device_id` must not be empty when given".into());
@@ -277,6 +284,9 @@ mod tests {
         assert_eq!(normalize_address(evm), evm.to_ascii_lowercase());
         assert_eq!(normalize_address("TAbCdEf"), "TAbCdEf");
         assert_eq!(normalize_address("0xABC"), "0xABC");
-        assert_eq!(normalize_address(" 0xAbCdEf0123456789abcdef0123456789ABCDEF01"), " 0xAbCdEf0123456789abcdef0123456789ABCDEF01");
+        assert_eq!(
+            normalize_address(" 0xAbCdEf0123456789abcdef0123456789ABCDEF01"),
+            " 0xAbCdEf0123456789abcdef0123456789ABCDEF01"
+        );
     }
 }

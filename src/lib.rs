@@ -24,6 +24,9 @@ pub use error::{Error, ErrorKind};
 pub use event::{normalize_address, Event, Label, Status, UserProfile, Withdrawal};
 pub use rules::{Limits, Outcome, Policy, Problem, RuleSet, WarningText};
 pub use scorer::{Scorer, Tx};
-pub use state::{TxFeatures, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
+pub use state::{
+    TxFeatures, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
+    RETENTION_DAYS,
+};
 pub use stream::{EventStream, LineReader, Processed};
 pub use time::Timestamp;

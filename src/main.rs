@@ -92,7 +92,10 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
     let reader = match open_input(input) {
         Ok(reader) => reader,
         Err(e) => {
-            eprintln!("riskgate: cannot read {}: {e}", input.map_or("stdin".into(), |p| p.display().to_string()));
+            eprintln!(
+                "riskgate: cannot read {}: {e}",
+                input.map_or("stdin".into(), |p| p.display().to_string())
+            );
             return ExitCode::from(UNUSABLE);
         }
     };
@@ -110,7 +113,15 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
                     riskgate::ErrorKind::InvalidEvent { message, .. } => message.clone(),
                     _ => e.to_string(),
                 };
-                writeln!(out, "{}", LineError { line: stream.line(), error: &message }.to_json())
+                writeln!(
+                    out,
+                    "{}",
+                    LineError {
+                        line: stream.line(),
+                        error: &message
+                    }
+                    .to_json()
+                )
             }
         };
         if let Err(e) = written {

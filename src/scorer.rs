@@ -26,7 +26,10 @@ pub struct Scorer {
 
 impl std::fmt::Debug for Scorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scorer").field("ruleset", &self.rules.load().id()).field("users", &self.state.user_count()).finish()
+        f.debug_struct("Scorer")
+            .field("ruleset", &self.rules.load().id())
+            .field("users", &self.state.user_count())
+            .finish()
     }
 }
 
@@ -61,12 +64,18 @@ pub struct Tx {
 impl Scorer {
     /// A scorer with no state, deciding with `rules`.
     pub fn new(rules: RuleSet) -> Scorer {
-        Scorer { rules: ArcSwap::from_pointee(rules), state: State::default() }
+        Scorer {
+            rules: ArcSwap::from_pointee(rules),
+            state: State::default(),
+        }
     }
 
     /// A scorer with no state, deciding with an already shared rule set.
     pub fn new_shared(rules: Arc<RuleSet>) -> Scorer {
-        Scorer { rules: ArcSwap::new(rules), state: State::default() }
+        Scorer {
+            rules: ArcSwap::new(rules),
+            state: State::default(),
+        }
     }
 
     /// Loads the rule set in `dir` (see [`RuleSet::load`]).
@@ -143,24 +152,40 @@ impl Scorer {
         self.state.user_count()
     }
 
-    pub(crate) fn state(&self) -> &State {
-        &self.state
-    }
-
-    fn evaluate(&self, w: &Withdrawal, mut timings: Option<&mut Vec<Option<Duration>>>) -> Decision {
+    fn evaluate(
+        &self,
+        w: &Withdrawal,
+        mut timings: Option<&mut Vec<Option<Duration>>>,
+    ) -> Decision {
         let rules = self.rules.load();
         let destination = normalize_address(&w.destination);
         let now = w.ts.as_micros();
-        let applies: Vec<bool> = rules.packs.iter().map(|p| p.applies(&w.user.country, now)).collect();
+        let applies: Vec<bool> = rules
+            .packs
+            .iter()
+            .map(|p| p.applies(&w.user.country, now))
+            .collect();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; rules.rules.len()];
         if let Some(t) = timings.as_deref_mut() {
             t.clear();
             t.resize(rules.rules.len(), None);
         }
-        if rules.rules.iter().any(|r| applies.get(r.pack).copied().unwrap_or(false)) {
+        if rules
+            .rules
+            .iter()
+            .any(|r| applies.get(r.pack).copied().unwrap_or(false))
+        {
             let features = self.state.features(w);
             let mut scope = Scope::new();
-            scope.push_constant("tx", tx_map(w, &destination, &features, rules.watchlists_of(&destination)));
+            scope.push_constant(
+                "tx",
+                tx_map(
+                    w,
+                    &destination,
+                    &features,
+                    rules.watchlists_of(&destination),
+                ),
+            );
             for (i, rule) in rules.rules.iter().enumerate() {
                 if !applies.get(rule.pack).copied().unwrap_or(false) {
                     continue;
@@ -182,7 +207,12 @@ impl Scorer {
 }
 
 /// The `tx` object map a rule sees.
-fn tx_map(w: &Withdrawal, destination: &str, f: &TxFeatures, watchlists: Option<&rhai::Array>) -> Map {
+fn tx_map(
+    w: &Withdrawal,
+    destination: &str,
+    f: &TxFeatures,
+    watchlists: Option<&rhai::Array>,
+) -> Map {
     let mut map = Map::new();
     let mut put = |key: &str, value: Dynamic| {
         map.insert(key.into(), value);
@@ -202,13 +232,19 @@ fn tx_map(w: &Withdrawal, destination: &str, f: &TxFeatures, watchlists: Option<
     put("withdrawals_24h", f.withdrawals_24h.into());
     put("amount_usd_24h", f.amount_usd_24h.into());
     put("median_amount_usd_90d", f.median_amount_usd_90d.into());
-    put("hours_since_password_reset", f.hours_since_password_reset.into());
+    put(
+        "hours_since_password_reset",
+        f.hours_since_password_reset.into(),
+    );
     put("device_age_hours", f.device_age_hours.into());
     put("dest_users_24h", f.dest_users_24h.into());
     put("dest_users_30d", f.dest_users_30d.into());
     put("dest_first_used_days", f.dest_first_used_days.into());
     put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
-    put("watchlists", Dynamic::from_array(watchlists.cloned().unwrap_or_default()));
+    put(
+        "watchlists",
+        Dynamic::from_array(watchlists.cloned().unwrap_or_default()),
+    );
     map
 }
 

@@ -38,18 +38,29 @@ impl EventStream {
 
     /// Processes the next line. An invalid line yields [`crate::ErrorKind::InvalidEvent`] with its
     /// number and changes no state.
-    pub fn process(&mut self, scorer: &Scorer, line: Result<&str, String>) -> Result<Processed, Error> {
+    pub fn process(
+        &mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+    ) -> Result<Processed, Error> {
         self.line += 1;
         let line_no = self.line;
         let text = line.map_err(|message| Error::invalid_event(line_no, message))?;
         if text.trim().is_empty() {
             return Ok(Processed::Blank);
         }
-        let event = Event::parse_line(text).map_err(|message| Error::invalid_event(line_no, message))?;
+        let event =
+            Event::parse_line(text).map_err(|message| Error::invalid_event(line_no, message))?;
         match event {
             Event::Withdrawal(w) => {
                 if self.withdrawal_ids.contains(w.id.as_str()) {
-                    return Err(Error::invalid_event(line_no, format!("withdrawal id \"{}\" was seen before; ids must be unique", w.id)));
+                    return Err(Error::invalid_event(
+                        line_no,
+                        format!(
+                            "withdrawal id \"{}\" was seen before; ids must be unique",
+                            w.id
+                        ),
+                    ));
                 }
                 self.withdrawal_ids.insert(w.id.as_str().into());
                 let decision = scorer.score(&w);
@@ -81,7 +92,11 @@ pub struct LineReader<R> {
 impl<R: BufRead> LineReader<R> {
     /// Wraps a buffered reader.
     pub fn new(reader: R) -> LineReader<R> {
-        LineReader { reader, buffer: Vec::new(), io_error: None }
+        LineReader {
+            reader,
+            buffer: Vec::new(),
+            io_error: None,
+        }
     }
 
     /// The I/O error that ended reading, if any.
@@ -133,6 +148,9 @@ impl<R: BufRead> LineReader<R> {
         if self.buffer.last() == Some(&b'\r') {
             self.buffer.pop();
         }
-        Some(std::str::from_utf8(&self.buffer).map_err(|e| format!("line is not valid UTF-8 (byte {})", e.valid_up_to() + 1)))
+        Some(
+            std::str::from_utf8(&self.buffer)
+                .map_err(|e| format!("line is not valid UTF-8 (byte {})", e.valid_up_to() + 1)),
+        )
     }
 }

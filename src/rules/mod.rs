@@ -97,7 +97,11 @@ pub struct RuleSet {
 
 impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet").field("id", &self.id).field("packs", &self.packs).field("rules", &self.rules.len()).finish()
+        f.debug_struct("RuleSet")
+            .field("id", &self.id)
+            .field("packs", &self.packs)
+            .field("rules", &self.rules.len())
+            .finish()
     }
 }
 
@@ -162,7 +166,12 @@ impl RuleSet {
 pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Option<String> {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     if size > MAX_FILE_BYTES {
-        problems.at(name, 1, 1, format!("file is {size} bytes; the limit is {MAX_FILE_BYTES}"));
+        problems.at(
+            name,
+            1,
+            1,
+            format!("file is {size} bytes; the limit is {MAX_FILE_BYTES}"),
+        );
         return None;
     }
     match std::fs::read(path) {
@@ -170,8 +179,13 @@ pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Opt
             Ok(text) => Some(text),
             Err(e) => {
                 let offset = e.utf8_error().valid_up_to();
-                let valid = String::from_utf8_lossy(e.as_bytes().get(..offset).unwrap_or_default()).into_owned();
-                let (line, column) = Source { name: name.to_string(), text: &valid }.position(offset);
+                let valid = String::from_utf8_lossy(e.as_bytes().get(..offset).unwrap_or_default())
+                    .into_owned();
+                let (line, column) = Source {
+                    name: name.to_string(),
+                    text: &valid,
+                }
+                .position(offset);
                 problems.at(name, line, column, "file is not valid UTF-8");
                 None
             }
@@ -186,11 +200,20 @@ pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Opt
 fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
     let mut problems = Problems::default();
     let policy_text = read_text(&dir.join("policy.toml"), "policy.toml", &mut problems);
-    let policy = policy_text
-        .as_deref()
-        .and_then(|text| Policy::load(&Source { name: "policy.toml".into(), text }, &mut problems));
+    let policy = policy_text.as_deref().and_then(|text| {
+        Policy::load(
+            &Source {
+                name: "policy.toml".into(),
+                text,
+            },
+            &mut problems,
+        )
+    });
     // Packs are compiled even when the policy is broken, so that all problems show at once.
-    let limits = policy.as_ref().map(|p| p.limits.clone()).unwrap_or_default();
+    let limits = policy
+        .as_ref()
+        .map(|p| p.limits.clone())
+        .unwrap_or_default();
     let sandbox = Sandbox::new(&limits);
 
     let folders = match only {
@@ -210,7 +233,12 @@ fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
     }
 }
 
-fn assemble(id: String, policy: Policy, loaded: Vec<pack::LoadedPack>, sandbox: Sandbox) -> RuleSet {
+fn assemble(
+    id: String,
+    policy: Policy,
+    loaded: Vec<pack::LoadedPack>,
+    sandbox: Sandbox,
+) -> RuleSet {
     let mut packs = Vec::new();
     let mut rules = Vec::new();
     let mut warnings = Vec::new();
@@ -223,7 +251,8 @@ fn assemble(id: String, policy: Policy, loaded: Vec<pack::LoadedPack>, sandbox: 
             }
         }
         let first_warning = warnings.len();
-        let pack_warnings: Vec<String> = loaded_pack.warnings.iter().map(|w| w.key.clone()).collect();
+        let pack_warnings: Vec<String> =
+            loaded_pack.warnings.iter().map(|w| w.key.clone()).collect();
         warnings.extend(loaded_pack.warnings);
         for rule in loaded_pack.rules {
             let warning = rule
@@ -263,7 +292,15 @@ fn assemble(id: String, policy: Policy, loaded: Vec<pack::LoadedPack>, sandbox: 
             (address, ids.into_iter().map(rhai::Dynamic::from).collect())
         })
         .collect();
-    RuleSet { id: Arc::from(id), policy, packs, rules, warnings, watchlists, sandbox }
+    RuleSet {
+        id: Arc::from(id),
+        policy,
+        packs,
+        rules,
+        warnings,
+        watchlists,
+        sandbox,
+    }
 }
 
 /// A digest of every file of the rule set (path and contents), so that any change shows.

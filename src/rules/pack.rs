@@ -110,21 +110,35 @@ pub(crate) struct LoadedRule {
     pub(crate) shadow: bool,
 }
 
-fn mode_is_shadow(mode: &Option<Spanned<String>>, what: &str, source: &Source<'_>, problems: &mut Problems) -> bool {
+fn mode_is_shadow(
+    mode: &Option<Spanned<String>>,
+    what: &str,
+    source: &Source<'_>,
+    problems: &mut Problems,
+) -> bool {
     match mode {
         None => false,
         Some(m) => match m.get_ref().as_str() {
             "live" => false,
             "shadow" => true,
             other => {
-                problems.in_source(source, m.span(), format!("{what}mode must be \"live\" or \"shadow\", not \"{other}\""));
+                problems.in_source(
+                    source,
+                    m.span(),
+                    format!("{what}mode must be \"live\" or \"shadow\", not \"{other}\""),
+                );
                 false
             }
         },
     }
 }
 
-fn instant(value: &Option<Spanned<Instant>>, field: &str, source: &Source<'_>, problems: &mut Problems) -> Option<i64> {
+fn instant(
+    value: &Option<Spanned<Instant>>,
+    field: &str,
+    source: &Source<'_>,
+    problems: &mut Problems,
+) -> Option<i64> {
     let value = value.as_ref()?;
     let text = match value.get_ref() {
         Instant::Datetime(dt) => dt.to_string(),
@@ -133,27 +147,52 @@ fn instant(value: &Option<Spanned<Instant>>, field: &str, source: &Source<'_>, p
     match Timestamp::parse(&text) {
         Ok(ts) => Some(ts.as_micros()),
         Err(e) => {
-            problems.in_source(source, value.span(), format!("{field} needs a date, a time and an offset, e.g. 2026-12-01T00:00:00Z: {e}"));
+            problems.in_source(
+                source,
+                value.span(),
+                format!(
+                    "{field} needs a date, a time and an offset, e.g. 2026-12-01T00:00:00Z: {e}"
+                ),
+            );
             None
         }
     }
 }
 
 /// Loads one pack folder. Problems are collected; the pack is returned only when it has none.
-pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut Problems) -> Option<LoadedPack> {
+pub(crate) fn load(
+    dir: &Path,
+    folder: &str,
+    sandbox: &Sandbox,
+    problems: &mut Problems,
+) -> Option<LoadedPack> {
     let manifest_name = format!("{folder}/pack.toml");
     let text = read_text(&dir.join("pack.toml"), &manifest_name, problems)?;
-    let source = Source { name: manifest_name, text: &text };
+    let source = Source {
+        name: manifest_name,
+        text: &text,
+    };
     let raw: RawPack = match toml::from_str(&text) {
         Ok(raw) => raw,
         Err(e) => {
-            problems.in_source(&source, e.span().unwrap_or(0..0), e.message().trim().to_string());
+            problems.in_source(
+                &source,
+                e.span().unwrap_or(0..0),
+                e.message().trim().to_string(),
+            );
             return None;
         }
     };
     let before = problems.len();
     if raw.id.get_ref() != folder {
-        problems.in_source(&source, raw.id.span(), format!("pack id \"{}\" must equal its folder name \"{folder}\"", raw.id.get_ref()));
+        problems.in_source(
+            &source,
+            raw.id.span(),
+            format!(
+                "pack id \"{}\" must equal its folder name \"{folder}\"",
+                raw.id.get_ref()
+            ),
+        );
     }
     let id = folder.to_string();
     let regions = load_regions(&raw.regions, &source, problems);
@@ -165,7 +204,11 @@ pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut P
     }
     let active_from = instant(&raw.active_from, "active_from", &source, problems);
     let active_until = instant(&raw.active_until, "active_until", &source, problems);
-    if let (Some(from), Some(until), Some(span)) = (active_from, active_until, raw.active_until.as_ref().map(Spanned::span)) {
+    if let (Some(from), Some(until), Some(span)) = (
+        active_from,
+        active_until,
+        raw.active_until.as_ref().map(Spanned::span),
+    ) {
         if from >= until {
             problems.in_source(&source, span, "active_until must be later than active_from");
         }
@@ -177,23 +220,52 @@ pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut P
         let list = list.get_ref();
         let list_id = list.id.get_ref();
         if !valid_id(list_id) {
-            problems.in_source(&source, list.id.span(), format!("watchlist id \"{list_id}\" must be non-empty letters, digits, '-', '_' or '.'"));
+            problems.in_source(
+                &source,
+                list.id.span(),
+                format!(
+                    "watchlist id \"{list_id}\" must be non-empty letters, digits, '-', '_' or '.'"
+                ),
+            );
         }
-        if watchlists.iter().any(|(existing, _)| existing == &format!("{id}/{list_id}")) {
-            problems.in_source(&source, list.id.span(), format!("watchlist id \"{list_id}\" is used twice"));
+        if watchlists
+            .iter()
+            .any(|(existing, _)| existing == &format!("{id}/{list_id}"))
+        {
+            problems.in_source(
+                &source,
+                list.id.span(),
+                format!("watchlist id \"{list_id}\" is used twice"),
+            );
         }
         let file = list.file.get_ref();
         if !(file.ends_with(".txt") || file.ends_with(".json")) {
-            problems.in_source(&source, list.file.span(), format!("watchlist file \"{file}\" must end in .txt or .json"));
+            problems.in_source(
+                &source,
+                list.file.span(),
+                format!("watchlist file \"{file}\" must end in .txt or .json"),
+            );
             continue;
         }
         let Some(path) = inside(dir, file) else {
-            problems.in_source(&source, list.file.span(), format!("watchlist file \"{file}\" must be a relative path inside the pack"));
+            problems.in_source(
+                &source,
+                list.file.span(),
+                format!("watchlist file \"{file}\" must be a relative path inside the pack"),
+            );
             continue;
         };
         let name = format!("{folder}/{file}");
-        let Some(contents) = read_text(&path, &name, problems) else { continue };
-        let addresses = watchlist::parse(&Source { name, text: &contents }, problems);
+        let Some(contents) = read_text(&path, &name, problems) else {
+            continue;
+        };
+        let addresses = watchlist::parse(
+            &Source {
+                name,
+                text: &contents,
+            },
+            problems,
+        );
         watchlists.push((format!("{id}/{list_id}"), addresses));
     }
 
@@ -203,34 +275,64 @@ pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut P
         let rule = rule.get_ref();
         let rule_id = rule.id.get_ref();
         if !valid_id(rule_id) {
-            problems.in_source(&source, rule.id.span(), format!("rule id \"{rule_id}\" must be non-empty letters, digits, '-', '_' or '.'"));
+            problems.in_source(
+                &source,
+                rule.id.span(),
+                format!("rule id \"{rule_id}\" must be non-empty letters, digits, '-', '_' or '.'"),
+            );
         }
         if seen_ids.contains(&rule_id.as_str()) {
-            problems.in_source(&source, rule.id.span(), format!("rule id \"{rule_id}\" is used twice in this pack"));
+            problems.in_source(
+                &source,
+                rule.id.span(),
+                format!("rule id \"{rule_id}\" is used twice in this pack"),
+            );
         }
         seen_ids.push(rule_id);
         let warning = rule.warning.as_ref().map(|w| {
             let key = format!("{id}/{}", w.get_ref());
             if !warnings.iter().any(|known| known.key == key) {
-                problems.in_source(&source, w.span(), format!("rule \"{rule_id}\" names warning \"{}\", but there is no [warnings.{}.en]", w.get_ref(), w.get_ref()));
+                problems.in_source(
+                    &source,
+                    w.span(),
+                    format!(
+                        "rule \"{rule_id}\" names warning \"{}\", but there is no [warnings.{}.en]",
+                        w.get_ref(),
+                        w.get_ref()
+                    ),
+                );
             }
             key
         });
         let min_tier = rule.min_tier.as_ref().and_then(|t| {
             let tier = Tier::from_name(t.get_ref());
             if tier.is_none() {
-                problems.in_source(&source, t.span(), format!("rule \"{rule_id}\": unknown tier \"{}\" (allow, notice, warn, cool_off)", t.get_ref()));
+                problems.in_source(
+                    &source,
+                    t.span(),
+                    format!(
+                        "rule \"{rule_id}\": unknown tier \"{}\" (allow, notice, warn, cool_off)",
+                        t.get_ref()
+                    ),
+                );
             }
             tier
         });
-        let rule_shadow = mode_is_shadow(&rule.mode, &format!("rule \"{rule_id}\": "), &source, problems);
+        let rule_shadow = mode_is_shadow(
+            &rule.mode,
+            &format!("rule \"{rule_id}\": "),
+            &source,
+            problems,
+        );
         let script_name = rule.script.get_ref();
         let Some(path) = inside(dir, script_name).filter(|_| script_name.ends_with(".rhai")) else {
             problems.in_source(&source, rule.script.span(), format!("rule \"{rule_id}\": script \"{script_name}\" must be a .rhai file inside the pack"));
             continue;
         };
         let file = format!("{folder}/{script_name}");
-        let Some(script) = read_text(&path, &file, problems) else { continue };
+        let Some(script) = read_text(&path, &file, problems) else {
+            continue;
+        };
         match sandbox.compile(&script) {
             Ok(ast) => rules.push(LoadedRule {
                 id: format!("{id}/{rule_id}"),
@@ -263,10 +365,18 @@ pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut P
     })
 }
 
-fn load_regions(raw: &Spanned<Vec<String>>, source: &Source<'_>, problems: &mut Problems) -> Option<Regions> {
+fn load_regions(
+    raw: &Spanned<Vec<String>>,
+    source: &Source<'_>,
+    problems: &mut Problems,
+) -> Option<Regions> {
     let list = raw.get_ref();
     if list.is_empty() {
-        problems.in_source(source, raw.span(), "regions must name at least one country (ISO 3166 alpha-2) or \"*\"");
+        problems.in_source(
+            source,
+            raw.span(),
+            "regions must name at least one country (ISO 3166 alpha-2) or \"*\"",
+        );
         return None;
     }
     if list.iter().any(|r| r == "*") {
@@ -275,7 +385,11 @@ fn load_regions(raw: &Spanned<Vec<String>>, source: &Source<'_>, problems: &mut 
     let mut ok = true;
     for region in list {
         if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
-            problems.in_source(source, raw.span(), format!("region \"{region}\" is not an ISO 3166 alpha-2 code or \"*\""));
+            problems.in_source(
+                source,
+                raw.span(),
+                format!("region \"{region}\" is not an ISO 3166 alpha-2 code or \"*\""),
+            );
             ok = false;
         }
     }
@@ -284,13 +398,18 @@ fn load_regions(raw: &Spanned<Vec<String>>, source: &Source<'_>, problems: &mut 
 
 /// Ids: letters, digits, `-`, `_`, `.`.
 pub(crate) fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// `dir/relative`, refusing absolute paths and `..` so a pack cannot read outside itself.
 fn inside(dir: &Path, relative: &str) -> Option<std::path::PathBuf> {
     let path = Path::new(relative);
     let safe = !relative.is_empty()
-        && path.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
     safe.then(|| dir.join(path))
 }

@@ -121,7 +121,9 @@ struct RawErrors {
 
 impl Default for RawErrors {
     fn default() -> Self {
-        RawErrors { on_rule_error: toml::Spanned::new(0..0, "ignore".to_string()) }
+        RawErrors {
+            on_rule_error: toml::Spanned::new(0..0, "ignore".to_string()),
+        }
     }
 }
 
@@ -131,7 +133,11 @@ impl Policy {
         let raw: RawPolicy = match toml::from_str(source.text) {
             Ok(raw) => raw,
             Err(e) => {
-                problems.in_source(source, e.span().unwrap_or(0..0), e.message().trim().to_string());
+                problems.in_source(
+                    source,
+                    e.span().unwrap_or(0..0),
+                    e.message().trim().to_string(),
+                );
                 return None;
             }
         };
@@ -139,10 +145,14 @@ impl Policy {
         let tiers_span = raw.tiers.span();
         let thresholds = raw.tiers.into_inner();
         if !(thresholds.notice <= thresholds.warn && thresholds.warn <= thresholds.cool_off) {
-            problems.in_source(source, tiers_span, format!(
-                "tier thresholds must not decrease: notice ({}) <= warn ({}) <= cool_off ({})",
-                thresholds.notice, thresholds.warn, thresholds.cool_off
-            ));
+            problems.in_source(
+                source,
+                tiers_span,
+                format!(
+                    "tier thresholds must not decrease: notice ({}) <= warn ({}) <= cool_off ({})",
+                    thresholds.notice, thresholds.warn, thresholds.cool_off
+                ),
+            );
         }
         let on_rule_error_span = raw.errors.on_rule_error.span();
         let on_rule_error = match raw.errors.on_rule_error.get_ref().as_str() {
@@ -158,12 +168,16 @@ impl Policy {
             },
         };
         let limits_span = raw.limits.as_ref().map_or(0..0, toml::Spanned::span);
-        let limits = raw.limits.map(toml::Spanned::into_inner).unwrap_or_default();
+        let limits = raw
+            .limits
+            .map(toml::Spanned::into_inner)
+            .unwrap_or_default();
         check_limits(&limits, source, limits_span, problems);
-        let mut warnings: BTreeMap<String, Warning> = Warning::load_all(raw.warnings, "", source, problems)
-            .into_iter()
-            .map(|w| (w.key.clone(), w))
-            .collect();
+        let mut warnings: BTreeMap<String, Warning> =
+            Warning::load_all(raw.warnings, "", source, problems)
+                .into_iter()
+                .map(|w| (w.key.clone(), w))
+                .collect();
         let default_warning = warnings.remove("default");
         if default_warning.is_none() {
             problems.at(&source.name, 1, 1, "missing [warnings.default.en] (title and body): the warning shown when no rule names one");
@@ -181,9 +195,24 @@ impl Policy {
     }
 }
 
-fn check_limits(limits: &Limits, source: &Source<'_>, span: std::ops::Range<usize>, problems: &mut Problems) {
-    if !(limits.max_rule_ms.is_finite() && limits.max_rule_ms > 0.0 && limits.max_rule_ms <= 60_000.0) {
-        problems.in_source(source, span.clone(), format!("limits.max_rule_ms must be above 0 and at most 60000, got {}", limits.max_rule_ms));
+fn check_limits(
+    limits: &Limits,
+    source: &Source<'_>,
+    span: std::ops::Range<usize>,
+    problems: &mut Problems,
+) {
+    if !(limits.max_rule_ms.is_finite()
+        && limits.max_rule_ms > 0.0
+        && limits.max_rule_ms <= 60_000.0)
+    {
+        problems.in_source(
+            source,
+            span.clone(),
+            format!(
+                "limits.max_rule_ms must be above 0 and at most 60000, got {}",
+                limits.max_rule_ms
+            ),
+        );
     }
     let counts = [
         ("max_operations", limits.max_operations as usize),
@@ -195,7 +224,11 @@ fn check_limits(limits: &Limits, source: &Source<'_>, span: std::ops::Range<usiz
     ];
     for (name, value) in counts {
         if value == 0 {
-            problems.in_source(source, span.clone(), format!("limits.{name} must be at least 1 (0 would mean unlimited to Rhai)"));
+            problems.in_source(
+                source,
+                span.clone(),
+                format!("limits.{name} must be at least 1 (0 would mean unlimited to Rhai)"),
+            );
         }
     }
 }

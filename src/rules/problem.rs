@@ -19,7 +19,11 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -46,11 +50,27 @@ impl Source<'_> {
 pub(crate) struct Problems(pub(crate) Vec<Problem>);
 
 impl Problems {
-    pub(crate) fn at(&mut self, file: &str, line: usize, column: usize, message: impl Into<String>) {
-        self.0.push(Problem { file: file.to_string(), line, column, message: message.into() });
+    pub(crate) fn at(
+        &mut self,
+        file: &str,
+        line: usize,
+        column: usize,
+        message: impl Into<String>,
+    ) {
+        self.0.push(Problem {
+            file: file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        });
     }
 
-    pub(crate) fn in_source(&mut self, source: &Source<'_>, span: Range<usize>, message: impl Into<String>) {
+    pub(crate) fn in_source(
+        &mut self,
+        source: &Source<'_>,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) {
         let (line, column) = source.position(span.start);
         self.at(&source.name, line, column, message);
     }

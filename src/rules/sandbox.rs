@@ -81,19 +81,32 @@ impl Sandbox {
             let deadline = DEADLINE.with(Cell::get)?;
             (Instant::now() >= deadline).then(|| Dynamic::from("deadline"))
         });
-        Sandbox { engine, deadline: limits.deadline(), limits: limits.clone() }
+        Sandbox {
+            engine,
+            deadline: limits.deadline(),
+            limits: limits.clone(),
+        }
     }
 
     /// Compiles a rule script; the error carries its 1-based line and column.
     pub(crate) fn compile(&self, script: &str) -> Result<AST, (usize, usize, String)> {
         if script.len() > MAX_SCRIPT_BYTES {
-            return Err((1, 1, format!("script is {} bytes; the limit is {MAX_SCRIPT_BYTES}", script.len())));
+            return Err((
+                1,
+                1,
+                format!(
+                    "script is {} bytes; the limit is {MAX_SCRIPT_BYTES}",
+                    script.len()
+                ),
+            ));
         }
         // `tx` is declared as a plain variable for strict mode. Not as a constant: Rhai would
         // fold the constant into the AST.
         let mut scope = Scope::new();
         scope.push("tx", ());
-        match catch_unwind(AssertUnwindSafe(|| self.engine.compile_with_scope(&scope, script))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.engine.compile_with_scope(&scope, script)
+        })) {
             Ok(Ok(ast)) => Ok(ast),
             Ok(Err(e)) => {
                 let (line, column) = position(e.position());
@@ -107,7 +120,9 @@ impl Sandbox {
     /// when the script returns `true`. Never panics; the scope is left as it was found.
     pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
-        let result = catch_unwind(AssertUnwindSafe(|| self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)
+        }));
         DEADLINE.with(|d| d.set(None));
         scope.rewind(1);
         match result {
@@ -120,10 +135,18 @@ impl Sandbox {
     fn describe(&self, error: &EvalAltResult) -> String {
         match error {
             EvalAltResult::ErrorTerminated(_, pos) => {
-                format!("stopped at the {} ms deadline{}", self.limits.max_rule_ms, at(*pos))
+                format!(
+                    "stopped at the {} ms deadline{}",
+                    self.limits.max_rule_ms,
+                    at(*pos)
+                )
             }
             EvalAltResult::ErrorTooManyOperations(pos) => {
-                format!("stopped after {} operations (max_operations){}", self.limits.max_operations, at(*pos))
+                format!(
+                    "stopped after {} operations (max_operations){}",
+                    self.limits.max_operations,
+                    at(*pos)
+                )
             }
             other => other.to_string(),
         }
@@ -147,10 +170,18 @@ fn judge(value: Dynamic, score: i64) -> Outcome {
         return Outcome::NoHit;
     }
     if let Ok(b) = value.as_bool() {
-        return if b { Outcome::Hit(score) } else { Outcome::NoHit };
+        return if b {
+            Outcome::Hit(score)
+        } else {
+            Outcome::NoHit
+        };
     }
     if let Ok(n) = value.as_int() {
-        return if n > 0 { Outcome::Hit(n) } else { Outcome::NoHit };
+        return if n > 0 {
+            Outcome::Hit(n)
+        } else {
+            Outcome::NoHit
+        };
     }
     if let Ok(x) = value.as_float() {
         if !x.is_finite() {
@@ -187,9 +218,18 @@ mod tests {
         assert_eq!(judge(Dynamic::from(2.5_f64), 40), Outcome::Hit(3));
         assert_eq!(judge(Dynamic::from(0.49_f64), 40), Outcome::NoHit);
         assert_eq!(judge(Dynamic::from(-2.5_f64), 40), Outcome::NoHit);
-        assert!(matches!(judge(Dynamic::from(f64::NAN), 40), Outcome::Error(_)));
-        assert!(matches!(judge(Dynamic::from(f64::INFINITY), 40), Outcome::Error(_)));
-        assert!(matches!(judge(Dynamic::from(1e300_f64), 40), Outcome::Error(_)));
+        assert!(matches!(
+            judge(Dynamic::from(f64::NAN), 40),
+            Outcome::Error(_)
+        ));
+        assert!(matches!(
+            judge(Dynamic::from(f64::INFINITY), 40),
+            Outcome::Error(_)
+        ));
+        assert!(matches!(
+            judge(Dynamic::from(1e300_f64), 40),
+            Outcome::Error(_)
+        ));
         assert!(matches!(judge(Dynamic::from("yes"), 40), Outcome::Error(_)));
     }
 }

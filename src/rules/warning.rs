@@ -15,7 +15,8 @@ pub(crate) struct RawText {
     body: String,
 }
 
-pub(crate) type RawWarnings = BTreeMap<String, toml::Spanned<BTreeMap<String, toml::Spanned<RawText>>>>;
+pub(crate) type RawWarnings =
+    BTreeMap<String, toml::Spanned<BTreeMap<String, toml::Spanned<RawText>>>>;
 
 /// A warning with all its translations.
 #[derive(Debug)]
@@ -47,7 +48,12 @@ pub struct WarningText {
 
 impl Warning {
     /// Builds the warnings of one manifest; `prefix` is `pack/` (empty for the policy).
-    pub(crate) fn load_all(raw: RawWarnings, prefix: &str, source: &Source<'_>, problems: &mut Problems) -> Vec<Warning> {
+    pub(crate) fn load_all(
+        raw: RawWarnings,
+        prefix: &str,
+        source: &Source<'_>,
+        problems: &mut Problems,
+    ) -> Vec<Warning> {
         let mut out = Vec::new();
         for (key, texts) in raw {
             let span = texts.span();
@@ -59,19 +65,37 @@ impl Warning {
                 .into_iter()
                 .map(|(locale, text)| {
                     let text = text.into_inner();
-                    Text { locale, title: Template::parse(&text.title), body: Template::parse(&text.body) }
+                    Text {
+                        locale,
+                        title: Template::parse(&text.title),
+                        body: Template::parse(&text.body),
+                    }
                 })
                 .collect();
-            out.push(Warning { key: format!("{prefix}{key}"), texts });
+            out.push(Warning {
+                key: format!("{prefix}{key}"),
+                texts,
+            });
         }
         out
     }
 
     /// The text for `locale`: the exact tag, then its language, then `en` (case-insensitively).
-    pub(crate) fn render(&self, locale: &str, w: &Withdrawal, destination: &str) -> Option<WarningText> {
+    pub(crate) fn render(
+        &self,
+        locale: &str,
+        w: &Withdrawal,
+        destination: &str,
+    ) -> Option<WarningText> {
         let language = locale.split(['-', '_']).next().unwrap_or(locale);
-        let find = |tag: &str| self.texts.iter().find(|t| t.locale.eq_ignore_ascii_case(tag));
-        let text = find(locale).or_else(|| find(language)).or_else(|| find("en"))?;
+        let find = |tag: &str| {
+            self.texts
+                .iter()
+                .find(|t| t.locale.eq_ignore_ascii_case(tag))
+        };
+        let text = find(locale)
+            .or_else(|| find(language))
+            .or_else(|| find("en"))?;
         Some(WarningText {
             key: self.key.clone(),
             locale: text.locale.clone(),
@@ -101,9 +125,13 @@ impl Template {
         while let Some(open) = rest.find('{') {
             literal.push_str(rest.get(..open).unwrap_or_default());
             let after = rest.get(open..).unwrap_or_default();
-            let placeholder = [("{asset}", Segment::Asset), ("{amount_usd}", Segment::AmountUsd), ("{destination}", Segment::Destination)]
-                .into_iter()
-                .find(|(name, _)| after.starts_with(name));
+            let placeholder = [
+                ("{asset}", Segment::Asset),
+                ("{amount_usd}", Segment::AmountUsd),
+                ("{destination}", Segment::Destination),
+            ]
+            .into_iter()
+            .find(|(name, _)| after.starts_with(name));
             match placeholder {
                 Some((name, segment)) => {
                     if !literal.is_empty() {

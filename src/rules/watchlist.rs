@@ -21,10 +21,15 @@ pub(crate) fn parse(source: &Source<'_>, problems: &mut Problems) -> Vec<String>
                 .filter(|a| !a.is_empty())
                 .collect(),
             Err(e) => {
-                problems.at(&source.name, e.line().max(1), e.column().max(1), format!(
-                    "not a JSON array of objects with an \"address\" string: {}",
-                    strip_position(&e.to_string())
-                ));
+                problems.at(
+                    &source.name,
+                    e.line().max(1),
+                    e.column().max(1),
+                    format!(
+                        "not a JSON array of objects with an \"address\" string: {}",
+                        strip_position(&e.to_string())
+                    ),
+                );
                 Vec::new()
             }
         }
@@ -49,5 +54,7 @@ pub(crate) fn parse(source: &Source<'_>, problems: &mut Problems) -> Vec<String>
 
 /// serde_json appends " at line L column C"; we print the position up front instead.
 fn strip_position(message: &str) -> &str {
-    message.rfind(" at line ").map_or(message, |i| message.get(..i).unwrap_or(message))
+    message
+        .rfind(" at line ")
+        .map_or(message, |i| message.get(..i).unwrap_or(message))
 }

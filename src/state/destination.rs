@@ -24,7 +24,9 @@ pub(crate) struct Payer {
 
 impl Payer {
     fn any_in_window(&self, now: i64, span: i64) -> bool {
-        self.times.iter().any(|&t| t != NONE && in_window(t, now, span))
+        self.times
+            .iter()
+            .any(|&t| t != NONE && in_window(t, now, span))
     }
 }
 
@@ -46,7 +48,11 @@ impl DestinationState {
 
     /// Remembers that `user` paid this destination at `ts`.
     pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
-        match self.payers.iter_mut().find(|p| Arc::ptr_eq(&p.user, user) || p.user == *user) {
+        match self
+            .payers
+            .iter_mut()
+            .find(|p| Arc::ptr_eq(&p.user, user) || p.user == *user)
+        {
             Some(payer) => insert_time(&mut payer.times, ts),
             None => {
                 if self.payers.len() >= MAX_DEST_USERS {
@@ -54,7 +60,10 @@ impl DestinationState {
                 }
                 let mut times = [NONE; DEST_TIMES];
                 times[0] = ts;
-                self.payers.push(Payer { user: user.clone(), times });
+                self.payers.push(Payer {
+                    user: user.clone(),
+                    times,
+                });
             }
         }
         let horizon = self.newest().saturating_sub(30 * MICROS_PER_DAY);

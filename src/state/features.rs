@@ -38,7 +38,9 @@ pub struct TxFeatures {
 impl TxFeatures {
     /// The features of a withdrawal by a user with no state at all.
     pub(crate) fn empty(w: &Withdrawal) -> TxFeatures {
-        let age = w.ts.as_micros().saturating_sub(w.user.created_at.as_micros());
+        let age =
+            w.ts.as_micros()
+                .saturating_sub(w.user.created_at.as_micros());
         TxFeatures {
             account_age_days: age.div_euclid(MICROS_PER_DAY).max(0),
             is_new_address: true,
@@ -47,7 +49,11 @@ impl TxFeatures {
             amount_usd_24h: 0.0,
             median_amount_usd_90d: 0.0,
             hours_since_password_reset: f64::INFINITY,
-            device_age_hours: if w.device_id.is_some() { 0.0 } else { f64::INFINITY },
+            device_age_hours: if w.device_id.is_some() {
+                0.0
+            } else {
+                f64::INFINITY
+            },
             dest_users_24h: 0,
             dest_users_30d: 0,
             dest_first_used_days: 0.0,

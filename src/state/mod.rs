@@ -80,9 +80,9 @@ impl State {
         match event {
             Event::Withdrawal(w) => return self.observe_withdrawal(w),
             Event::PasswordReset { user_id, .. } => self.user_mut(user_id, |u| u.record_reset(ts)),
-            Event::Login { user_id, device_id, .. } => {
-                self.user_mut(user_id, |u| u.record_device(device_id, ts))
-            }
+            Event::Login {
+                user_id, device_id, ..
+            } => self.user_mut(user_id, |u| u.record_device(device_id, ts)),
         }
         self.observed_at(ts);
     }

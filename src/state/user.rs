@@ -45,7 +45,13 @@ pub(crate) struct UserState {
 
 impl UserState {
     /// Fills the state-derived features of a withdrawal at `now`.
-    pub(crate) fn fill(&self, f: &mut TxFeatures, now: i64, destination: &str, device: Option<&str>) {
+    pub(crate) fn fill(
+        &self,
+        f: &mut TxFeatures,
+        now: i64,
+        destination: &str,
+        device: Option<&str>,
+    ) {
         f.prior_withdrawals = i64::try_from(self.completed).unwrap_or(i64::MAX);
         let dest = self
             .destinations
@@ -86,7 +92,13 @@ impl UserState {
         }
     }
 
-    pub(crate) fn record_withdrawal(&mut self, address: Arc<str>, ts: i64, amount_usd: f64, device: Option<&str>) {
+    pub(crate) fn record_withdrawal(
+        &mut self,
+        address: Arc<str>,
+        ts: i64,
+        amount_usd: f64,
+        device: Option<&str>,
+    ) {
         self.completed += 1;
         let dest = match self.destinations.iter().position(|d| d.address == address) {
             Some(i) => i,
@@ -94,7 +106,11 @@ impl UserState {
                 if self.destinations.len() >= MAX_DESTINATIONS {
                     self.forget_stalest_destination();
                 }
-                self.destinations.push(KnownDestination { address, first_ts: ts, last_ts: ts });
+                self.destinations.push(KnownDestination {
+                    address,
+                    first_ts: ts,
+                    last_ts: ts,
+                });
                 self.destinations.len() - 1
             }
         };
@@ -105,7 +121,11 @@ impl UserState {
         if self.history.len() >= MAX_HISTORY {
             self.forget_oldest_entry();
         }
-        self.history.push(Entry { ts, amount_usd, dest: dest as u32 });
+        self.history.push(Entry {
+            ts,
+            amount_usd,
+            dest: dest as u32,
+        });
         if let Some(device) = device {
             self.record_device(device, ts);
         }
@@ -120,12 +140,21 @@ impl UserState {
             }
             None => {
                 if self.devices.len() >= MAX_DEVICES {
-                    let stalest = self.devices.iter().enumerate().min_by_key(|(_, d)| d.last_ts).map(|(i, _)| i);
+                    let stalest = self
+                        .devices
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, d)| d.last_ts)
+                        .map(|(i, _)| i);
                     if let Some(i) = stalest {
                         self.devices.swap_remove(i);
                     }
                 }
-                self.devices.push(Device { id: id.into(), first_ts: ts, last_ts: ts });
+                self.devices.push(Device {
+                    id: id.into(),
+                    first_ts: ts,
+                    last_ts: ts,
+                });
             }
         }
     }
@@ -142,12 +171,18 @@ impl UserState {
     pub(crate) fn newest(&self) -> i64 {
         let history = self.history.iter().map(|e| e.ts);
         let devices = self.devices.iter().map(|d| d.last_ts);
-        history.chain(devices).chain(self.resets.last().copied()).max().unwrap_or(i64::MIN)
+        history
+            .chain(devices)
+            .chain(self.resets.last().copied())
+            .max()
+            .unwrap_or(i64::MIN)
     }
 
     /// Forgets what lies more than [`RETENTION_DAYS`] before the newest event.
     fn trim(&mut self) {
-        let horizon = self.newest().saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+        let horizon = self
+            .newest()
+            .saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         if self.history.iter().any(|e| e.ts <= horizon) {
             self.history.retain(|e| e.ts > horizon);
         }
@@ -162,14 +197,24 @@ impl UserState {
     }
 
     fn forget_oldest_entry(&mut self) {
-        let oldest = self.history.iter().enumerate().min_by_key(|(_, e)| e.ts).map(|(i, _)| i);
+        let oldest = self
+            .history
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, e)| e.ts)
+            .map(|(i, _)| i);
         if let Some(i) = oldest {
             self.history.remove(i);
         }
     }
 
     fn forget_stalest_destination(&mut self) {
-        let stalest = self.destinations.iter().enumerate().min_by_key(|(_, d)| d.last_ts).map(|(i, _)| i);
+        let stalest = self
+            .destinations
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, d)| d.last_ts)
+            .map(|(i, _)| i);
         if let Some(i) = stalest {
             self.remove_destination(i);
         }
