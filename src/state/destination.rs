@@ -1,10 +1,10 @@
-//! Per-destination state: who paid an address, and when, over the last 30 days.
+//! Per-destination state: who paid an address, and when, for the 24-hour and 30-day windows.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DEST_TIMES, MAX_DEST_USERS};
+use super::{DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
 use crate::time::{in_window, MICROS_PER_DAY};
 
 const NONE: i64 = i64::MIN;
@@ -57,7 +57,7 @@ impl DestinationState {
                 self.payers.push(Payer { user: user.clone(), times });
             }
         }
-        let horizon = self.newest().saturating_sub(30 * MICROS_PER_DAY);
+        let horizon = self.newest().saturating_sub(DEST_RETENTION);
         self.payers.retain(|p| p.times[0] > horizon);
     }
 

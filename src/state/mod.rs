@@ -10,7 +10,8 @@
 //! [`MAX_DEVICES`] devices and [`MAX_RESETS`] password resets, and nothing older than
 //! [`RETENTION_DAYS`] days before the user's newest event. Per destination: at most
 //! [`MAX_DEST_USERS`] users, each with their [`DEST_TIMES`] latest withdrawal times, and nothing
-//! older than 30 days. Idle users and destinations are swept out as the stream moves on.
+//! older than [`RETENTION_DAYS`] days before its newest withdrawal. Idle users and destinations
+//! are swept out as the stream moves on.
 
 mod destination;
 mod features;
@@ -42,8 +43,10 @@ pub const MAX_DEST_USERS: usize = 4096;
 pub const DEST_TIMES: usize = 4;
 /// History older than this (relative to the user's newest event) is forgotten.
 pub const RETENTION_DAYS: i64 = 400;
-/// Per-destination windows reach back this far.
-const DEST_RETENTION: i64 = 30 * MICROS_PER_DAY;
+/// Per-destination payers are kept this long after the destination's newest withdrawal: the
+/// windows reach back only 30 days, but an event processed out of order may be dated well
+/// before the newest, and the contract allows forgetting only what is older than 400 days.
+pub(crate) const DEST_RETENTION: i64 = RETENTION_DAYS * MICROS_PER_DAY;
 /// How many observations between sweeps of idle users and destinations.
 const SWEEP_EVERY: u64 = 1 << 16;
 
