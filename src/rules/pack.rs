@@ -49,7 +49,7 @@ struct RawRule {
     id: Spanned<String>,
     script: Spanned<String>,
     #[serde(default)]
-    score: i64,
+    score: Option<Spanned<i64>>,
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -223,6 +223,11 @@ pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut P
             }
             tier
         });
+        let score = rule.score.as_ref().map_or(0, |s| *s.get_ref());
+        if let Some(s) = rule.score.as_ref().filter(|s| *s.get_ref() < 0) {
+            // Packs are summed: a negative score would cancel other partners' hits.
+            problems.in_source(&source, s.span(), format!("rule \"{rule_id}\": score must not be negative, got {score}"));
+        }
         let rule_shadow = mode_is_shadow(&rule.mode, &format!("rule \"{rule_id}\": "), &source, problems);
         let script_name = rule.script.get_ref();
         let Some(path) = inside(dir, script_name).filter(|_| script_name.ends_with(".rhai")) else {
@@ -236,7 +241,7 @@ pub(crate) fn load(dir: &Path, folder: &str, sandbox: &Sandbox, problems: &mut P
                 id: format!("{id}/{rule_id}"),
                 script_file: file,
                 ast,
-                score: rule.score,
+                score,
                 reason: rule.reason.clone(),
                 warning,
                 min_tier,
