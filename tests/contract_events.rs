@@ -317,3 +317,30 @@ fn cli_a_valid_stream_exits_zero_and_cancelled_withdrawals_are_scored_but_not_hi
     assert_eq!(prior_of(&lines[1]), 1);
     assert_eq!(prior_of(&lines[2]), 1, "the cancelled withdrawal never entered history");
 }
+
+#[test]
+fn timestamps_must_have_the_rfc_3339_shape() {
+    // RFC 3339 allows a lower-case t and z, and (section 5.6, note) a space between date and time.
+    let utc = micros("2026-03-01T12:34:56Z");
+    assert_eq!(micros("2026-03-01t12:34:56z"), utc);
+    assert_eq!(micros("2026-03-01 12:34:56Z"), utc);
+    assert_eq!(micros("2026-03-01T12:34:56-00:00"), utc);
+    assert_eq!(micros("2026-03-01T12:34:56.123456Z") - utc, 123_456);
+    // ISO 8601 forms that are not RFC 3339
+    for ts in [
+        "2026-03-01T12:34Z",
+        "2026-03-01T12Z",
+        "20260301T123456Z",
+        "2026-03-01T12:34:56+0800",
+        "2026-03-01T12:34:56+08",
+        "2026-03-01T12:34:56Z[Asia/Hong_Kong]",
+        "2026-03-01T12:34:56,5Z",
+        "2026-03-01T12:34:56.Z",
+        "+002026-03-01T12:34:56Z",
+        "2026-3-1T12:34:56Z",
+        " 2026-03-01T12:34:56Z",
+        "2026-03-01T12:34:56Z ",
+    ] {
+        error_of(&base().set("ts", json!(ts)).line());
+    }
+}
