@@ -303,7 +303,7 @@ fn watchlist_rules() -> Rules {
     );
     rules.file(
         "zeta/watchlists/b.txt",
-        &format!("# comment line\n\n  TShared  \n{}\n0xABC\n\t#not-an-entry\nTOnlyB\n", EVM.to_ascii_uppercase().replacen("0X", "0x", 1)),
+        &format!("# comment line\n\n  TShared  \n{}\n0xABC\n\t#not-an-entry\nTOnlyB   # reported 2026-02-01\n", EVM.to_ascii_uppercase().replacen("0X", "0x", 1)),
     );
     rules.file(
         "zeta/watchlists/a.json",
@@ -325,7 +325,7 @@ fn watchlists_lists_every_loaded_list_holding_the_destination_sorted() {
     assert_eq!(lists("TShared"), ["alpha/list", "zeta/a-list", "zeta/b-list"], "every loaded list, whatever its regions");
     assert_eq!(lists(EVM), ["zeta/a-list", "zeta/b-list"], "EVM entries normalized in both formats");
     assert_eq!(lists(&EVM.to_ascii_lowercase()), ["zeta/a-list", "zeta/b-list"]);
-    assert_eq!(lists("TOnlyB"), ["zeta/b-list"]);
+    assert_eq!(lists("TOnlyB"), ["zeta/b-list"], "a comment after the address is not part of it");
     assert_eq!(lists("0xABC"), ["zeta/b-list"], "not an EVM address: compared exactly");
     assert_eq!(lists("0xabc"), ["zeta/a-list"]);
     assert!(lists("tshared").is_empty(), "non-EVM compared exactly");

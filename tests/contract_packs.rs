@@ -379,3 +379,37 @@ fn reload_keeps_the_current_rule_set_on_any_problem_and_reports_them_all() {
     assert_ne!(scorer.rules().id(), before);
     assert_eq!(scorer.score(&w).score, 60);
 }
+
+#[test]
+fn hostile_scripts_are_refused_at_load_or_fail_as_rule_errors_without_crashing() {
+    let n = 20_000;
+    let hostile = [
+        ("unary-not", format!("{}true", "!".repeat(n))),
+        ("unary-minus", format!("{}1", "-".repeat(n))),
+        ("parens", format!("{}1{}", "(".repeat(n), ")".repeat(n))),
+        ("arrays", format!("{}1{}", "[".repeat(n), "]".repeat(n))),
+        ("maps", format!("{}1{}", "#{a:".repeat(n / 4), "}".repeat(n / 4))),
+        ("blocks", format!("{}true{}", "{".repeat(n), "}".repeat(n))),
+        ("ifs", format!("{}true{}", "if true { ".repeat(n / 10), " }".repeat(n / 10))),
+        ("else-if", format!("if false {{ 1 }} {} else {{ 2 }}", "else if false { 1 } ".repeat(n / 20))),
+        ("closures", format!("{}1{}", "|| ".repeat(n / 4), "".repeat(0))),
+        ("chained-calls", format!("\"x\"{}", ".to_upper()".repeat(n / 12))),
+        ("index", format!("[1]{}", "[0]".repeat(n / 3))),
+        ("properties", format!("tx{}", ".a".repeat(n / 2))),
+        ("additions", format!("1{}", " + 1".repeat(n / 4))),
+        ("string-interp", format!("`{}x{}`", "${`".repeat(n / 5), "`}".repeat(n / 5))),
+        ("fn-nesting", format!("{}1{}", "fn f() { ".repeat(50), " }".repeat(50))),
+        ("switch", format!("switch 1 {{ {} _ => 2 }}", (0..3000).map(|i| format!("{i} => 1,")).collect::<String>())),
+    ];
+    for (name, script) in hostile {
+        let rules = Rules::new();
+        rules.pack("p", "regions = [\"*\"]", &[("r", &script, "")]);
+        match riskgate::RuleSet::load(rules.path()) {
+            Err(e) => assert!(!e.problems().is_empty(), "{name}"),
+            Ok(set) => {
+                let d = Scorer::new(set).score(&wd("w", "u", T0, 1.0, "X").w());
+                assert!(d.hits.len() + d.errors.len() <= 1, "{name}: {d:?}");
+            }
+        }
+    }
+}
