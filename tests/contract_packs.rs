@@ -413,3 +413,25 @@ fn hostile_scripts_are_refused_at_load_or_fail_as_rule_errors_without_crashing()
         }
     }
 }
+
+fn with_limits(limits: &str) -> String {
+    policy("ignore").replace("[warnings.default.en]", &format!("[limits]\n{limits}\n\n[warnings.default.en]"))
+}
+
+#[test]
+fn each_sandbox_limit_fires_at_the_policys_value() {
+    let cases = [
+        ("max_operations = 200", "let n = 0; for i in 0..10 { n += i; } n > 0", "let n = 0; for i in 0..1000 { n += i; } n > 0"),
+        ("max_call_levels = 5", "fn f(n) { if n == 0 { true } else { f(n - 1) } } f(2)", "fn f(n) { if n == 0 { true } else { f(n - 1) } } f(20)"),
+        ("max_string_size = 16", "let s = \"\"; for i in 0..10 { s += \"x\"; } s.len() == 10", "let s = \"\"; for i in 0..20 { s += \"x\"; } s.len() == 20"),
+        ("max_array_size = 8", "let a = []; for i in 0..5 { a.push(i); } a.len() == 5", "let a = []; for i in 0..9 { a.push(i); } a.len() == 9"),
+        ("max_map_size = 4", "let m = #{}; for i in 0..3 { m[`k${i}`] = i; } m.len() == 3", "let m = #{}; for i in 0..5 { m[`k${i}`] = i; } m.len() == 5"),
+    ];
+    for (limit, within, beyond) in cases {
+        let text = with_limits(limit);
+        let d = run_with_policy(&text, within);
+        assert_eq!((d.hits.len(), d.errors.len()), (1, 0), "{limit}: within the limit: {d:?}");
+        let d = run_with_policy(&text, beyond);
+        assert_eq!((d.hits.len(), d.errors.len()), (0, 1), "{limit}: beyond the limit: {d:?}");
+    }
+}
