@@ -83,7 +83,9 @@ impl DestinationState {
 fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
     if let Some(pos) = times.iter().position(|&t| ts > t) {
         times.copy_within(pos..DEST_TIMES - 1, pos + 1);
-        times[pos] = ts;
+        if let Some(slot) = times.get_mut(pos) {
+            *slot = ts;
+        }
     }
 }
 
