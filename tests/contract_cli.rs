@@ -8,9 +8,24 @@ use serde_json::json;
 
 fn two_pack_rules() -> Rules {
     let rules = Rules::new();
-    rules.pack("alpha", "regions = [\"*\"]", &[("big", "tx.amount_usd >= 1000.0", "score = 60\nwarning = \"big\"")]);
-    rules.append("alpha/pack.toml", "[warnings.big.en]\ntitle = \"Big\"\nbody = \"{amount_usd}\"\n");
-    rules.pack("beta", "regions = [\"*\"]", &[("repeat", "tx.prior_withdrawals >= 1", "score = 25")]);
+    rules.pack(
+        "alpha",
+        "regions = [\"*\"]",
+        &[(
+            "big",
+            "tx.amount_usd >= 1000.0",
+            "score = 60\nwarning = \"big\"",
+        )],
+    );
+    rules.append(
+        "alpha/pack.toml",
+        "[warnings.big.en]\ntitle = \"Big\"\nbody = \"{amount_usd}\"\n",
+    );
+    rules.pack(
+        "beta",
+        "regions = [\"*\"]",
+        &[("repeat", "tx.prior_withdrawals >= 1", "score = 25")],
+    );
     rules
 }
 
@@ -47,7 +62,10 @@ fn score_reads_a_file_or_stdin_and_writes_one_decision_per_withdrawal() {
     assert_eq!(lines[0]["warning"]["key"], "alpha/big");
     assert_eq!(lines[0]["warning"]["body"], "5000.00");
     assert_eq!(lines[1]["id"], "w2");
-    assert_eq!(lines[1]["hits"], json!([{"rule": "beta/repeat", "score": 25, "reason": "reason of repeat"}]));
+    assert_eq!(
+        lines[1]["hits"],
+        json!([{"rule": "beta/repeat", "score": 25, "reason": "reason of repeat"}])
+    );
     assert_eq!(lines[1]["tier"], "notice");
     assert!(lines[1]["ruleset"].as_str().is_some_and(|s| !s.is_empty()));
 }
@@ -55,15 +73,25 @@ fn score_reads_a_file_or_stdin_and_writes_one_decision_per_withdrawal() {
 #[test]
 fn score_with_empty_input_prints_nothing_and_succeeds() {
     let rules = two_pack_rules();
-    let (code, out, _) = cli(&["score", "--rules", rules.path().to_str().unwrap(), "-"], Some("\n\n"));
+    let (code, out, _) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap(), "-"],
+        Some("\n\n"),
+    );
     assert_eq!((code, out.as_str()), (0, ""));
 }
 
 #[test]
 fn score_refuses_a_rule_set_that_does_not_load_naming_every_problem() {
     let rules = Rules::new();
-    rules.pack("p", "regions = [\"*\"]", &[("a", "true &&", ""), ("b", "eval(\"1\")", "")]);
-    let (code, out, err) = cli(&["score", "--rules", rules.path().to_str().unwrap(), "-"], Some(&stream()));
+    rules.pack(
+        "p",
+        "regions = [\"*\"]",
+        &[("a", "true &&", ""), ("b", "eval(\"1\")", "")],
+    );
+    let (code, out, err) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap(), "-"],
+        Some(&stream()),
+    );
     assert_ne!(code, 0);
     assert_eq!(out, "", "no decisions from a broken rule set");
     assert!(err.contains("p/a.rhai:1:"), "{err}");
@@ -73,7 +101,15 @@ fn score_refuses_a_rule_set_that_does_not_load_naming_every_problem() {
 #[test]
 fn score_fails_on_a_missing_input_file() {
     let rules = two_pack_rules();
-    let (code, _, err) = cli(&["score", "--rules", rules.path().to_str().unwrap(), "/nonexistent/events.jsonl"], None);
+    let (code, _, err) = cli(
+        &[
+            "score",
+            "--rules",
+            rules.path().to_str().unwrap(),
+            "/nonexistent/events.jsonl",
+        ],
+        None,
+    );
     assert_ne!(code, 0);
     assert!(!err.is_empty());
 }
@@ -96,7 +132,10 @@ fn expecting(w: W, tier: &str, hits: &[&str]) -> String {
 
 /// Writes `alpha/tests/<name>.jsonl`.
 fn alpha_test(rules: &Rules, name: &str, lines: &[String]) {
-    rules.file(&format!("alpha/tests/{name}.jsonl"), &(lines.join("\n") + "\n"));
+    rules.file(
+        &format!("alpha/tests/{name}.jsonl"),
+        &(lines.join("\n") + "\n"),
+    );
 }
 
 #[test]
@@ -118,7 +157,11 @@ fn check_passes_when_everything_loads_and_every_expectation_holds() {
         "beta/tests/repeat.jsonl",
         &[
             expecting(wd("w1", "u", &at(0), 5000.0, "X"), "allow", &[]),
-            expecting(wd("w2", "u", &at(10), 10.0, "X"), "notice", &["beta/repeat"]),
+            expecting(
+                wd("w2", "u", &at(10), 10.0, "X"),
+                "notice",
+                &["beta/repeat"],
+            ),
         ]
         .join("\n"),
     );
@@ -135,11 +178,34 @@ fn check_passes_on_the_shipped_rules() {
 #[test]
 fn check_fails_on_a_wrong_tier_or_hits_and_names_the_line() {
     let cases = [
-        ("tier", expecting(wd("w1", "u", &at(0), 5000.0, "X"), "cool_off", &["alpha/big"])),
-        ("missing-hit", expecting(wd("w1", "u", &at(0), 5000.0, "X"), "warn", &[])),
-        ("extra-hit", expecting(wd("w1", "u", &at(0), 5.0, "X"), "allow", &["alpha/big"])),
-        ("other-pack", expecting(wd("w1", "u", &at(0), 5000.0, "X"), "warn", &["alpha/big", "beta/repeat"])),
-        ("not-a-tier", expecting(wd("w1", "u", &at(0), 5000.0, "X"), "severe", &["alpha/big"])),
+        (
+            "tier",
+            expecting(
+                wd("w1", "u", &at(0), 5000.0, "X"),
+                "cool_off",
+                &["alpha/big"],
+            ),
+        ),
+        (
+            "missing-hit",
+            expecting(wd("w1", "u", &at(0), 5000.0, "X"), "warn", &[]),
+        ),
+        (
+            "extra-hit",
+            expecting(wd("w1", "u", &at(0), 5.0, "X"), "allow", &["alpha/big"]),
+        ),
+        (
+            "other-pack",
+            expecting(
+                wd("w1", "u", &at(0), 5000.0, "X"),
+                "warn",
+                &["alpha/big", "beta/repeat"],
+            ),
+        ),
+        (
+            "not-a-tier",
+            expecting(wd("w1", "u", &at(0), 5000.0, "X"), "severe", &["alpha/big"]),
+        ),
     ];
     for (name, line) in cases {
         let rules = two_pack_rules();
@@ -147,14 +213,24 @@ fn check_fails_on_a_wrong_tier_or_hits_and_names_the_line() {
         let (code, out, err) = cli(&["check", rules.path().to_str().unwrap()], None);
         assert_ne!(code, 0, "{name}: {out}{err}");
         let location = format!("{name}.jsonl:2");
-        assert!(out.contains(&location) || err.contains(&location), "{name}: the failing line is named: {out}{err}");
+        assert!(
+            out.contains(&location) || err.contains(&location),
+            "{name}: the failing line is named: {out}{err}"
+        );
     }
 }
 
 #[test]
 fn check_fails_on_an_invalid_line_in_a_pack_test() {
     let rules = two_pack_rules();
-    alpha_test(&rules, "bad", &[expecting(wd("w1", "u", &at(0), 5000.0, "X"), "warn", &["alpha/big"]), "{not json".into()]);
+    alpha_test(
+        &rules,
+        "bad",
+        &[
+            expecting(wd("w1", "u", &at(0), 5000.0, "X"), "warn", &["alpha/big"]),
+            "{not json".into(),
+        ],
+    );
     let (code, out, err) = cli(&["check", rules.path().to_str().unwrap()], None);
     assert_ne!(code, 0, "{out}{err}");
 }
@@ -162,11 +238,18 @@ fn check_fails_on_an_invalid_line_in_a_pack_test() {
 #[test]
 fn check_fails_when_anything_does_not_load_and_names_every_problem() {
     let rules = two_pack_rules();
-    rules.pack("gamma", "regions = [\"*\"]", &[("a", "import \"m\" as m; true", ""), ("b", "let = 1", "")]);
+    rules.pack(
+        "gamma",
+        "regions = [\"*\"]",
+        &[("a", "import \"m\" as m; true", ""), ("b", "let = 1", "")],
+    );
     let (code, out, err) = cli(&["check", rules.path().to_str().unwrap()], None);
     assert_ne!(code, 0);
     let all = format!("{out}{err}");
-    assert!(all.contains("gamma/a.rhai:1:") && all.contains("gamma/b.rhai:1:"), "{all}");
+    assert!(
+        all.contains("gamma/a.rhai:1:") && all.contains("gamma/b.rhai:1:"),
+        "{all}"
+    );
 
     let rules = two_pack_rules();
     rules.file("policy.toml", "[tiers]\nnotice = 1\n");
@@ -179,8 +262,14 @@ fn check_fails_when_anything_does_not_load_and_names_every_problem() {
 fn check_fails_when_a_pack_id_differs_from_its_folder() {
     let rules = two_pack_rules();
     let manifest = std::fs::read_to_string(rules.path().join("beta/pack.toml")).unwrap();
-    rules.file("beta/pack.toml", &manifest.replace("id = \"beta\"", "id = \"gamma\""));
+    rules.file(
+        "beta/pack.toml",
+        &manifest.replace("id = \"beta\"", "id = \"gamma\""),
+    );
     let (code, out, err) = cli(&["check", rules.path().to_str().unwrap()], None);
     assert_ne!(code, 0);
-    assert!(format!("{out}{err}").contains("beta/pack.toml:1:"), "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("beta/pack.toml:1:"),
+        "{out}{err}"
+    );
 }

@@ -10,7 +10,11 @@ use serde_json::json;
 
 /// A pack applying everywhere whose rules each return a fixed value.
 fn fixed(rules: &Rules, pack: &str, header: &str, entries: &[(&str, &str, &str)]) {
-    let header = if header.contains("regions") { header.to_string() } else { format!("regions = [\"*\"]\n{header}") };
+    let header = if header.contains("regions") {
+        header.to_string()
+    } else {
+        format!("regions = [\"*\"]\n{header}")
+    };
     rules.pack(pack, &header, entries);
 }
 
@@ -45,14 +49,25 @@ body = "pt body"
 #[test]
 fn packs_apply_to_the_users_country_or_everywhere_with_star() {
     let rules = Rules::new();
-    rules.pack("hk", "regions = [\"HK\", \"MO\"]", &[("r", "true", "score = 1")]);
+    rules.pack(
+        "hk",
+        "regions = [\"HK\", \"MO\"]",
+        &[("r", "true", "score = 1")],
+    );
     rules.pack("all", "regions = [\"*\"]", &[("r", "true", "score = 2")]);
-    rules.pack("sg", "regions = [\"SG\"]", &[("r", "throw \"never runs\"", "score = 4")]);
+    rules.pack(
+        "sg",
+        "regions = [\"SG\"]",
+        &[("r", "throw \"never runs\"", "score = 4")],
+    );
     let s = rules.scorer();
     let hk = s.score(&wd("1", "u", T0, 1.0, "X").country("HK").w());
     assert_eq!(ids(&hk.hits), ["all/r", "hk/r"]);
     assert_eq!(hk.score, 3);
-    assert!(hk.errors.is_empty(), "a pack that does not apply is not run");
+    assert!(
+        hk.errors.is_empty(),
+        "a pack that does not apply is not run"
+    );
     let mo = s.score(&wd("2", "u", T0, 1.0, "X").country("MO").w());
     assert_eq!(mo.score, 3);
     let us = s.score(&wd("3", "u", T0, 1.0, "X").country("US").w());
@@ -67,15 +82,43 @@ fn the_campaign_window_includes_active_from_and_excludes_active_until() {
         "regions = [\"*\"]\nactive_from = 2026-12-01T00:00:00Z\nactive_until = 2027-03-01T00:00:00+08:00",
         &[("r", "true", "score = 20")],
     );
-    rules.pack("from", "regions = [\"*\"]\nactive_from = 2026-12-01T00:00:00Z", &[("r", "true", "score = 1")]);
-    rules.pack("until", "regions = [\"*\"]\nactive_until = 2026-12-01T00:00:00Z", &[("r", "true", "score = 2")]);
+    rules.pack(
+        "from",
+        "regions = [\"*\"]\nactive_from = 2026-12-01T00:00:00Z",
+        &[("r", "true", "score = 1")],
+    );
+    rules.pack(
+        "until",
+        "regions = [\"*\"]\nactive_until = 2026-12-01T00:00:00Z",
+        &[("r", "true", "score = 2")],
+    );
     let s = rules.scorer();
     let hits = |ts: &str| ids(&s.score(&wd("w", "u", ts, 1.0, "X").w()).hits);
-    assert_eq!(hits("2026-11-30T23:59:59.999Z"), ["until/r"], "just before active_from");
-    assert_eq!(hits("2026-12-01T00:00:00Z"), ["camp/r", "from/r"], "active_from is inclusive, active_until exclusive");
-    assert_eq!(hits("2026-12-01T08:00:00+08:00"), ["camp/r", "from/r"], "same instant, other offset");
-    assert_eq!(hits("2027-02-28T15:59:59.999Z"), ["camp/r", "from/r"], "just before active_until (16:00Z)");
-    assert_eq!(hits("2027-02-28T16:00:00Z"), ["from/r"], "active_until is exclusive");
+    assert_eq!(
+        hits("2026-11-30T23:59:59.999Z"),
+        ["until/r"],
+        "just before active_from"
+    );
+    assert_eq!(
+        hits("2026-12-01T00:00:00Z"),
+        ["camp/r", "from/r"],
+        "active_from is inclusive, active_until exclusive"
+    );
+    assert_eq!(
+        hits("2026-12-01T08:00:00+08:00"),
+        ["camp/r", "from/r"],
+        "same instant, other offset"
+    );
+    assert_eq!(
+        hits("2027-02-28T15:59:59.999Z"),
+        ["camp/r", "from/r"],
+        "just before active_until (16:00Z)"
+    );
+    assert_eq!(
+        hits("2027-02-28T16:00:00Z"),
+        ["from/r"],
+        "active_until is exclusive"
+    );
 }
 
 // ---- shadow ------------------------------------------------------------------------------
@@ -83,15 +126,39 @@ fn the_campaign_window_includes_active_from_and_excludes_active_until() {
 #[test]
 fn shadow_packs_and_shadow_rules_are_reported_never_scored() {
     let rules = Rules::with_policy(&policy("cool_off"));
-    fixed(&rules, "live", "", &[("a", "true", "score = 10"), ("b-shadow", "true", "score = 90\nmode = \"shadow\"\nmin_tier = \"cool_off\"\nwarning = \"high\"")]);
+    fixed(
+        &rules,
+        "live",
+        "",
+        &[
+            ("a", "true", "score = 10"),
+            (
+                "b-shadow",
+                "true",
+                "score = 90\nmode = \"shadow\"\nmin_tier = \"cool_off\"\nwarning = \"high\"",
+            ),
+        ],
+    );
     rules.append("live/pack.toml", WARNINGS);
-    fixed(&rules, "trial", "mode = \"shadow\"", &[("x", "true", "score = 90\nmin_tier = \"cool_off\""), ("y", "throw \"shadow failure\"", "")]);
+    fixed(
+        &rules,
+        "trial",
+        "mode = \"shadow\"",
+        &[
+            ("x", "true", "score = 90\nmin_tier = \"cool_off\""),
+            ("y", "throw \"shadow failure\"", ""),
+        ],
+    );
     let d = one(&rules);
     assert_eq!(ids(&d.hits), ["live/a"]);
     assert_eq!(ids(&d.shadow_hits), ["live/b-shadow", "trial/x"]);
     assert_eq!(d.shadow_hits[0].score, 90);
     assert_eq!(d.score, 10, "shadow hits are not scored");
-    assert_eq!(d.tier, Tier::Allow, "no min_tier from shadow hits, and a shadow failure does not raise to on_rule_error");
+    assert_eq!(
+        d.tier,
+        Tier::Allow,
+        "no min_tier from shadow hits, and a shadow failure does not raise to on_rule_error"
+    );
     assert_eq!(d.errors.len(), 1, "shadow failures are reported");
     assert_eq!(d.errors[0].rule, "trial/y");
     assert!(d.warning.is_none());
@@ -100,7 +167,19 @@ fn shadow_packs_and_shadow_rules_are_reported_never_scored() {
 #[test]
 fn a_shadow_hits_warning_is_never_chosen() {
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("a", "true", "score = 50\nwarning = \"low\""), ("b", "true", "score = 99\nwarning = \"high\"\nmode = \"shadow\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[
+            ("a", "true", "score = 50\nwarning = \"low\""),
+            (
+                "b",
+                "true",
+                "score = 99\nwarning = \"high\"\nmode = \"shadow\"",
+            ),
+        ],
+    );
     rules.append("p/pack.toml", WARNINGS);
     assert_eq!(one(&rules).warning.unwrap().key, "p/low");
 }
@@ -110,16 +189,32 @@ fn a_shadow_hits_warning_is_never_chosen() {
 #[test]
 fn each_packs_sum_is_capped_at_its_max_score_and_hits_keep_their_own_score() {
     let rules = Rules::new();
-    fixed(&rules, "capped", "max_score = 50", &[("a", "true", "score = 40"), ("b", "35", "")]);
+    fixed(
+        &rules,
+        "capped",
+        "max_score = 50",
+        &[("a", "true", "score = 40"), ("b", "35", "")],
+    );
     fixed(&rules, "other", "", &[("c", "true", "score = 30")]);
-    fixed(&rules, "zero", "max_score = 0", &[("d", "true", "score = 30")]);
+    fixed(
+        &rules,
+        "zero",
+        "max_score = 0",
+        &[("d", "true", "score = 30")],
+    );
     fixed(&rules, "under", "max_score = 100", &[("e", "7", "")]);
     let d = one(&rules);
-    assert_eq!(d.score, 50 + 30 + 0 + 7);
+    assert_eq!(d.score, 87, "50 (capped) + 30 + 0 (max_score 0) + 7");
     let scores: Vec<(String, i64)> = d.hits.iter().map(|h| (h.rule.clone(), h.score)).collect();
     assert_eq!(
         scores,
-        [("capped/a".into(), 40), ("capped/b".into(), 35), ("other/c".into(), 30), ("under/e".into(), 7), ("zero/d".into(), 30)]
+        [
+            ("capped/a".into(), 40),
+            ("capped/b".into(), 35),
+            ("other/c".into(), 30),
+            ("under/e".into(), 7),
+            ("zero/d".into(), 30)
+        ]
     );
 }
 
@@ -129,7 +224,10 @@ fn a_pack_cannot_lower_the_score_of_another_pack() {
     let rules = Rules::new();
     fixed(&rules, "p", "", &[("neg", "true", "score = -50")]);
     let problems = rules.problems();
-    assert!(problems.iter().any(|p| p.starts_with("p/pack.toml:")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("p/pack.toml:")),
+        "{problems:?}"
+    );
 }
 
 // ---- 3. tiers ----------------------------------------------------------------------------
@@ -149,8 +247,16 @@ fn the_tier_is_the_highest_threshold_the_score_reaches() {
         let rules = Rules::new();
         fixed(&rules, "p", "", &[("r", &score.to_string(), "")]);
         let d = one(&rules);
-        assert_eq!((d.score, d.tier, d.cool_off_hours), (score, tier, hours), "score {score}");
-        assert_eq!(d.warning.is_some(), tier > Tier::Allow, "a warning only above allow");
+        assert_eq!(
+            (d.score, d.tier, d.cool_off_hours),
+            (score, tier, hours),
+            "score {score}"
+        );
+        assert_eq!(
+            d.warning.is_some(),
+            tier > Tier::Allow,
+            "a warning only above allow"
+        );
     }
 }
 
@@ -167,18 +273,47 @@ fn cool_off_hours_come_from_the_policy() {
 #[test]
 fn min_tier_of_a_live_hit_raises_the_tier_never_lowers_it() {
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("r", "true", "score = 5\nmin_tier = \"cool_off\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[("r", "true", "score = 5\nmin_tier = \"cool_off\"")],
+    );
     let d = one(&rules);
-    assert_eq!((d.score, d.tier, d.cool_off_hours), (5, Tier::CoolOff, Some(24)));
-    assert_eq!(d.warning.as_ref().unwrap().key, "default", "above allow with no named warning: the policy's");
+    assert_eq!(
+        (d.score, d.tier, d.cool_off_hours),
+        (5, Tier::CoolOff, Some(24))
+    );
+    assert_eq!(
+        d.warning.as_ref().unwrap().key,
+        "default",
+        "above allow with no named warning: the policy's"
+    );
 
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("r", "true", "score = 95\nmin_tier = \"notice\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[("r", "true", "score = 95\nmin_tier = \"notice\"")],
+    );
     assert_eq!(one(&rules).tier, Tier::CoolOff);
 
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("hit", "true", "score = 1\nmin_tier = \"notice\""), ("miss", "false", "min_tier = \"cool_off\"")]);
-    assert_eq!(one(&rules).tier, Tier::Notice, "a rule that does not hit imposes nothing");
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[
+            ("hit", "true", "score = 1\nmin_tier = \"notice\""),
+            ("miss", "false", "min_tier = \"cool_off\""),
+        ],
+    );
+    assert_eq!(
+        one(&rules).tier,
+        Tier::Notice,
+        "a rule that does not hit imposes nothing"
+    );
 }
 
 #[test]
@@ -193,7 +328,10 @@ fn on_rule_error_raises_the_tier_only_when_a_live_rule_failed() {
         let rules = Rules::with_policy(&policy(on_error));
         fixed(&rules, "p", "", &[("r", failing, "")]);
         let d = one(&rules);
-        assert_eq!(d.tier, expected, "on_rule_error = {on_error}, script {failing}");
+        assert_eq!(
+            d.tier, expected,
+            "on_rule_error = {on_error}, script {failing}"
+        );
         assert_eq!(d.score, 0);
         assert_eq!(d.cool_off_hours.is_some(), expected == Tier::CoolOff);
     }
@@ -204,7 +342,12 @@ fn on_rule_error_raises_the_tier_only_when_a_live_rule_failed() {
     assert_eq!((d.tier, d.errors.len()), (Tier::Allow, 0));
     // ... nor does one outside its campaign window.
     let rules = Rules::with_policy(&policy("warn"));
-    fixed(&rules, "later", "active_from = 2030-01-01T00:00:00Z", &[("r", "throw \"x\"", "")]);
+    fixed(
+        &rules,
+        "later",
+        "active_from = 2030-01-01T00:00:00Z",
+        &[("r", "throw \"x\"", "")],
+    );
     assert_eq!(one(&rules).tier, Tier::Allow);
 }
 
@@ -233,22 +376,56 @@ fn warning_ties_go_to_the_full_rule_id_ascending() {
     let rules = Rules::new();
     fixed(&rules, "b-pack", "", &[("a", "25", "warning = \"low\"")]);
     rules.append("b-pack/pack.toml", WARNINGS);
-    fixed(&rules, "a-pack", "", &[("z", "25", "warning = \"high\""), ("y", "20", "warning = \"low\"")]);
+    fixed(
+        &rules,
+        "a-pack",
+        "",
+        &[
+            ("z", "25", "warning = \"high\""),
+            ("y", "20", "warning = \"low\""),
+        ],
+    );
     rules.append("a-pack/pack.toml", WARNINGS);
-    assert_eq!(one(&rules).warning.unwrap().key, "a-pack/high", "a-pack/z < b-pack/a");
+    assert_eq!(
+        one(&rules).warning.unwrap().key,
+        "a-pack/high",
+        "a-pack/z < b-pack/a"
+    );
 
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("rule-b", "true", "score = 30\nwarning = \"high\""), ("rule-a", "true", "score = 30\nwarning = \"low\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[
+            ("rule-b", "true", "score = 30\nwarning = \"high\""),
+            ("rule-a", "true", "score = 30\nwarning = \"low\""),
+        ],
+    );
     rules.append("p/pack.toml", WARNINGS);
-    assert_eq!(one(&rules).warning.unwrap().key, "p/low", "p/rule-a < p/rule-b");
+    assert_eq!(
+        one(&rules).warning.unwrap().key,
+        "p/low",
+        "p/rule-a < p/rule-b"
+    );
 }
 
 #[test]
 fn the_score_used_to_choose_is_the_hits_own_before_the_cap() {
     let rules = Rules::new();
-    fixed(&rules, "capped", "max_score = 10", &[("r", "true", "score = 80\nwarning = \"high\"")]);
+    fixed(
+        &rules,
+        "capped",
+        "max_score = 10",
+        &[("r", "true", "score = 80\nwarning = \"high\"")],
+    );
     rules.append("capped/pack.toml", WARNINGS);
-    fixed(&rules, "open", "", &[("r", "true", "score = 50\nwarning = \"low\"")]);
+    fixed(
+        &rules,
+        "open",
+        "",
+        &[("r", "true", "score = 50\nwarning = \"low\"")],
+    );
     rules.append("open/pack.toml", WARNINGS);
     let d = one(&rules);
     assert_eq!(d.score, 60);
@@ -258,7 +435,12 @@ fn the_score_used_to_choose_is_the_hits_own_before_the_cap() {
 #[test]
 fn no_warning_at_allow_even_when_a_hit_names_one() {
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("r", "true", "score = 5\nwarning = \"high\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[("r", "true", "score = 5\nwarning = \"high\"")],
+    );
     rules.append("p/pack.toml", WARNINGS);
     let d = one(&rules);
     assert_eq!((d.tier, d.warning.is_none()), (Tier::Allow, true));
@@ -267,9 +449,16 @@ fn no_warning_at_allow_even_when_a_hit_names_one() {
 
 fn warning_for(locale: &str) -> (String, String) {
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("r", "true", "score = 60\nwarning = \"high\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[("r", "true", "score = 60\nwarning = \"high\"")],
+    );
     rules.append("p/pack.toml", WARNINGS);
-    let w = decide(&rules, &wd("w", "u", T0, 100.0, "X").locale(locale)).warning.unwrap();
+    let w = decide(&rules, &wd("w", "u", T0, 100.0, "X").locale(locale))
+        .warning
+        .unwrap();
     (w.locale, w.title)
 }
 
@@ -277,11 +466,23 @@ fn warning_for(locale: &str) -> (String, String) {
 fn the_text_is_chosen_by_exact_locale_then_language_then_en_case_insensitively() {
     let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
     assert_eq!(warning_for("zh-HK"), pair("zh-HK", "high zh-HK"), "exact");
-    assert_eq!(warning_for("ZH-hk"), pair("zh-HK", "high zh-HK"), "exact, case-insensitive; locale as the pack spells it");
+    assert_eq!(
+        warning_for("ZH-hk"),
+        pair("zh-HK", "high zh-HK"),
+        "exact, case-insensitive; locale as the pack spells it"
+    );
     assert_eq!(warning_for("zh-TW"), pair("zh", "high zh"), "the language");
     assert_eq!(warning_for("zh"), pair("zh", "high zh"));
-    assert_eq!(warning_for("pt-BR"), pair("PT-br", "high pt-BR"), "as the pack spells it");
-    assert_eq!(warning_for("pt"), pair("en", "high en USDT"), "a language does not match a longer tag");
+    assert_eq!(
+        warning_for("pt-BR"),
+        pair("PT-br", "high pt-BR"),
+        "as the pack spells it"
+    );
+    assert_eq!(
+        warning_for("pt"),
+        pair("en", "high en USDT"),
+        "a language does not match a longer tag"
+    );
     assert_eq!(warning_for("fr-CA"), pair("en", "high en USDT"), "then en");
     assert_eq!(warning_for("en-GB"), pair("en", "high en USDT"));
     assert_eq!(warning_for("EN"), pair("en", "high en USDT"));
@@ -291,22 +492,53 @@ fn the_text_is_chosen_by_exact_locale_then_language_then_en_case_insensitively()
 fn the_policy_default_warning_also_follows_the_locale() {
     let rules = Rules::new();
     fixed(&rules, "p", "", &[("r", "60", "")]);
-    let w = decide(&rules, &wd("w", "u", T0, 1.0, "X").locale("fr-FR")).warning.unwrap();
-    assert_eq!((w.key.as_str(), w.locale.as_str(), w.title.as_str()), ("default", "fr", "Titre"));
-    let w = decide(&rules, &wd("w", "u", T0, 1.0, "X").locale("de")).warning.unwrap();
-    assert_eq!((w.locale.as_str(), w.title.as_str()), ("en", "Default title"));
+    let w = decide(&rules, &wd("w", "u", T0, 1.0, "X").locale("fr-FR"))
+        .warning
+        .unwrap();
+    assert_eq!(
+        (w.key.as_str(), w.locale.as_str(), w.title.as_str()),
+        ("default", "fr", "Titre")
+    );
+    let w = decide(&rules, &wd("w", "u", T0, 1.0, "X").locale("de"))
+        .warning
+        .unwrap();
+    assert_eq!(
+        (w.locale.as_str(), w.title.as_str()),
+        ("en", "Default title")
+    );
 }
 
 #[test]
 fn placeholders_are_filled_with_asset_amount_to_two_decimals_and_destination() {
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("r", "true", "score = 60\nwarning = \"high\"")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[("r", "true", "score = 60\nwarning = \"high\"")],
+    );
     rules.append("p/pack.toml", WARNINGS);
     let evm = "0xAbCdEf0123456789abcdef0123456789ABCDEF01";
-    let w = decide(&rules, &wd("w", "u", T0, 1234.5, evm).set("asset", json!("ETH"))).warning.unwrap();
+    let w = decide(
+        &rules,
+        &wd("w", "u", T0, 1234.5, evm).set("asset", json!("ETH")),
+    )
+    .warning
+    .unwrap();
     assert_eq!(w.title, "high en ETH");
-    assert_eq!(w.body, format!("Sending 1234.50 USD of ETH to {}; {{unknown}} stays", evm.to_ascii_lowercase()));
-    let body = |amount: f64| decide(&rules, &wd("w", "u", T0, amount, "T1")).warning.unwrap().body;
+    assert_eq!(
+        w.body,
+        format!(
+            "Sending 1234.50 USD of ETH to {}; {{unknown}} stays",
+            evm.to_ascii_lowercase()
+        )
+    );
+    let body = |amount: f64| {
+        decide(&rules, &wd("w", "u", T0, amount, "T1"))
+            .warning
+            .unwrap()
+            .body
+    };
     assert!(body(0.0).starts_with("Sending 0.00 USD"));
     assert!(body(7.0).starts_with("Sending 7.00 USD"));
     assert!(body(99.999).starts_with("Sending 100.00 USD"));
@@ -318,9 +550,29 @@ fn placeholders_are_filled_with_asset_amount_to_two_decimals_and_destination() {
 #[test]
 fn hits_shadow_hits_and_errors_are_sorted_by_rule_id() {
     let rules = Rules::new();
-    fixed(&rules, "zz", "", &[("b", "true", ""), ("a", "true", ""), ("e2", "throw \"x\"", ""), ("e1", "()+1", "")]);
-    fixed(&rules, "aa", "", &[("z", "true", ""), ("m", "throw \"y\"", "mode = \"shadow\"")]);
-    fixed(&rules, "mm", "mode = \"shadow\"", &[("s2", "true", ""), ("s1", "true", "")]);
+    fixed(
+        &rules,
+        "zz",
+        "",
+        &[
+            ("b", "true", ""),
+            ("a", "true", ""),
+            ("e2", "throw \"x\"", ""),
+            ("e1", "()+1", ""),
+        ],
+    );
+    fixed(
+        &rules,
+        "aa",
+        "",
+        &[("z", "true", ""), ("m", "throw \"y\"", "mode = \"shadow\"")],
+    );
+    fixed(
+        &rules,
+        "mm",
+        "mode = \"shadow\"",
+        &[("s2", "true", ""), ("s1", "true", "")],
+    );
     fixed(&rules, "ab", "", &[("s", "true", "mode = \"shadow\"")]);
     let d = one(&rules);
     assert_eq!(ids(&d.hits), ["aa/z", "zz/a", "zz/b"]);
@@ -332,14 +584,37 @@ fn hits_shadow_hits_and_errors_are_sorted_by_rule_id() {
 #[test]
 fn a_decision_serializes_to_the_contracts_json() {
     let rules = Rules::new();
-    fixed(&rules, "p", "", &[("r", "true", "score = 55\nwarning = \"high\""), ("s", "true", "mode = \"shadow\""), ("e", "throw \"bad\"", "")]);
+    fixed(
+        &rules,
+        "p",
+        "",
+        &[
+            ("r", "true", "score = 55\nwarning = \"high\""),
+            ("s", "true", "mode = \"shadow\""),
+            ("e", "throw \"bad\"", ""),
+        ],
+    );
     rules.append("p/pack.toml", WARNINGS);
     let d = decide(&rules, &wd("wd-1", "u-7", T0, 10.0, "X").locale("zh-HK"));
     let v: serde_json::Value = serde_json::from_str(&d.to_json()).unwrap();
     // Field order as in the contract's example.
     let json = d.to_json();
-    let order = ["id", "user_id", "tier", "score", "cool_off_hours", "warning", "hits", "shadow_hits", "errors", "ruleset"];
-    let positions: Vec<usize> = order.iter().map(|k| json.find(&format!("\"{k}\":")).unwrap()).collect();
+    let order = [
+        "id",
+        "user_id",
+        "tier",
+        "score",
+        "cool_off_hours",
+        "warning",
+        "hits",
+        "shadow_hits",
+        "errors",
+        "ruleset",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| json.find(&format!("\"{k}\":")).unwrap())
+        .collect();
     assert!(positions.windows(2).all(|p| p[0] < p[1]), "{json}");
     assert!(json.starts_with("{\"id\":\"wd-1\",\"user_id\":\"u-7\",\"tier\":\"warn\",\"score\":55,\"cool_off_hours\":null,"), "{json}");
     assert_eq!(v["id"], "wd-1");
@@ -347,9 +622,18 @@ fn a_decision_serializes_to_the_contracts_json() {
     assert_eq!(v["tier"], "warn");
     assert_eq!(v["score"], 55);
     assert_eq!(v["cool_off_hours"], serde_json::Value::Null);
-    assert_eq!(v["warning"], json!({"key": "p/high", "locale": "zh-HK", "title": "high zh-HK", "body": "zh-HK body"}));
-    assert_eq!(v["hits"], json!([{"rule": "p/r", "score": 55, "reason": "reason of r"}]));
-    assert_eq!(v["shadow_hits"], json!([{"rule": "p/s", "score": 10, "reason": "reason of s"}]));
+    assert_eq!(
+        v["warning"],
+        json!({"key": "p/high", "locale": "zh-HK", "title": "high zh-HK", "body": "zh-HK body"})
+    );
+    assert_eq!(
+        v["hits"],
+        json!([{"rule": "p/r", "score": 55, "reason": "reason of r"}])
+    );
+    assert_eq!(
+        v["shadow_hits"],
+        json!([{"rule": "p/s", "score": 10, "reason": "reason of s"}])
+    );
     assert_eq!(v["errors"][0]["rule"], "p/e");
     assert!(v["errors"][0]["error"].as_str().unwrap().contains("bad"));
     assert_eq!(v["ruleset"], rules.load().id());
@@ -359,7 +643,10 @@ fn a_decision_serializes_to_the_contracts_json() {
 fn the_ruleset_id_changes_whenever_any_file_changes() {
     let rules = Rules::new();
     fixed(&rules, "p", "", &[("r", "true", "")]);
-    rules.append("p/pack.toml", "[[watchlists]]\nid = \"l\"\nfile = \"l.txt\"\n");
+    rules.append(
+        "p/pack.toml",
+        "[[watchlists]]\nid = \"l\"\nfile = \"l.txt\"\n",
+    );
     rules.file("p/l.txt", "A\n");
     rules.file("p/tests/t.jsonl", "\n");
     let mut seen = vec![rules.load().id().to_string()];

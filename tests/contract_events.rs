@@ -65,21 +65,43 @@ fn optional_fields_take_their_defaults() {
 #[test]
 fn status_cancelled_and_labels_are_understood() {
     assert_eq!(base().cancelled().w().status, Status::Cancelled);
-    assert_eq!(base().set("label", json!("legit")).w().label, Some(Label::Legit));
-    assert_eq!(base().set("label", json!("scam")).w().label, Some(Label::Scam));
+    assert_eq!(
+        base().set("label", json!("legit")).w().label,
+        Some(Label::Legit)
+    );
+    assert_eq!(
+        base().set("label", json!("scam")).w().label,
+        Some(Label::Scam)
+    );
     error_of(&base().set("status", json!("pending")).line());
     error_of(&base().set("label", json!("fraud")).line());
 }
 
 #[test]
 fn every_required_withdrawal_field_is_required() {
-    for field in ["kind", "ts", "user_id", "id", "asset", "network", "amount_usd", "destination", "user"] {
+    for field in [
+        "kind",
+        "ts",
+        "user_id",
+        "id",
+        "asset",
+        "network",
+        "amount_usd",
+        "destination",
+        "user",
+    ] {
         let message = error_of(&without(base(), field));
-        assert!(message.contains(field), "missing {field}: message {message:?} should name it");
+        assert!(
+            message.contains(field),
+            "missing {field}: message {message:?} should name it"
+        );
     }
     for field in ["country", "created_at"] {
         let message = error_of(&without_user_field(base(), field));
-        assert!(message.contains(field), "missing user.{field}: message {message:?} should name it");
+        assert!(
+            message.contains(field),
+            "missing user.{field}: message {message:?} should name it"
+        );
     }
 }
 
@@ -105,13 +127,23 @@ fn mistyped_and_empty_fields_are_invalid() {
     ];
     for (field, value) in cases {
         let line = base().set(field, value.clone()).line();
-        assert!(Event::parse_line(&line).is_err(), "{field} = {value} should be invalid");
+        assert!(
+            Event::parse_line(&line).is_err(),
+            "{field} = {value} should be invalid"
+        );
     }
-    let user_cases: Vec<(&str, Value)> =
-        vec![("country", json!(1)), ("country", json!("")), ("created_at", json!("soon")), ("locale", json!(5))];
+    let user_cases: Vec<(&str, Value)> = vec![
+        ("country", json!(1)),
+        ("country", json!("")),
+        ("created_at", json!("soon")),
+        ("locale", json!(5)),
+    ];
     for (field, value) in user_cases {
         let line = base().user(field, value.clone()).line();
-        assert!(Event::parse_line(&line).is_err(), "user.{field} = {value} should be invalid");
+        assert!(
+            Event::parse_line(&line).is_err(),
+            "user.{field} = {value} should be invalid"
+        );
     }
 }
 
@@ -124,7 +156,10 @@ fn amount_zero_is_valid_and_integers_are_numbers() {
 #[test]
 fn lines_that_are_not_event_objects_are_invalid() {
     for line in ["not json", "{", "[]", "42", "null", "\"withdrawal\"", "{}"] {
-        assert!(Event::parse_line(line).is_err(), "{line:?} should be invalid");
+        assert!(
+            Event::parse_line(line).is_err(),
+            "{line:?} should be invalid"
+        );
     }
 }
 
@@ -175,14 +210,20 @@ fn timestamps_without_offset_or_out_of_range_are_invalid() {
         "",
     ] {
         let message = error_of(&base().set("ts", json!(ts)).line());
-        assert!(message.contains("ts"), "bad ts {ts:?}: message {message:?} should name the field");
+        assert!(
+            message.contains("ts"),
+            "bad ts {ts:?}: message {message:?} should name the field"
+        );
         error_of(&base().user("created_at", json!(ts)).line());
     }
 }
 
 #[test]
 fn extra_fields_such_as_expect_are_ignored() {
-    let w = base().set("expect", json!({"tier": "warn"})).set("note", json!("x")).w();
+    let w = base()
+        .set("expect", json!({"tier": "warn"}))
+        .set("note", json!("x"))
+        .w();
     assert_eq!(w.id, "wd-1");
 }
 
@@ -192,7 +233,11 @@ fn extra_fields_such_as_expect_are_ignored() {
 /// withdrawal hits): the decision shows the state the stream has built.
 fn counting_rules() -> Rules {
     let rules = Rules::new();
-    rules.pack("probe", "regions = [\"*\"]", &[("prior", "tx.prior_withdrawals + 1", "")]);
+    rules.pack(
+        "probe",
+        "regions = [\"*\"]",
+        &[("prior", "tx.prior_withdrawals + 1", "")],
+    );
     rules
 }
 
@@ -208,7 +253,10 @@ fn cli_blank_lines_are_skipped_and_line_numbers_count_them() {
         wd("a", "u", &at(0), 1.0, "X").line(),
         wd("b", "u", &at(60), 1.0, "X").line()
     );
-    let (code, out, _) = cli(&["score", "--rules", rules.path().to_str().unwrap(), "-"], Some(&input));
+    let (code, out, _) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap(), "-"],
+        Some(&input),
+    );
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 3, "{out}");
     assert_eq!(lines[0]["id"], "a");
@@ -226,11 +274,27 @@ fn cli_invalid_lines_yield_line_and_error_in_place_change_no_state_and_fail_the_
     let bad_ts = wd("badts", "u", "2026-03-01T00:00:20", 1.0, "X").line();
     let unknown_kind = json!({"kind": "deposit", "ts": at(30), "user_id": "u"}).to_string();
     let missing = without(wd("miss", "u", &at(40), 1.0, "X"), "destination");
-    let mistyped = wd("typed", "u", &at(50), 1.0, "X").set("amount_usd", json!("1")).line();
+    let mistyped = wd("typed", "u", &at(50), 1.0, "X")
+        .set("amount_usd", json!("1"))
+        .line();
     let duplicate = wd("a", "u", &at(60), 1.0, "X").line();
     let good2 = wd("b", "u", &at(70), 1.0, "X").line();
-    let input = [good1, negative, bad_ts, unknown_kind, missing, mistyped, "{oops".into(), duplicate, good2].join("\n");
-    let (code, out, _) = cli(&["score", "--rules", rules.path().to_str().unwrap()], Some(&input));
+    let input = [
+        good1,
+        negative,
+        bad_ts,
+        unknown_kind,
+        missing,
+        mistyped,
+        "{oops".into(),
+        duplicate,
+        good2,
+    ]
+    .join("\n");
+    let (code, out, _) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap()],
+        Some(&input),
+    );
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 9, "one output line per input line: {out}");
     assert_eq!(lines[0]["id"], "a");
@@ -241,10 +305,24 @@ fn cli_invalid_lines_yield_line_and_error_in_place_change_no_state_and_fail_the_
         assert!(!line["error"].as_str().unwrap().is_empty());
     }
     // The raw output starts with "line": {"line":N,"error":...}
-    assert!(out.lines().nth(1).unwrap().starts_with("{\"line\":2,\"error\":"), "{out}");
-    assert!(lines[7]["error"].as_str().unwrap().contains('a'), "duplicate id named: {}", lines[7]);
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("{\"line\":2,\"error\":"),
+        "{out}"
+    );
+    assert!(
+        lines[7]["error"].as_str().unwrap().contains('a'),
+        "duplicate id named: {}",
+        lines[7]
+    );
     assert_eq!(lines[8]["id"], "b");
-    assert_eq!(prior_of(&lines[8]), 1, "only withdrawal a is history: invalid lines changed nothing");
+    assert_eq!(
+        prior_of(&lines[8]),
+        1,
+        "only withdrawal a is history: invalid lines changed nothing"
+    );
     assert_eq!(code, 1, "invalid lines make the exit status non-zero");
 }
 
@@ -254,7 +332,14 @@ fn cli_an_invalid_login_or_reset_changes_no_state() {
     rules.pack(
         "probe",
         "regions = [\"*\"]",
-        &[("device", "if tx.device_age_hours > 0.0 { 1 } else { () }", ""), ("reset", "tx.hours_since_password_reset < 1000.0", "")],
+        &[
+            (
+                "device",
+                "if tx.device_age_hours > 0.0 { 1 } else { () }",
+                "",
+            ),
+            ("reset", "tx.hours_since_password_reset < 1000.0", ""),
+        ],
     );
     let input = [
         json!({"kind": "login", "ts": at(0), "user_id": "u", "device_id": ""}).to_string(),
@@ -262,11 +347,19 @@ fn cli_an_invalid_login_or_reset_changes_no_state() {
         wd("w", "u", &at(60), 1.0, "X").device("d1").line(),
     ]
     .join("\n");
-    let (code, out, _) = cli(&["score", "--rules", rules.path().to_str().unwrap()], Some(&input));
+    let (code, out, _) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap()],
+        Some(&input),
+    );
     let lines = json_lines(&out);
     assert_eq!(lines[0]["line"], 1);
     assert_eq!(lines[1]["line"], 2);
-    assert_eq!(lines[2]["hits"], json!([]), "neither the login nor the reset was recorded: {}", lines[2]);
+    assert_eq!(
+        lines[2]["hits"],
+        json!([]),
+        "neither the login nor the reset was recorded: {}",
+        lines[2]
+    );
     assert_eq!(code, 1);
 }
 
@@ -279,19 +372,33 @@ fn cli_a_duplicate_id_is_refused_even_after_a_cancelled_withdrawal() {
         wd("d", "u", &at(20), 1.0, "X").line(),
     ]
     .join("\n");
-    let (code, out, _) = cli(&["score", "--rules", rules.path().to_str().unwrap()], Some(&input));
+    let (code, out, _) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap()],
+        Some(&input),
+    );
     let lines = json_lines(&out);
     assert_eq!(lines[0]["id"], "c", "a cancelled withdrawal is scored");
     assert_eq!(lines[1]["line"], 2);
-    assert_eq!(prior_of(&lines[2]), 0, "neither the cancelled one nor the duplicate is history");
+    assert_eq!(
+        prior_of(&lines[2]),
+        0,
+        "neither the cancelled one nor the duplicate is history"
+    );
     assert_eq!(code, 1);
 }
 
 #[test]
 fn cli_the_id_of_an_invalid_line_is_not_taken() {
     let rules = counting_rules();
-    let input = [wd("x", "u", &at(0), -1.0, "X").line(), wd("x", "u", &at(10), 1.0, "X").line()].join("\n");
-    let (code, out, _) = cli(&["score", "--rules", rules.path().to_str().unwrap()], Some(&input));
+    let input = [
+        wd("x", "u", &at(0), -1.0, "X").line(),
+        wd("x", "u", &at(10), 1.0, "X").line(),
+    ]
+    .join("\n");
+    let (code, out, _) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap()],
+        Some(&input),
+    );
     let lines = json_lines(&out);
     assert_eq!(lines[0]["line"], 1);
     assert_eq!(lines[1]["id"], "x", "{out}");
@@ -306,16 +413,35 @@ fn cli_a_valid_stream_exits_zero_and_cancelled_withdrawals_are_scored_but_not_hi
         wd("b", "u", &at(10), 1.0, "X").cancelled().line(),
         reset("u", &at(15)),
         login("u", &at(16), "d"),
-        wd("c", "u", &at(20), 1.0, "X").set("label", json!("legit")).line(),
+        wd("c", "u", &at(20), 1.0, "X")
+            .set("label", json!("legit"))
+            .line(),
     ]
     .join("\r\n");
-    let (code, out, err) = cli(&["score", "--rules", rules.path().to_str().unwrap()], Some(&input));
+    let (code, out, err) = cli(
+        &["score", "--rules", rules.path().to_str().unwrap()],
+        Some(&input),
+    );
     assert_eq!(code, 0, "{out}{err}");
     let lines = json_lines(&out);
-    assert_eq!(lines.len(), 3, "one decision per withdrawal, none for other events");
-    assert_eq!(lines.iter().map(|l| l["id"].as_str().unwrap()).collect::<Vec<_>>(), ["a", "b", "c"]);
+    assert_eq!(
+        lines.len(),
+        3,
+        "one decision per withdrawal, none for other events"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .map(|l| l["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
     assert_eq!(prior_of(&lines[1]), 1);
-    assert_eq!(prior_of(&lines[2]), 1, "the cancelled withdrawal never entered history");
+    assert_eq!(
+        prior_of(&lines[2]),
+        1,
+        "the cancelled withdrawal never entered history"
+    );
 }
 
 #[test]

@@ -13,7 +13,13 @@ use serde_json::{json, Value};
 
 /// A `tx` field as JSON, with infinity spelled "inf".
 fn field(tx: &Tx, name: &str) -> Value {
-    let float = |x: f64| if x == f64::INFINITY { json!("inf") } else { json!(x) };
+    let float = |x: f64| {
+        if x == f64::INFINITY {
+            json!("inf")
+        } else {
+            json!(x)
+        }
+    };
     let f = &tx.features;
     match name {
         "id" => json!(tx.id),
@@ -52,12 +58,20 @@ fn replay(path: &Path) -> (Vec<usize>, usize) {
     let mut invalid = Vec::new();
     let mut checked = 0;
     for (i, line) in text.lines().enumerate() {
-        let expect = serde_json::from_str::<Value>(line).ok().and_then(|v| v.get("expect_tx").cloned());
+        let expect = serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("expect_tx").cloned());
         if let (Some(expect), Ok(Event::Withdrawal(w))) = (&expect, Event::parse_line(line)) {
             let tx = scorer.tx(&w);
             for (name, value) in expect.as_object().unwrap() {
                 let got = field(&tx, name);
-                assert!(same(value, &got), "{}:{}: {} {name}: expected {value}, got {got}", path.display(), i + 1, w.id);
+                assert!(
+                    same(value, &got),
+                    "{}:{}: {} {name}: expected {value}, got {got}",
+                    path.display(),
+                    i + 1,
+                    w.id
+                );
                 checked += 1;
             }
         }
@@ -101,12 +115,26 @@ fn invalid_lines_change_no_state() {
 fn invalid_lines_through_the_cli() {
     let fixture = repo().join("fixtures/invalid-lines.jsonl");
     let rules = repo().join("rules");
-    let (code, out, _) = cli(&["score", "--rules", rules.to_str().unwrap(), fixture.to_str().unwrap()], None);
+    let (code, out, _) = cli(
+        &[
+            "score",
+            "--rules",
+            rules.to_str().unwrap(),
+            fixture.to_str().unwrap(),
+        ],
+        None,
+    );
     assert_eq!(code, 1);
     let lines = json_lines(&out);
-    let errors: Vec<i64> = lines.iter().filter_map(|l| l.get("line").and_then(Value::as_i64)).collect();
+    let errors: Vec<i64> = lines
+        .iter()
+        .filter_map(|l| l.get("line").and_then(Value::as_i64))
+        .collect();
     assert_eq!(errors, [3, 4, 5, 6, 7, 8]);
-    let ids: Vec<&str> = lines.iter().filter_map(|l| l.get("id").and_then(Value::as_str)).collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.get("id").and_then(Value::as_str))
+        .collect();
     assert_eq!(ids, ["i-1", "i-4"]);
 }
 
@@ -115,15 +143,51 @@ fn every_fixture_scores_through_the_cli() {
     for name in ["boundaries", "devices-and-resets", "mule-address"] {
         let fixture = repo().join(format!("fixtures/{name}.jsonl"));
         let rules = repo().join("rules");
-        let (code, out, err) = cli(&["score", "--rules", rules.to_str().unwrap(), fixture.to_str().unwrap()], None);
+        let (code, out, err) = cli(
+            &[
+                "score",
+                "--rules",
+                rules.to_str().unwrap(),
+                fixture.to_str().unwrap(),
+            ],
+            None,
+        );
         assert_eq!(code, 0, "{name}: {err}");
-        let withdrawals = std::fs::read_to_string(&fixture).unwrap().matches("\"kind\": \"withdrawal\"").count();
-        assert_eq!(json_lines(&out).len(), withdrawals, "{name}: one decision per withdrawal");
+        let withdrawals = std::fs::read_to_string(&fixture)
+            .unwrap()
+            .matches("\"kind\": \"withdrawal\"")
+            .count();
+        assert_eq!(
+            json_lines(&out).len(),
+            withdrawals,
+            "{name}: one decision per withdrawal"
+        );
     }
     // The mule address is on the community darklist: at least warn (the pack's min_tier).
     let fixture = repo().join("fixtures/mule-address.jsonl");
-    let (_, out, _) = cli(&["score", "--rules", repo().join("rules").to_str().unwrap(), fixture.to_str().unwrap()], None);
-    let v2 = json_lines(&out).into_iter().find(|d| d["id"] == "v-2").unwrap();
-    assert!(v2["hits"].as_array().unwrap().iter().any(|h| h["rule"] == "community-darklist/darklisted-destination"), "{v2}");
-    assert!(["warn", "cool_off"].contains(&v2["tier"].as_str().unwrap()), "{v2}");
+    let (_, out, _) = cli(
+        &[
+            "score",
+            "--rules",
+            repo().join("rules").to_str().unwrap(),
+            fixture.to_str().unwrap(),
+        ],
+        None,
+    );
+    let v2 = json_lines(&out)
+        .into_iter()
+        .find(|d| d["id"] == "v-2")
+        .unwrap();
+    assert!(
+        v2["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["rule"] == "community-darklist/darklisted-destination"),
+        "{v2}"
+    );
+    assert!(
+        ["warn", "cool_off"].contains(&v2["tier"].as_str().unwrap()),
+        "{v2}"
+    );
 }

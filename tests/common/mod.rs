@@ -24,7 +24,9 @@ pub fn at(secs: i64) -> String {
 /// `T0 + micros` as RFC 3339 (fractional seconds when needed).
 pub fn at_us(micros: i64) -> String {
     let base: jiff::Timestamp = T0.parse().unwrap();
-    jiff::Timestamp::from_microsecond(base.as_microsecond() + micros).unwrap().to_string()
+    jiff::Timestamp::from_microsecond(base.as_microsecond() + micros)
+        .unwrap()
+        .to_string()
 }
 
 /// A policy with thresholds 20/50/90, 24 cooling-off hours, errors ignored, default limits.
@@ -64,7 +66,9 @@ impl Rules {
     }
 
     pub fn with_policy(text: &str) -> Rules {
-        let rules = Rules { dir: tempfile::tempdir().unwrap() };
+        let rules = Rules {
+            dir: tempfile::tempdir().unwrap(),
+        };
         rules.file("policy.toml", text);
         rules
     }
@@ -85,10 +89,15 @@ impl Rules {
     /// `(rule id, script body, extra manifest lines)`; each rule gets `score = 10` unless the
     /// extra lines set a score.
     pub fn pack(&self, id: &str, header: &str, rules: &[(&str, &str, &str)]) -> &Rules {
-        let mut manifest = format!("id = \"{id}\"\nname = \"Test pack {id}\"\nversion = \"1\"\n{header}\n");
+        let mut manifest =
+            format!("id = \"{id}\"\nname = \"Test pack {id}\"\nversion = \"1\"\n{header}\n");
         for (rule, script, extra) in rules {
             let file = format!("{}.rhai", rule.replace('-', "_"));
-            let score = if extra.contains("score") { String::new() } else { "score = 10\n".to_string() };
+            let score = if extra.contains("score") {
+                String::new()
+            } else {
+                "score = 10\n".to_string()
+            };
             manifest.push_str(&format!(
                 "\n[[rules]]\nid = \"{rule}\"\nscript = \"{file}\"\n{score}reason = \"reason of {rule}\"\n{extra}\n"
             ));
@@ -216,10 +225,19 @@ pub fn decide(rules: &Rules, w: &W) -> Decision {
 pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_riskgate"));
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().unwrap();
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     (
@@ -231,7 +249,9 @@ pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
 
 /// Parses JSON Lines output.
 pub fn json_lines(text: &str) -> Vec<Value> {
-    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// The repository root (for fixtures/ and rules/).
