@@ -79,8 +79,12 @@ impl DestinationState {
     }
 }
 
-/// Keeps the `DEST_TIMES` largest times, newest first.
+/// Keeps the `DEST_TIMES` largest distinct times, newest first (a repeated time would only take
+/// the slot of an older one that a window may still need).
 fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
+    if times.contains(&ts) {
+        return;
+    }
     if let Some(pos) = times.iter().position(|&t| ts > t) {
         times.copy_within(pos..DEST_TIMES - 1, pos + 1);
         if let Some(slot) = times.get_mut(pos) {
