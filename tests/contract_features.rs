@@ -592,3 +592,17 @@ fn a_rule_sees_every_field_with_its_contract_type() {
     assert!(d.errors.is_empty(), "{:?}", d.errors);
     assert_eq!(ids(&d.hits), ["w/types"]);
 }
+
+#[test]
+fn dest_users_with_repeated_later_dated_payments() {
+    // a paid D at the same later instant three times, then (processed later) within t's window.
+    let history = [
+        h("a1", "a", T + DAY, 1.0, "D"),
+        h("a2", "a", T + DAY, 1.0, "D"),
+        h("a3", "a", T + DAY, 1.0, "D"),
+        h("a4", "a", T + 12 * HOUR, 1.0, "D"),
+        h("a5", "a", T - HOUR, 1.0, "D"),
+    ];
+    let f = tx_after(&history, &now("u", "D")).features;
+    assert_eq!((f.dest_users_24h, f.dest_users_30d), (1, 1));
+}
