@@ -444,6 +444,19 @@ fn sandbox_limits_stop_hostile_scripts_as_rule_errors() {
         ("string repeat", "let s = \"ab\"; s.pad(1000000, 'x'); true"),
         ("deep recursion", "fn f(n) { f(n + 1) } f(0)"),
         ("mutual recursion", "fn a(n) { b(n) } fn b(n) { a(n) } a(1)"),
+        ("caught loop", "try { loop { } } catch { } true"),
+        (
+            "caught string bomb",
+            "try { let s = \"x\"; loop { s += s; } } catch { } true",
+        ),
+        (
+            "caught array bomb",
+            "try { let a = []; loop { a.push(1); } } catch { } true",
+        ),
+        (
+            "caught recursion",
+            "fn f(n) { f(n + 1) } try { f(0) } catch { } true",
+        ),
     ];
     for (name, script) in hostile {
         let d = run(script);
@@ -458,13 +471,16 @@ fn the_wall_clock_deadline_stops_a_rule_that_is_within_its_operation_budget() {
         "[warnings.default.en]",
         "[limits]\nmax_rule_ms = 1\nmax_operations = 1000000000000\n\n[warnings.default.en]",
     );
-    let d = run_with_policy(&text, "loop { }");
-    assert_eq!(d.errors.len(), 1, "{d:?}");
-    assert!(
-        d.errors[0].error.contains("deadline"),
-        "{}",
-        d.errors[0].error
-    );
+    for script in ["loop { }", "try { loop { } } catch { } true"] {
+        let d = run_with_policy(&text, script);
+        assert!(d.hits.is_empty(), "{script}: {d:?}");
+        assert_eq!(d.errors.len(), 1, "{script}: {d:?}");
+        assert!(
+            d.errors[0].error.contains("deadline"),
+            "{}",
+            d.errors[0].error
+        );
+    }
 }
 
 #[test]
