@@ -101,7 +101,7 @@ impl State {
     fn observed_at(&self, ts: i64) {
         self.newest_ts.fetch_max(ts, Ordering::Relaxed);
         if self.observed.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep();
+            self.sweep(ts);
         }
     }
 
@@ -134,9 +134,11 @@ impl State {
         }
     }
 
-    /// Drops users and destinations with nothing inside their windows any more.
-    fn sweep(&self) {
-        let newest = self.newest_ts.load(Ordering::Relaxed);
+    /// Drops users and destinations with nothing inside their windows any more, as of the event
+    /// being observed (`now`) rather than the newest ever seen: one event dated far in the future
+    /// must not make everyone's history look stale.
+    fn sweep(&self, now: i64) {
+        let newest = self.newest_ts.load(Ordering::Relaxed).min(now);
         let user_horizon = newest.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         self.users.retain(|_, u| u.newest() > user_horizon);
         let dest_horizon = newest.saturating_sub(DEST_RETENTION);
