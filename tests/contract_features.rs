@@ -606,3 +606,23 @@ fn dest_users_with_repeated_later_dated_payments() {
     let f = tx_after(&history, &now("u", "D")).features;
     assert_eq!((f.dest_users_24h, f.dest_users_30d), (1, 1));
 }
+
+#[test]
+fn one_far_future_event_does_not_make_everyones_history_stale() {
+    // Idle users are swept out every so many observations; a single event dated in 2099 must
+    // not make a withdrawal two minutes old look older than 400 days.
+    let s = scorer();
+    observe(
+        &s,
+        &[
+            h("a", "alice", 0, 10.0, "X"),
+            login("mallory", "2099-01-01T00:00:00Z", "d"),
+        ],
+    );
+    let routine = riskgate::Event::parse_line(&login("bob", &at(60), "d")).unwrap();
+    for _ in 0..(1 << 16) {
+        s.observe(&routine);
+    }
+    let f = s.tx(&wd("b", "alice", &at(120), 1.0, "X").w()).features;
+    assert_eq!((f.prior_withdrawals, f.is_new_address), (1, false));
+}
