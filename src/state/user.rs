@@ -109,7 +109,7 @@ impl UserState {
         if let Some(device) = device {
             self.record_device(device, ts);
         }
-        self.trim();
+        self.trim(ts);
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
@@ -145,9 +145,11 @@ impl UserState {
         history.chain(devices).chain(self.resets.last().copied()).max().unwrap_or(i64::MIN)
     }
 
-    /// Forgets what lies more than [`RETENTION_DAYS`] before the newest event.
-    fn trim(&mut self) {
-        let horizon = self.newest().saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+    /// Forgets what lies more than [`RETENTION_DAYS`] before the newest event, but never what
+    /// is within that span of `now` (the withdrawal being recorded): a login or reset dated far
+    /// in the future must not wipe the user's history.
+    fn trim(&mut self, now: i64) {
+        let horizon = self.newest().min(now).saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         if self.history.iter().any(|e| e.ts <= horizon) {
             self.history.retain(|e| e.ts > horizon);
         }
