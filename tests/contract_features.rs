@@ -626,3 +626,21 @@ fn one_far_future_event_does_not_make_everyones_history_stale() {
     let f = s.tx(&wd("b", "alice", &at(120), 1.0, "X").w()).features;
     assert_eq!((f.prior_withdrawals, f.is_new_address), (1, false));
 }
+
+#[test]
+fn a_far_future_login_does_not_wipe_the_users_own_history() {
+    let s = scorer();
+    observe(
+        &s,
+        &[
+            h("a", "alice", 0, 10.0, "X"),
+            login("alice", "2099-01-01T00:00:00Z", "d"),
+            h("b", "alice", 60, 5.0, "Y"),
+        ],
+    );
+    let f = s.tx(&wd("c", "alice", &at(120), 1.0, "X").w()).features;
+    assert_eq!(
+        (f.prior_withdrawals, f.is_new_address, f.withdrawals_24h),
+        (2, false, 2)
+    );
+}
