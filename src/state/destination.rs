@@ -46,6 +46,7 @@ impl DestinationState {
 
     /// Remembers that `user` paid this destination at `ts`.
     pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
+        let before = self.newest();
         match self.payers.iter_mut().find(|p| Arc::ptr_eq(&p.user, user) || p.user == *user) {
             Some(payer) => insert_time(&mut payer.times, ts),
             None => {
@@ -57,7 +58,9 @@ impl DestinationState {
                 self.payers.push(Payer { user: user.clone(), times });
             }
         }
-        let horizon = self.newest().saturating_sub(DEST_RETENTION);
+        // As of the earlier of this withdrawal and the newest before it: one dated far in the
+        // future must not drop every other payer.
+        let horizon = before.min(ts).saturating_sub(DEST_RETENTION);
         self.payers.retain(|p| p.times[0] > horizon);
     }
 

@@ -87,6 +87,7 @@ impl UserState {
     }
 
     pub(crate) fn record_withdrawal(&mut self, address: Arc<str>, ts: i64, amount_usd: f64, device: Option<&str>) {
+        let before = self.newest();
         self.completed += 1;
         let dest = match self.destinations.iter().position(|d| d.address == address) {
             Some(i) => i,
@@ -109,7 +110,7 @@ impl UserState {
         if let Some(device) = device {
             self.record_device(device, ts);
         }
-        self.trim(ts);
+        self.trim(before.min(ts));
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
@@ -145,11 +146,11 @@ impl UserState {
         history.chain(devices).chain(self.resets.last().copied()).max().unwrap_or(i64::MIN)
     }
 
-    /// Forgets what lies more than [`RETENTION_DAYS`] before the newest event, but never what
-    /// is within that span of `now` (the withdrawal being recorded): a login or reset dated far
-    /// in the future must not wipe the user's history.
+    /// Forgets what lies more than [`RETENTION_DAYS`] before `now`: the earlier of the withdrawal
+    /// being recorded and the user's newest event before it, so that one event dated far in the
+    /// future (a login, a reset or a withdrawal) does not wipe the user's history.
     fn trim(&mut self, now: i64) {
-        let horizon = self.newest().min(now).saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+        let horizon = now.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         if self.history.iter().any(|e| e.ts <= horizon) {
             self.history.retain(|e| e.ts > horizon);
         }
