@@ -644,3 +644,34 @@ fn a_far_future_login_does_not_wipe_the_users_own_history() {
         (2, false, 2)
     );
 }
+
+#[test]
+fn a_far_future_payment_does_not_wipe_the_destinations_other_payers() {
+    let s = scorer();
+    let far = wd("far", "mallory", "2099-01-01T00:00:00Z", 1.0, "D").line();
+    observe(
+        &s,
+        &[h("a", "a", 0, 1.0, "D"), far, h("b", "b", 60, 1.0, "D")],
+    );
+    let f = s.tx(&wd("c", "u", &at(120), 1.0, "D").w()).features;
+    assert_eq!((f.dest_users_24h, f.dest_users_30d), (2, 2));
+}
+
+#[test]
+fn a_far_future_withdrawal_does_not_wipe_the_users_own_history() {
+    let s = scorer();
+    let far = wd("far", "alice", "2099-01-01T00:00:00Z", 1.0, "Z").line();
+    observe(
+        &s,
+        &[
+            h("a", "alice", 0, 10.0, "X"),
+            far,
+            h("b", "alice", 60, 5.0, "Y"),
+        ],
+    );
+    let f = s.tx(&wd("c", "alice", &at(120), 1.0, "X").w()).features;
+    assert_eq!(
+        (f.prior_withdrawals, f.is_new_address, f.withdrawals_24h),
+        (3, false, 2)
+    );
+}
