@@ -1,9 +1,9 @@
 //! Contract section 5: the command line. `riskgate score` from a file and from stdin, and
 //! `riskgate check` with its exit status and expectations, passing and failing.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use serde_json::json;
 
 fn two_pack_rules() -> Rules {

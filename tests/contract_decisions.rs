@@ -2,9 +2,9 @@
 //! caps, thresholds, floors, `on_rule_error`, warning choice, locale fallback, placeholders,
 //! cooling-off hours, sorted lists and the ruleset id.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use riskgate::{Decision, Tier};
 use serde_json::json;
 

@@ -3,9 +3,9 @@
 //! floors and modes; a random `on_rule_error`) decide a withdrawal by a user of a random country
 //! and locale, and the decision is compared with one computed by brute force from the contract.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use proptest::prelude::*;
 use riskgate::Tier;
 

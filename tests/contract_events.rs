@@ -2,9 +2,9 @@
 //! fractional seconds, cancelled withdrawals, labels, and how `riskgate score` treats blank,
 //! invalid and duplicate lines.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use riskgate::{Event, Label, Status};
 use serde_json::{json, Value};
 

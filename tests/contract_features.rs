@@ -2,9 +2,9 @@
 //! ((t - D, t]: t - D excluded, t included), EVM normalization, out-of-order events, devices,
 //! password resets and watchlists.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use riskgate::{Scorer, Tx};
 use serde_json::json;
 

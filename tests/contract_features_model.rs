@@ -4,9 +4,9 @@
 //! through the scorer, and every withdrawal's `tx` is compared with the fields computed by brute
 //! force, straight from the contract's wording, over the list of events processed so far.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use proptest::prelude::*;
 use riskgate::{normalize_address, Event, EventStream, Scorer};
 

@@ -3,11 +3,11 @@
 //! string "inf" for positive infinity), computed by hand from the contract. The streams are
 //! replayed with the shipped rules (for the watchlists), through the library and the CLI.
 
-mod common;
+mod contract_support;
 
 use std::path::Path;
 
-use common::*;
+use contract_support::*;
 use riskgate::{Event, EventStream, Processed, Scorer, Tx};
 use serde_json::{json, Value};
 

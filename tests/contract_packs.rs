@@ -2,9 +2,9 @@
 //! load problems as `pack/file:line:column: message` (all of them at once), scripts refused at
 //! load, what a script's value means, sandbox limits, and reload keeping the old set.
 
-mod common;
+mod contract_support;
 
-use common::*;
+use contract_support::*;
 use riskgate::{Decision, Scorer, Tier};
 
 /// Runs `script` as the one rule (score 40) of a pack applying everywhere, on a plain

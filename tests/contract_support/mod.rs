@@ -1,5 +1,5 @@
-//! Helpers shared by the contract tests: rule directories built in temp dirs, events built as
-//! JSON the way a host would send them, and a runner for the built binary.
+//! Helpers shared by the contract tests (`tests/contract_*.rs`): rule directories built in temp
+//! dirs, events built as JSON the way a host would send them, and a runner for the built binary.
 #![allow(dead_code)] // each test file uses its own subset
 
 use std::io::Write;
