@@ -397,6 +397,15 @@ fn other_values_are_rule_errors() {
         "#{a: 1}",
         "'c'",
         "tx",
+        "tx.watchlists",
+        "tx.destination",
+        "tx.id + \"\"",
+        "tx.hours_since_password_reset",
+        "tx.device_age_hours",
+        "tx.amount_usd / 0.0",
+        "if tx.amount_usd > 0.0 { \"yes\" } else { false }",
+        "[]",
+        "#{}",
     ] {
         rule_error(script);
     }
