@@ -7,11 +7,14 @@
 //!
 //! # Memory bound
 //! Per user: at most [`MAX_HISTORY`] withdrawals, [`MAX_DESTINATIONS`] destinations,
-//! [`MAX_DEVICES`] devices and [`MAX_RESETS`] password resets, and nothing older than
-//! [`RETENTION_DAYS`] days before the user's newest event. Per destination: at most
-//! [`MAX_DEST_USERS`] users, each with their [`DEST_TIMES`] latest withdrawal times, and nothing
-//! older than [`RETENTION_DAYS`] days before its newest withdrawal. Idle users and destinations
-//! are swept out as the stream moves on.
+//! [`MAX_DEVICES`] devices and [`MAX_RESETS`] password resets; when a withdrawal is recorded,
+//! whatever lies more than [`RETENTION_DAYS`] days before it (or before the user's newest event,
+//! if that is earlier) is forgotten. Per destination: at most [`MAX_DEST_USERS`] users, each with
+//! their [`DEST_TIMES`] latest distinct withdrawal times, trimmed the same way. Idle users and
+//! destinations are swept out as the stream moves on. "Before it" rather than "before the newest
+//! ever seen", so that one event dated far in the future does not wipe history. Known limit: a
+//! payer's withdrawals to a destination dated before its [`DEST_TIMES`] latest ones are not
+//! counted by `dest_users_*` (only possible when events arrive out of order).
 
 mod destination;
 mod features;
