@@ -126,12 +126,18 @@ fn mode_is_shadow(mode: &Option<Spanned<String>>, what: &str, source: &Source<'_
 
 fn instant(value: &Option<Spanned<Instant>>, field: &str, source: &Source<'_>, problems: &mut Problems) -> Option<i64> {
     let value = value.as_ref()?;
-    let text = match value.get_ref() {
-        Instant::Datetime(dt) => dt.to_string(),
-        Instant::Text(s) => s.clone(),
+    let parsed = match value.get_ref() {
+        // TOML's own datetime syntax, already checked by the TOML parser (TOML 1.1 lets the
+        // seconds be left out, which RFC 3339 does not); it still needs an offset.
+        Instant::Datetime(dt) => dt
+            .to_string()
+            .parse::<jiff::Timestamp>()
+            .map(|ts| ts.as_microsecond())
+            .map_err(|e| format!("`{dt}` has no offset ({e})")),
+        Instant::Text(s) => Timestamp::parse(s).map(Timestamp::as_micros),
     };
-    match Timestamp::parse(&text) {
-        Ok(ts) => Some(ts.as_micros()),
+    match parsed {
+        Ok(micros) => Some(micros),
         Err(e) => {
             problems.in_source(source, value.span(), format!("{field} needs a date, a time and an offset, e.g. 2026-12-01T00:00:00Z: {e}"));
             None
