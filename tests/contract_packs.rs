@@ -690,3 +690,56 @@ fn each_sandbox_limit_fires_at_the_policys_value() {
         );
     }
 }
+
+#[test]
+fn campaign_windows_take_toml_datetimes_or_rfc_3339_strings_with_an_offset() {
+    let micros = |s: &str| wd("x", "u", s, 1.0, "X").w().ts.as_micros();
+    for (line, expected) in [
+        ("active_from = 2026-12-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        (
+            "active_from = 2026-12-01 08:00:00+08:00",
+            "2026-12-01T00:00:00Z",
+        ),
+        ("active_from = 2026-12-01T00:00Z", "2026-12-01T00:00:00Z"), // TOML 1.1: seconds optional
+        (
+            "active_from = 2026-12-01T00:00:00.5Z",
+            "2026-12-01T00:00:00.5Z",
+        ),
+        (
+            "active_from = \"2026-12-01T08:00:00+08:00\"",
+            "2026-12-01T00:00:00Z",
+        ),
+    ] {
+        let rules = Rules::new();
+        rules.pack(
+            "p",
+            &format!("regions = [\"*\"]\n{line}"),
+            &[("r", "true", "")],
+        );
+        assert_eq!(
+            rules.load().packs()[0].active_from,
+            Some(micros(expected)),
+            "{line}"
+        );
+    }
+    for line in [
+        "active_from = 2026-12-01T00:00:00",
+        "active_from = 2026-12-01",
+        "active_from = \"2026-12-01\"",
+        "active_from = \"2026-12-01T00:00Z\"",
+        "active_from = \"soon\"",
+        "active_from = 2026-12-01T00:00:00Z\nactive_until = 2026-12-01T00:00:00Z",
+    ] {
+        let rules = Rules::new();
+        rules.pack(
+            "p",
+            &format!("regions = [\"*\"]\n{line}"),
+            &[("r", "true", "")],
+        );
+        let problems = rules.problems();
+        assert!(
+            problems.iter().any(|p| p.starts_with("p/pack.toml:")),
+            "{line}: {problems:?}"
+        );
+    }
+}
