@@ -49,7 +49,7 @@ struct RawRule {
     id: Spanned<String>,
     script: Spanned<String>,
     #[serde(default)]
-    score: i64,
+    score: Option<Spanned<i64>>,
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -140,12 +140,18 @@ fn instant(
     problems: &mut Problems,
 ) -> Option<i64> {
     let value = value.as_ref()?;
-    let text = match value.get_ref() {
-        Instant::Datetime(dt) => dt.to_string(),
-        Instant::Text(s) => s.clone(),
+    let parsed = match value.get_ref() {
+        // TOML's own datetime syntax, already checked by the TOML parser (TOML 1.1 lets the
+        // seconds be left out, which RFC 3339 does not); it still needs an offset.
+        Instant::Datetime(dt) => dt
+            .to_string()
+            .parse::<jiff::Timestamp>()
+            .map(|ts| ts.as_microsecond())
+            .map_err(|e| format!("`{dt}` has no offset ({e})")),
+        Instant::Text(s) => Timestamp::parse(s).map(Timestamp::as_micros),
     };
-    match Timestamp::parse(&text) {
-        Ok(ts) => Some(ts.as_micros()),
+    match parsed {
+        Ok(micros) => Some(micros),
         Err(e) => {
             problems.in_source(
                 source,
@@ -318,6 +324,15 @@ pub(crate) fn load(
             }
             tier
         });
+        let score = rule.score.as_ref().map_or(0, |s| *s.get_ref());
+        if let Some(s) = rule.score.as_ref().filter(|s| *s.get_ref() < 0) {
+            // Packs are summed: a negative score would cancel other partners' hits.
+            problems.in_source(
+                &source,
+                s.span(),
+                format!("rule \"{rule_id}\": score must not be negative, got {score}"),
+            );
+        }
         let rule_shadow = mode_is_shadow(
             &rule.mode,
             &format!("rule \"{rule_id}\": "),
@@ -338,7 +353,7 @@ pub(crate) fn load(
                 id: format!("{id}/{rule_id}"),
                 script_file: file,
                 ast,
-                score: rule.score,
+                score,
                 reason: rule.reason.clone(),
                 warning,
                 min_tier,

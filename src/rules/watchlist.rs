@@ -37,8 +37,9 @@ pub(crate) fn parse(source: &Source<'_>, problems: &mut Problems) -> Vec<String>
         source
             .text
             .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            // `#` starts a comment, on its own line or after an address (no address holds a `#`).
+            .map(|l| l.split('#').next().unwrap_or_default().trim())
+            .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect::<Vec<_>>()
     };

@@ -1,10 +1,10 @@
-//! Per-destination state: who paid an address, and when, over the last 30 days.
+//! Per-destination state: who paid an address, and when, for the 24-hour and 30-day windows.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DEST_TIMES, MAX_DEST_USERS};
+use super::{DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
 use crate::time::{in_window, MICROS_PER_DAY};
 
 const NONE: i64 = i64::MIN;
@@ -48,6 +48,7 @@ impl DestinationState {
 
     /// Remembers that `user` paid this destination at `ts`.
     pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
+        let before = self.newest();
         match self
             .payers
             .iter_mut()
@@ -66,7 +67,9 @@ impl DestinationState {
                 });
             }
         }
-        let horizon = self.newest().saturating_sub(30 * MICROS_PER_DAY);
+        // As of the earlier of this withdrawal and the newest before it: one dated far in the
+        // future must not drop every other payer.
+        let horizon = before.min(ts).saturating_sub(DEST_RETENTION);
         self.payers.retain(|p| p.times[0] > horizon);
     }
 
@@ -88,11 +91,17 @@ impl DestinationState {
     }
 }
 
-/// Keeps the `DEST_TIMES` largest times, newest first.
+/// Keeps the `DEST_TIMES` largest distinct times, newest first (a repeated time would only take
+/// the slot of an older one that a window may still need).
 fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
+    if times.contains(&ts) {
+        return;
+    }
     if let Some(pos) = times.iter().position(|&t| ts > t) {
         times.copy_within(pos..DEST_TIMES - 1, pos + 1);
-        times[pos] = ts;
+        if let Some(slot) = times.get_mut(pos) {
+            *slot = ts;
+        }
     }
 }
 

@@ -7,10 +7,14 @@
 //!
 //! # Memory bound
 //! Per user: at most [`MAX_HISTORY`] withdrawals, [`MAX_DESTINATIONS`] destinations,
-//! [`MAX_DEVICES`] devices and [`MAX_RESETS`] password resets, and nothing older than
-//! [`RETENTION_DAYS`] days before the user's newest event. Per destination: at most
-//! [`MAX_DEST_USERS`] users, each with their [`DEST_TIMES`] latest withdrawal times, and nothing
-//! older than 30 days. Idle users and destinations are swept out as the stream moves on.
+//! [`MAX_DEVICES`] devices and [`MAX_RESETS`] password resets; when a withdrawal is recorded,
+//! whatever lies more than [`RETENTION_DAYS`] days before it (or before the user's newest event,
+//! if that is earlier) is forgotten. Per destination: at most [`MAX_DEST_USERS`] users, each with
+//! their [`DEST_TIMES`] latest distinct withdrawal times, trimmed the same way. Idle users and
+//! destinations are swept out as the stream moves on. "Before it" rather than "before the newest
+//! ever seen", so that one event dated far in the future does not wipe history. Known limit: a
+//! payer's withdrawals to a destination dated before its [`DEST_TIMES`] latest ones are not
+//! counted by `dest_users_*` (only possible when events arrive out of order).
 
 mod destination;
 mod features;
@@ -42,8 +46,10 @@ pub const MAX_DEST_USERS: usize = 4096;
 pub const DEST_TIMES: usize = 4;
 /// History older than this (relative to the user's newest event) is forgotten.
 pub const RETENTION_DAYS: i64 = 400;
-/// Per-destination windows reach back this far.
-const DEST_RETENTION: i64 = 30 * MICROS_PER_DAY;
+/// Per-destination payers are kept this long after the destination's newest withdrawal: the
+/// windows reach back only 30 days, but an event processed out of order may be dated well
+/// before the newest, and the contract allows forgetting only what is older than 400 days.
+pub(crate) const DEST_RETENTION: i64 = RETENTION_DAYS * MICROS_PER_DAY;
 /// How many observations between sweeps of idle users and destinations.
 const SWEEP_EVERY: u64 = 1 << 16;
 
@@ -98,7 +104,7 @@ impl State {
     fn observed_at(&self, ts: i64) {
         self.newest_ts.fetch_max(ts, Ordering::Relaxed);
         if self.observed.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep();
+            self.sweep(ts);
         }
     }
 
@@ -131,9 +137,11 @@ impl State {
         }
     }
 
-    /// Drops users and destinations with nothing inside their windows any more.
-    fn sweep(&self) {
-        let newest = self.newest_ts.load(Ordering::Relaxed);
+    /// Drops users and destinations with nothing inside their windows any more, as of the event
+    /// being observed (`now`) rather than the newest ever seen: one event dated far in the future
+    /// must not make everyone's history look stale.
+    fn sweep(&self, now: i64) {
+        let newest = self.newest_ts.load(Ordering::Relaxed).min(now);
         let user_horizon = newest.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         self.users.retain(|_, u| u.newest() > user_horizon);
         let dest_horizon = newest.saturating_sub(DEST_RETENTION);

@@ -99,6 +99,7 @@ impl UserState {
         amount_usd: f64,
         device: Option<&str>,
     ) {
+        let before = self.newest();
         self.completed += 1;
         let dest = match self.destinations.iter().position(|d| d.address == address) {
             Some(i) => i,
@@ -129,7 +130,7 @@ impl UserState {
         if let Some(device) = device {
             self.record_device(device, ts);
         }
-        self.trim();
+        self.trim(before.min(ts));
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
@@ -178,11 +179,11 @@ impl UserState {
             .unwrap_or(i64::MIN)
     }
 
-    /// Forgets what lies more than [`RETENTION_DAYS`] before the newest event.
-    fn trim(&mut self) {
-        let horizon = self
-            .newest()
-            .saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+    /// Forgets what lies more than [`RETENTION_DAYS`] before `now`: the earlier of the withdrawal
+    /// being recorded and the user's newest event before it, so that one event dated far in the
+    /// future (a login, a reset or a withdrawal) does not wipe the user's history.
+    fn trim(&mut self, now: i64) {
+        let horizon = now.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         if self.history.iter().any(|e| e.ts <= horizon) {
             self.history.retain(|e| e.ts > horizon);
         }
