@@ -39,6 +39,18 @@ impl EventStream {
     /// Processes the next line. An invalid line yields [`crate::ErrorKind::InvalidEvent`] with its
     /// number and changes no state.
     pub fn process(&mut self, scorer: &Scorer, line: Result<&str, String>) -> Result<Processed, Error> {
+        self.process_with(scorer, line, Scorer::score)
+    }
+
+    /// Like [`EventStream::process`], deciding each valid withdrawal with `score` (called once,
+    /// before the withdrawal is observed), e.g. to time the decision or to call
+    /// [`Scorer::score_timed`]. `riskgate replay` uses it.
+    pub fn process_with(
+        &mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+        score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
+    ) -> Result<Processed, Error> {
         self.line += 1;
         let line_no = self.line;
         let text = line.map_err(|message| Error::invalid_event(line_no, message))?;
@@ -52,7 +64,7 @@ impl EventStream {
                     return Err(Error::invalid_event(line_no, format!("withdrawal id \"{}\" was seen before; ids must be unique", w.id)));
                 }
                 self.withdrawal_ids.insert(w.id.as_str().into());
-                let decision = scorer.score(&w);
+                let decision = score(scorer, &w);
                 scorer.observe_withdrawal(&w);
                 Ok(Processed::Scored(Box::new(w), decision))
             }
