@@ -42,7 +42,7 @@ pub struct Transition {
     pub scam: u64,
     /// Of them, legit.
     pub legit: u64,
-    /// The first few, in stream order.
+    /// The first few, in stream order, at most one per user.
     pub examples: Vec<Example>,
 }
 
@@ -123,7 +123,8 @@ impl BaselineAcc {
         let Some(examples) = self.examples.get_mut(b * 4 + c) else {
             return;
         };
-        if examples.len() >= self.max_examples {
+        // The first few in stream order, one per user, so that the examples show variety.
+        if examples.len() >= self.max_examples || examples.iter().any(|e| e.user_id == w.user_id) {
             return;
         }
         examples.push(Example {

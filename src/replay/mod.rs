@@ -29,7 +29,7 @@ mod render_html;
 mod render_text;
 mod sweep;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +55,9 @@ use metrics::Accumulator;
 
 /// How many invalid lines the report lists (all are counted).
 pub const INVALID_SHOWN: usize = 5;
+
+/// Distinct (typology, label) rows kept; further typologies are counted as `(other)`.
+pub const MAX_TYPOLOGIES: usize = 64;
 
 /// How often (in lines) the progress callback is called.
 pub const PROGRESS_EVERY: u64 = 4096;
@@ -99,6 +102,10 @@ pub struct Report {
     pub rules: Vec<RuleRow>,
     /// Figures at >= warn for every warn threshold that makes a difference.
     pub sweep: Vec<SweepPoint>,
+    /// Withdrawals by the `typology` field generated streams carry (see [`crate::gen`]) and
+    /// label, with the tiers they got; empty when the stream has no such field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub typologies: Vec<TypologyRow>,
     /// `--max-friction` result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimum: Option<Optimum>,
@@ -108,6 +115,25 @@ pub struct Report {
     /// Timing, unless turned off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
+}
+
+/// Withdrawals of one typology and label.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TypologyRow {
+    /// The `typology` field.
+    pub typology: String,
+    /// `scam`, `legit` or `unlabeled`.
+    pub label: &'static str,
+    /// Withdrawals.
+    pub withdrawals: u64,
+    /// At tier >= notice.
+    pub notice: u64,
+    /// At tier >= warn.
+    pub warn: u64,
+    /// At cool_off.
+    pub cool_off: u64,
+    /// Share at tier >= warn.
+    pub warn_share: Option<f64>,
 }
 
 /// The rule set replayed.
@@ -252,6 +278,7 @@ pub struct Replay {
     timings: Vec<Option<Duration>>,
     baseline_timings: Vec<Option<Duration>>,
     latency: LatencyHistogram,
+    typologies: BTreeMap<(String, &'static str), (u64, [u64; 4])>,
     started: Instant,
     lines_total: u64,
 }
@@ -287,6 +314,7 @@ impl Replay {
             timings: Vec::new(),
             baseline_timings: Vec::new(),
             latency: LatencyHistogram::default(),
+            typologies: BTreeMap::new(),
             started: Instant::now(),
             lines_total: 0,
         }
@@ -330,6 +358,10 @@ impl Replay {
     }
 
     fn line(&mut self, name: &str, first_line: usize, line: Result<&str, String>) {
+        let typology = match &line {
+            Ok(text) => extract_typology(text),
+            Err(_) => None,
+        };
         let timing = self.options.timing;
         let timings = &mut self.timings;
         let latency = &mut self.latency;
@@ -355,6 +387,9 @@ impl Replay {
                 }
             }
             Ok(Processed::Scored(w, decision)) => {
+                if let Some(typology) = typology {
+                    self.count_typology(typology, w.label, decision.tier);
+                }
                 self.count_event_parts(w.ts, &w.user_id);
                 self.count_withdrawal(&w, &decision);
                 if let Some((scorer, _, acc, diff)) = &mut self.baseline {
@@ -382,6 +417,26 @@ impl Replay {
                     });
                 }
             }
+        }
+    }
+
+    fn count_typology(&mut self, typology: &str, label: Option<Label>, tier: Tier) {
+        let label = match label {
+            Some(Label::Scam) => "scam",
+            Some(Label::Legit) => "legit",
+            None => "unlabeled",
+        };
+        let key = (typology.to_string(), label);
+        let key = if self.typologies.len() >= MAX_TYPOLOGIES && !self.typologies.contains_key(&key)
+        {
+            ("(other)".to_string(), label)
+        } else {
+            key
+        };
+        let row = self.typologies.entry(key).or_default();
+        row.0 += 1;
+        if let Some(count) = row.1.get_mut(metrics::tier_index(tier)) {
+            *count += 1;
         }
     }
 
@@ -491,6 +546,24 @@ impl Replay {
             levels,
             rules: self.acc.rule_rows(rules),
             sweep: sweep::sweep(&self.acc.hist, policy),
+            typologies: self
+                .typologies
+                .into_iter()
+                .map(|((typology, label), (withdrawals, tiers))| {
+                    let [_, notice, warn, cool_off] = tiers;
+                    let warn_or_more = warn + cool_off;
+                    TypologyRow {
+                        typology,
+                        label,
+                        withdrawals,
+                        notice: notice + warn_or_more,
+                        warn: warn_or_more,
+                        cool_off,
+                        warn_share: (withdrawals > 0)
+                            .then(|| warn_or_more as f64 / withdrawals as f64),
+                    }
+                })
+                .collect(),
             optimum,
             baseline,
             timing,
@@ -509,6 +582,18 @@ impl Report {
     pub fn level(&self, level: Tier) -> Option<&LevelMetrics> {
         self.levels.iter().find(|l| l.level == level)
     }
+}
+
+/// The value of a `"typology": "..."` field in a raw line, without parsing the JSON again
+/// (None when absent or escaped).
+fn extract_typology(line: &str) -> Option<&str> {
+    let at = line.find("\"typology\"")?;
+    let rest = line.get(at + 10..)?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let value = rest.get(..end)?;
+    (!value.contains('\\') && !value.is_empty()).then_some(value)
 }
 
 /// Log-linear latency histogram: exact below 64 ns, then 32 buckets per power of two (so a
@@ -582,6 +667,21 @@ impl LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typology_is_read_from_the_raw_line() {
+        assert_eq!(
+            extract_typology(r#"{"kind":"withdrawal","typology":"romance"}"#),
+            Some("romance")
+        );
+        assert_eq!(
+            extract_typology(r#"{"typology" : "mule-victim" }"#),
+            Some("mule-victim")
+        );
+        assert_eq!(extract_typology(r#"{"typology":"a\"b"}"#), None);
+        assert_eq!(extract_typology(r#"{"typology":""}"#), None);
+        assert_eq!(extract_typology(r#"{"kind":"login"}"#), None);
+    }
 
     #[test]
     fn latency_buckets_round_trip_within_three_percent() {

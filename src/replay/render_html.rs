@@ -518,6 +518,35 @@ pub fn render_html(r: &Report) -> String {
     }
     let _ = writeln!(o, "</table><p class=\"note\">Unique scam: scam withdrawals this rule hit and no other live rule did (for a shadow rule: no live rule did). If live: withdrawals whose tier would change if this shadow rule alone went live.</p></section>");
 
+    if !r.typologies.is_empty() {
+        let _ = writeln!(o, "<section id=\"typologies\"><h2>By typology</h2><p class=\"sub\">The <code>typology</code> field of generated streams: which behaviours the rules see, and which they miss.</p>");
+        let max = r
+            .typologies
+            .iter()
+            .map(|x| x.withdrawals)
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64;
+        let _ = writeln!(o, "<table><tr><th>typology</th><th>label</th><th>withdrawals</th><th>&ge; notice</th><th>&ge; warn</th><th>cool_off</th><th>share &ge; warn</th><th style=\"text-align:left;width:260px\">&ge; warn of withdrawals</th></tr>");
+        for x in &r.typologies {
+            let color = if x.label == "scam" { SCAM } else { LEGIT };
+            let full = x.withdrawals as f64 / max * 240.0;
+            let part = x.warn as f64 / max * 240.0;
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><svg width=\"250\" height=\"12\"><rect x=\"0\" y=\"1\" width=\"{full:.1}\" height=\"10\" fill=\"#e2e8f0\"/><rect x=\"0\" y=\"1\" width=\"{part:.1}\" height=\"10\" fill=\"{color}\"/></svg></td></tr>",
+                esc(&x.typology),
+                x.label,
+                thousands(x.withdrawals),
+                thousands(x.notice),
+                thousands(x.warn),
+                thousands(x.cool_off),
+                pct(x.warn_share)
+            );
+        }
+        let _ = writeln!(o, "</table></section>");
+    }
+
     if let Some(b) = &r.baseline {
         let _ = writeln!(
             o,

@@ -218,6 +218,38 @@ pub fn render_text(r: &Report) -> String {
         );
     }
 
+    if !r.typologies.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nBY TYPOLOGY  (the \"typology\" field of generated streams)"
+        );
+        let tw = r
+            .typologies
+            .iter()
+            .map(|x| x.typology.len())
+            .max()
+            .unwrap_or(8)
+            .max(8);
+        let _ = writeln!(
+            o,
+            "  {:<tw$} {:>6} {:>11} {:>9} {:>8} {:>9} {:>9}",
+            "typology", "label", "withdrawals", ">=notice", ">=warn", "cool_off", "% >=warn"
+        );
+        for x in &r.typologies {
+            let _ = writeln!(
+                o,
+                "  {:<tw$} {:>6} {:>11} {:>9} {:>8} {:>9} {:>9}",
+                x.typology,
+                x.label,
+                thousands(x.withdrawals),
+                thousands(x.notice),
+                thousands(x.warn),
+                thousands(x.cool_off),
+                pct(x.warn_share)
+            );
+        }
+    }
+
     if s.scam + s.legit > 0 && !r.sweep.is_empty() {
         let mut marked = vec![t.warn];
         if let Some(w) = r.optimum.as_ref().and_then(|x| x.warn) {
@@ -243,7 +275,7 @@ pub fn render_text(r: &Report) -> String {
             let index = r.sweep.iter().position(|q| std::ptr::eq(q, p));
             let mut mark = String::new();
             if index.is_some() && index == policy_row {
-                mark.push_str("  <- policy");
+                mark.push_str(&format!("  <- policy (warn {})", t.warn));
             }
             if index.is_some() && index == optimum_row {
                 mark.push_str("  <- optimum");
