@@ -24,7 +24,7 @@
 //! | --- | --- | --- |
 //! | `telegram-coach` | 35% | investment "coach" met on Telegram: account opened days before (referral `telegram`), 3-6 transfers 1-4 days apart, each 1.8-3x the last, to addresses of the coach's gang (half the time a new one) |
 //! | `fake-support` | 20% | account takeover / fake support: established honest history, then a password reset, a login on a new device minutes later, and one or two withdrawals draining the account to a new address |
-//! | `mule-victim` | 25% | established honest history, then pays a mule collection address that 4-9 other victims pay within the same 6 hours |
+//! | `mule-victim` | 25% | established honest history, then pays (a quarter of them twice) a mule collection address that about 5 other victims pay within the same 6 hours |
 //! | `romance` | 20% | established honest history, then 5-10 transfers 5-9 days apart to one new address, each 15-40% more than the last |
 //!
 //! Scam addresses belong to gangs (3 addresses each for coaches; one per mule campaign); a

@@ -222,6 +222,8 @@ pub(crate) struct Accumulator {
     rows: Vec<RuleAcc>,
     pub(crate) tiers: [Tally; 4],
     pub(crate) hist: Histogram,
+    /// Scam withdrawals that no rule hit, live or shadow: no threshold reaches them.
+    pub(crate) scam_without_hits: u64,
     /// Scratch: live hit sums per pack for the decision at hand.
     pack_sums: Vec<i64>,
     /// Scratch: indices of the live rules that hit.
@@ -246,6 +248,7 @@ impl Accumulator {
             rows: vec![RuleAcc::default(); list.len()],
             tiers: [Tally::default(); 4],
             hist: Histogram::new(),
+            scam_without_hits: 0,
             pack_sums: vec![0; rules.packs().len()],
             live: Vec::new(),
         }
@@ -286,6 +289,9 @@ impl Accumulator {
             if let Some(row) = self.rows.get_mut(i) {
                 count_hit(row, truth);
             }
+        }
+        if truth == Truth::Scam && d.hits.is_empty() && d.shadow_hits.is_empty() {
+            self.scam_without_hits += 1;
         }
         if truth == Truth::Scam {
             if let [only] = self.live.as_slice() {

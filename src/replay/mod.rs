@@ -98,6 +98,8 @@ pub struct Report {
     pub tiers: Vec<TierRow>,
     /// Labeled figures at notice, warn and cool_off.
     pub levels: Vec<LevelMetrics>,
+    /// Scam withdrawals no rule hit at all (live or shadow): no threshold can reach them.
+    pub scam_without_hits: u64,
     /// Per-rule figures, in rule id order.
     pub rules: Vec<RuleRow>,
     /// Figures at >= warn for every warn threshold that makes a difference.
@@ -544,6 +546,7 @@ impl Replay {
             stream: stats,
             tiers: self.acc.tier_rows(),
             levels,
+            scam_without_hits: self.acc.scam_without_hits,
             rules: self.acc.rule_rows(rules),
             sweep: sweep::sweep(&self.acc.hist, policy),
             typologies: self

@@ -439,6 +439,9 @@ pub fn render_html(r: &Report) -> String {
     );
     level_rows(&mut o, &r.levels.iter().collect::<Vec<_>>());
     let _ = writeln!(o, "<p class=\"note\">At tier &ge; level. Recall: scam caught / all scam. USD recall: the same weighted by amount. Precision: scam / labeled among those flagged. Friction: legit flagged / all legit.</p>");
+    if s.scam > 0 {
+        let _ = writeln!(o, "<p class=\"note\"><b>{} scam withdrawal(s) ({}) hit no rule at all</b>: no threshold reaches them; only new rules can.</p>", thousands(r.scam_without_hits), pct(Some(r.scam_without_hits as f64 / s.scam as f64)));
+    }
     if let Some(opt) = &r.optimum {
         let _ = writeln!(
             o,
@@ -520,28 +523,28 @@ pub fn render_html(r: &Report) -> String {
 
     if !r.typologies.is_empty() {
         let _ = writeln!(o, "<section id=\"typologies\"><h2>By typology</h2><p class=\"sub\">The <code>typology</code> field of generated streams: which behaviours the rules see, and which they miss.</p>");
-        let max = r
-            .typologies
-            .iter()
-            .map(|x| x.withdrawals)
-            .max()
-            .unwrap_or(0)
-            .max(1) as f64;
-        let _ = writeln!(o, "<table><tr><th>typology</th><th>label</th><th>withdrawals</th><th>&ge; notice</th><th>&ge; warn</th><th>cool_off</th><th>share &ge; warn</th><th style=\"text-align:left;width:260px\">&ge; warn of withdrawals</th></tr>");
+        let _ = writeln!(o, "<table><tr><th>typology</th><th>label</th><th>withdrawals</th><th>&ge; notice</th><th>&ge; warn</th><th>cool_off</th><th>share &ge; warn</th><th style=\"text-align:left;width:260px\">share at &ge; notice (light), &ge; warn (solid)</th></tr>");
         for x in &r.typologies {
             let color = if x.label == "scam" { SCAM } else { LEGIT };
-            let full = x.withdrawals as f64 / max * 240.0;
-            let part = x.warn as f64 / max * 240.0;
+            let share = |n: u64| {
+                if x.withdrawals == 0 {
+                    0.0
+                } else {
+                    n as f64 / x.withdrawals as f64 * 240.0
+                }
+            };
             let _ = writeln!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><svg width=\"250\" height=\"12\"><rect x=\"0\" y=\"1\" width=\"{full:.1}\" height=\"10\" fill=\"#e2e8f0\"/><rect x=\"0\" y=\"1\" width=\"{part:.1}\" height=\"10\" fill=\"{color}\"/></svg></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><svg width=\"250\" height=\"12\"><rect x=\"0\" y=\"1\" width=\"240\" height=\"10\" fill=\"#f1f5f9\"/><rect x=\"0\" y=\"1\" width=\"{:.1}\" height=\"10\" fill=\"{color}\" opacity=\"0.35\"/><rect x=\"0\" y=\"1\" width=\"{:.1}\" height=\"10\" fill=\"{color}\"/></svg></td></tr>",
                 esc(&x.typology),
                 x.label,
                 thousands(x.withdrawals),
                 thousands(x.notice),
                 thousands(x.warn),
                 thousands(x.cool_off),
-                pct(x.warn_share)
+                pct(x.warn_share),
+                share(x.notice),
+                share(x.warn)
             );
         }
         let _ = writeln!(o, "</table></section>");

@@ -174,6 +174,14 @@ pub fn render_text(r: &Report) -> String {
             o,
             "  recall = scam at >= level / all scam; friction = legit at >= level / all legit"
         );
+        if s.scam > 0 {
+            let _ = writeln!(
+                o,
+                "  {} scam withdrawal(s) ({}) hit no rule at all: no threshold reaches them, only new rules can",
+                thousands(r.scam_without_hits),
+                pct(Some(r.scam_without_hits as f64 / s.scam as f64))
+            );
+        }
     }
 
     let _ = writeln!(
