@@ -521,7 +521,12 @@ fn unlabeled_withdrawals_are_left_out_of_labeled_figures() {
 fn text_summary_explains_an_unlabeled_stream() {
     let rules = hand_made_rules();
     let stream = wd("w1", "a", 1000.0, "X", "legit").replace(",\"label\":\"legit\"", "");
-    let text = render_text(&replay_text(rules.path(), None, &stream, no_timing()));
+    let options = ReplayOptions { max_friction: Some(0.05), ..no_timing() };
+    let report = replay_text(rules.path(), None, &stream, options);
+    let text = render_text(&report);
     assert!(text.contains("no labeled withdrawals"));
     assert!(!text.contains("SWEEP"));
+    let opt = report.optimum.expect("asked for");
+    assert_eq!(opt.warn, None);
+    assert!(opt.note.expect("explained").starts_with("no labeled withdrawals"));
 }

@@ -125,6 +125,13 @@ pub(crate) fn optimize(
         at_cool_off: None,
         note: None,
     };
+    if totals.scam.count + totals.legit.count == 0 {
+        optimum.note = Some(
+            "no labeled withdrawals: label them \"scam\" or \"legit\" to optimize thresholds"
+                .into(),
+        );
+        return optimum;
+    }
     let Some((warn, at_warn)) = best_warn else {
         optimum.note = Some("no warn threshold keeps friction within the budget: the rules' min_tier and on_rule_error floors alone flag more legit withdrawals".into());
         return optimum;
