@@ -530,3 +530,22 @@ fn text_summary_explains_an_unlabeled_stream() {
     assert_eq!(opt.warn, None);
     assert!(opt.note.expect("explained").starts_with("no labeled withdrawals"));
 }
+
+#[test]
+fn shadow_rule_errors_count_under_on_rule_error() {
+    let policy = POLICY.replace("on_rule_error = \"ignore\"", "on_rule_error = \"cool_off\"");
+    let rules = rules_dir(&[
+        ("policy.toml", &policy),
+        ("t/pack.toml", PACK),
+        ("t/amount.rhai", "tx.amount_usd / 100.0"),
+        ("t/floor.rhai", "tx.destination == \"FLOOR\""),
+        ("t/boost.rhai", "if tx.amount_usd > 5000.0 { throw \"boom\" } else { false }"),
+    ]);
+    let report = replay_text(rules.path(), None, &hand_made_stream(), no_timing());
+    let boost = report.rules.iter().find(|r| r.rule == "t/boost").expect("reported");
+    assert_eq!((boost.hits, boost.errors), (0, 3));
+    // w5 (warn) and w6 (warn) would go to cool_off; w8 is there already.
+    assert_eq!(boost.would_change_tiers, Some(2));
+    // A shadow rule's error does not raise live tiers.
+    assert_eq!(report.level(Tier::CoolOff).expect("labeled").scam_flagged, 1);
+}
