@@ -107,6 +107,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Score { rules, input } => score(&rules, input.as_deref()),
         Command::Replay { rules, baseline, json, no_timing, html, max_friction, max_cool_off_friction, files } => {
+            for (name, value) in [("--max-friction", max_friction), ("--max-cool-off-friction", max_cool_off_friction)] {
+                if value.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+                    eprintln!("riskgate: {name} is a percentage between 0 and 100");
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
             let options = riskgate::replay::ReplayOptions {
                 max_friction: max_friction.map(|p| p / 100.0),
                 max_cool_off_friction: max_cool_off_friction.map(|p| p / 100.0),
