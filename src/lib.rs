@@ -12,6 +12,8 @@ pub mod check;
 pub mod decision;
 mod error;
 pub mod event;
+pub mod gen;
+pub mod replay;
 pub mod rules;
 mod scorer;
 mod state;

@@ -1,7 +1,7 @@
 //! The `riskgate` command line: parses arguments, calls the library, prints.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -31,6 +31,67 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         input: Option<PathBuf>,
     },
+    /// Replay recorded event streams and report what an analyst tunes by.
+    ///
+    /// Streams the files, in order, through a fresh scorer (the semantics of `score`) and
+    /// prints: stream figures, the tier distribution, recall / precision / friction on labeled
+    /// withdrawals, per-rule figures, a sweep of the warn threshold, and with --baseline a tier
+    /// transition matrix against another rule set. Exit status 1 when any line was invalid.
+    Replay {
+        /// The candidate rules directory.
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// Rules to compare with (e.g. the set live today), scored on the same stream.
+        #[arg(long, value_name = "DIR")]
+        baseline: Option<PathBuf>,
+        /// Print the report as JSON instead of the terminal summary.
+        #[arg(long)]
+        json: bool,
+        /// Leave timing out, so that the output is byte-identical across runs.
+        #[arg(long)]
+        no_timing: bool,
+        /// Also write a self-contained HTML report to PATH.
+        #[arg(long, value_name = "PATH")]
+        html: Option<PathBuf>,
+        /// Find the warn and cool_off thresholds that catch the most scam withdrawals with at
+        /// most PCT percent of legit withdrawals at >= warn (and PCT/10 at cool_off).
+        #[arg(long, value_name = "PCT")]
+        max_friction: Option<f64>,
+        /// Cool-off friction budget in percent for --max-friction (default: a tenth of it).
+        #[arg(long, value_name = "PCT", requires = "max_friction")]
+        max_cool_off_friction: Option<f64>,
+        /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Generate a deterministic, labeled event stream (JSON Lines) to tune rules on.
+    ///
+    /// Honest typologies (regular, whale, traveller, first-large, telegram-newcomer,
+    /// reset-legit) and scam typologies (telegram-coach, fake-support, mule-victim, romance);
+    /// every withdrawal carries "label" and "typology". The same arguments give the same bytes.
+    Gen {
+        /// Seed of the pseudo-random generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of users.
+        #[arg(long, default_value_t = 1000)]
+        users: u32,
+        /// Days of activity.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// The users' country (ISO 3166 alpha-2).
+        #[arg(long, default_value = "HK")]
+        region: String,
+        /// First instant of the stream (RFC 3339).
+        #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+        start: String,
+        /// Share of users who fall victim to a scam (0 to 1).
+        #[arg(long, default_value_t = 0.12)]
+        scam_share: f64,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
     /// Exit status 0 only when everything loads and every expectation holds.
@@ -45,6 +106,57 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Score { rules, input } => score(&rules, input.as_deref()),
+        Command::Replay {
+            rules,
+            baseline,
+            json,
+            no_timing,
+            html,
+            max_friction,
+            max_cool_off_friction,
+            files,
+        } => {
+            for (name, value) in [
+                ("--max-friction", max_friction),
+                ("--max-cool-off-friction", max_cool_off_friction),
+            ] {
+                if value.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+                    eprintln!("riskgate: {name} is a percentage between 0 and 100");
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
+            let options = riskgate::replay::ReplayOptions {
+                max_friction: max_friction.map(|p| p / 100.0),
+                max_cool_off_friction: max_cool_off_friction.map(|p| p / 100.0),
+                timing: !no_timing,
+                ..Default::default()
+            };
+            replay(
+                &rules,
+                baseline.as_deref(),
+                &files,
+                options,
+                json,
+                html.as_deref(),
+            )
+        }
+        Command::Gen {
+            seed,
+            users,
+            days,
+            region,
+            start,
+            scam_share,
+            out,
+        } => gen(
+            seed,
+            users,
+            days,
+            region,
+            &start,
+            scam_share,
+            out.as_deref(),
+        ),
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
             println!("{report}");
@@ -142,4 +254,185 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+fn load_rules(dir: &Path) -> Result<riskgate::RuleSet, ExitCode> {
+    riskgate::RuleSet::load(dir).map_err(|e| {
+        eprintln!("riskgate: cannot load rules from {}: {e}", dir.display());
+        ExitCode::from(UNUSABLE)
+    })
+}
+
+/// Counts the bytes read through it, for the progress bar.
+struct Counting<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: io::Read> io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+fn replay(
+    rules: &Path,
+    baseline: Option<&Path>,
+    files: &[PathBuf],
+    options: riskgate::replay::ReplayOptions,
+    json: bool,
+    html: Option<&Path>,
+) -> ExitCode {
+    let candidate = match load_rules(rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let baseline = match baseline.map(load_rules).transpose() {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    let show_progress = io::stderr().is_terminal();
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let read = std::rc::Rc::new(std::cell::Cell::new(0_u64));
+    let mut shown = false;
+    for file in files {
+        let name = file.display().to_string();
+        let reader: Box<dyn io::Read> = if file.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            match File::open(file) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    eprintln!("riskgate: cannot read {name}: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
+        };
+        let reader = BufReader::with_capacity(
+            1 << 16,
+            Counting {
+                inner: reader,
+                count: read.clone(),
+            },
+        );
+        let mut progress = |p: riskgate::replay::Progress| {
+            if show_progress {
+                shown = true;
+                let done = read.get();
+                let fraction = if total > 0 {
+                    (done as f64 / total as f64).min(1.0)
+                } else {
+                    0.0
+                };
+                let filled = (fraction * 30.0) as usize;
+                eprint!(
+                    "\r[{}{}] {:>5.1}%  {} lines, {} withdrawals ",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    fraction * 100.0,
+                    p.lines,
+                    p.withdrawals
+                );
+            }
+        };
+        if let Err(e) = replay.feed(&name, reader, &mut progress) {
+            if shown {
+                eprintln!();
+            }
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
+    if shown {
+        eprint!("\r{}\r", " ".repeat(80));
+    }
+    let report = replay.finish();
+    if let Some(path) = html {
+        if let Err(e) = std::fs::write(path, riskgate::replay::render_html(&report)) {
+            eprintln!("riskgate: cannot write {}: {e}", path.display());
+            return ExitCode::from(UNUSABLE);
+        }
+    }
+    let text = if json {
+        report.to_json()
+    } else {
+        riskgate::replay::render_text(&report)
+    };
+    let mut out = io::stdout().lock();
+    if let Err(e) = writeln!(out, "{}", text.trim_end()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("riskgate: cannot write output: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
+    if report.stream.invalid > 0 {
+        eprintln!("riskgate: {} invalid line(s)", report.stream.invalid);
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gen(
+    seed: u64,
+    users: u32,
+    days: u32,
+    region: String,
+    start: &str,
+    scam_share: f64,
+    out: Option<&Path>,
+) -> ExitCode {
+    let start = match riskgate::Timestamp::parse(start) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("riskgate: --start: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
+        eprintln!("riskgate: --region must be an ISO 3166 alpha-2 code such as HK, got {region:?}");
+        return ExitCode::from(UNUSABLE);
+    }
+    if !(0.0..=1.0).contains(&scam_share) {
+        eprintln!("riskgate: --scam-share must be between 0 and 1, got {scam_share}");
+        return ExitCode::from(UNUSABLE);
+    }
+    let config = riskgate::gen::GenConfig {
+        seed,
+        users,
+        days,
+        region,
+        start,
+        scam_share,
+    };
+    let result = match out {
+        Some(path) => match File::create(path) {
+            Ok(f) => riskgate::gen::generate(&config, &mut BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("riskgate: cannot write {}: {e}", path.display());
+                return ExitCode::from(UNUSABLE);
+            }
+        },
+        None => riskgate::gen::generate(&config, &mut BufWriter::new(io::stdout().lock())),
+    };
+    match result {
+        Ok(summary) => {
+            eprintln!(
+                "riskgate gen: {} events, {} withdrawals ({} scam)",
+                summary.events, summary.withdrawals, summary.scam_withdrawals
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            ExitCode::from(UNUSABLE)
+        }
+    }
 }

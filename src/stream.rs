@@ -43,6 +43,18 @@ impl EventStream {
         scorer: &Scorer,
         line: Result<&str, String>,
     ) -> Result<Processed, Error> {
+        self.process_with(scorer, line, Scorer::score)
+    }
+
+    /// Like [`EventStream::process`], deciding each valid withdrawal with `score` (called once,
+    /// before the withdrawal is observed), e.g. to time the decision or to call
+    /// [`Scorer::score_timed`]. `riskgate replay` uses it.
+    pub fn process_with(
+        &mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+        score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
+    ) -> Result<Processed, Error> {
         self.line += 1;
         let line_no = self.line;
         let text = line.map_err(|message| Error::invalid_event(line_no, message))?;
@@ -63,7 +75,7 @@ impl EventStream {
                     ));
                 }
                 self.withdrawal_ids.insert(w.id.as_str().into());
-                let decision = scorer.score(&w);
+                let decision = score(scorer, &w);
                 scorer.observe_withdrawal(&w);
                 Ok(Processed::Scored(Box::new(w), decision))
             }
