@@ -1,0 +1,753 @@
+//! The fast path: rule scripts within a common subset of Rhai, compiled at load time into a
+//! small typed tree evaluated over a borrowed, fixed-layout [`TxView`], with no Rhai scope, no
+//! `Dynamic` and no allocation per event.
+//!
+//! The compiler walks Rhai's own parsed and optimized AST (the `internals` feature), so parsing,
+//! precedence and constant folding are Rhai's. The subset:
+//!
+//! - literals: `()`, `true`/`false`, integers, floats, strings;
+//! - reads of `tx` fields (`tx.amount_usd`); an unknown field is an error when evaluated, as
+//!   in the interpreter (`fail_on_invalid_map_property`);
+//! - unary `-`, `+`, `!`; binary `+ - * / %` and `< <= > >= == !=`; `&&`, `||` (short-circuit);
+//! - `"pack/list" in tx.watchlists` and `!in` (a string on the left);
+//! - `let`/`const`, blocks, `if`/`else` (as statement or expression), `return`.
+//!
+//! Everything else (function calls and methods, `**`, string concatenation, loops, `switch`,
+//! `throw`, arrays, maps, characters, script-defined functions, more than 16 local variables, a
+//! script that could reach `max_operations`) keeps the whole rule in the sandboxed interpreter.
+//!
+//! Semantics follow Rhai 1.27 exactly, operator by operator and type by type (probed, and
+//! checked by the differential tests in `tests/fastpath.rs`): checked integer arithmetic
+//! (overflow, division or modulo by zero are errors), int/float mixing converts to float,
+//! float comparisons use Rhai's relative-epsilon rule (so `inf == inf` is false), comparisons
+//! between different non-numeric types are false (`!=` true), `&&`/`||`/`if` on a non-bool is an
+//! error, and the script's value goes through the same `judge` as the interpreter's.
+//!
+//! Documented difference: error messages name no line and position (the interpreter's do);
+//! whether an evaluation is an error never differs.
+//!
+//! Set `RISKGATE_NO_FASTPATH=1` in the environment before a rule set loads to run every rule in
+//! the interpreter (read once per [`super::RuleSet`] load).
+
+use std::fmt;
+
+use rhai::{ASTFlags, Expr, FnCallExpr, Stmt, AST};
+
+use super::policy::Limits;
+use super::sandbox::{judge, Outcome};
+use super::tx::TxView;
+
+/// Locals a fast-path rule may declare.
+const MAX_LOCALS: usize = 16;
+
+/// The environment variable that turns the fast path off (any value but empty or `0`).
+pub const NO_FASTPATH_ENV: &str = "RISKGATE_NO_FASTPATH";
+
+/// Whether the environment turns the fast path off.
+pub(crate) fn disabled_by_env() -> bool {
+    std::env::var_os(NO_FASTPATH_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+// Static type sets: which kinds of value an expression can produce (0: it always errors).
+type Ty = u8;
+const UNIT: Ty = 1;
+const BOOL: Ty = 2;
+const INT: Ty = 4;
+const FLOAT: Ty = 8;
+const STR: Ty = 16;
+/// `tx.watchlists`: only allowed as the right side of `in`.
+const WATCH: Ty = 32;
+
+/// A `tx` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Id,
+    UserId,
+    Asset,
+    Network,
+    Country,
+    Locale,
+    Referral,
+    Destination,
+    AmountUsd,
+    AccountAgeDays,
+    IsNewAddress,
+    PriorWithdrawals,
+    Withdrawals24h,
+    AmountUsd24h,
+    MedianAmountUsd90d,
+    HoursSincePasswordReset,
+    DeviceAgeHours,
+    DestUsers24h,
+    DestUsers30d,
+    DestFirstUsedDays,
+    DestAmountUsd30d,
+    Watchlists,
+}
+
+impl Field {
+    fn from_name(name: &str) -> Option<Field> {
+        Some(match name {
+            "id" => Field::Id,
+            "user_id" => Field::UserId,
+            "asset" => Field::Asset,
+            "network" => Field::Network,
+            "country" => Field::Country,
+            "locale" => Field::Locale,
+            "referral" => Field::Referral,
+            "destination" => Field::Destination,
+            "amount_usd" => Field::AmountUsd,
+            "account_age_days" => Field::AccountAgeDays,
+            "is_new_address" => Field::IsNewAddress,
+            "prior_withdrawals" => Field::PriorWithdrawals,
+            "withdrawals_24h" => Field::Withdrawals24h,
+            "amount_usd_24h" => Field::AmountUsd24h,
+            "median_amount_usd_90d" => Field::MedianAmountUsd90d,
+            "hours_since_password_reset" => Field::HoursSincePasswordReset,
+            "device_age_hours" => Field::DeviceAgeHours,
+            "dest_users_24h" => Field::DestUsers24h,
+            "dest_users_30d" => Field::DestUsers30d,
+            "dest_first_used_days" => Field::DestFirstUsedDays,
+            "dest_amount_usd_30d" => Field::DestAmountUsd30d,
+            "watchlists" => Field::Watchlists,
+            _ => return None,
+        })
+    }
+
+    fn ty(self) -> Ty {
+        match self {
+            Field::Id
+            | Field::UserId
+            | Field::Asset
+            | Field::Network
+            | Field::Country
+            | Field::Locale
+            | Field::Referral
+            | Field::Destination => STR,
+            Field::AccountAgeDays
+            | Field::PriorWithdrawals
+            | Field::Withdrawals24h
+            | Field::DestUsers24h
+            | Field::DestUsers30d => INT,
+            Field::IsNewAddress => BOOL,
+            Field::AmountUsd
+            | Field::AmountUsd24h
+            | Field::MedianAmountUsd90d
+            | Field::HoursSincePasswordReset
+            | Field::DeviceAgeHours
+            | Field::DestFirstUsedDays
+            | Field::DestAmountUsd30d => FLOAT,
+            Field::Watchlists => WATCH,
+        }
+    }
+
+    #[inline]
+    fn read<'a>(self, tx: &TxView<'a>) -> Val<'a> {
+        let f = &tx.features;
+        match self {
+            Field::Id => Val::Str(tx.id),
+            Field::UserId => Val::Str(tx.user_id),
+            Field::Asset => Val::Str(tx.asset),
+            Field::Network => Val::Str(tx.network),
+            Field::Country => Val::Str(tx.country),
+            Field::Locale => Val::Str(tx.locale),
+            Field::Referral => Val::Str(tx.referral),
+            Field::Destination => Val::Str(tx.destination),
+            Field::AmountUsd => Val::Float(tx.amount_usd),
+            Field::AccountAgeDays => Val::Int(f.account_age_days),
+            Field::IsNewAddress => Val::Bool(f.is_new_address),
+            Field::PriorWithdrawals => Val::Int(f.prior_withdrawals),
+            Field::Withdrawals24h => Val::Int(f.withdrawals_24h),
+            Field::AmountUsd24h => Val::Float(f.amount_usd_24h),
+            Field::MedianAmountUsd90d => Val::Float(f.median_amount_usd_90d),
+            Field::HoursSincePasswordReset => Val::Float(f.hours_since_password_reset),
+            Field::DeviceAgeHours => Val::Float(f.device_age_hours),
+            Field::DestUsers24h => Val::Int(f.dest_users_24h),
+            Field::DestUsers30d => Val::Int(f.dest_users_30d),
+            Field::DestFirstUsedDays => Val::Float(f.dest_first_used_days),
+            Field::DestAmountUsd30d => Val::Float(f.dest_amount_usd_30d),
+            // Never compiled as a value (only as the right side of `in`).
+            Field::Watchlists => Val::Unit,
+        }
+    }
+}
+
+/// A value during fast evaluation: copied, never allocated.
+#[derive(Clone, Copy, Debug)]
+enum Val<'a> {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+impl Val<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Val::Unit => "()",
+            Val::Bool(_) => "bool",
+            Val::Int(_) => "i64",
+            Val::Float(_) => "f64",
+            Val::Str(_) => "string",
+        }
+    }
+
+    fn to_dynamic(self) -> rhai::Dynamic {
+        match self {
+            Val::Unit => rhai::Dynamic::UNIT,
+            Val::Bool(b) => b.into(),
+            Val::Int(n) => n.into(),
+            Val::Float(x) => x.into(),
+            Val::Str(s) => s.into(),
+        }
+    }
+}
+
+/// A literal held by a compiled rule.
+#[derive(Clone, Debug)]
+enum Const {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Box<str>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl BinOp {
+    fn from_name(name: &str) -> Option<BinOp> {
+        Some(match name {
+            "+" => BinOp::Add,
+            "-" => BinOp::Sub,
+            "*" => BinOp::Mul,
+            "/" => BinOp::Div,
+            "%" => BinOp::Rem,
+            "<" => BinOp::Lt,
+            "<=" => BinOp::Le,
+            ">" => BinOp::Gt,
+            ">=" => BinOp::Ge,
+            "==" => BinOp::Eq,
+            "!=" => BinOp::Ne,
+            _ => return None,
+        })
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+        }
+    }
+
+    fn is_comparison(self) -> bool {
+        !matches!(
+            self,
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UnOp {
+    Neg,
+    Plus,
+    Not,
+}
+
+/// A compiled expression or statement.
+#[derive(Clone, Debug)]
+enum Node {
+    Const(Const),
+    Field(Field),
+    /// `tx.<unknown>`: an error when evaluated.
+    NoProperty(Box<str>),
+    Local(u8),
+    /// `let` (evaluates to `()`).
+    Let(u8, Box<Node>),
+    Unary(UnOp, Box<Node>),
+    Binary(BinOp, Box<(Node, Node)>),
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    /// `needle in tx.watchlists`.
+    InWatchlists(Box<Node>),
+    /// Condition, then, else.
+    If(Box<(Node, Node, Node)>),
+    /// Statements; the value of the last one (`()` when empty).
+    Block(Box<[Node]>),
+    Return(Box<Node>),
+}
+
+/// Why a fast evaluation failed (the interpreter fails on exactly the same inputs).
+#[derive(Clone, Copy, Debug)]
+enum Fault<'a> {
+    Overflow(&'static str, &'static str, i64, i64),
+    DivisionByZero(i64, i64),
+    NegationOverflow,
+    NoFunction(&'static str, &'static str, Option<&'static str>),
+    NotBool(&'static str),
+    NoProperty(&'a str),
+}
+
+impl fmt::Display for Fault<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Overflow(what, op, x, y) => write!(f, "{what}: {x} {op} {y}"),
+            Fault::DivisionByZero(x, y) => write!(f, "Division by zero: {x} / {y}"),
+            Fault::NegationOverflow => write!(f, "integer overflow"),
+            Fault::NoFunction(op, a, None) => write!(f, "Function not found: {op} ({a})"),
+            Fault::NoFunction(op, a, Some(b)) => write!(f, "Function not found: {op} ({a}, {b})"),
+            Fault::NotBool(got) => write!(f, "Data type incorrect: {got} (expecting bool)"),
+            Fault::NoProperty(name) => write!(f, "Property not found: {name}"),
+        }
+    }
+}
+
+/// How an evaluation stops early.
+enum Stop<'a> {
+    Return(Val<'a>),
+    Fault(Fault<'a>),
+}
+
+impl<'a> From<Fault<'a>> for Stop<'a> {
+    fn from(f: Fault<'a>) -> Stop<'a> {
+        Stop::Fault(f)
+    }
+}
+
+/// A rule compiled for the fast path.
+#[derive(Clone, Debug)]
+pub(crate) struct FastRule {
+    body: Node,
+}
+
+impl FastRule {
+    /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`.
+    pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
+        let mut locals = [Val::Unit; MAX_LOCALS];
+        let value = match eval(&self.body, tx, &mut locals) {
+            Ok(v) | Err(Stop::Return(v)) => v,
+            Err(Stop::Fault(fault)) => return Outcome::Error(fault.to_string()),
+        };
+        // Allocation-free for every value but a string (which is a rule error anyway).
+        judge(value.to_dynamic(), score)
+    }
+}
+
+/// Compiles a rule's AST for the fast path, or `None` when it leaves the subset.
+pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
+    if ast.has_functions() {
+        return None;
+    }
+    let mut c = Compiler::default();
+    let (body, _) = c.block(ast.statements())?;
+    // Each AST node costs the interpreter at most a few operations; stay well inside the limit
+    // so that the interpreter could never have stopped where the fast path goes on.
+    let bound = c.nodes.saturating_mul(4).saturating_add(16);
+    if limits.max_operations != 0 && bound as u64 > limits.max_operations {
+        return None;
+    }
+    Some(FastRule { body })
+}
+
+#[derive(Default)]
+struct Compiler {
+    /// Names in scope, innermost last: (name, slot, type).
+    locals: Vec<(String, u8, Ty)>,
+    next_slot: usize,
+    nodes: usize,
+}
+
+impl Compiler {
+    fn block(&mut self, stmts: &[Stmt]) -> Option<(Node, Ty)> {
+        let mark = self.locals.len();
+        let mut nodes = Vec::with_capacity(stmts.len());
+        let mut ty = UNIT;
+        for stmt in stmts {
+            let (node, t) = self.stmt(stmt)?;
+            nodes.push(node);
+            ty = t;
+        }
+        self.locals.truncate(mark);
+        let node = if nodes.len() == 1 {
+            nodes.pop()?
+        } else {
+            Node::Block(nodes.into_boxed_slice())
+        };
+        Some((node, ty))
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> Option<(Node, Ty)> {
+        self.nodes += 1;
+        match stmt {
+            Stmt::Noop(_) => Some((Node::Const(Const::Unit), UNIT)),
+            Stmt::Expr(e) => self.expr(e),
+            Stmt::FnCall(call, _) => self.call(call),
+            Stmt::Block(block) => self.block(block.statements()),
+            Stmt::If(flow, _) => {
+                let (cond, _) = self.value(&flow.expr)?;
+                let (then, t1) = self.block(flow.body.statements())?;
+                let (otherwise, t2) = self.block(flow.branch.statements())?;
+                Some((Node::If(Box::new((cond, then, otherwise))), t1 | t2))
+            }
+            Stmt::Var(var, _flags, _) => {
+                let (ident, init, _) = &**var;
+                let (init, ty) = self.value(init)?;
+                let slot = self.next_slot;
+                if slot >= MAX_LOCALS {
+                    return None;
+                }
+                self.next_slot += 1;
+                let slot = u8::try_from(slot).ok()?;
+                self.locals.push((ident.name.to_string(), slot, ty));
+                Some((Node::Let(slot, Box::new(init)), UNIT))
+            }
+            Stmt::Return(value, flags, _) if !flags.contains(ASTFlags::BREAK) => {
+                let (value, ty) = match value {
+                    Some(e) => self.value(e)?,
+                    None => (Node::Const(Const::Unit), UNIT),
+                };
+                Some((Node::Return(Box::new(value)), ty))
+            }
+            _ => None,
+        }
+    }
+
+    /// An expression used as a value (anything but `tx.watchlists` on its own).
+    fn value(&mut self, e: &Expr) -> Option<(Node, Ty)> {
+        let (node, ty) = self.expr(e)?;
+        (ty & WATCH == 0).then_some((node, ty))
+    }
+
+    fn expr(&mut self, e: &Expr) -> Option<(Node, Ty)> {
+        self.nodes += 1;
+        match e {
+            Expr::Unit(_) => Some((Node::Const(Const::Unit), UNIT)),
+            Expr::BoolConstant(b, _) => Some((Node::Const(Const::Bool(*b)), BOOL)),
+            Expr::IntegerConstant(n, _) => Some((Node::Const(Const::Int(*n)), INT)),
+            Expr::FloatConstant(x, _) => Some((Node::Const(Const::Float(**x)), FLOAT)),
+            Expr::StringConstant(s, _) => Some((Node::Const(Const::Str(s.as_str().into())), STR)),
+            Expr::Variable(var, _, _) => {
+                let name = var.1.as_str();
+                let (_, slot, ty) = self.locals.iter().rev().find(|(n, _, _)| n == name)?;
+                Some((Node::Local(*slot), *ty))
+            }
+            Expr::Dot(chain, flags, _) if !flags.contains(ASTFlags::NEGATED) => {
+                let Expr::Variable(var, _, _) = &chain.lhs else {
+                    return None;
+                };
+                let is_tx =
+                    var.1.as_str() == "tx" && !self.locals.iter().any(|(n, _, _)| n == "tx");
+                let Expr::Property(prop, _) = &chain.rhs else {
+                    return None;
+                };
+                if !is_tx {
+                    return None;
+                }
+                let name = prop.2.as_str();
+                Some(match Field::from_name(name) {
+                    Some(field) => (Node::Field(field), field.ty()),
+                    None => (Node::NoProperty(name.into()), 0),
+                })
+            }
+            Expr::Stmt(block) => self.block(block.statements()),
+            Expr::FnCall(call, _) => self.call(call),
+            Expr::And(list, _) | Expr::Or(list, _) => {
+                let mut nodes = Vec::with_capacity(list.len());
+                for e in list.iter() {
+                    nodes.push(self.value(e)?.0);
+                }
+                let nodes = nodes.into_boxed_slice();
+                let node = if matches!(e, Expr::And(..)) {
+                    Node::And(nodes)
+                } else {
+                    Node::Or(nodes)
+                };
+                Some((node, BOOL))
+            }
+            _ => None,
+        }
+    }
+
+    fn call(&mut self, call: &FnCallExpr) -> Option<(Node, Ty)> {
+        if call.capture_parent_scope {
+            return None;
+        }
+        let name = call.name.as_str();
+        let args = &call.args;
+        // `needle in tx.watchlists` is `contains(tx.watchlists, needle)`.
+        if name == "contains" && args.len() == 2 {
+            let (list, _) = self.expr(args.first()?)?;
+            if !matches!(list, Node::Field(Field::Watchlists)) {
+                return None;
+            }
+            let (needle, ty) = self.value(args.get(1)?)?;
+            return (ty & !STR == 0).then(|| (Node::InWatchlists(Box::new(needle)), BOOL));
+        }
+        // Operators only: a call by name may resolve differently.
+        call.op_token.as_ref()?;
+        match args.len() {
+            1 => {
+                let op = match name {
+                    "-" => UnOp::Neg,
+                    "+" => UnOp::Plus,
+                    "!" => UnOp::Not,
+                    _ => return None,
+                };
+                let (arg, ty) = self.value(args.first()?)?;
+                let out = match op {
+                    UnOp::Not => BOOL,
+                    _ => ty & (INT | FLOAT),
+                };
+                Some((Node::Unary(op, Box::new(arg)), out))
+            }
+            2 => {
+                let op = BinOp::from_name(name)?;
+                let (lhs, t1) = self.value(args.first()?)?;
+                let (rhs, t2) = self.value(args.get(1)?)?;
+                // String concatenation and removal allocate: the interpreter does them.
+                if op == BinOp::Add && (t1 | t2) & STR != 0 {
+                    return None;
+                }
+                if op == BinOp::Sub && t1 & t2 & STR != 0 {
+                    return None;
+                }
+                let out = if op.is_comparison() {
+                    BOOL
+                } else {
+                    INT | FLOAT
+                };
+                Some((Node::Binary(op, Box::new((lhs, rhs))), out))
+            }
+            _ => None,
+        }
+    }
+}
+
+type Eval<'a> = Result<Val<'a>, Stop<'a>>;
+
+fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>; MAX_LOCALS]) -> Eval<'a> {
+    match node {
+        Node::Const(c) => Ok(match c {
+            Const::Unit => Val::Unit,
+            Const::Bool(b) => Val::Bool(*b),
+            Const::Int(n) => Val::Int(*n),
+            Const::Float(x) => Val::Float(*x),
+            Const::Str(s) => Val::Str(s),
+        }),
+        Node::Field(field) => Ok(field.read(tx)),
+        Node::NoProperty(name) => Err(Fault::NoProperty(name).into()),
+        Node::Local(slot) => Ok(locals.get(usize::from(*slot)).copied().unwrap_or(Val::Unit)),
+        Node::Let(slot, init) => {
+            let value = eval(init, tx, locals)?;
+            if let Some(local) = locals.get_mut(usize::from(*slot)) {
+                *local = value;
+            }
+            Ok(Val::Unit)
+        }
+        Node::Unary(op, arg) => {
+            let value = eval(arg, tx, locals)?;
+            unary(*op, value).map_err(Stop::Fault)
+        }
+        Node::Binary(op, args) => {
+            let lhs = eval(&args.0, tx, locals)?;
+            let rhs = eval(&args.1, tx, locals)?;
+            binary(*op, lhs, rhs).map_err(Stop::Fault)
+        }
+        Node::And(list) => {
+            for e in list.iter() {
+                if !truth(eval(e, tx, locals)?)? {
+                    return Ok(Val::Bool(false));
+                }
+            }
+            Ok(Val::Bool(true))
+        }
+        Node::Or(list) => {
+            for e in list.iter() {
+                if truth(eval(e, tx, locals)?)? {
+                    return Ok(Val::Bool(true));
+                }
+            }
+            Ok(Val::Bool(false))
+        }
+        Node::InWatchlists(needle) => match eval(needle, tx, locals)? {
+            Val::Str(s) => Ok(Val::Bool(tx.watchlists.contains(s))),
+            // Compiled only for string needles; a string never equals another type.
+            _ => Ok(Val::Bool(false)),
+        },
+        Node::If(parts) => {
+            let (cond, then, otherwise) = &**parts;
+            if truth(eval(cond, tx, locals)?)? {
+                eval(then, tx, locals)
+            } else {
+                eval(otherwise, tx, locals)
+            }
+        }
+        Node::Block(stmts) => {
+            let mut value = Val::Unit;
+            for s in stmts.iter() {
+                value = eval(s, tx, locals)?;
+            }
+            Ok(value)
+        }
+        Node::Return(value) => Err(Stop::Return(eval(value, tx, locals)?)),
+    }
+}
+
+#[inline]
+fn truth<'a>(v: Val<'a>) -> Result<bool, Stop<'a>> {
+    match v {
+        Val::Bool(b) => Ok(b),
+        other => Err(Stop::Fault(Fault::NotBool(other.type_name()))),
+    }
+}
+
+fn unary(op: UnOp, v: Val<'_>) -> Result<Val<'_>, Fault<'_>> {
+    match (op, v) {
+        (UnOp::Neg, Val::Int(n)) => n.checked_neg().map(Val::Int).ok_or(Fault::NegationOverflow),
+        (UnOp::Neg, Val::Float(x)) => Ok(Val::Float(-x)),
+        (UnOp::Plus, Val::Int(_) | Val::Float(_)) => Ok(v),
+        (UnOp::Not, Val::Bool(b)) => Ok(Val::Bool(!b)),
+        (op, v) => {
+            let symbol = match op {
+                UnOp::Neg => "-",
+                UnOp::Plus => "+",
+                UnOp::Not => "!",
+            };
+            Err(Fault::NoFunction(symbol, v.type_name(), None))
+        }
+    }
+}
+
+fn binary<'a>(op: BinOp, a: Val<'a>, b: Val<'a>) -> Result<Val<'a>, Fault<'a>> {
+    if op.is_comparison() {
+        return Ok(Val::Bool(compare(op, a, b)));
+    }
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => int_arith(op, x, y).map(Val::Int),
+        (Val::Float(x), Val::Float(y)) => Ok(Val::Float(float_arith(op, x, y))),
+        (Val::Int(x), Val::Float(y)) => Ok(Val::Float(float_arith(op, x as f64, y))),
+        (Val::Float(x), Val::Int(y)) => Ok(Val::Float(float_arith(op, x, y as f64))),
+        _ => Err(Fault::NoFunction(
+            op.symbol(),
+            a.type_name(),
+            Some(b.type_name()),
+        )),
+    }
+}
+
+fn int_arith(op: BinOp, x: i64, y: i64) -> Result<i64, Fault<'static>> {
+    let overflow = |what| Fault::Overflow(what, op.symbol(), x, y);
+    match op {
+        BinOp::Add => x
+            .checked_add(y)
+            .ok_or_else(|| overflow("Addition overflow")),
+        BinOp::Sub => x
+            .checked_sub(y)
+            .ok_or_else(|| overflow("Subtraction overflow")),
+        BinOp::Mul => x
+            .checked_mul(y)
+            .ok_or_else(|| overflow("Multiplication overflow")),
+        BinOp::Div if y == 0 => Err(Fault::DivisionByZero(x, y)),
+        BinOp::Div => x
+            .checked_div(y)
+            .ok_or_else(|| overflow("Division overflow")),
+        BinOp::Rem => x
+            .checked_rem(y)
+            .ok_or_else(|| overflow("Modulo division by zero or overflow")),
+        _ => Err(Fault::NoFunction(op.symbol(), "i64", Some("i64"))),
+    }
+}
+
+fn float_arith(op: BinOp, x: f64, y: f64) -> f64 {
+    match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        _ => x % y,
+    }
+}
+
+/// Rhai's comparison operators (checked build): exact for integers, booleans, strings and
+/// `()`; relative-epsilon for floats and int/float pairs; different non-numeric types compare
+/// unequal and unordered.
+fn compare(op: BinOp, a: Val<'_>, b: Val<'_>) -> bool {
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => ordered(op, x.cmp(&y)),
+        (Val::Float(x), Val::Float(y)) => float_compare(op, x, y),
+        (Val::Int(x), Val::Float(y)) => float_compare(op, x as f64, y),
+        (Val::Float(x), Val::Int(y)) => float_compare(op, x, y as f64),
+        (Val::Bool(x), Val::Bool(y)) => ordered(op, x.cmp(&y)),
+        (Val::Str(x), Val::Str(y)) => ordered(op, x.cmp(y)),
+        (Val::Unit, Val::Unit) => op == BinOp::Eq,
+        _ => op == BinOp::Ne,
+    }
+}
+
+fn ordered(op: BinOp, ord: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match op {
+        BinOp::Lt => ord == Less,
+        BinOp::Le => ord != Greater,
+        BinOp::Gt => ord == Greater,
+        BinOp::Ge => ord != Less,
+        BinOp::Eq => ord == Equal,
+        _ => ord != Equal,
+    }
+}
+
+/// Rhai 1.27 `func/builtin.rs`, float comparisons without the `unchecked` feature.
+fn float_compare(op: BinOp, x: f64, y: f64) -> bool {
+    let eps = f64::EPSILON;
+    let max = if x * y == 0.0 {
+        1.0
+    } else {
+        x.abs().max(y.abs())
+    };
+    match op {
+        BinOp::Eq => max == 0.0 || (x - y).abs() / max <= eps,
+        BinOp::Ne => max != 0.0 && (x - y).abs() / max > eps,
+        BinOp::Gt => max != 0.0 && (x - y) / max > eps,
+        BinOp::Ge => max == 0.0 || (x - y) / max > -eps,
+        BinOp::Lt => max != 0.0 && (y - x) / max > eps,
+        _ => max == 0.0 || (y - x) / max > -eps,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn float_comparisons_follow_rhai() {
+        assert!(!float_compare(BinOp::Eq, f64::INFINITY, f64::INFINITY));
+        assert!(!float_compare(BinOp::Gt, f64::INFINITY, 24.0));
+        assert!(float_compare(BinOp::Eq, 1.0, 1.0 + f64::EPSILON / 2.0));
+        assert!(!float_compare(BinOp::Lt, 1.0, 1.0 + f64::EPSILON));
+        assert!(float_compare(BinOp::Lt, 1.0, 2.0));
+    }
+}
