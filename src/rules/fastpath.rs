@@ -738,6 +738,58 @@ fn float_compare(op: BinOp, x: f64, y: f64) -> bool {
     }
 }
 
+/// One rule script run both ways, the fast path and the sandboxed interpreter, for the
+/// differential tests (`tests/fastpath.rs`) and for tools. Uses the default [`Limits`] but a
+/// one-second deadline, so that a busy machine cannot turn an interpreter run into a
+/// deadline error (a wall-clock limit the fast path, bounded by construction, never nears).
+#[doc(hidden)]
+pub struct RuleProbe {
+    sandbox: super::Sandbox,
+    ast: AST,
+    fast: Option<FastRule>,
+}
+
+impl std::fmt::Debug for RuleProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleProbe")
+            .field("fast", &self.fast.is_some())
+            .finish()
+    }
+}
+
+impl RuleProbe {
+    /// Compiles `script` as a rule; the error is the load problem (`line:column: message`).
+    pub fn new(script: &str) -> Result<RuleProbe, String> {
+        let limits = Limits {
+            max_rule_ms: 1000.0,
+            ..Limits::default()
+        };
+        let sandbox = super::Sandbox::new(&limits);
+        let ast = sandbox
+            .compile(script)
+            .map_err(|(line, column, message)| format!("{line}:{column}: {message}"))?;
+        let fast = compile(&ast, &limits);
+        Ok(RuleProbe { sandbox, ast, fast })
+    }
+
+    /// Whether the script compiled for the fast path.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The fast path's outcome (`None` when the script is not on the fast path).
+    pub fn fast(&self, tx: &crate::Tx, score: i64) -> Option<Outcome> {
+        self.fast.as_ref().map(|f| f.run(&TxView::from(tx), score))
+    }
+
+    /// The interpreter's outcome.
+    pub fn interpreted(&self, tx: &crate::Tx, score: i64) -> Outcome {
+        let mut scope = rhai::Scope::new();
+        scope.push_constant("tx", TxView::from(tx).to_map());
+        self.sandbox.run(&self.ast, &mut scope, score)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 pub use policy::{Limits, Policy, Thresholds};
 pub use problem::Problem;
-pub use fastpath::NO_FASTPATH_ENV;
+pub use fastpath::{RuleProbe, NO_FASTPATH_ENV};
 pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};
 pub use warning::WarningText;
 
