@@ -214,6 +214,19 @@ enum Const {
     Str(Box<str>),
 }
 
+impl Const {
+    #[inline]
+    fn val(&self) -> Val<'_> {
+        match self {
+            Const::Unit => Val::Unit,
+            Const::Bool(b) => Val::Bool(*b),
+            Const::Int(n) => Val::Int(*n),
+            Const::Float(x) => Val::Float(*x),
+            Const::Str(s) => Val::Str(s),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BinOp {
     Add,
@@ -290,6 +303,14 @@ enum Node {
     Let(u8, Box<Node>),
     Unary(UnOp, Box<Node>),
     Binary(BinOp, Box<(Node, Node)>),
+    /// `tx.field <op> literal` (or `literal <op> tx.field` when `!field_left`): the commonest
+    /// node, evaluated without recursion.
+    CompareField {
+        op: BinOp,
+        field: Field,
+        literal: Const,
+        field_left: bool,
+    },
     And(Box<[Node]>),
     Or(Box<[Node]>),
     /// `needle in tx.watchlists`.
@@ -326,15 +347,16 @@ impl fmt::Display for Fault<'_> {
     }
 }
 
-/// How an evaluation stops early.
+/// How an evaluation stops early. The fault is boxed: errors are rare, and a small result
+/// keeps the common path fast.
 enum Stop<'a> {
     Return(Val<'a>),
-    Fault(Fault<'a>),
+    Fault(Box<Fault<'a>>),
 }
 
 impl<'a> From<Fault<'a>> for Stop<'a> {
     fn from(f: Fault<'a>) -> Stop<'a> {
-        Stop::Fault(f)
+        Stop::Fault(Box::new(f))
     }
 }
 
@@ -342,18 +364,28 @@ impl<'a> From<Fault<'a>> for Stop<'a> {
 #[derive(Clone, Debug)]
 pub(crate) struct FastRule {
     body: Node,
+    /// Local variables the rule declares.
+    locals: usize,
 }
 
 impl FastRule {
     /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`.
     pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
-        let mut locals = [Val::Unit; MAX_LOCALS];
-        let value = match eval(&self.body, tx, &mut locals) {
+        let mut storage = [Val::Unit; MAX_LOCALS];
+        let locals = storage.get_mut(..self.locals).unwrap_or_default();
+        let value = match eval(&self.body, tx, locals) {
             Ok(v) | Err(Stop::Return(v)) => v,
             Err(Stop::Fault(fault)) => return Outcome::Error(fault.to_string()),
         };
-        // Allocation-free for every value but a string (which is a rule error anyway).
-        judge(value.to_dynamic(), score)
+        match value {
+            // What `judge` says for these, without building a `Dynamic`.
+            Val::Unit | Val::Bool(false) => Outcome::NoHit,
+            Val::Bool(true) => Outcome::Hit(score),
+            Val::Int(n) if n > 0 => Outcome::Hit(n),
+            Val::Int(_) => Outcome::NoHit,
+            // Allocation-free for a float; a string is a rule error anyway.
+            other => judge(other.to_dynamic(), score),
+        }
     }
 }
 
@@ -370,7 +402,10 @@ pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
     if limits.max_operations != 0 && bound as u64 > limits.max_operations {
         return None;
     }
-    Some(FastRule { body })
+    Some(FastRule {
+        body,
+        locals: c.next_slot,
+    })
 }
 
 #[derive(Default)]
@@ -535,12 +570,25 @@ impl Compiler {
                 if op == BinOp::Sub && t1 & t2 & STR != 0 {
                     return None;
                 }
-                let out = if op.is_comparison() {
-                    BOOL
-                } else {
-                    INT | FLOAT
-                };
-                Some((Node::Binary(op, Box::new((lhs, rhs))), out))
+                if op.is_comparison() {
+                    let node = match (lhs, rhs) {
+                        (Node::Field(field), Node::Const(literal)) => Node::CompareField {
+                            op,
+                            field,
+                            literal,
+                            field_left: true,
+                        },
+                        (Node::Const(literal), Node::Field(field)) => Node::CompareField {
+                            op,
+                            field,
+                            literal,
+                            field_left: false,
+                        },
+                        (lhs, rhs) => Node::Binary(op, Box::new((lhs, rhs))),
+                    };
+                    return Some((node, BOOL));
+                }
+                Some((Node::Binary(op, Box::new((lhs, rhs))), INT | FLOAT))
             }
             _ => None,
         }
@@ -549,15 +597,9 @@ impl Compiler {
 
 type Eval<'a> = Result<Val<'a>, Stop<'a>>;
 
-fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>; MAX_LOCALS]) -> Eval<'a> {
+fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Eval<'a> {
     match node {
-        Node::Const(c) => Ok(match c {
-            Const::Unit => Val::Unit,
-            Const::Bool(b) => Val::Bool(*b),
-            Const::Int(n) => Val::Int(*n),
-            Const::Float(x) => Val::Float(*x),
-            Const::Str(s) => Val::Str(s),
-        }),
+        Node::Const(c) => Ok(c.val()),
         Node::Field(field) => Ok(field.read(tx)),
         Node::NoProperty(name) => Err(Fault::NoProperty(name).into()),
         Node::Local(slot) => Ok(locals.get(usize::from(*slot)).copied().unwrap_or(Val::Unit)),
@@ -570,28 +612,15 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>; MAX_LOCALS])
         }
         Node::Unary(op, arg) => {
             let value = eval(arg, tx, locals)?;
-            unary(*op, value).map_err(Stop::Fault)
+            unary(*op, value).map_err(Stop::from)
         }
         Node::Binary(op, args) => {
             let lhs = eval(&args.0, tx, locals)?;
             let rhs = eval(&args.1, tx, locals)?;
-            binary(*op, lhs, rhs).map_err(Stop::Fault)
+            binary(*op, lhs, rhs).map_err(Stop::from)
         }
-        Node::And(list) => {
-            for e in list.iter() {
-                if !truth(eval(e, tx, locals)?)? {
-                    return Ok(Val::Bool(false));
-                }
-            }
-            Ok(Val::Bool(true))
-        }
-        Node::Or(list) => {
-            for e in list.iter() {
-                if truth(eval(e, tx, locals)?)? {
-                    return Ok(Val::Bool(true));
-                }
-            }
-            Ok(Val::Bool(false))
+        Node::CompareField { .. } | Node::And(_) | Node::Or(_) => {
+            eval_bool(node, tx, locals).map(Val::Bool)
         }
         Node::InWatchlists(needle) => match eval(needle, tx, locals)? {
             Val::Str(s) => Ok(Val::Bool(tx.watchlists.contains(s))),
@@ -600,7 +629,7 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>; MAX_LOCALS])
         },
         Node::If(parts) => {
             let (cond, then, otherwise) = &**parts;
-            if truth(eval(cond, tx, locals)?)? {
+            if eval_bool(cond, tx, locals)? {
                 eval(then, tx, locals)
             } else {
                 eval(otherwise, tx, locals)
@@ -617,11 +646,55 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>; MAX_LOCALS])
     }
 }
 
+/// Evaluates a condition (`&&`, `||`, `if`): a non-bool value is an error, as in Rhai.
+fn eval_bool<'a>(
+    node: &'a Node,
+    tx: &TxView<'a>,
+    locals: &mut [Val<'a>],
+) -> Result<bool, Stop<'a>> {
+    match node {
+        Node::CompareField {
+            op,
+            field,
+            literal,
+            field_left,
+        } => {
+            let (f, k) = (field.read(tx), literal.val());
+            Ok(if *field_left {
+                compare(*op, f, k)
+            } else {
+                compare(*op, k, f)
+            })
+        }
+        Node::And(list) => {
+            for e in list.iter() {
+                if !eval_bool(e, tx, locals)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        Node::Or(list) => {
+            for e in list.iter() {
+                if eval_bool(e, tx, locals)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Node::Field(Field::IsNewAddress) => Ok(tx.features.is_new_address),
+        Node::Const(Const::Bool(b)) => Ok(*b),
+        // `!x` on a non-bool is an error, as is a non-bool condition: same outcome.
+        Node::Unary(UnOp::Not, arg) => eval_bool(arg, tx, locals).map(|b| !b),
+        other => truth(eval(other, tx, locals)?),
+    }
+}
+
 #[inline]
 fn truth<'a>(v: Val<'a>) -> Result<bool, Stop<'a>> {
     match v {
         Val::Bool(b) => Ok(b),
-        other => Err(Stop::Fault(Fault::NotBool(other.type_name()))),
+        other => Err(Fault::NotBool(other.type_name()).into()),
     }
 }
 
@@ -695,6 +768,7 @@ fn float_arith(op: BinOp, x: f64, y: f64) -> f64 {
 /// Rhai's comparison operators (checked build): exact for integers, booleans, strings and
 /// `()`; relative-epsilon for floats and int/float pairs; different non-numeric types compare
 /// unequal and unordered.
+#[inline]
 fn compare(op: BinOp, a: Val<'_>, b: Val<'_>) -> bool {
     match (a, b) {
         (Val::Int(x), Val::Int(y)) => ordered(op, x.cmp(&y)),
@@ -708,6 +782,7 @@ fn compare(op: BinOp, a: Val<'_>, b: Val<'_>) -> bool {
     }
 }
 
+#[inline]
 fn ordered(op: BinOp, ord: std::cmp::Ordering) -> bool {
     use std::cmp::Ordering::{Equal, Greater, Less};
     match op {
@@ -721,6 +796,7 @@ fn ordered(op: BinOp, ord: std::cmp::Ordering) -> bool {
 }
 
 /// Rhai 1.27 `func/builtin.rs`, float comparisons without the `unchecked` feature.
+#[inline]
 fn float_compare(op: BinOp, x: f64, y: f64) -> bool {
     let eps = f64::EPSILON;
     let max = if x * y == 0.0 {
