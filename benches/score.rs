@@ -17,7 +17,7 @@ const USERS: usize = 100_000;
 const WITHDRAWALS: usize = 20_000;
 
 fn bench(c: &mut Criterion) {
-    let mut rng = Rng::new(0x5C0_2E);
+    let mut rng = Rng::new(0x0005_C02E);
     let users = common::users(USERS, &mut rng);
     let scorer = common::warm_scorer(&users, &mut rng);
     assert_eq!(scorer.user_count(), USERS);

@@ -370,3 +370,31 @@ fn agree(script: &str, tx: &Tx) -> usize {
         None => 0,
     }
 }
+
+/// `RISKGATE_NO_FASTPATH=1`, read when a rule set loads, runs every rule in the interpreter;
+/// the shipped packs' own tests pass both ways. (The only test here that reads the variable.)
+#[test]
+fn the_fast_path_can_be_turned_off_at_load() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let previous = std::env::var_os(riskgate::rules::NO_FASTPATH_ENV);
+    std::env::set_var(riskgate::rules::NO_FASTPATH_ENV, "1");
+    let slow = riskgate::RuleSet::load(dir).expect("the shipped rules load");
+    let slow_check = riskgate::check(dir);
+    std::env::remove_var(riskgate::rules::NO_FASTPATH_ENV);
+    let fast = riskgate::RuleSet::load(dir).expect("the shipped rules load");
+    let fast_check = riskgate::check(dir);
+    if let Some(value) = previous {
+        std::env::set_var(riskgate::rules::NO_FASTPATH_ENV, value);
+    }
+    assert!(slow.rules().iter().all(|r| !r.fast_path()));
+    assert!(
+        fast.rules().iter().all(|r| r.fast_path()),
+        "every shipped rule is in the subset"
+    );
+    assert!(slow_check.passed(), "{slow_check}");
+    assert!(fast_check.passed(), "{fast_check}");
+    assert!(fast_check
+        .packs
+        .iter()
+        .all(|p| p.interpreted.is_empty() && !p.fast_path.is_empty()));
+}

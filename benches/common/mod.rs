@@ -91,8 +91,8 @@ pub fn users(n: usize, rng: &mut Rng) -> Vec<User> {
         .map(|i| User {
             id: user_id(i),
             created_at: NOW - (1 + rng.below(1500) as i64) * MICROS_PER_DAY,
-            referral: *rng.pick(&["organic", "ads", "telegram", "organic", ""]),
-            locale: *rng.pick(&["en", "zh-HK", "zh-HK", "en-GB"]),
+            referral: rng.pick(&["organic", "ads", "telegram", "organic", ""]),
+            locale: rng.pick(&["en", "zh-HK", "zh-HK", "en-GB"]),
             device: format!("dev-{i}-{}", rng.below(3)),
             usual: (0..1 + rng.below(3)).map(|_| tron_address(rng)).collect(),
             typical_amount: 50.0 + (rng.below(2000) as f64),

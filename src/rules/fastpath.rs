@@ -371,9 +371,19 @@ pub(crate) struct FastRule {
 impl FastRule {
     /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`.
     pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
-        let mut storage = [Val::Unit; MAX_LOCALS];
-        let locals = storage.get_mut(..self.locals).unwrap_or_default();
-        let value = match eval(&self.body, tx, locals) {
+        let result = match &self.body {
+            // Conditions (most rules): no locals, straight to the boolean evaluator.
+            body @ (Node::And(_) | Node::Or(_) | Node::CompareField { .. }) => {
+                eval_bool(body, tx, &mut []).map(Val::Bool)
+            }
+            body if self.locals == 0 => eval(body, tx, &mut []),
+            body => {
+                let mut storage = [Val::Unit; MAX_LOCALS];
+                let locals = storage.get_mut(..self.locals).unwrap_or_default();
+                eval(body, tx, locals)
+            }
+        };
+        let value = match result {
             Ok(v) | Err(Stop::Return(v)) => v,
             Err(Stop::Fault(fault)) => return Outcome::Error(fault.to_string()),
         };
@@ -869,6 +879,70 @@ impl RuleProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::TxFeatures;
+
+    /// The fast path takes a rule only when the interpreter could not run out of operations on
+    /// it, whatever `max_operations` the policy sets.
+    #[test]
+    fn never_fast_where_the_interpreter_would_hit_max_operations() {
+        let features = TxFeatures {
+            account_age_days: 3,
+            is_new_address: true,
+            prior_withdrawals: 4,
+            withdrawals_24h: 1,
+            amount_usd_24h: 10.0,
+            median_amount_usd_90d: 5.0,
+            hours_since_password_reset: 2.0,
+            device_age_hours: 0.5,
+            dest_users_24h: 6,
+            dest_users_30d: 7,
+            dest_first_used_days: 0.0,
+            dest_amount_usd_30d: 0.0,
+        };
+        let lists = [rhai::Dynamic::from("a/b")];
+        let tx = TxView {
+            id: "w",
+            user_id: "u",
+            asset: "USDT",
+            network: "TRON",
+            country: "HK",
+            locale: "en",
+            referral: "telegram",
+            destination: "T1",
+            amount_usd: 6000.0,
+            features,
+            watchlists: super::super::Watchlists::Dynamic(&lists),
+        };
+        let scripts = [
+            "tx.is_new_address && tx.amount_usd >= 5000.0",
+            "let a = tx.amount_usd * 2; let b = a - 1; if b > 3.0 { if tx.dest_users_24h >= 5 { 60 } else { 45 } } else { false }",
+            "(tx.amount_usd > 1.0 || tx.amount_usd > 2.0) && !(\"a/b\" in tx.watchlists) || tx.referral == \"telegram\"",
+        ];
+        for script in scripts {
+            for max_operations in 1..120 {
+                let limits = Limits {
+                    max_operations,
+                    max_rule_ms: 1000.0,
+                    ..Limits::default()
+                };
+                let sandbox = super::super::Sandbox::new(&limits);
+                let Ok(ast) = sandbox.compile(script) else {
+                    continue;
+                };
+                let Some(fast) = compile(&ast, &limits) else {
+                    continue;
+                };
+                let mut scope = rhai::Scope::new();
+                scope.push_constant("tx", tx.to_map());
+                let slow = sandbox.run(&ast, &mut scope, 10);
+                assert_eq!(
+                    fast.run(&tx, 10),
+                    slow,
+                    "{script} with max_operations = {max_operations}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn float_comparisons_follow_rhai() {

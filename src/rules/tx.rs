@@ -53,7 +53,7 @@ pub(crate) struct TxView<'a> {
 
 impl TxView<'_> {
     /// The `tx` object map a rule run by the interpreter sees.
-    pub(crate) fn to_map(&self) -> Map {
+    pub(crate) fn to_map(self) -> Map {
         let f = &self.features;
         let mut map = Map::new();
         let mut put = |key: &str, value: Dynamic| {
