@@ -103,7 +103,7 @@ fn gen_cond(rng: &mut Rng) -> Cond {
         Cond::Num { field, op, k }
     } else if roll < 0.9 {
         let field = rng.below(STRINGS.len() as u64) as usize;
-        Cond::StrEq { field, value: rng.pick(STRINGS[field].1), negate: rng.chance(0.3) }
+        Cond::StrEq { field, value: rng.pick_str(STRINGS[field].1), negate: rng.chance(0.3) }
     } else {
         Cond::NewAddress(rng.chance(0.7))
     }
@@ -116,9 +116,9 @@ fn gen_rules(rng: &mut Rng) -> Vec<Rule> {
             if i % 40 == 7 {
                 // A few (5) that need real Rhai.
                 let method = match rng.below(3) {
-                    0 => Method::DestinationStartsWith(rng.pick(&["TQ", "0x", "Tx", "TA"])),
+                    0 => Method::DestinationStartsWith(rng.pick_str(&["TQ", "0x", "Tx", "TA"])),
                     1 => Method::ReferralLongerThan(rng.below(8) as i64),
-                    _ => Method::DestinationContains(rng.pick(&["a", "Zz", "9"])),
+                    _ => Method::DestinationContains(rng.pick_str(&["a", "Zz", "9"])),
                 };
                 Rule::Method(method, gen_cond(rng))
             } else if roll < 0.1 {

@@ -161,19 +161,12 @@ impl Scorer {
             // The fast path reads this view directly; the Rhai map is built from it only when
             // an applicable rule needs the interpreter.
             let watchlists = rules.watchlists_of(&destination).map(|l| l.as_slice()).unwrap_or_default();
-            let tx = TxView {
-                id: &w.id,
-                user_id: &w.user_id,
-                asset: &w.asset,
-                network: &w.network,
-                country: &w.user.country,
-                locale: &w.user.locale,
-                referral: &w.user.referral,
-                destination: &destination,
-                amount_usd: w.amount_usd,
-                features: self.state.features(w),
-                watchlists: Watchlists::Dynamic(watchlists),
-            };
+            let tx = TxView::new(
+                [&w.id, &w.user_id, &w.asset, &w.network, &w.user.country, &w.user.locale, &w.user.referral, &destination],
+                w.amount_usd,
+                self.state.features(w),
+                Watchlists::Dynamic(watchlists),
+            );
             rules.run_rules(&tx, applies, timings.is_some(), |i, outcome, took| {
                 if let (Some(t), Some(took)) = (timings.as_deref_mut(), took) {
                     if let Some(slot) = t.get_mut(i) {

@@ -141,6 +141,32 @@ impl Field {
         }
     }
 
+    /// Index into [`TxView::ints`].
+    fn int_index(self) -> Option<u8> {
+        Some(match self {
+            Field::AccountAgeDays => 0,
+            Field::PriorWithdrawals => 1,
+            Field::Withdrawals24h => 2,
+            Field::DestUsers24h => 3,
+            Field::DestUsers30d => 4,
+            _ => return None,
+        })
+    }
+
+    /// Index into [`TxView::floats`].
+    fn float_index(self) -> Option<u8> {
+        Some(match self {
+            Field::AmountUsd => 0,
+            Field::AmountUsd24h => 1,
+            Field::MedianAmountUsd90d => 2,
+            Field::HoursSincePasswordReset => 3,
+            Field::DeviceAgeHours => 4,
+            Field::DestFirstUsedDays => 5,
+            Field::DestAmountUsd30d => 6,
+            _ => return None,
+        })
+    }
+
     #[inline]
     fn read<'a>(self, tx: &TxView<'a>) -> Val<'a> {
         let f = &tx.features;
@@ -305,6 +331,18 @@ enum Node {
     Binary(BinOp, Box<(Node, Node)>),
     /// `tx.field <op> literal` (or `literal <op> tx.field` when `!field_left`): the commonest
     /// node, evaluated without recursion.
+    /// An integer field against an integer literal (exact), field on the left.
+    IntCompare {
+        op: BinOp,
+        index: u8,
+        literal: i64,
+    },
+    /// A float field against a number literal (Rhai's epsilon rule), field on the left.
+    FloatCompare {
+        op: BinOp,
+        index: u8,
+        literal: f64,
+    },
     CompareField {
         op: BinOp,
         field: Field,
@@ -373,9 +411,11 @@ impl FastRule {
     pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
         let result = match &self.body {
             // Conditions (most rules): no locals, straight to the boolean evaluator.
-            body @ (Node::And(_) | Node::Or(_) | Node::CompareField { .. }) => {
-                eval_bool(body, tx, &mut []).map(Val::Bool)
-            }
+            body @ (Node::And(_)
+            | Node::Or(_)
+            | Node::CompareField { .. }
+            | Node::IntCompare { .. }
+            | Node::FloatCompare { .. }) => eval_bool(body, tx, &mut []).map(Val::Bool),
             body if self.locals == 0 => eval(body, tx, &mut []),
             body => {
                 let mut storage = [Val::Unit; MAX_LOCALS];
@@ -582,18 +622,12 @@ impl Compiler {
                 }
                 if op.is_comparison() {
                     let node = match (lhs, rhs) {
-                        (Node::Field(field), Node::Const(literal)) => Node::CompareField {
-                            op,
-                            field,
-                            literal,
-                            field_left: true,
-                        },
-                        (Node::Const(literal), Node::Field(field)) => Node::CompareField {
-                            op,
-                            field,
-                            literal,
-                            field_left: false,
-                        },
+                        (Node::Field(field), Node::Const(literal)) => {
+                            specialize(op, field, literal, true)
+                        }
+                        (Node::Const(literal), Node::Field(field)) => {
+                            specialize(op, field, literal, false)
+                        }
                         (lhs, rhs) => Node::Binary(op, Box::new((lhs, rhs))),
                     };
                     return Some((node, BOOL));
@@ -602,6 +636,57 @@ impl Compiler {
             }
             _ => None,
         }
+    }
+}
+
+/// `field <op> literal` (or `literal <op> field`) as the most specific node.
+fn specialize(op: BinOp, field: Field, literal: Const, field_left: bool) -> Node {
+    // `k < x` is `x > k`, exactly, for integers and for Rhai's float rule alike.
+    let mirrored = if field_left {
+        op
+    } else {
+        match op {
+            BinOp::Lt => BinOp::Gt,
+            BinOp::Le => BinOp::Ge,
+            BinOp::Gt => BinOp::Lt,
+            BinOp::Ge => BinOp::Le,
+            other => other,
+        }
+    };
+    match (field.int_index(), field.float_index(), &literal) {
+        (Some(index), _, Const::Int(k)) => Node::IntCompare {
+            op: mirrored,
+            index,
+            literal: *k,
+        },
+        (_, Some(index), Const::Int(k)) => Node::FloatCompare {
+            op: mirrored,
+            index,
+            literal: *k as f64,
+        },
+        (_, Some(index), Const::Float(k)) => Node::FloatCompare {
+            op: mirrored,
+            index,
+            literal: *k,
+        },
+        _ => Node::CompareField {
+            op,
+            field,
+            literal,
+            field_left,
+        },
+    }
+}
+
+#[inline]
+fn int_compare(op: BinOp, x: i64, y: i64) -> bool {
+    match op {
+        BinOp::Lt => x < y,
+        BinOp::Le => x <= y,
+        BinOp::Gt => x > y,
+        BinOp::Ge => x >= y,
+        BinOp::Eq => x == y,
+        _ => x != y,
     }
 }
 
@@ -629,9 +714,11 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Eval<'a>
             let rhs = eval(&args.1, tx, locals)?;
             binary(*op, lhs, rhs).map_err(Stop::from)
         }
-        Node::CompareField { .. } | Node::And(_) | Node::Or(_) => {
-            eval_bool(node, tx, locals).map(Val::Bool)
-        }
+        Node::CompareField { .. }
+        | Node::IntCompare { .. }
+        | Node::FloatCompare { .. }
+        | Node::And(_)
+        | Node::Or(_) => eval_bool(node, tx, locals).map(Val::Bool),
         Node::InWatchlists(needle) => match eval(needle, tx, locals)? {
             Val::Str(s) => Ok(Val::Bool(tx.watchlists.contains(s))),
             // Compiled only for string needles; a string never equals another type.
@@ -663,6 +750,22 @@ fn eval_bool<'a>(
     locals: &mut [Val<'a>],
 ) -> Result<bool, Stop<'a>> {
     match node {
+        Node::IntCompare { op, index, literal } => {
+            let x = tx
+                .ints
+                .get(usize::from(*index))
+                .copied()
+                .unwrap_or_default();
+            Ok(int_compare(*op, x, *literal))
+        }
+        Node::FloatCompare { op, index, literal } => {
+            let x = tx
+                .floats
+                .get(usize::from(*index))
+                .copied()
+                .unwrap_or_default();
+            Ok(float_compare(*op, x, *literal))
+        }
         Node::CompareField {
             op,
             field,
@@ -900,19 +1003,12 @@ mod tests {
             dest_amount_usd_30d: 0.0,
         };
         let lists = [rhai::Dynamic::from("a/b")];
-        let tx = TxView {
-            id: "w",
-            user_id: "u",
-            asset: "USDT",
-            network: "TRON",
-            country: "HK",
-            locale: "en",
-            referral: "telegram",
-            destination: "T1",
-            amount_usd: 6000.0,
+        let tx = TxView::new(
+            ["w", "u", "USDT", "TRON", "HK", "en", "telegram", "T1"],
+            6000.0,
             features,
-            watchlists: super::super::Watchlists::Dynamic(&lists),
-        };
+            super::super::Watchlists::Dynamic(&lists),
+        );
         let scripts = [
             "tx.is_new_address && tx.amount_usd >= 5000.0",
             "let a = tx.amount_usd * 2; let b = a - 1; if b > 3.0 { if tx.dest_users_24h >= 5 { 60 } else { 45 } } else { false }",

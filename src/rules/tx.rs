@@ -49,9 +49,57 @@ pub(crate) struct TxView<'a> {
     pub(crate) amount_usd: f64,
     pub(crate) features: TxFeatures,
     pub(crate) watchlists: Watchlists<'a>,
+    /// The integer fields as a table (see [`TxView::new`]), for the fast path.
+    pub(crate) ints: [i64; 5],
+    /// The float fields as a table, for the fast path.
+    pub(crate) floats: [f64; 7],
 }
 
-impl TxView<'_> {
+impl<'a> TxView<'a> {
+    /// A view with the fast path's tables filled in: `ints` = account_age_days,
+    /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d; `floats` =
+    /// amount_usd, amount_usd_24h, median_amount_usd_90d, hours_since_password_reset,
+    /// device_age_hours, dest_first_used_days, dest_amount_usd_30d.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        strings: [&'a str; 8],
+        amount_usd: f64,
+        features: TxFeatures,
+        watchlists: Watchlists<'a>,
+    ) -> TxView<'a> {
+        let [id, user_id, asset, network, country, locale, referral, destination] = strings;
+        let f = &features;
+        TxView {
+            id,
+            user_id,
+            asset,
+            network,
+            country,
+            locale,
+            referral,
+            destination,
+            amount_usd,
+            ints: [
+                f.account_age_days,
+                f.prior_withdrawals,
+                f.withdrawals_24h,
+                f.dest_users_24h,
+                f.dest_users_30d,
+            ],
+            floats: [
+                amount_usd,
+                f.amount_usd_24h,
+                f.median_amount_usd_90d,
+                f.hours_since_password_reset,
+                f.device_age_hours,
+                f.dest_first_used_days,
+                f.dest_amount_usd_30d,
+            ],
+            features,
+            watchlists,
+        }
+    }
+
     /// The `tx` object map a rule run by the interpreter sees.
     pub(crate) fn to_map(self) -> Map {
         let f = &self.features;
@@ -93,18 +141,20 @@ impl TxView<'_> {
 
 impl<'a> From<&'a crate::scorer::Tx> for TxView<'a> {
     fn from(tx: &'a crate::scorer::Tx) -> TxView<'a> {
-        TxView {
-            id: &tx.id,
-            user_id: &tx.user_id,
-            asset: &tx.asset,
-            network: &tx.network,
-            country: &tx.country,
-            locale: &tx.locale,
-            referral: &tx.referral,
-            destination: &tx.destination,
-            amount_usd: tx.amount_usd,
-            features: tx.features,
-            watchlists: Watchlists::Strings(&tx.watchlists),
-        }
+        TxView::new(
+            [
+                &tx.id,
+                &tx.user_id,
+                &tx.asset,
+                &tx.network,
+                &tx.country,
+                &tx.locale,
+                &tx.referral,
+                &tx.destination,
+            ],
+            tx.amount_usd,
+            tx.features,
+            Watchlists::Strings(&tx.watchlists),
+        )
     }
 }
