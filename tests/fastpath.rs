@@ -344,6 +344,9 @@ fn every_operator_on_every_pair_of_kinds_agrees() {
         for b in values {
             for op in binary {
                 compared += agree(&format!("let a = {a}; let b = {b}; a {op} b"), &tx);
+                // Written directly too: `tx.field op literal` and `literal op tx.field` compile
+                // to their own nodes.
+                compared += agree(&format!("{a} {op} {b}"), &tx);
             }
         }
     }
