@@ -36,6 +36,10 @@ pub struct PackReport {
     pub pack: String,
     /// Number of rules.
     pub rules: usize,
+    /// Full ids of the rules compiled for the fast path.
+    pub fast_path: Vec<String>,
+    /// Full ids of the rules that run in the sandboxed interpreter.
+    pub interpreted: Vec<String>,
     /// Test files run.
     pub files: usize,
     /// Withdrawals checked against an expectation.
@@ -76,6 +80,22 @@ impl fmt::Display for CheckReport {
                 pack.expectations,
                 pack.failures.len()
             )?;
+            if !pack.fast_path.is_empty() {
+                writeln!(
+                    f,
+                    "      fast path ({}): {}",
+                    pack.fast_path.len(),
+                    pack.fast_path.join(", ")
+                )?;
+            }
+            if !pack.interpreted.is_empty() {
+                writeln!(
+                    f,
+                    "      interpreter ({}): {}",
+                    pack.interpreted.len(),
+                    pack.interpreted.join(", ")
+                )?;
+            }
             for failure in &pack.failures {
                 writeln!(f, "      {failure}")?;
             }
@@ -146,6 +166,14 @@ fn check_pack(dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
         rules: rules.rules().len(),
         ..PackReport::default()
     };
+    for rule in rules.rules() {
+        let list = if rule.fast_path() {
+            &mut report.fast_path
+        } else {
+            &mut report.interpreted
+        };
+        list.push(rule.id.clone());
+    }
     let tests_dir = dir.join(pack).join("tests");
     let mut files: Vec<_> = std::fs::read_dir(&tests_dir)
         .map(|entries| {

@@ -2,16 +2,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rhai::{Dynamic, Map, Scope};
 use serde::Serialize;
 
 use crate::decision::{decide, Decision};
 use crate::error::Error;
 use crate::event::{normalize_address, Event, Withdrawal};
-use crate::rules::{Outcome, RuleSet};
+use crate::rules::{Outcome, RuleSet, TxView, Watchlists};
 use crate::state::{State, TxFeatures};
 
 /// Scores withdrawals against the live rule set and remembers what it observes.
@@ -165,87 +164,47 @@ impl Scorer {
             .iter()
             .map(|p| p.applies(&w.user.country, now))
             .collect();
+        let applies = |pack: usize| applies.get(pack).copied().unwrap_or(false);
         let mut outcomes: Vec<Option<Outcome>> = vec![None; rules.rules.len()];
         if let Some(t) = timings.as_deref_mut() {
             t.clear();
             t.resize(rules.rules.len(), None);
         }
-        if rules
-            .rules
-            .iter()
-            .any(|r| applies.get(r.pack).copied().unwrap_or(false))
-        {
-            let features = self.state.features(w);
-            let mut scope = Scope::new();
-            scope.push_constant(
-                "tx",
-                tx_map(
-                    w,
+        if rules.rules.iter().any(|r| applies(r.pack)) {
+            // The fast path reads this view directly; the Rhai map is built from it only when
+            // an applicable rule needs the interpreter.
+            let watchlists = rules
+                .watchlists_of(&destination)
+                .map(|l| l.as_slice())
+                .unwrap_or_default();
+            let tx = TxView::new(
+                [
+                    &w.id,
+                    &w.user_id,
+                    &w.asset,
+                    &w.network,
+                    &w.user.country,
+                    &w.user.locale,
+                    &w.user.referral,
                     &destination,
-                    &features,
-                    rules.watchlists_of(&destination),
-                ),
+                ],
+                w.amount_usd,
+                self.state.features(w),
+                Watchlists::Dynamic(watchlists),
             );
-            for (i, rule) in rules.rules.iter().enumerate() {
-                if !applies.get(rule.pack).copied().unwrap_or(false) {
-                    continue;
-                }
-                let started = timings.is_some().then(Instant::now);
-                let outcome = rules.sandbox.run(&rule.ast, &mut scope, rule.score);
-                if let (Some(t), Some(started)) = (timings.as_deref_mut(), started) {
+            rules.run_rules(&tx, applies, timings.is_some(), |i, outcome, took| {
+                if let (Some(t), Some(took)) = (timings.as_deref_mut(), took) {
                     if let Some(slot) = t.get_mut(i) {
-                        *slot = Some(started.elapsed());
+                        *slot = Some(took);
                     }
                 }
                 if let Some(slot) = outcomes.get_mut(i) {
                     *slot = Some(outcome);
                 }
-            }
+            });
         }
         decide(&rules, w, &destination, &outcomes)
     }
-}
-
-/// The `tx` object map a rule sees.
-fn tx_map(
-    w: &Withdrawal,
-    destination: &str,
-    f: &TxFeatures,
-    watchlists: Option<&rhai::Array>,
-) -> Map {
-    let mut map = Map::new();
-    let mut put = |key: &str, value: Dynamic| {
-        map.insert(key.into(), value);
-    };
-    put("id", w.id.as_str().into());
-    put("user_id", w.user_id.as_str().into());
-    put("asset", w.asset.as_str().into());
-    put("network", w.network.as_str().into());
-    put("country", w.user.country.as_str().into());
-    put("locale", w.user.locale.as_str().into());
-    put("referral", w.user.referral.as_str().into());
-    put("destination", destination.into());
-    put("amount_usd", w.amount_usd.into());
-    put("account_age_days", f.account_age_days.into());
-    put("is_new_address", f.is_new_address.into());
-    put("prior_withdrawals", f.prior_withdrawals.into());
-    put("withdrawals_24h", f.withdrawals_24h.into());
-    put("amount_usd_24h", f.amount_usd_24h.into());
-    put("median_amount_usd_90d", f.median_amount_usd_90d.into());
-    put(
-        "hours_since_password_reset",
-        f.hours_since_password_reset.into(),
-    );
-    put("device_age_hours", f.device_age_hours.into());
-    put("dest_users_24h", f.dest_users_24h.into());
-    put("dest_users_30d", f.dest_users_30d.into());
-    put("dest_first_used_days", f.dest_first_used_days.into());
-    put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
-    put(
-        "watchlists",
-        Dynamic::from_array(watchlists.cloned().unwrap_or_default()),
-    );
-    map
 }
 
 #[cfg(test)]

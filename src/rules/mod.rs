@@ -4,10 +4,12 @@
 //! Loading never stops at the first problem: every file is read and every script compiled, and
 //! all problems come back together, each as `file:line:column: message`.
 
+mod fastpath;
 mod pack;
 mod policy;
 mod problem;
 mod sandbox;
+mod tx;
 mod warning;
 mod watchlist;
 
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+pub use fastpath::{RuleProbe, NO_FASTPATH_ENV};
 pub use policy::{Limits, Policy, Thresholds};
 pub use problem::Problem;
 pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};
@@ -24,6 +27,7 @@ pub use warning::WarningText;
 
 pub(crate) use pack::Regions;
 pub(crate) use sandbox::Sandbox;
+pub(crate) use tx::{TxView, Watchlists};
 pub(crate) use warning::Warning;
 
 use crate::decision::Tier;
@@ -71,6 +75,8 @@ pub struct Rule {
     /// `pack/file.rhai`.
     pub script_file: String,
     pub(crate) ast: rhai::AST,
+    /// The rule compiled for the fast path, when it stays within the subset.
+    pub(crate) fast: Option<fastpath::FastRule>,
     /// The manifest's score (for `true`).
     pub score: i64,
     /// Why the rule exists, shown in decisions.
@@ -80,6 +86,13 @@ pub struct Rule {
     pub min_tier: Option<Tier>,
     /// Evaluated and reported, never scored (the rule's or its pack's mode).
     pub shadow: bool,
+}
+
+impl Rule {
+    /// Whether the rule runs on the compiled fast path (else in the sandboxed interpreter).
+    pub fn fast_path(&self) -> bool {
+        self.fast.is_some()
+    }
 }
 
 /// A loaded, compiled rule set: immutable, shared by all scoring threads, replaced whole.
@@ -138,6 +151,51 @@ impl RuleSet {
     /// Every rule, sorted by full id.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Evaluates every rule against `tx`, whatever its pack's regions and campaign window:
+    /// `out[i]` is the outcome of rule `i` of [`RuleSet::rules`]. The same evaluation as
+    /// [`crate::Scorer::score`] runs for the packs that apply (fast path where compiled, the
+    /// sandbox otherwise); for benches and tools.
+    pub fn evaluate(&self, tx: &crate::Tx, out: &mut Vec<Outcome>) {
+        out.clear();
+        self.run_rules(
+            &TxView::from(tx),
+            |_| true,
+            false,
+            |_, outcome, _| out.push(outcome),
+        );
+    }
+
+    /// Runs the rules whose pack `applies`, in order, handing each outcome (and, when `timed`,
+    /// its duration) to `sink`. The Rhai `tx` map is built only when a rule needs the
+    /// interpreter, and then once.
+    pub(crate) fn run_rules(
+        &self,
+        tx: &TxView<'_>,
+        applies: impl Fn(usize) -> bool,
+        timed: bool,
+        mut sink: impl FnMut(usize, Outcome, Option<std::time::Duration>),
+    ) {
+        let mut scope: Option<rhai::Scope<'static>> = None;
+        for (i, rule) in self.rules.iter().enumerate() {
+            if !applies(rule.pack) {
+                continue;
+            }
+            let started = timed.then(std::time::Instant::now);
+            let outcome = match &rule.fast {
+                Some(fast) => fast.run(tx, rule.score),
+                None => {
+                    let scope = scope.get_or_insert_with(|| {
+                        let mut scope = rhai::Scope::new();
+                        scope.push_constant("tx", tx.to_map());
+                        scope
+                    });
+                    self.sandbox.run(&rule.ast, scope, rule.score)
+                }
+            };
+            sink(i, outcome, started.map(|s| s.elapsed()));
+        }
     }
 
     /// The ids of the watchlists holding a normalized address, sorted.
@@ -243,6 +301,7 @@ fn assemble(
     let mut rules = Vec::new();
     let mut warnings = Vec::new();
     let mut watchlists: HashMap<String, Vec<String>> = HashMap::new();
+    let fast_path = !fastpath::disabled_by_env();
     for loaded_pack in loaded {
         let pack_index = packs.len();
         for (list_id, addresses) in loaded_pack.watchlists {
@@ -260,11 +319,17 @@ fn assemble(
                 .as_ref()
                 .and_then(|key| pack_warnings.iter().position(|k| k == key))
                 .map(|i| first_warning + i);
+            let fast = if fast_path {
+                fastpath::compile(&rule.ast, &policy.limits)
+            } else {
+                None
+            };
             rules.push(Rule {
                 id: rule.id,
                 pack: pack_index,
                 script_file: rule.script_file,
                 ast: rule.ast,
+                fast,
                 score: rule.score,
                 reason: rule.reason,
                 warning,

@@ -164,8 +164,8 @@ fn at(pos: Position) -> String {
     }
 }
 
-/// Turns a script's value into an outcome (contract section 3).
-fn judge(value: Dynamic, score: i64) -> Outcome {
+/// Turns a script's value into an outcome (contract section 3). The fast path uses it too.
+pub(crate) fn judge(value: Dynamic, score: i64) -> Outcome {
     if value.is_unit() {
         return Outcome::NoHit;
     }

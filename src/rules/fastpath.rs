@@ -1,0 +1,1051 @@
+//! The fast path: rule scripts within a common subset of Rhai, compiled at load time into a
+//! small typed tree evaluated over a borrowed, fixed-layout [`TxView`], with no Rhai scope, no
+//! `Dynamic` and no allocation per event.
+//!
+//! The compiler walks Rhai's own parsed and optimized AST (the `internals` feature), so parsing,
+//! precedence and constant folding are Rhai's. The subset:
+//!
+//! - literals: `()`, `true`/`false`, integers, floats, strings;
+//! - reads of `tx` fields (`tx.amount_usd`); an unknown field is an error when evaluated, as
+//!   in the interpreter (`fail_on_invalid_map_property`);
+//! - unary `-`, `+`, `!`; binary `+ - * / %` and `< <= > >= == !=`; `&&`, `||` (short-circuit);
+//! - `"pack/list" in tx.watchlists` and `!in` (a string on the left);
+//! - `let`/`const`, blocks, `if`/`else` (as statement or expression), `return`.
+//!
+//! Everything else (function calls and methods, `**`, string concatenation, loops, `switch`,
+//! `throw`, arrays, maps, characters, script-defined functions, more than 16 local variables, a
+//! script that could reach `max_operations`) keeps the whole rule in the sandboxed interpreter.
+//!
+//! Semantics follow Rhai 1.27 exactly, operator by operator and type by type (probed, and
+//! checked by the differential tests in `tests/fastpath.rs`): checked integer arithmetic
+//! (overflow, division or modulo by zero are errors), int/float mixing converts to float,
+//! float comparisons use Rhai's relative-epsilon rule (so `inf == inf` is false), comparisons
+//! between different non-numeric types are false (`!=` true), `&&`/`||`/`if` on a non-bool is an
+//! error, and the script's value goes through the same `judge` as the interpreter's.
+//!
+//! Documented difference: error messages name no line and position (the interpreter's do);
+//! whether an evaluation is an error never differs.
+//!
+//! Set `RISKGATE_NO_FASTPATH=1` in the environment before a rule set loads to run every rule in
+//! the interpreter (read once per [`super::RuleSet`] load).
+
+use std::fmt;
+
+use rhai::{ASTFlags, Expr, FnCallExpr, Stmt, AST};
+
+use super::policy::Limits;
+use super::sandbox::{judge, Outcome};
+use super::tx::TxView;
+
+/// Locals a fast-path rule may declare.
+const MAX_LOCALS: usize = 16;
+
+/// The environment variable that turns the fast path off (any value but empty or `0`).
+pub const NO_FASTPATH_ENV: &str = "RISKGATE_NO_FASTPATH";
+
+/// Whether the environment turns the fast path off.
+pub(crate) fn disabled_by_env() -> bool {
+    std::env::var_os(NO_FASTPATH_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+// Static type sets: which kinds of value an expression can produce (0: it always errors).
+type Ty = u8;
+const UNIT: Ty = 1;
+const BOOL: Ty = 2;
+const INT: Ty = 4;
+const FLOAT: Ty = 8;
+const STR: Ty = 16;
+/// `tx.watchlists`: only allowed as the right side of `in`.
+const WATCH: Ty = 32;
+
+/// A `tx` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Id,
+    UserId,
+    Asset,
+    Network,
+    Country,
+    Locale,
+    Referral,
+    Destination,
+    AmountUsd,
+    AccountAgeDays,
+    IsNewAddress,
+    PriorWithdrawals,
+    Withdrawals24h,
+    AmountUsd24h,
+    MedianAmountUsd90d,
+    HoursSincePasswordReset,
+    DeviceAgeHours,
+    DestUsers24h,
+    DestUsers30d,
+    DestFirstUsedDays,
+    DestAmountUsd30d,
+    Watchlists,
+}
+
+impl Field {
+    fn from_name(name: &str) -> Option<Field> {
+        Some(match name {
+            "id" => Field::Id,
+            "user_id" => Field::UserId,
+            "asset" => Field::Asset,
+            "network" => Field::Network,
+            "country" => Field::Country,
+            "locale" => Field::Locale,
+            "referral" => Field::Referral,
+            "destination" => Field::Destination,
+            "amount_usd" => Field::AmountUsd,
+            "account_age_days" => Field::AccountAgeDays,
+            "is_new_address" => Field::IsNewAddress,
+            "prior_withdrawals" => Field::PriorWithdrawals,
+            "withdrawals_24h" => Field::Withdrawals24h,
+            "amount_usd_24h" => Field::AmountUsd24h,
+            "median_amount_usd_90d" => Field::MedianAmountUsd90d,
+            "hours_since_password_reset" => Field::HoursSincePasswordReset,
+            "device_age_hours" => Field::DeviceAgeHours,
+            "dest_users_24h" => Field::DestUsers24h,
+            "dest_users_30d" => Field::DestUsers30d,
+            "dest_first_used_days" => Field::DestFirstUsedDays,
+            "dest_amount_usd_30d" => Field::DestAmountUsd30d,
+            "watchlists" => Field::Watchlists,
+            _ => return None,
+        })
+    }
+
+    fn ty(self) -> Ty {
+        match self {
+            Field::Id
+            | Field::UserId
+            | Field::Asset
+            | Field::Network
+            | Field::Country
+            | Field::Locale
+            | Field::Referral
+            | Field::Destination => STR,
+            Field::AccountAgeDays
+            | Field::PriorWithdrawals
+            | Field::Withdrawals24h
+            | Field::DestUsers24h
+            | Field::DestUsers30d => INT,
+            Field::IsNewAddress => BOOL,
+            Field::AmountUsd
+            | Field::AmountUsd24h
+            | Field::MedianAmountUsd90d
+            | Field::HoursSincePasswordReset
+            | Field::DeviceAgeHours
+            | Field::DestFirstUsedDays
+            | Field::DestAmountUsd30d => FLOAT,
+            Field::Watchlists => WATCH,
+        }
+    }
+
+    /// Index into [`TxView::ints`].
+    fn int_index(self) -> Option<u8> {
+        Some(match self {
+            Field::AccountAgeDays => 0,
+            Field::PriorWithdrawals => 1,
+            Field::Withdrawals24h => 2,
+            Field::DestUsers24h => 3,
+            Field::DestUsers30d => 4,
+            _ => return None,
+        })
+    }
+
+    /// Index into [`TxView::floats`].
+    fn float_index(self) -> Option<u8> {
+        Some(match self {
+            Field::AmountUsd => 0,
+            Field::AmountUsd24h => 1,
+            Field::MedianAmountUsd90d => 2,
+            Field::HoursSincePasswordReset => 3,
+            Field::DeviceAgeHours => 4,
+            Field::DestFirstUsedDays => 5,
+            Field::DestAmountUsd30d => 6,
+            _ => return None,
+        })
+    }
+
+    #[inline]
+    fn read<'a>(self, tx: &TxView<'a>) -> Val<'a> {
+        let f = &tx.features;
+        match self {
+            Field::Id => Val::Str(tx.id),
+            Field::UserId => Val::Str(tx.user_id),
+            Field::Asset => Val::Str(tx.asset),
+            Field::Network => Val::Str(tx.network),
+            Field::Country => Val::Str(tx.country),
+            Field::Locale => Val::Str(tx.locale),
+            Field::Referral => Val::Str(tx.referral),
+            Field::Destination => Val::Str(tx.destination),
+            Field::AmountUsd => Val::Float(tx.amount_usd),
+            Field::AccountAgeDays => Val::Int(f.account_age_days),
+            Field::IsNewAddress => Val::Bool(f.is_new_address),
+            Field::PriorWithdrawals => Val::Int(f.prior_withdrawals),
+            Field::Withdrawals24h => Val::Int(f.withdrawals_24h),
+            Field::AmountUsd24h => Val::Float(f.amount_usd_24h),
+            Field::MedianAmountUsd90d => Val::Float(f.median_amount_usd_90d),
+            Field::HoursSincePasswordReset => Val::Float(f.hours_since_password_reset),
+            Field::DeviceAgeHours => Val::Float(f.device_age_hours),
+            Field::DestUsers24h => Val::Int(f.dest_users_24h),
+            Field::DestUsers30d => Val::Int(f.dest_users_30d),
+            Field::DestFirstUsedDays => Val::Float(f.dest_first_used_days),
+            Field::DestAmountUsd30d => Val::Float(f.dest_amount_usd_30d),
+            // Never compiled as a value (only as the right side of `in`).
+            Field::Watchlists => Val::Unit,
+        }
+    }
+}
+
+/// A value during fast evaluation: copied, never allocated.
+#[derive(Clone, Copy, Debug)]
+enum Val<'a> {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+}
+
+impl Val<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Val::Unit => "()",
+            Val::Bool(_) => "bool",
+            Val::Int(_) => "i64",
+            Val::Float(_) => "f64",
+            Val::Str(_) => "string",
+        }
+    }
+
+    fn to_dynamic(self) -> rhai::Dynamic {
+        match self {
+            Val::Unit => rhai::Dynamic::UNIT,
+            Val::Bool(b) => b.into(),
+            Val::Int(n) => n.into(),
+            Val::Float(x) => x.into(),
+            Val::Str(s) => s.into(),
+        }
+    }
+}
+
+/// A literal held by a compiled rule.
+#[derive(Clone, Debug)]
+enum Const {
+    Unit,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Box<str>),
+}
+
+impl Const {
+    #[inline]
+    fn val(&self) -> Val<'_> {
+        match self {
+            Const::Unit => Val::Unit,
+            Const::Bool(b) => Val::Bool(*b),
+            Const::Int(n) => Val::Int(*n),
+            Const::Float(x) => Val::Float(*x),
+            Const::Str(s) => Val::Str(s),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl BinOp {
+    fn from_name(name: &str) -> Option<BinOp> {
+        Some(match name {
+            "+" => BinOp::Add,
+            "-" => BinOp::Sub,
+            "*" => BinOp::Mul,
+            "/" => BinOp::Div,
+            "%" => BinOp::Rem,
+            "<" => BinOp::Lt,
+            "<=" => BinOp::Le,
+            ">" => BinOp::Gt,
+            ">=" => BinOp::Ge,
+            "==" => BinOp::Eq,
+            "!=" => BinOp::Ne,
+            _ => return None,
+        })
+    }
+
+    fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Rem => "%",
+            BinOp::Lt => "<",
+            BinOp::Le => "<=",
+            BinOp::Gt => ">",
+            BinOp::Ge => ">=",
+            BinOp::Eq => "==",
+            BinOp::Ne => "!=",
+        }
+    }
+
+    fn is_comparison(self) -> bool {
+        !matches!(
+            self,
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div | BinOp::Rem
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UnOp {
+    Neg,
+    Plus,
+    Not,
+}
+
+/// A compiled expression or statement.
+#[derive(Clone, Debug)]
+enum Node {
+    Const(Const),
+    Field(Field),
+    /// `tx.<unknown>`: an error when evaluated.
+    NoProperty(Box<str>),
+    Local(u8),
+    /// `let` (evaluates to `()`).
+    Let(u8, Box<Node>),
+    Unary(UnOp, Box<Node>),
+    Binary(BinOp, Box<(Node, Node)>),
+    /// `tx.field <op> literal` (or `literal <op> tx.field` when `!field_left`): the commonest
+    /// node, evaluated without recursion.
+    /// An integer field against an integer literal (exact), field on the left.
+    IntCompare {
+        op: BinOp,
+        index: u8,
+        literal: i64,
+    },
+    /// A float field against a number literal (Rhai's epsilon rule), field on the left.
+    FloatCompare {
+        op: BinOp,
+        index: u8,
+        literal: f64,
+    },
+    CompareField {
+        op: BinOp,
+        field: Field,
+        literal: Const,
+        field_left: bool,
+    },
+    And(Box<[Node]>),
+    Or(Box<[Node]>),
+    /// `needle in tx.watchlists`.
+    InWatchlists(Box<Node>),
+    /// Condition, then, else.
+    If(Box<(Node, Node, Node)>),
+    /// Statements; the value of the last one (`()` when empty).
+    Block(Box<[Node]>),
+    Return(Box<Node>),
+}
+
+/// Why a fast evaluation failed (the interpreter fails on exactly the same inputs).
+#[derive(Clone, Copy, Debug)]
+enum Fault<'a> {
+    Overflow(&'static str, &'static str, i64, i64),
+    DivisionByZero(i64, i64),
+    NegationOverflow,
+    NoFunction(&'static str, &'static str, Option<&'static str>),
+    NotBool(&'static str),
+    NoProperty(&'a str),
+}
+
+impl fmt::Display for Fault<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::Overflow(what, op, x, y) => write!(f, "{what}: {x} {op} {y}"),
+            Fault::DivisionByZero(x, y) => write!(f, "Division by zero: {x} / {y}"),
+            Fault::NegationOverflow => write!(f, "integer overflow"),
+            Fault::NoFunction(op, a, None) => write!(f, "Function not found: {op} ({a})"),
+            Fault::NoFunction(op, a, Some(b)) => write!(f, "Function not found: {op} ({a}, {b})"),
+            Fault::NotBool(got) => write!(f, "Data type incorrect: {got} (expecting bool)"),
+            Fault::NoProperty(name) => write!(f, "Property not found: {name}"),
+        }
+    }
+}
+
+/// How an evaluation stops early. The fault is boxed: errors are rare, and a small result
+/// keeps the common path fast.
+enum Stop<'a> {
+    Return(Val<'a>),
+    Fault(Box<Fault<'a>>),
+}
+
+impl<'a> From<Fault<'a>> for Stop<'a> {
+    fn from(f: Fault<'a>) -> Stop<'a> {
+        Stop::Fault(Box::new(f))
+    }
+}
+
+/// A rule compiled for the fast path.
+#[derive(Clone, Debug)]
+pub(crate) struct FastRule {
+    body: Node,
+    /// Local variables the rule declares.
+    locals: usize,
+}
+
+impl FastRule {
+    /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`.
+    pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
+        let result = match &self.body {
+            // Conditions (most rules): no locals, straight to the boolean evaluator.
+            body @ (Node::And(_)
+            | Node::Or(_)
+            | Node::CompareField { .. }
+            | Node::IntCompare { .. }
+            | Node::FloatCompare { .. }) => eval_bool(body, tx, &mut []).map(Val::Bool),
+            body if self.locals == 0 => eval(body, tx, &mut []),
+            body => {
+                let mut storage = [Val::Unit; MAX_LOCALS];
+                let locals = storage.get_mut(..self.locals).unwrap_or_default();
+                eval(body, tx, locals)
+            }
+        };
+        let value = match result {
+            Ok(v) | Err(Stop::Return(v)) => v,
+            Err(Stop::Fault(fault)) => return Outcome::Error(fault.to_string()),
+        };
+        match value {
+            // What `judge` says for these, without building a `Dynamic`.
+            Val::Unit | Val::Bool(false) => Outcome::NoHit,
+            Val::Bool(true) => Outcome::Hit(score),
+            Val::Int(n) if n > 0 => Outcome::Hit(n),
+            Val::Int(_) => Outcome::NoHit,
+            // Allocation-free for a float; a string is a rule error anyway.
+            other => judge(other.to_dynamic(), score),
+        }
+    }
+}
+
+/// Compiles a rule's AST for the fast path, or `None` when it leaves the subset.
+pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
+    if ast.has_functions() {
+        return None;
+    }
+    let mut c = Compiler::default();
+    let (body, _) = c.block(ast.statements())?;
+    // Each AST node costs the interpreter at most a few operations; stay well inside the limit
+    // so that the interpreter could never have stopped where the fast path goes on.
+    let bound = c.nodes.saturating_mul(4).saturating_add(16);
+    if limits.max_operations != 0 && bound as u64 > limits.max_operations {
+        return None;
+    }
+    Some(FastRule {
+        body,
+        locals: c.next_slot,
+    })
+}
+
+#[derive(Default)]
+struct Compiler {
+    /// Names in scope, innermost last: (name, slot, type).
+    locals: Vec<(String, u8, Ty)>,
+    next_slot: usize,
+    nodes: usize,
+}
+
+impl Compiler {
+    fn block(&mut self, stmts: &[Stmt]) -> Option<(Node, Ty)> {
+        let mark = self.locals.len();
+        let mut nodes = Vec::with_capacity(stmts.len());
+        let mut ty = UNIT;
+        for stmt in stmts {
+            let (node, t) = self.stmt(stmt)?;
+            nodes.push(node);
+            ty = t;
+        }
+        self.locals.truncate(mark);
+        let node = if nodes.len() == 1 {
+            nodes.pop()?
+        } else {
+            Node::Block(nodes.into_boxed_slice())
+        };
+        Some((node, ty))
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) -> Option<(Node, Ty)> {
+        self.nodes += 1;
+        match stmt {
+            Stmt::Noop(_) => Some((Node::Const(Const::Unit), UNIT)),
+            Stmt::Expr(e) => self.expr(e),
+            Stmt::FnCall(call, _) => self.call(call),
+            Stmt::Block(block) => self.block(block.statements()),
+            Stmt::If(flow, _) => {
+                let (cond, _) = self.value(&flow.expr)?;
+                let (then, t1) = self.block(flow.body.statements())?;
+                let (otherwise, t2) = self.block(flow.branch.statements())?;
+                Some((Node::If(Box::new((cond, then, otherwise))), t1 | t2))
+            }
+            Stmt::Var(var, _flags, _) => {
+                let (ident, init, _) = &**var;
+                let (init, ty) = self.value(init)?;
+                let slot = self.next_slot;
+                if slot >= MAX_LOCALS {
+                    return None;
+                }
+                self.next_slot += 1;
+                let slot = u8::try_from(slot).ok()?;
+                self.locals.push((ident.name.to_string(), slot, ty));
+                Some((Node::Let(slot, Box::new(init)), UNIT))
+            }
+            Stmt::Return(value, flags, _) if !flags.contains(ASTFlags::BREAK) => {
+                let (value, ty) = match value {
+                    Some(e) => self.value(e)?,
+                    None => (Node::Const(Const::Unit), UNIT),
+                };
+                Some((Node::Return(Box::new(value)), ty))
+            }
+            _ => None,
+        }
+    }
+
+    /// An expression used as a value (anything but `tx.watchlists` on its own).
+    fn value(&mut self, e: &Expr) -> Option<(Node, Ty)> {
+        let (node, ty) = self.expr(e)?;
+        (ty & WATCH == 0).then_some((node, ty))
+    }
+
+    fn expr(&mut self, e: &Expr) -> Option<(Node, Ty)> {
+        self.nodes += 1;
+        match e {
+            Expr::Unit(_) => Some((Node::Const(Const::Unit), UNIT)),
+            Expr::BoolConstant(b, _) => Some((Node::Const(Const::Bool(*b)), BOOL)),
+            Expr::IntegerConstant(n, _) => Some((Node::Const(Const::Int(*n)), INT)),
+            Expr::FloatConstant(x, _) => Some((Node::Const(Const::Float(**x)), FLOAT)),
+            Expr::StringConstant(s, _) => Some((Node::Const(Const::Str(s.as_str().into())), STR)),
+            Expr::Variable(var, _, _) => {
+                let name = var.1.as_str();
+                let (_, slot, ty) = self.locals.iter().rev().find(|(n, _, _)| n == name)?;
+                Some((Node::Local(*slot), *ty))
+            }
+            Expr::Dot(chain, flags, _) if !flags.contains(ASTFlags::NEGATED) => {
+                let Expr::Variable(var, _, _) = &chain.lhs else {
+                    return None;
+                };
+                let is_tx =
+                    var.1.as_str() == "tx" && !self.locals.iter().any(|(n, _, _)| n == "tx");
+                let Expr::Property(prop, _) = &chain.rhs else {
+                    return None;
+                };
+                if !is_tx {
+                    return None;
+                }
+                let name = prop.2.as_str();
+                Some(match Field::from_name(name) {
+                    Some(field) => (Node::Field(field), field.ty()),
+                    None => (Node::NoProperty(name.into()), 0),
+                })
+            }
+            Expr::Stmt(block) => self.block(block.statements()),
+            Expr::FnCall(call, _) => self.call(call),
+            Expr::And(list, _) | Expr::Or(list, _) => {
+                let mut nodes = Vec::with_capacity(list.len());
+                for e in list.iter() {
+                    nodes.push(self.value(e)?.0);
+                }
+                let nodes = nodes.into_boxed_slice();
+                let node = if matches!(e, Expr::And(..)) {
+                    Node::And(nodes)
+                } else {
+                    Node::Or(nodes)
+                };
+                Some((node, BOOL))
+            }
+            _ => None,
+        }
+    }
+
+    fn call(&mut self, call: &FnCallExpr) -> Option<(Node, Ty)> {
+        if call.capture_parent_scope {
+            return None;
+        }
+        let name = call.name.as_str();
+        let args = &call.args;
+        // `needle in tx.watchlists` is `contains(tx.watchlists, needle)`.
+        if name == "contains" && args.len() == 2 {
+            let (list, _) = self.expr(args.first()?)?;
+            if !matches!(list, Node::Field(Field::Watchlists)) {
+                return None;
+            }
+            let (needle, ty) = self.value(args.get(1)?)?;
+            return (ty & !STR == 0).then(|| (Node::InWatchlists(Box::new(needle)), BOOL));
+        }
+        // Operators only: a call by name may resolve differently.
+        call.op_token.as_ref()?;
+        match args.len() {
+            1 => {
+                let op = match name {
+                    "-" => UnOp::Neg,
+                    "+" => UnOp::Plus,
+                    "!" => UnOp::Not,
+                    _ => return None,
+                };
+                let (arg, ty) = self.value(args.first()?)?;
+                let out = match op {
+                    UnOp::Not => BOOL,
+                    _ => ty & (INT | FLOAT),
+                };
+                Some((Node::Unary(op, Box::new(arg)), out))
+            }
+            2 => {
+                let op = BinOp::from_name(name)?;
+                let (lhs, t1) = self.value(args.first()?)?;
+                let (rhs, t2) = self.value(args.get(1)?)?;
+                // String concatenation and removal allocate: the interpreter does them.
+                if op == BinOp::Add && (t1 | t2) & STR != 0 {
+                    return None;
+                }
+                if op == BinOp::Sub && t1 & t2 & STR != 0 {
+                    return None;
+                }
+                if op.is_comparison() {
+                    let node = match (lhs, rhs) {
+                        (Node::Field(field), Node::Const(literal)) => {
+                            specialize(op, field, literal, true)
+                        }
+                        (Node::Const(literal), Node::Field(field)) => {
+                            specialize(op, field, literal, false)
+                        }
+                        (lhs, rhs) => Node::Binary(op, Box::new((lhs, rhs))),
+                    };
+                    return Some((node, BOOL));
+                }
+                Some((Node::Binary(op, Box::new((lhs, rhs))), INT | FLOAT))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `field <op> literal` (or `literal <op> field`) as the most specific node.
+fn specialize(op: BinOp, field: Field, literal: Const, field_left: bool) -> Node {
+    // `k < x` is `x > k`, exactly, for integers and for Rhai's float rule alike.
+    let mirrored = if field_left {
+        op
+    } else {
+        match op {
+            BinOp::Lt => BinOp::Gt,
+            BinOp::Le => BinOp::Ge,
+            BinOp::Gt => BinOp::Lt,
+            BinOp::Ge => BinOp::Le,
+            other => other,
+        }
+    };
+    match (field.int_index(), field.float_index(), &literal) {
+        (Some(index), _, Const::Int(k)) => Node::IntCompare {
+            op: mirrored,
+            index,
+            literal: *k,
+        },
+        (_, Some(index), Const::Int(k)) => Node::FloatCompare {
+            op: mirrored,
+            index,
+            literal: *k as f64,
+        },
+        (_, Some(index), Const::Float(k)) => Node::FloatCompare {
+            op: mirrored,
+            index,
+            literal: *k,
+        },
+        _ => Node::CompareField {
+            op,
+            field,
+            literal,
+            field_left,
+        },
+    }
+}
+
+#[inline]
+fn int_compare(op: BinOp, x: i64, y: i64) -> bool {
+    match op {
+        BinOp::Lt => x < y,
+        BinOp::Le => x <= y,
+        BinOp::Gt => x > y,
+        BinOp::Ge => x >= y,
+        BinOp::Eq => x == y,
+        _ => x != y,
+    }
+}
+
+type Eval<'a> = Result<Val<'a>, Stop<'a>>;
+
+fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Eval<'a> {
+    match node {
+        Node::Const(c) => Ok(c.val()),
+        Node::Field(field) => Ok(field.read(tx)),
+        Node::NoProperty(name) => Err(Fault::NoProperty(name).into()),
+        Node::Local(slot) => Ok(locals.get(usize::from(*slot)).copied().unwrap_or(Val::Unit)),
+        Node::Let(slot, init) => {
+            let value = eval(init, tx, locals)?;
+            if let Some(local) = locals.get_mut(usize::from(*slot)) {
+                *local = value;
+            }
+            Ok(Val::Unit)
+        }
+        Node::Unary(op, arg) => {
+            let value = eval(arg, tx, locals)?;
+            unary(*op, value).map_err(Stop::from)
+        }
+        Node::Binary(op, args) => {
+            let lhs = eval(&args.0, tx, locals)?;
+            let rhs = eval(&args.1, tx, locals)?;
+            binary(*op, lhs, rhs).map_err(Stop::from)
+        }
+        Node::CompareField { .. }
+        | Node::IntCompare { .. }
+        | Node::FloatCompare { .. }
+        | Node::And(_)
+        | Node::Or(_) => eval_bool(node, tx, locals).map(Val::Bool),
+        Node::InWatchlists(needle) => match eval(needle, tx, locals)? {
+            Val::Str(s) => Ok(Val::Bool(tx.watchlists.contains(s))),
+            // Compiled only for string needles; a string never equals another type.
+            _ => Ok(Val::Bool(false)),
+        },
+        Node::If(parts) => {
+            let (cond, then, otherwise) = &**parts;
+            if eval_bool(cond, tx, locals)? {
+                eval(then, tx, locals)
+            } else {
+                eval(otherwise, tx, locals)
+            }
+        }
+        Node::Block(stmts) => {
+            let mut value = Val::Unit;
+            for s in stmts.iter() {
+                value = eval(s, tx, locals)?;
+            }
+            Ok(value)
+        }
+        Node::Return(value) => Err(Stop::Return(eval(value, tx, locals)?)),
+    }
+}
+
+/// Evaluates a condition (`&&`, `||`, `if`): a non-bool value is an error, as in Rhai.
+fn eval_bool<'a>(
+    node: &'a Node,
+    tx: &TxView<'a>,
+    locals: &mut [Val<'a>],
+) -> Result<bool, Stop<'a>> {
+    match node {
+        Node::IntCompare { op, index, literal } => {
+            let x = tx
+                .ints
+                .get(usize::from(*index))
+                .copied()
+                .unwrap_or_default();
+            Ok(int_compare(*op, x, *literal))
+        }
+        Node::FloatCompare { op, index, literal } => {
+            let x = tx
+                .floats
+                .get(usize::from(*index))
+                .copied()
+                .unwrap_or_default();
+            Ok(float_compare(*op, x, *literal))
+        }
+        Node::CompareField {
+            op,
+            field,
+            literal,
+            field_left,
+        } => {
+            let (f, k) = (field.read(tx), literal.val());
+            Ok(if *field_left {
+                compare(*op, f, k)
+            } else {
+                compare(*op, k, f)
+            })
+        }
+        Node::And(list) => {
+            for e in list.iter() {
+                if !eval_bool(e, tx, locals)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        Node::Or(list) => {
+            for e in list.iter() {
+                if eval_bool(e, tx, locals)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Node::Field(Field::IsNewAddress) => Ok(tx.features.is_new_address),
+        Node::Const(Const::Bool(b)) => Ok(*b),
+        // `!x` on a non-bool is an error, as is a non-bool condition: same outcome.
+        Node::Unary(UnOp::Not, arg) => eval_bool(arg, tx, locals).map(|b| !b),
+        other => truth(eval(other, tx, locals)?),
+    }
+}
+
+#[inline]
+fn truth<'a>(v: Val<'a>) -> Result<bool, Stop<'a>> {
+    match v {
+        Val::Bool(b) => Ok(b),
+        other => Err(Fault::NotBool(other.type_name()).into()),
+    }
+}
+
+fn unary(op: UnOp, v: Val<'_>) -> Result<Val<'_>, Fault<'_>> {
+    match (op, v) {
+        (UnOp::Neg, Val::Int(n)) => n.checked_neg().map(Val::Int).ok_or(Fault::NegationOverflow),
+        (UnOp::Neg, Val::Float(x)) => Ok(Val::Float(-x)),
+        (UnOp::Plus, Val::Int(_) | Val::Float(_)) => Ok(v),
+        (UnOp::Not, Val::Bool(b)) => Ok(Val::Bool(!b)),
+        (op, v) => {
+            let symbol = match op {
+                UnOp::Neg => "-",
+                UnOp::Plus => "+",
+                UnOp::Not => "!",
+            };
+            Err(Fault::NoFunction(symbol, v.type_name(), None))
+        }
+    }
+}
+
+fn binary<'a>(op: BinOp, a: Val<'a>, b: Val<'a>) -> Result<Val<'a>, Fault<'a>> {
+    if op.is_comparison() {
+        return Ok(Val::Bool(compare(op, a, b)));
+    }
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => int_arith(op, x, y).map(Val::Int),
+        (Val::Float(x), Val::Float(y)) => Ok(Val::Float(float_arith(op, x, y))),
+        (Val::Int(x), Val::Float(y)) => Ok(Val::Float(float_arith(op, x as f64, y))),
+        (Val::Float(x), Val::Int(y)) => Ok(Val::Float(float_arith(op, x, y as f64))),
+        _ => Err(Fault::NoFunction(
+            op.symbol(),
+            a.type_name(),
+            Some(b.type_name()),
+        )),
+    }
+}
+
+fn int_arith(op: BinOp, x: i64, y: i64) -> Result<i64, Fault<'static>> {
+    let overflow = |what| Fault::Overflow(what, op.symbol(), x, y);
+    match op {
+        BinOp::Add => x
+            .checked_add(y)
+            .ok_or_else(|| overflow("Addition overflow")),
+        BinOp::Sub => x
+            .checked_sub(y)
+            .ok_or_else(|| overflow("Subtraction overflow")),
+        BinOp::Mul => x
+            .checked_mul(y)
+            .ok_or_else(|| overflow("Multiplication overflow")),
+        BinOp::Div if y == 0 => Err(Fault::DivisionByZero(x, y)),
+        BinOp::Div => x
+            .checked_div(y)
+            .ok_or_else(|| overflow("Division overflow")),
+        BinOp::Rem => x
+            .checked_rem(y)
+            .ok_or_else(|| overflow("Modulo division by zero or overflow")),
+        _ => Err(Fault::NoFunction(op.symbol(), "i64", Some("i64"))),
+    }
+}
+
+fn float_arith(op: BinOp, x: f64, y: f64) -> f64 {
+    match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        _ => x % y,
+    }
+}
+
+/// Rhai's comparison operators (checked build): exact for integers, booleans, strings and
+/// `()`; relative-epsilon for floats and int/float pairs; different non-numeric types compare
+/// unequal and unordered.
+#[inline]
+fn compare(op: BinOp, a: Val<'_>, b: Val<'_>) -> bool {
+    match (a, b) {
+        (Val::Int(x), Val::Int(y)) => ordered(op, x.cmp(&y)),
+        (Val::Float(x), Val::Float(y)) => float_compare(op, x, y),
+        (Val::Int(x), Val::Float(y)) => float_compare(op, x as f64, y),
+        (Val::Float(x), Val::Int(y)) => float_compare(op, x, y as f64),
+        (Val::Bool(x), Val::Bool(y)) => ordered(op, x.cmp(&y)),
+        (Val::Str(x), Val::Str(y)) => ordered(op, x.cmp(y)),
+        (Val::Unit, Val::Unit) => op == BinOp::Eq,
+        _ => op == BinOp::Ne,
+    }
+}
+
+#[inline]
+fn ordered(op: BinOp, ord: std::cmp::Ordering) -> bool {
+    use std::cmp::Ordering::{Equal, Greater, Less};
+    match op {
+        BinOp::Lt => ord == Less,
+        BinOp::Le => ord != Greater,
+        BinOp::Gt => ord == Greater,
+        BinOp::Ge => ord != Less,
+        BinOp::Eq => ord == Equal,
+        _ => ord != Equal,
+    }
+}
+
+/// Rhai 1.27 `func/builtin.rs`, float comparisons without the `unchecked` feature.
+#[inline]
+fn float_compare(op: BinOp, x: f64, y: f64) -> bool {
+    let eps = f64::EPSILON;
+    let max = if x * y == 0.0 {
+        1.0
+    } else {
+        x.abs().max(y.abs())
+    };
+    match op {
+        BinOp::Eq => max == 0.0 || (x - y).abs() / max <= eps,
+        BinOp::Ne => max != 0.0 && (x - y).abs() / max > eps,
+        BinOp::Gt => max != 0.0 && (x - y) / max > eps,
+        BinOp::Ge => max == 0.0 || (x - y) / max > -eps,
+        BinOp::Lt => max != 0.0 && (y - x) / max > eps,
+        _ => max == 0.0 || (y - x) / max > -eps,
+    }
+}
+
+/// One rule script run both ways, the fast path and the sandboxed interpreter, for the
+/// differential tests (`tests/fastpath.rs`) and for tools. Uses the default [`Limits`] but a
+/// one-second deadline, so that a busy machine cannot turn an interpreter run into a
+/// deadline error (a wall-clock limit the fast path, bounded by construction, never nears).
+#[doc(hidden)]
+pub struct RuleProbe {
+    sandbox: super::Sandbox,
+    ast: AST,
+    fast: Option<FastRule>,
+}
+
+impl std::fmt::Debug for RuleProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleProbe")
+            .field("fast", &self.fast.is_some())
+            .finish()
+    }
+}
+
+impl RuleProbe {
+    /// Compiles `script` as a rule; the error is the load problem (`line:column: message`).
+    pub fn new(script: &str) -> Result<RuleProbe, String> {
+        let limits = Limits {
+            max_rule_ms: 1000.0,
+            ..Limits::default()
+        };
+        let sandbox = super::Sandbox::new(&limits);
+        let ast = sandbox
+            .compile(script)
+            .map_err(|(line, column, message)| format!("{line}:{column}: {message}"))?;
+        let fast = compile(&ast, &limits);
+        Ok(RuleProbe { sandbox, ast, fast })
+    }
+
+    /// Whether the script compiled for the fast path.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// The fast path's outcome (`None` when the script is not on the fast path).
+    pub fn fast(&self, tx: &crate::Tx, score: i64) -> Option<Outcome> {
+        self.fast.as_ref().map(|f| f.run(&TxView::from(tx), score))
+    }
+
+    /// The interpreter's outcome.
+    pub fn interpreted(&self, tx: &crate::Tx, score: i64) -> Outcome {
+        let mut scope = rhai::Scope::new();
+        scope.push_constant("tx", TxView::from(tx).to_map());
+        self.sandbox.run(&self.ast, &mut scope, score)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::TxFeatures;
+
+    /// The fast path takes a rule only when the interpreter could not run out of operations on
+    /// it, whatever `max_operations` the policy sets.
+    #[test]
+    fn never_fast_where_the_interpreter_would_hit_max_operations() {
+        let features = TxFeatures {
+            account_age_days: 3,
+            is_new_address: true,
+            prior_withdrawals: 4,
+            withdrawals_24h: 1,
+            amount_usd_24h: 10.0,
+            median_amount_usd_90d: 5.0,
+            hours_since_password_reset: 2.0,
+            device_age_hours: 0.5,
+            dest_users_24h: 6,
+            dest_users_30d: 7,
+            dest_first_used_days: 0.0,
+            dest_amount_usd_30d: 0.0,
+        };
+        let lists = [rhai::Dynamic::from("a/b")];
+        let tx = TxView::new(
+            ["w", "u", "USDT", "TRON", "HK", "en", "telegram", "T1"],
+            6000.0,
+            features,
+            super::super::Watchlists::Dynamic(&lists),
+        );
+        let scripts = [
+            "tx.is_new_address && tx.amount_usd >= 5000.0",
+            "let a = tx.amount_usd * 2; let b = a - 1; if b > 3.0 { if tx.dest_users_24h >= 5 { 60 } else { 45 } } else { false }",
+            "(tx.amount_usd > 1.0 || tx.amount_usd > 2.0) && !(\"a/b\" in tx.watchlists) || tx.referral == \"telegram\"",
+        ];
+        for script in scripts {
+            for max_operations in 1..120 {
+                let limits = Limits {
+                    max_operations,
+                    max_rule_ms: 1000.0,
+                    ..Limits::default()
+                };
+                let sandbox = super::super::Sandbox::new(&limits);
+                let Ok(ast) = sandbox.compile(script) else {
+                    continue;
+                };
+                let Some(fast) = compile(&ast, &limits) else {
+                    continue;
+                };
+                let mut scope = rhai::Scope::new();
+                scope.push_constant("tx", tx.to_map());
+                let slow = sandbox.run(&ast, &mut scope, 10);
+                assert_eq!(
+                    fast.run(&tx, 10),
+                    slow,
+                    "{script} with max_operations = {max_operations}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn float_comparisons_follow_rhai() {
+        assert!(!float_compare(BinOp::Eq, f64::INFINITY, f64::INFINITY));
+        assert!(!float_compare(BinOp::Gt, f64::INFINITY, 24.0));
+        assert!(float_compare(BinOp::Eq, 1.0, 1.0 + f64::EPSILON / 2.0));
+        assert!(!float_compare(BinOp::Lt, 1.0, 1.0 + f64::EPSILON));
+        assert!(float_compare(BinOp::Lt, 1.0, 2.0));
+    }
+}

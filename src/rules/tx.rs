@@ -1,0 +1,160 @@
+//! The `tx` a rule sees (contract section 2), as one borrowed, fixed-layout view: what the fast
+//! path reads directly, and what the Rhai object map is built from when a rule needs the
+//! interpreter.
+
+use rhai::{Dynamic, Map};
+
+use crate::state::TxFeatures;
+
+/// The watchlists holding a destination, as the rule set keeps them or as a [`crate::Tx`] does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Watchlists<'a> {
+    /// From the rule set's index (Rhai strings).
+    Dynamic(&'a [Dynamic]),
+    /// From a [`crate::Tx`].
+    Strings(&'a [String]),
+}
+
+impl Watchlists<'_> {
+    /// Whether `id` is one of them (Rhai's `id in tx.watchlists` for a string `id`).
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        match self {
+            Watchlists::Dynamic(list) => list.iter().any(|d| {
+                d.read_lock::<rhai::ImmutableString>()
+                    .is_some_and(|s| s.as_str() == id)
+            }),
+            Watchlists::Strings(list) => list.iter().any(|s| s == id),
+        }
+    }
+
+    fn to_array(self) -> rhai::Array {
+        match self {
+            Watchlists::Dynamic(list) => list.to_vec(),
+            Watchlists::Strings(list) => list.iter().map(|s| Dynamic::from(s.clone())).collect(),
+        }
+    }
+}
+
+/// Every `tx` field of one withdrawal, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TxView<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) asset: &'a str,
+    pub(crate) network: &'a str,
+    pub(crate) country: &'a str,
+    pub(crate) locale: &'a str,
+    pub(crate) referral: &'a str,
+    pub(crate) destination: &'a str,
+    pub(crate) amount_usd: f64,
+    pub(crate) features: TxFeatures,
+    pub(crate) watchlists: Watchlists<'a>,
+    /// The integer fields as a table (see [`TxView::new`]), for the fast path.
+    pub(crate) ints: [i64; 5],
+    /// The float fields as a table, for the fast path.
+    pub(crate) floats: [f64; 7],
+}
+
+impl<'a> TxView<'a> {
+    /// A view with the fast path's tables filled in: `ints` = account_age_days,
+    /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d; `floats` =
+    /// amount_usd, amount_usd_24h, median_amount_usd_90d, hours_since_password_reset,
+    /// device_age_hours, dest_first_used_days, dest_amount_usd_30d.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        strings: [&'a str; 8],
+        amount_usd: f64,
+        features: TxFeatures,
+        watchlists: Watchlists<'a>,
+    ) -> TxView<'a> {
+        let [id, user_id, asset, network, country, locale, referral, destination] = strings;
+        let f = &features;
+        TxView {
+            id,
+            user_id,
+            asset,
+            network,
+            country,
+            locale,
+            referral,
+            destination,
+            amount_usd,
+            ints: [
+                f.account_age_days,
+                f.prior_withdrawals,
+                f.withdrawals_24h,
+                f.dest_users_24h,
+                f.dest_users_30d,
+            ],
+            floats: [
+                amount_usd,
+                f.amount_usd_24h,
+                f.median_amount_usd_90d,
+                f.hours_since_password_reset,
+                f.device_age_hours,
+                f.dest_first_used_days,
+                f.dest_amount_usd_30d,
+            ],
+            features,
+            watchlists,
+        }
+    }
+
+    /// The `tx` object map a rule run by the interpreter sees.
+    pub(crate) fn to_map(self) -> Map {
+        let f = &self.features;
+        let mut map = Map::new();
+        let mut put = |key: &str, value: Dynamic| {
+            map.insert(key.into(), value);
+        };
+        put("id", self.id.into());
+        put("user_id", self.user_id.into());
+        put("asset", self.asset.into());
+        put("network", self.network.into());
+        put("country", self.country.into());
+        put("locale", self.locale.into());
+        put("referral", self.referral.into());
+        put("destination", self.destination.into());
+        put("amount_usd", self.amount_usd.into());
+        put("account_age_days", f.account_age_days.into());
+        put("is_new_address", f.is_new_address.into());
+        put("prior_withdrawals", f.prior_withdrawals.into());
+        put("withdrawals_24h", f.withdrawals_24h.into());
+        put("amount_usd_24h", f.amount_usd_24h.into());
+        put("median_amount_usd_90d", f.median_amount_usd_90d.into());
+        put(
+            "hours_since_password_reset",
+            f.hours_since_password_reset.into(),
+        );
+        put("device_age_hours", f.device_age_hours.into());
+        put("dest_users_24h", f.dest_users_24h.into());
+        put("dest_users_30d", f.dest_users_30d.into());
+        put("dest_first_used_days", f.dest_first_used_days.into());
+        put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
+        put(
+            "watchlists",
+            Dynamic::from_array(self.watchlists.to_array()),
+        );
+        map
+    }
+}
+
+impl<'a> From<&'a crate::scorer::Tx> for TxView<'a> {
+    fn from(tx: &'a crate::scorer::Tx) -> TxView<'a> {
+        TxView::new(
+            [
+                &tx.id,
+                &tx.user_id,
+                &tx.asset,
+                &tx.network,
+                &tx.country,
+                &tx.locale,
+                &tx.referral,
+                &tx.destination,
+            ],
+            tx.amount_usd,
+            tx.features,
+            Watchlists::Strings(&tx.watchlists),
+        )
+    }
+}

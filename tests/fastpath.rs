@@ -1,0 +1,403 @@
+//! The fast path gives the same outcome as the sandboxed Rhai interpreter (value or error) for
+//! every rule and every `tx` (contract section 3: what a script's value means; issue 4: the
+//! compiled fast path). Differential property tests: random expressions of the common subset
+//! against random `tx` values, fast path vs Rhai; plus which scripts take the fast path.
+//!
+//! The whole suite can also run with the fast path off: `RISKGATE_NO_FASTPATH=1 cargo test`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use proptest::prelude::*;
+use riskgate::rules::RuleProbe;
+use riskgate::{Outcome, Tx, TxFeatures};
+
+const INT_FIELDS: [&str; 5] = [
+    "account_age_days",
+    "prior_withdrawals",
+    "withdrawals_24h",
+    "dest_users_24h",
+    "dest_users_30d",
+];
+const FLOAT_FIELDS: [&str; 8] = [
+    "amount_usd",
+    "amount_usd_24h",
+    "median_amount_usd_90d",
+    "hours_since_password_reset",
+    "device_age_hours",
+    "dest_first_used_days",
+    "dest_amount_usd_30d",
+    "amount_usd",
+];
+const STR_FIELDS: [&str; 8] = [
+    "id",
+    "user_id",
+    "asset",
+    "network",
+    "country",
+    "locale",
+    "referral",
+    "destination",
+];
+const WORDS: [&str; 6] = ["telegram", "HK", "", "USDT", "a", "b"];
+const LISTS: [&str; 3] = [
+    "hk-police/scameter",
+    "community-darklist/mew-darklist",
+    "x/y",
+];
+
+/// Scripts generated: [interpreter only, fast path] (printed with `--nocapture`).
+static STATS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// Same outcome; two errors count as the same (messages may differ, see `src/rules/fastpath.rs`).
+fn same(fast: &Outcome, slow: &Outcome) -> bool {
+    match (fast, slow) {
+        (Outcome::Error(_), Outcome::Error(_)) => true,
+        (a, b) => a == b,
+    }
+}
+
+fn int_value() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        4 => -5_i64..60,
+        1 => Just(i64::MAX),
+        1 => Just(i64::MIN),
+        1 => any::<i64>(),
+    ]
+}
+
+fn float_value() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        4 => (0_i32..200).prop_map(|n| f64::from(n) / 4.0),
+        1 => Just(f64::INFINITY),
+        1 => Just(0.0),
+        1 => Just(1.0 + f64::EPSILON),
+        1 => Just(1e308),
+        1 => any::<f64>(),
+    ]
+}
+
+fn word() -> impl Strategy<Value = String> {
+    proptest::sample::select(&WORDS[..]).prop_map(str::to_string)
+}
+
+prop_compose! {
+    fn tx()(
+        strings in proptest::collection::vec(word(), 8),
+        amount_usd in float_value(),
+        ints in proptest::collection::vec(int_value(), 5),
+        floats in proptest::collection::vec(float_value(), 6),
+        is_new_address in any::<bool>(),
+        lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
+    ) -> Tx {
+        let s = |i: usize| strings.get(i).cloned().unwrap_or_default();
+        let n = |i: usize| ints.get(i).copied().unwrap_or_default();
+        let x = |i: usize| floats.get(i).copied().unwrap_or_default();
+        Tx {
+            id: s(0), user_id: s(1), asset: s(2), network: s(3), country: s(4), locale: s(5),
+            referral: s(6), destination: s(7), amount_usd,
+            features: TxFeatures {
+                account_age_days: n(0), is_new_address, prior_withdrawals: n(1), withdrawals_24h: n(2),
+                amount_usd_24h: x(0), median_amount_usd_90d: x(1), hours_since_password_reset: x(2),
+                device_age_hours: x(3), dest_users_24h: n(3), dest_users_30d: n(4),
+                dest_first_used_days: x(4), dest_amount_usd_30d: x(5),
+            },
+            watchlists: lists.into_iter().map(str::to_string).collect(),
+        }
+    }
+}
+
+fn int_literal() -> impl Strategy<Value = String> {
+    int_value().prop_map(|n| {
+        if n < 0 {
+            format!("({n})")
+        } else {
+            n.to_string()
+        }
+    })
+}
+
+fn float_literal() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0.0"),
+        Just("2.5"),
+        Just("1e308"),
+        Just("1.0000000000000002"),
+        Just("0.25"),
+        Just("100.0"),
+        Just("24.0")
+    ]
+    .prop_map(str::to_string)
+}
+
+/// A leaf of any type, sometimes an odd one: `()`, an unknown field, a string.
+fn odd_leaf() -> impl Strategy<Value = String> {
+    prop_oneof![
+        word().prop_map(|w| format!("{w:?}")),
+        Just("()".to_string()),
+        Just("tx.nope".to_string()),
+        proptest::sample::select(&STR_FIELDS[..]).prop_map(|f| format!("tx.{f}")),
+        any::<bool>().prop_map(|b| b.to_string()),
+    ]
+}
+
+/// A numeric expression (mostly well typed), fully parenthesized. `local` names a variable in
+/// scope, or is a literal when there is none.
+fn num(local: &'static str) -> impl Strategy<Value = String> {
+    let leaf = prop_oneof![
+        3 => int_literal(),
+        3 => float_literal(),
+        4 => proptest::sample::select(&INT_FIELDS[..]).prop_map(|f| format!("tx.{f}")),
+        4 => proptest::sample::select(&FLOAT_FIELDS[..]).prop_map(|f| format!("tx.{f}")),
+        2 => Just(local.to_string()),
+        1 => odd_leaf(),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        let op = proptest::sample::select(&["+", "-", "*", "/", "%"][..]);
+        prop_oneof![
+            4 => (inner.clone(), op, inner.clone()).prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+            1 => (proptest::sample::select(&["-", "+"][..]), inner.clone()).prop_map(|(op, a)| format!("({op}{a})")),
+        ]
+    })
+}
+
+/// A boolean expression (mostly well typed).
+fn boolean(local: &'static str) -> impl Strategy<Value = String> {
+    let cmp = proptest::sample::select(&["<", "<=", ">", ">=", "==", "!="][..]);
+    let leaf = prop_oneof![
+        6 => (num(local), cmp.clone(), num(local)).prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+        2 => (proptest::sample::select(&STR_FIELDS[..]), cmp.clone(), word()).prop_map(|(f, op, w)| format!("(tx.{f} {op} {w:?})")),
+        1 => (odd_leaf(), cmp, odd_leaf()).prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+        2 => proptest::sample::select(&LISTS[..]).prop_map(|l| format!("({l:?} in tx.watchlists)")),
+        1 => proptest::sample::select(&LISTS[..]).prop_map(|l| format!("({l:?} !in tx.watchlists)")),
+        2 => Just("tx.is_new_address".to_string()),
+        1 => any::<bool>().prop_map(|b| b.to_string()),
+        1 => Just(local.to_string()),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            4 => (inner.clone(), proptest::sample::select(&["&&", "||"][..]), inner.clone()).prop_map(|(a, op, b)| format!("({a} {op} {b})")),
+            1 => inner.clone().prop_map(|a| format!("(!{a})")),
+        ]
+    })
+}
+
+/// A rule's value: a boolean, a number, or an `if` choosing between them.
+fn value(local: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => boolean(local),
+        2 => num(local),
+        2 => (boolean(local), num(local), boolean(local)).prop_map(|(c, t, e)| format!("(if {c} {{ {t} }} else {{ {e} }})")),
+        1 => (boolean(local), num(local)).prop_map(|(c, t)| format!("(if {c} {{ {t} }})")),
+        1 => odd_leaf(),
+    ]
+}
+
+/// A script: a local `a`, then an expression (sometimes with an early `return`).
+fn script() -> impl Strategy<Value = String> {
+    (value("0"), value("a"), any::<bool>(), boolean("a")).prop_map(|(init, body, early, cond)| {
+        if early {
+            format!("let a = {init};\nif {cond} {{ return {body}; }}\n{body}")
+        } else {
+            format!("let a = {init};\n{body}")
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_path_and_interpreter_agree(script in script(), txs in proptest::collection::vec(tx(), 4), score in 0_i64..100) {
+        // A script Rhai's parser refuses (e.g. `if 0 {..}`) is refused at load either way.
+        let Ok(probe) = RuleProbe::new(&script) else { return Ok(()) };
+        STATS[usize::from(probe.is_fast())].fetch_add(1, Ordering::Relaxed);
+        for tx in &txs {
+            let slow = probe.interpreted(tx, score);
+            if let Some(fast) = probe.fast(tx, score) {
+                prop_assert!(same(&fast, &slow), "script:\n{}\ntx: {:?}\nfast: {:?}\ninterpreter: {:?}", script, tx, fast, slow);
+            }
+        }
+    }
+}
+
+#[test]
+fn zz_print_generated_script_stats() {
+    let [slow, fast] = [&STATS[0], &STATS[1]].map(|s| s.load(Ordering::Relaxed));
+    println!("generated scripts that compiled: {fast} on the fast path, {slow} interpreter only");
+}
+
+fn sample_tx() -> Tx {
+    Tx {
+        id: "wd-1".into(),
+        user_id: "u-1".into(),
+        asset: "USDT".into(),
+        network: "TRON".into(),
+        country: "HK".into(),
+        locale: "zh-HK".into(),
+        referral: "telegram".into(),
+        destination: "TXyz".into(),
+        amount_usd: 6000.0,
+        features: TxFeatures {
+            account_age_days: 3,
+            is_new_address: true,
+            prior_withdrawals: 0,
+            withdrawals_24h: 0,
+            amount_usd_24h: 0.0,
+            median_amount_usd_90d: 0.0,
+            hours_since_password_reset: f64::INFINITY,
+            device_age_hours: 0.0,
+            dest_users_24h: 4,
+            dest_users_30d: 9,
+            dest_first_used_days: 0.0,
+            dest_amount_usd_30d: 0.0,
+        },
+        watchlists: vec!["hk-police/scameter".into()],
+    }
+}
+
+#[test]
+fn subset_scripts_take_the_fast_path_and_agree() {
+    let scripts = [
+        "tx.is_new_address && tx.amount_usd >= 5000.0",
+        "\"hk-police/scameter\" in tx.watchlists",
+        "if tx.dest_users_24h >= 5 { 60 } else if tx.dest_users_24h >= 3 { 45 } else { false }",
+        "let big = tx.amount_usd > 1000; if big { return 30; } ()",
+        "tx.account_age_days < 30 && tx.referral == \"telegram\"",
+        "!(tx.country == \"HK\") || tx.hours_since_password_reset < 24.0",
+        "tx.amount_usd / tx.median_amount_usd_90d",
+        "tx.prior_withdrawals / 0",
+        "tx.nope > 1",
+        "tx.is_new_address || tx.nope",
+        "9223372036854775807 + tx.dest_users_24h",
+        "tx.hours_since_password_reset > 24.0",
+        "\"x\" < 1",
+        "() > 1",
+    ];
+    for script in scripts {
+        let probe = RuleProbe::new(script).unwrap_or_else(|e| panic!("{script}: {e}"));
+        assert!(probe.is_fast(), "expected the fast path for {script}");
+        let tx = sample_tx();
+        let (fast, slow) = (probe.fast(&tx, 40), probe.interpreted(&tx, 40));
+        assert!(
+            fast.as_ref().is_some_and(|f| same(f, &slow)),
+            "{script}: fast {fast:?}, interpreter {slow:?}"
+        );
+    }
+}
+
+#[test]
+fn scripts_outside_the_subset_run_in_the_interpreter() {
+    let scripts = [
+        "tx.destination.starts_with(\"0x\")",
+        "tx.asset + \"x\" == \"USDTx\"",
+        "let n = 0; for x in tx.watchlists { n += 1; } n > 0",
+        "abs(tx.amount_usd) > 1.0",
+        "tx.amount_usd ** 2 > 1.0",
+        "tx.watchlists.len() > 0",
+        "fn f(x) { x > 1 } f(tx.prior_withdrawals)",
+        "tx[\"amount_usd\"] > 1.0",
+    ];
+    for script in scripts {
+        let probe = RuleProbe::new(script).unwrap_or_else(|e| panic!("{script}: {e}"));
+        assert!(!probe.is_fast(), "expected the interpreter for {script}");
+    }
+}
+
+/// Every supported operator on every pair of value kinds (and the edge values), fast path vs
+/// Rhai. Values come through `let` so that the operator runs at evaluation time.
+#[test]
+fn every_operator_on_every_pair_of_kinds_agrees() {
+    let values = [
+        "()",
+        "true",
+        "false",
+        "0",
+        "3",
+        "-3",
+        "9223372036854775807",
+        "(-9223372036854775807 - 1)",
+        "0.0",
+        "-0.0",
+        "2.5",
+        "1.0",
+        "1.0000000000000002",
+        "1e308",
+        "\"a\"",
+        "\"b\"",
+        "\"\"",
+        "tx.hours_since_password_reset",
+        "tx.device_age_hours",
+        "tx.amount_usd",
+        "tx.prior_withdrawals",
+        "tx.country",
+    ];
+    let binary = [
+        "+", "-", "*", "/", "%", "<", "<=", ">", ">=", "==", "!=", "&&", "||",
+    ];
+    let mut tx = sample_tx();
+    tx.features.device_age_hours = f64::NAN;
+    let mut compared = 0;
+    for a in values {
+        for op in ["-", "+", "!"] {
+            compared += agree(&format!("let a = {a}; {op}a"), &tx);
+        }
+        for b in values {
+            for op in binary {
+                compared += agree(&format!("let a = {a}; let b = {b}; a {op} b"), &tx);
+                // Written directly too: `tx.field op literal` and `literal op tx.field` compile
+                // to their own nodes.
+                compared += agree(&format!("{a} {op} {b}"), &tx);
+            }
+        }
+    }
+    assert!(
+        compared > 5000,
+        "only {compared} scripts compared on the fast path"
+    );
+}
+
+/// Asserts the fast path and Rhai agree on `script` when it takes the fast path; 1 if it did.
+fn agree(script: &str, tx: &Tx) -> usize {
+    let Ok(probe) = RuleProbe::new(script) else {
+        return 0;
+    };
+    let slow = probe.interpreted(tx, 40);
+    match probe.fast(tx, 40) {
+        Some(fast) => {
+            assert!(
+                same(&fast, &slow),
+                "{script}: fast {fast:?}, interpreter {slow:?}"
+            );
+            1
+        }
+        None => 0,
+    }
+}
+
+/// `RISKGATE_NO_FASTPATH=1`, read when a rule set loads, runs every rule in the interpreter;
+/// the shipped packs' own tests pass both ways. (The only test here that reads the variable.)
+#[test]
+fn the_fast_path_can_be_turned_off_at_load() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let previous = std::env::var_os(riskgate::rules::NO_FASTPATH_ENV);
+    std::env::set_var(riskgate::rules::NO_FASTPATH_ENV, "1");
+    let slow = riskgate::RuleSet::load(dir).expect("the shipped rules load");
+    let slow_check = riskgate::check(dir);
+    std::env::remove_var(riskgate::rules::NO_FASTPATH_ENV);
+    let fast = riskgate::RuleSet::load(dir).expect("the shipped rules load");
+    let fast_check = riskgate::check(dir);
+    if let Some(value) = previous {
+        std::env::set_var(riskgate::rules::NO_FASTPATH_ENV, value);
+    }
+    assert!(slow.rules().iter().all(|r| !r.fast_path()));
+    assert!(
+        fast.rules().iter().all(|r| r.fast_path()),
+        "every shipped rule is in the subset"
+    );
+    assert!(slow_check.passed(), "{slow_check}");
+    assert!(fast_check.passed(), "{fast_check}");
+    assert!(fast_check
+        .packs
+        .iter()
+        .all(|p| p.interpreted.is_empty() && !p.fast_path.is_empty()));
+}
