@@ -296,6 +296,9 @@ fn scripts_outside_the_subset_run_in_the_interpreter() {
         "tx.watchlists.len() > 0",
         "fn f(x) { x > 1 } f(tx.prior_withdrawals)",
         "tx[\"amount_usd\"] > 1.0",
+        // The array itself as the value: a rule error the interpreter reports.
+        "tx.watchlists",
+        "if tx.is_new_address { tx.watchlists } else { 1 }",
     ];
     for script in scripts {
         let probe = RuleProbe::new(script).unwrap_or_else(|e| panic!("{script}: {e}"));

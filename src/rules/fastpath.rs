@@ -489,7 +489,7 @@ impl Compiler {
         self.nodes += 1;
         match stmt {
             Stmt::Noop(_) => Some((Node::Const(Const::Unit), UNIT)),
-            Stmt::Expr(e) => self.expr(e),
+            Stmt::Expr(e) => self.value(e),
             Stmt::FnCall(call, _) => self.call(call),
             Stmt::Block(block) => self.block(block.statements()),
             Stmt::If(flow, _) => {
