@@ -26,7 +26,10 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         System.realloc(ptr, layout, new_size)
     }
 }
@@ -40,7 +43,10 @@ fn main() {
     let mut rng = Rng::new(0x3E3);
     let users = common::users(USERS, &mut rng);
     let mut serial = 0;
-    let histories: Vec<_> = users.iter().map(|u| common::history(u, &mut rng, &mut serial)).collect();
+    let histories: Vec<_> = users
+        .iter()
+        .map(|u| common::history(u, &mut rng, &mut serial))
+        .collect();
     let events: usize = histories.iter().map(Vec::len).sum();
     let scorer = Scorer::from_dir(common::rules_dir()).expect("the shipped rules load");
     let before = LIVE.load(Ordering::Relaxed);

@@ -28,10 +28,21 @@ fn stream() -> Vec<Event> {
             let user = &users[rng.below(USERS as u64) as usize];
             let roll = rng.unit();
             if roll < 0.10 {
-                let device = if rng.chance(0.8) { user.device.clone() } else { format!("dev-new-{i}") };
-                Event::Login { ts: Timestamp::from_micros(ts), user_id: user.id.clone(), device_id: device }
+                let device = if rng.chance(0.8) {
+                    user.device.clone()
+                } else {
+                    format!("dev-new-{i}")
+                };
+                Event::Login {
+                    ts: Timestamp::from_micros(ts),
+                    user_id: user.id.clone(),
+                    device_id: device,
+                }
             } else if roll < 0.15 {
-                Event::PasswordReset { ts: Timestamp::from_micros(ts - rng.below(MICROS_PER_HOUR as u64) as i64), user_id: user.id.clone() }
+                Event::PasswordReset {
+                    ts: Timestamp::from_micros(ts - rng.below(MICROS_PER_HOUR as u64) as i64),
+                    user_id: user.id.clone(),
+                }
             } else {
                 let r = rng.unit();
                 let dest = if r < 0.6 {
@@ -45,8 +56,19 @@ fn stream() -> Vec<Event> {
                 } else {
                     common::DARKLISTED.to_string()
                 };
-                let amount = if rng.chance(0.1) { user.typical_amount * 15.0 } else { user.typical_amount * (0.5 + rng.unit()) };
-                let mut w = common::withdrawal(format!("wd-{i}"), ts, user, (amount * 100.0).round() / 100.0, dest, Some(user.device.clone()));
+                let amount = if rng.chance(0.1) {
+                    user.typical_amount * 15.0
+                } else {
+                    user.typical_amount * (0.5 + rng.unit())
+                };
+                let mut w = common::withdrawal(
+                    format!("wd-{i}"),
+                    ts,
+                    user,
+                    (amount * 100.0).round() / 100.0,
+                    dest,
+                    Some(user.device.clone()),
+                );
                 if rng.chance(0.03) {
                     w.status = riskgate::Status::Cancelled;
                 }
@@ -98,11 +120,17 @@ fn replay_jsonl(scorer: &Scorer, lines: &[String]) -> [usize; 4] {
 
 fn bench(c: &mut Criterion) {
     let events = stream();
-    let withdrawals = events.iter().filter(|e| matches!(e, Event::Withdrawal(_))).count();
+    let withdrawals = events
+        .iter()
+        .filter(|e| matches!(e, Event::Withdrawal(_)))
+        .count();
     let lines: Vec<String> = events.iter().map(to_json).collect();
     let rules = Arc::new(RuleSet::load(common::rules_dir()).expect("the shipped rules load"));
     let expected = replay_events(&Scorer::new_shared(rules.clone()), &events);
-    assert_eq!(replay_jsonl(&Scorer::new_shared(rules.clone()), &lines), expected);
+    assert_eq!(
+        replay_jsonl(&Scorer::new_shared(rules.clone()), &lines),
+        expected
+    );
     println!("replay: {EVENTS} events, {withdrawals} withdrawals, tiers allow/notice/warn/cool_off = {expected:?}");
     assert!(expected.iter().all(|&n| n > 0));
 
@@ -133,7 +161,11 @@ fn bench(c: &mut Criterion) {
         for _ in 0..3 {
             let scorer = Scorer::new_shared(rules.clone());
             let (cpu0, t0) = (common::cpu_seconds(), std::time::Instant::now());
-            let tiers = if jsonl { replay_jsonl(&scorer, &lines) } else { replay_events(&scorer, &events) };
+            let tiers = if jsonl {
+                replay_jsonl(&scorer, &lines)
+            } else {
+                replay_events(&scorer, &events)
+            };
             let wall = t0.elapsed().as_secs_f64();
             assert_eq!(tiers, expected);
             best_wall = best_wall.min(wall);

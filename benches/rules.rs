@@ -51,7 +51,11 @@ const STRINGS: [(&str, &[&str]); 4] = [
     ("network", &["TRON", "ETH"]),
     ("locale", &["en", "zh-HK"]),
 ];
-const LISTS: [&str; 3] = ["hk-police/scameter", "community-darklist/mew-darklist", "partner/mules"];
+const LISTS: [&str; 3] = [
+    "hk-police/scameter",
+    "community-darklist/mew-darklist",
+    "partner/mules",
+];
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Op {
@@ -64,8 +68,16 @@ enum Op {
 /// One comparison of a rule.
 #[derive(Clone, Debug)]
 enum Cond {
-    Num { field: usize, op: Op, k: f64 },
-    StrEq { field: usize, value: &'static str, negate: bool },
+    Num {
+        field: usize,
+        op: Op,
+        k: f64,
+    },
+    StrEq {
+        field: usize,
+        value: &'static str,
+        negate: bool,
+    },
     NewAddress(bool),
     InList(usize),
 }
@@ -103,7 +115,11 @@ fn gen_cond(rng: &mut Rng) -> Cond {
         Cond::Num { field, op, k }
     } else if roll < 0.9 {
         let field = rng.below(STRINGS.len() as u64) as usize;
-        Cond::StrEq { field, value: rng.pick_str(STRINGS[field].1), negate: rng.chance(0.3) }
+        Cond::StrEq {
+            field,
+            value: rng.pick_str(STRINGS[field].1),
+            negate: rng.chance(0.3),
+        }
     } else {
         Cond::NewAddress(rng.chance(0.7))
     }
@@ -129,7 +145,12 @@ fn gen_rules(rng: &mut Rng) -> Vec<Rule> {
                     Rule::All(vec![Cond::InList(list), gen_cond(rng)])
                 }
             } else if roll < 0.3 {
-                Rule::IfElse(gen_cond(rng), 10 + rng.below(50) as i64, gen_cond(rng), 1 + rng.below(20) as i64)
+                Rule::IfElse(
+                    gen_cond(rng),
+                    10 + rng.below(50) as i64,
+                    gen_cond(rng),
+                    1 + rng.below(20) as i64,
+                )
             } else if roll < 0.45 {
                 Rule::AndOr(gen_cond(rng), gen_cond(rng), gen_cond(rng))
             } else {
@@ -169,9 +190,22 @@ fn op_str(op: Op) -> &'static str {
 /// for `in`.
 fn cond_src(c: &Cond) -> String {
     match c {
-        Cond::Num { field, op, k } => format!("tx.{} {} {}", NUMERIC[*field].0, op_str(*op), num_literal(*field, *k)),
-        Cond::StrEq { field, value, negate } => {
-            format!("tx.{} {} \"{value}\"", STRINGS[*field].0, if *negate { "!=" } else { "==" })
+        Cond::Num { field, op, k } => format!(
+            "tx.{} {} {}",
+            NUMERIC[*field].0,
+            op_str(*op),
+            num_literal(*field, *k)
+        ),
+        Cond::StrEq {
+            field,
+            value,
+            negate,
+        } => {
+            format!(
+                "tx.{} {} \"{value}\"",
+                STRINGS[*field].0,
+                if *negate { "!=" } else { "==" }
+            )
         }
         Cond::NewAddress(true) => "tx.is_new_address".to_string(),
         Cond::NewAddress(false) => "!tx.is_new_address".to_string(),
@@ -185,7 +219,11 @@ fn rhai_src(r: &Rule) -> String {
         Rule::Any(cs) => cs.iter().map(cond_src).collect::<Vec<_>>().join(" || "),
         Rule::AndOr(a, b, c) => format!("({} && {}) || {}", cond_src(a), cond_src(b), cond_src(c)),
         Rule::IfElse(a, s1, b, s2) => {
-            format!("if {} {{ {s1} }} else if {} {{ {s2} }} else {{ 0 }}", cond_src(a), cond_src(b))
+            format!(
+                "if {} {{ {s1} }} else if {} {{ {s2} }} else {{ 0 }}",
+                cond_src(a),
+                cond_src(b)
+            )
         }
         Rule::Method(m, c) => {
             let m = match m {
@@ -200,7 +238,9 @@ fn rhai_src(r: &Rule) -> String {
 
 fn cel_src(r: &Rule) -> String {
     match r {
-        Rule::IfElse(a, s1, b, s2) => format!("({}) ? {s1} : (({}) ? {s2} : 0)", cond_src(a), cond_src(b)),
+        Rule::IfElse(a, s1, b, s2) => {
+            format!("({}) ? {s1} : (({}) ? {s2} : 0)", cond_src(a), cond_src(b))
+        }
         Rule::Method(m, c) => {
             let m = match m {
                 Method::DestinationStartsWith(p) => format!("tx.destination.startsWith(\"{p}\")"),
@@ -238,7 +278,11 @@ struct Table {
 
 const NEW_ADDRESS_FLAG: u32 = 0;
 fn str_flag(field: usize, value: &str) -> u32 {
-    let i = STRINGS[field].1.iter().position(|v| *v == value).unwrap_or(0);
+    let i = STRINGS[field]
+        .1
+        .iter()
+        .position(|v| *v == value)
+        .unwrap_or(0);
     1 + (field * 3 + i) as u32
 }
 fn list_flag(l: usize) -> u32 {
@@ -278,7 +322,12 @@ fn table(tx: &Tx) -> Table {
             flags |= 1 << list_flag(l);
         }
     }
-    Table { num, flags, destination: tx.destination.clone(), referral_len: tx.referral.len() as i64 }
+    Table {
+        num,
+        flags,
+        destination: tx.destination.clone(),
+        referral_len: tx.referral.len() as i64,
+    }
 }
 
 /// A condition compiled to the table: (kind, index, op, constant).
@@ -299,7 +348,11 @@ enum NRule {
 fn ncond(c: &Cond) -> NCond {
     match c {
         Cond::Num { field, op, k } => NCond::Num(*field, *op, *k),
-        Cond::StrEq { field, value, negate } => NCond::Flag(str_flag(*field, value), !*negate),
+        Cond::StrEq {
+            field,
+            value,
+            negate,
+        } => NCond::Flag(str_flag(*field, value), !*negate),
         Cond::NewAddress(b) => NCond::Flag(NEW_ADDRESS_FLAG, *b),
         Cond::InList(l) => NCond::Flag(list_flag(*l), true),
     }
@@ -337,7 +390,9 @@ fn native_score(rules: &[(NRule, i64)], t: &Table) -> i64 {
         total += match rule {
             NRule::All(cs) => i64::from(cs.iter().all(|c| ntest(*c, t))) * manifest,
             NRule::Any(cs) => i64::from(cs.iter().any(|c| ntest(*c, t))) * manifest,
-            NRule::AndOr(a, b, c) => i64::from((ntest(*a, t) && ntest(*b, t)) || ntest(*c, t)) * manifest,
+            NRule::AndOr(a, b, c) => {
+                i64::from((ntest(*a, t) && ntest(*b, t)) || ntest(*c, t)) * manifest
+            }
             NRule::IfElse(a, s1, b, s2) => {
                 if ntest(*a, t) {
                     *s1
@@ -377,7 +432,11 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
                     Kind::Float => (rng.unit() * scale * 100.0).round() / 100.0,
                 };
             }
-            let watchlists = LISTS.iter().filter(|_| rng.chance(0.1)).map(|s| s.to_string()).collect();
+            let watchlists = LISTS
+                .iter()
+                .filter(|_| rng.chance(0.1))
+                .map(|s| s.to_string())
+                .collect();
             let destination = format!("{}{:x}", rng.pick(&["TQ", "0x", "Tx", "TA"]), rng.next());
             Tx {
                 id: format!("wd-{i}"),
@@ -411,10 +470,15 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
 
 /// Writes the policy and one pack holding the 200 rules; returns the rules directory.
 fn write_pack(dir: &std::path::Path, rules: &[Rule]) {
-    std::fs::copy(common::rules_dir().join("policy.toml"), dir.join("policy.toml")).expect("copy policy");
+    std::fs::copy(
+        common::rules_dir().join("policy.toml"),
+        dir.join("policy.toml"),
+    )
+    .expect("copy policy");
     let pack = dir.join("gen");
     std::fs::create_dir_all(&pack).expect("pack dir");
-    let mut manifest = String::from("id = \"gen\"\nname = \"Generated\"\nversion = \"1\"\nregions = [\"*\"]\n");
+    let mut manifest =
+        String::from("id = \"gen\"\nname = \"Generated\"\nversion = \"1\"\nregions = [\"*\"]\n");
     for (i, rule) in rules.iter().enumerate() {
         let file = format!("r{i:03}.rhai");
         std::fs::write(pack.join(&file), rhai_src(rule)).expect("write rule");
@@ -458,18 +522,35 @@ fn rhai_map(tx: &Tx) -> rhai::Map {
     put("withdrawals_24h", f.withdrawals_24h.into());
     put("amount_usd_24h", f.amount_usd_24h.into());
     put("median_amount_usd_90d", f.median_amount_usd_90d.into());
-    put("hours_since_password_reset", f.hours_since_password_reset.into());
+    put(
+        "hours_since_password_reset",
+        f.hours_since_password_reset.into(),
+    );
     put("device_age_hours", f.device_age_hours.into());
     put("dest_users_24h", f.dest_users_24h.into());
     put("dest_users_30d", f.dest_users_30d.into());
     put("dest_first_used_days", f.dest_first_used_days.into());
     put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
-    put("watchlists", tx.watchlists.iter().map(|s| rhai::Dynamic::from(s.clone())).collect::<rhai::Array>().into());
+    put(
+        "watchlists",
+        tx.watchlists
+            .iter()
+            .map(|s| rhai::Dynamic::from(s.clone()))
+            .collect::<rhai::Array>()
+            .into(),
+    );
     m
 }
 
 fn rhai_value_score(manifest: i64, v: rhai::Dynamic) -> i64 {
-    value_score(manifest, v.as_bool().ok(), v.as_int().ok().map(|n| n as f64).or_else(|| v.as_float().ok()))
+    value_score(
+        manifest,
+        v.as_bool().ok(),
+        v.as_int()
+            .ok()
+            .map(|n| n as f64)
+            .or_else(|| v.as_float().ok()),
+    )
 }
 
 fn cel_value(tx: &Tx) -> cel_interpreter::Value {
@@ -491,29 +572,50 @@ fn cel_value(tx: &Tx) -> cel_interpreter::Value {
     m.insert("prior_withdrawals".into(), Value::Int(f.prior_withdrawals));
     m.insert("withdrawals_24h".into(), Value::Int(f.withdrawals_24h));
     m.insert("amount_usd_24h".into(), Value::Float(f.amount_usd_24h));
-    m.insert("median_amount_usd_90d".into(), Value::Float(f.median_amount_usd_90d));
-    m.insert("hours_since_password_reset".into(), Value::Float(f.hours_since_password_reset));
+    m.insert(
+        "median_amount_usd_90d".into(),
+        Value::Float(f.median_amount_usd_90d),
+    );
+    m.insert(
+        "hours_since_password_reset".into(),
+        Value::Float(f.hours_since_password_reset),
+    );
     m.insert("device_age_hours".into(), Value::Float(f.device_age_hours));
     m.insert("dest_users_24h".into(), Value::Int(f.dest_users_24h));
     m.insert("dest_users_30d".into(), Value::Int(f.dest_users_30d));
-    m.insert("dest_first_used_days".into(), Value::Float(f.dest_first_used_days));
-    m.insert("dest_amount_usd_30d".into(), Value::Float(f.dest_amount_usd_30d));
-    m.insert("watchlists".into(), Value::List(Arc::new(tx.watchlists.iter().map(s).collect())));
+    m.insert(
+        "dest_first_used_days".into(),
+        Value::Float(f.dest_first_used_days),
+    );
+    m.insert(
+        "dest_amount_usd_30d".into(),
+        Value::Float(f.dest_amount_usd_30d),
+    );
+    m.insert(
+        "watchlists".into(),
+        Value::List(Arc::new(tx.watchlists.iter().map(s).collect())),
+    );
     m.into()
 }
 
-fn cel_score(programs: &[(cel_interpreter::Program, i64)], root: &cel_interpreter::Context<'_>, tx: &Tx) -> i64 {
+fn cel_score(
+    programs: &[(cel_interpreter::Program, i64)],
+    root: &cel_interpreter::Context<'_>,
+    tx: &Tx,
+) -> i64 {
     use cel_interpreter::Value;
     let mut ctx = root.new_inner_scope();
     ctx.add_variable_from_value("tx", cel_value(tx));
     programs
         .iter()
-        .map(|(p, manifest)| match p.execute(&ctx).expect("CEL evaluates") {
-            Value::Bool(b) => value_score(*manifest, Some(b), None),
-            Value::Int(n) => value_score(*manifest, None, Some(n as f64)),
-            Value::Float(x) => value_score(*manifest, None, Some(x)),
-            other => panic!("CEL returned {other:?}"),
-        })
+        .map(
+            |(p, manifest)| match p.execute(&ctx).expect("CEL evaluates") {
+                Value::Bool(b) => value_score(*manifest, Some(b), None),
+                Value::Int(n) => value_score(*manifest, None, Some(n as f64)),
+                Value::Float(x) => value_score(*manifest, None, Some(x)),
+                other => panic!("CEL returned {other:?}"),
+            },
+        )
         .sum()
 }
 
@@ -533,26 +635,62 @@ fn bench(c: &mut Criterion) {
     assert_eq!(slow_set.rules().iter().filter(|r| r.fast_path()).count(), 0);
 
     let engine = rhai::Engine::new();
-    let sources: Vec<(String, i64)> = rules.iter().enumerate().map(|(i, r)| (rhai_src(r), manifest_score(i))).collect();
-    let asts: Vec<(rhai::AST, i64)> = sources.iter().map(|(s, m)| (engine.compile(s).expect("compiles"), *m)).collect();
-    let native: Vec<(NRule, i64)> = rules.iter().enumerate().map(|(i, r)| (nrule(r), manifest_score(i))).collect();
+    let sources: Vec<(String, i64)> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (rhai_src(r), manifest_score(i)))
+        .collect();
+    let asts: Vec<(rhai::AST, i64)> = sources
+        .iter()
+        .map(|(s, m)| (engine.compile(s).expect("compiles"), *m))
+        .collect();
+    let native: Vec<(NRule, i64)> = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (nrule(r), manifest_score(i)))
+        .collect();
     let tables: Vec<Table> = txs.iter().map(table).collect();
     let cel_root = cel_interpreter::Context::default();
     let cel: Vec<(cel_interpreter::Program, i64)> = rules
         .iter()
         .enumerate()
-        .map(|(i, r)| (cel_interpreter::Program::compile(&cel_src(r)).unwrap_or_else(|e| panic!("{}: {e}", cel_src(r))), manifest_score(i)))
+        .map(|(i, r)| {
+            (
+                cel_interpreter::Program::compile(&cel_src(r))
+                    .unwrap_or_else(|e| panic!("{}: {e}", cel_src(r))),
+                manifest_score(i),
+            )
+        })
         .collect();
 
     let rhai_naive = |tx: &Tx| -> i64 {
         let mut scope = rhai::Scope::new();
         scope.push_constant("tx", rhai_map(tx));
-        sources.iter().map(|(s, m)| rhai_value_score(*m, engine.eval_with_scope::<rhai::Dynamic>(&mut scope, s).expect("runs"))).sum()
+        sources
+            .iter()
+            .map(|(s, m)| {
+                rhai_value_score(
+                    *m,
+                    engine
+                        .eval_with_scope::<rhai::Dynamic>(&mut scope, s)
+                        .expect("runs"),
+                )
+            })
+            .sum()
     };
     let rhai_ast = |tx: &Tx| -> i64 {
         let mut scope = rhai::Scope::new();
         scope.push_constant("tx", rhai_map(tx));
-        asts.iter().map(|(a, m)| rhai_value_score(*m, engine.eval_ast_with_scope::<rhai::Dynamic>(&mut scope, a).expect("runs"))).sum()
+        asts.iter()
+            .map(|(a, m)| {
+                rhai_value_score(
+                    *m,
+                    engine
+                        .eval_ast_with_scope::<rhai::Dynamic>(&mut scope, a)
+                        .expect("runs"),
+                )
+            })
+            .sum()
     };
 
     // Every engine agrees on every event before anything is timed.
@@ -560,8 +698,16 @@ fn bench(c: &mut Criterion) {
     let expected: Vec<i64> = tables.iter().map(|t| native_score(&native, t)).collect();
     for (i, tx) in txs.iter().enumerate() {
         let want = expected[i];
-        assert_eq!(riskgate_score(&ruleset, tx, &mut out), want, "riskgate, event {i}");
-        assert_eq!(riskgate_score(&slow_set, tx, &mut out), want, "riskgate without fast path, event {i}");
+        assert_eq!(
+            riskgate_score(&ruleset, tx, &mut out),
+            want,
+            "riskgate, event {i}"
+        );
+        assert_eq!(
+            riskgate_score(&slow_set, tx, &mut out),
+            want,
+            "riskgate without fast path, event {i}"
+        );
         assert_eq!(rhai_naive(tx), want, "rhai naive, event {i}");
         assert_eq!(rhai_ast(tx), want, "rhai ast, event {i}");
         assert_eq!(cel_score(&cel, &cel_root, tx), want, "cel, event {i}");
@@ -587,14 +733,20 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let k = i % EVENTS;
             i += 1;
-            assert_eq!(riskgate_score(&ruleset, black_box(&txs[k]), &mut out), expected[k]);
+            assert_eq!(
+                riskgate_score(&ruleset, black_box(&txs[k]), &mut out),
+                expected[k]
+            );
         })
     });
     group.bench_function("riskgate_no_fastpath", |b| {
         b.iter(|| {
             let k = i % EVENTS;
             i += 1;
-            assert_eq!(riskgate_score(&slow_set, black_box(&txs[k]), &mut out), expected[k]);
+            assert_eq!(
+                riskgate_score(&slow_set, black_box(&txs[k]), &mut out),
+                expected[k]
+            );
         })
     });
     group.bench_function("rhai_ast", |b| {
@@ -624,7 +776,13 @@ fn bench(c: &mut Criterion) {
     // timed over chunks of 32 events, keeping each chunk's fastest of 8 rounds (preemption
     // only ever adds time). Every result is asserted here too.
     const CHUNK: usize = 32;
-    let names = ["native", "riskgate", "riskgate_no_fastpath", "rhai_ast", "cel"];
+    let names = [
+        "native",
+        "riskgate",
+        "riskgate_no_fastpath",
+        "rhai_ast",
+        "cel",
+    ];
     let mut best = vec![[u128::MAX; EVENTS / CHUNK]; names.len()];
     for _ in 0..8 {
         for (engine, best) in best.iter_mut().enumerate() {
@@ -644,9 +802,15 @@ fn bench(c: &mut Criterion) {
             }
         }
     }
-    let per_event: Vec<f64> = best.iter().map(|b| b.iter().sum::<u128>() as f64 / EVENTS as f64).collect();
+    let per_event: Vec<f64> = best
+        .iter()
+        .map(|b| b.iter().sum::<u128>() as f64 / EVENTS as f64)
+        .collect();
     for (name, ns) in names.iter().zip(&per_event) {
-        println!("rules/200 best-of-8 interleaved: {name:<22} {ns:>10.0} ns/event ({:.1} ns/rule)", ns / RULES as f64);
+        println!(
+            "rules/200 best-of-8 interleaved: {name:<22} {ns:>10.0} ns/event ({:.1} ns/rule)",
+            ns / RULES as f64
+        );
     }
     println!(
         "rules/200 ratios (same run): riskgate / native = {:.1}x; cel / riskgate = {:.1}x; rhai_ast / riskgate = {:.1}x; riskgate_no_fastpath / riskgate = {:.1}x",

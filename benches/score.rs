@@ -23,13 +23,20 @@ fn bench(c: &mut Criterion) {
     assert_eq!(scorer.user_count(), USERS);
     let withdrawals = common::withdrawals(WITHDRAWALS, &users, &mut rng, "wd");
     // Expected decisions, computed once; score() never changes state, so they must repeat.
-    let expected: Vec<(Tier, i64)> = withdrawals.iter().map(|w| scorer.score(w)).map(|d| (d.tier, d.score)).collect();
+    let expected: Vec<(Tier, i64)> = withdrawals
+        .iter()
+        .map(|w| scorer.score(w))
+        .map(|d| (d.tier, d.score))
+        .collect();
     let mut tiers = [0usize; 4];
     for (tier, _) in &expected {
         tiers[*tier as usize] += 1;
     }
     println!("score/hk: {USERS} users; {WITHDRAWALS} withdrawals; tiers allow/notice/warn/cool_off = {tiers:?}");
-    assert!(tiers.iter().all(|&n| n > 0), "the generated withdrawals reach every tier");
+    assert!(
+        tiers.iter().all(|&n| n > 0),
+        "the generated withdrawals reach every tier"
+    );
 
     c.bench_function("score/hk", |b| {
         let mut i = 0;

@@ -25,7 +25,11 @@ fn bench(c: &mut Criterion) {
     let users = common::users(USERS, &mut rng);
     let scorer = common::warm_scorer(&users, &mut rng);
     let batch = common::withdrawals(BATCH, &users, &mut rng, "th");
-    let expected: Vec<(Tier, i64)> = batch.iter().map(|w| scorer.score(w)).map(|d| (d.tier, d.score)).collect();
+    let expected: Vec<(Tier, i64)> = batch
+        .iter()
+        .map(|w| scorer.score(w))
+        .map(|d| (d.tier, d.score))
+        .collect();
     let (left, right) = batch.split_at(BATCH / 2);
     let (want_left, want_right) = expected.split_at(BATCH / 2);
 

@@ -114,7 +114,14 @@ pub fn users(n: usize, rng: &mut Rng) -> Vec<User> {
         .collect()
 }
 
-pub fn withdrawal(id: String, ts: i64, user: &User, amount_usd: f64, destination: String, device: Option<String>) -> Withdrawal {
+pub fn withdrawal(
+    id: String,
+    ts: i64,
+    user: &User,
+    amount_usd: f64,
+    destination: String,
+    device: Option<String>,
+) -> Withdrawal {
     Withdrawal {
         id,
         ts: Timestamp::from_micros(ts),
@@ -140,7 +147,11 @@ pub fn withdrawal(id: String, ts: i64, user: &User, amount_usd: f64, destination
 pub fn history(user: &User, rng: &mut Rng, serial: &mut u64) -> Vec<Event> {
     let mut events = Vec::new();
     let start = NOW - 90 * MICROS_PER_DAY;
-    events.push(Event::Login { ts: Timestamp::from_micros(start), user_id: user.id.clone(), device_id: user.device.clone() });
+    events.push(Event::Login {
+        ts: Timestamp::from_micros(start),
+        user_id: user.id.clone(),
+        device_id: user.device.clone(),
+    });
     let n = 4 + rng.below(9);
     let mut ts = start;
     for _ in 0..n {
@@ -148,10 +159,20 @@ pub fn history(user: &User, rng: &mut Rng, serial: &mut u64) -> Vec<Event> {
         *serial += 1;
         let amount = user.typical_amount * (0.5 + rng.unit());
         let dest = rng.pick(&user.usual).clone();
-        events.push(Event::Withdrawal(withdrawal(format!("h-{serial}"), ts.min(NOW - MICROS_PER_HOUR), user, amount, dest, Some(user.device.clone()))));
+        events.push(Event::Withdrawal(withdrawal(
+            format!("h-{serial}"),
+            ts.min(NOW - MICROS_PER_HOUR),
+            user,
+            amount,
+            dest,
+            Some(user.device.clone()),
+        )));
     }
     if rng.chance(0.1) {
-        events.push(Event::PasswordReset { ts: Timestamp::from_micros(NOW - rng.below(48 * MICROS_PER_HOUR as u64) as i64), user_id: user.id.clone() });
+        events.push(Event::PasswordReset {
+            ts: Timestamp::from_micros(NOW - rng.below(48 * MICROS_PER_HOUR as u64) as i64),
+            user_id: user.id.clone(),
+        });
     }
     events
 }
@@ -187,10 +208,27 @@ pub fn withdrawals(n: usize, users: &[User], rng: &mut Rng, id_prefix: &str) -> 
             } else {
                 DARKLISTED.to_string()
             };
-            let amount = if rng.chance(0.15) { user.typical_amount * 20.0 } else { user.typical_amount * (0.5 + rng.unit()) };
-            let device = if rng.chance(0.9) { Some(user.device.clone()) } else if rng.chance(0.5) { Some(format!("new-{i}")) } else { None };
+            let amount = if rng.chance(0.15) {
+                user.typical_amount * 20.0
+            } else {
+                user.typical_amount * (0.5 + rng.unit())
+            };
+            let device = if rng.chance(0.9) {
+                Some(user.device.clone())
+            } else if rng.chance(0.5) {
+                Some(format!("new-{i}"))
+            } else {
+                None
+            };
             let ts = NOW + (i as i64) * 1_000_000;
-            withdrawal(format!("{id_prefix}-{i}"), ts, user, (amount * 100.0).round() / 100.0, dest, device)
+            withdrawal(
+                format!("{id_prefix}-{i}"),
+                ts,
+                user,
+                (amount * 100.0).round() / 100.0,
+                dest,
+                device,
+            )
         })
         .collect()
 }
