@@ -29,6 +29,17 @@ const DEADLINE_CHECK_EVERY: u64 = 32;
 thread_local! {
     /// The deadline of the rule running on this thread, read by `on_progress`.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The limit the running rule reached, if any. Sticky: Rhai's `sort` and `dedup` swallow
+    /// errors raised inside their comparer, so a script could otherwise reach a limit and still
+    /// return a value; a rule that reached a limit is a rule error whatever it returns.
+    static TRIPPED: Cell<Option<Trip>> = const { Cell::new(None) };
+}
+
+/// Which limit stopped a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trip {
+    Operations,
+    Deadline,
 }
 
 /// What one rule evaluation came to.
@@ -64,7 +75,9 @@ impl Sandbox {
         engine.disable_symbol("eval");
         engine.set_strict_variables(true);
         engine.set_fail_on_invalid_map_property(true);
-        engine.set_max_operations(limits.max_operations);
+        // Operations are counted by `on_progress` below (Rhai's own count is left unlimited), so
+        // that reaching the limit is recorded even where Rhai swallows the error.
+        engine.set_max_operations(0);
         engine.set_max_call_levels(limits.max_call_levels);
         engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
         engine.set_max_string_size(limits.max_string_size);
@@ -74,12 +87,16 @@ impl Sandbox {
         engine.set_max_functions(256);
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
-        engine.on_progress(|ops| {
+        let max_operations = limits.max_operations;
+        engine.on_progress(move |ops| {
+            if ops > max_operations {
+                return Some(trip(Trip::Operations));
+            }
             if ops % DEADLINE_CHECK_EVERY != 0 {
                 return None;
             }
             let deadline = DEADLINE.with(Cell::get)?;
-            (Instant::now() >= deadline).then(|| Dynamic::from("deadline"))
+            (Instant::now() >= deadline).then(|| trip(Trip::Deadline))
         });
         Sandbox { engine, deadline: limits.deadline(), limits: limits.clone() }
     }
@@ -107,27 +124,39 @@ impl Sandbox {
     /// when the script returns `true`. Never panics; the scope is left as it was found.
     pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
+        TRIPPED.with(|t| t.set(None));
         let result = catch_unwind(AssertUnwindSafe(|| self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)));
         DEADLINE.with(|d| d.set(None));
+        let tripped = TRIPPED.with(Cell::take);
         scope.rewind(1);
-        match result {
-            Ok(Ok(value)) => judge(value, score),
-            Ok(Err(e)) => Outcome::Error(self.describe(&e)),
-            Err(_) => Outcome::Error("the script crashed the Rhai interpreter".to_string()),
+        match (tripped, result) {
+            (Some(trip), result) => Outcome::Error(self.describe_trip(trip, result.ok().and_then(Result::err).as_deref())),
+            (None, Ok(Ok(value))) => judge(value, score),
+            (None, Ok(Err(e))) => Outcome::Error(e.to_string()),
+            (None, Err(_)) => Outcome::Error("the script crashed the Rhai interpreter".to_string()),
         }
     }
 
-    fn describe(&self, error: &EvalAltResult) -> String {
-        match error {
-            EvalAltResult::ErrorTerminated(_, pos) => {
-                format!("stopped at the {} ms deadline{}", self.limits.max_rule_ms, at(*pos))
-            }
-            EvalAltResult::ErrorTooManyOperations(pos) => {
-                format!("stopped after {} operations (max_operations){}", self.limits.max_operations, at(*pos))
-            }
-            other => other.to_string(),
+    /// The message for a rule stopped by a limit; `error` is what Rhai returned, if an error.
+    fn describe_trip(&self, trip: Trip, error: Option<&EvalAltResult>) -> String {
+        // The innermost position: Rhai wraps errors raised inside function calls.
+        let mut pos = error.map_or(Position::NONE, EvalAltResult::position);
+        let mut inner = error;
+        while let Some(EvalAltResult::ErrorInFunctionCall(_, _, e, _)) = inner {
+            pos = e.position();
+            inner = Some(e);
+        }
+        match trip {
+            Trip::Deadline => format!("stopped at the {} ms deadline{}", self.limits.max_rule_ms, at(pos)),
+            Trip::Operations => format!("stopped after {} operations (max_operations){}", self.limits.max_operations, at(pos)),
         }
     }
+}
+
+/// Records that the running rule reached a limit; the token makes Rhai stop it.
+fn trip(trip: Trip) -> Dynamic {
+    TRIPPED.with(|t| t.set(Some(trip)));
+    Dynamic::UNIT
 }
 
 fn position(pos: Position) -> (usize, usize) {
