@@ -125,12 +125,15 @@ impl Sandbox {
     pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
         TRIPPED.with(|t| t.set(None));
+        let fields = tx_len(scope);
         let result = catch_unwind(AssertUnwindSafe(|| self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)));
         DEADLINE.with(|d| d.set(None));
         let tripped = TRIPPED.with(Cell::take);
         scope.rewind(1);
+        let tx_grew = tx_len(scope) != fields && restore_tx(scope);
         match (tripped, result) {
             (Some(trip), result) => Outcome::Error(self.describe_trip(trip, result.ok().and_then(Result::err).as_deref())),
+            _ if tx_grew => Outcome::Error("the rule added a field to tx; rules must not change tx".to_string()),
             (None, Ok(Ok(value))) => judge(value, score),
             (None, Ok(Err(e))) => Outcome::Error(e.to_string()),
             (None, Err(_)) => Outcome::Error("the script crashed the Rhai interpreter".to_string()),
@@ -151,6 +154,26 @@ impl Sandbox {
             Trip::Operations => format!("stopped after {} operations (max_operations){}", self.limits.max_operations, at(pos)),
         }
     }
+}
+
+/// The number of fields of `tx` (scope entry 0).
+fn tx_len(scope: &Scope<'_>) -> usize {
+    scope.get("tx").and_then(|tx| tx.as_map_ref().ok().map(|map| map.len())).unwrap_or(0)
+}
+
+/// Removes the fields a script added to the constant `tx`: Rhai inserts a missing property
+/// before it checks constness, so `tx.extra = 1` would otherwise reach the next rule. The
+/// host's fields are read-only; added ones are not. Returns true.
+fn restore_tx(scope: &mut Scope<'_>) -> bool {
+    let kept: Option<rhai::Map> = scope.get("tx").and_then(|tx| {
+        let map = tx.as_map_ref().ok()?;
+        Some(map.iter().filter(|(_, value)| value.is_read_only()).map(|(k, v)| (k.clone(), v.clone())).collect())
+    });
+    if let Some(map) = kept {
+        scope.rewind(0);
+        scope.push_constant("tx", map);
+    }
+    true
 }
 
 /// Records that the running rule reached a limit; the token makes Rhai stop it.
