@@ -15,7 +15,7 @@ use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
     BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, Position, Scope, AST};
 
 use super::policy::Limits;
 
@@ -33,6 +33,11 @@ thread_local! {
     /// errors raised inside their comparer, so a script could otherwise reach a limit and still
     /// return a value; a rule that reached a limit is a rule error whatever it returns.
     static TRIPPED: Cell<Option<Trip>> = const { Cell::new(None) };
+    /// Operations of the running rule. Counted here, not by Rhai: Rhai counts the operations of
+    /// a script function called back from a native one (a `map` or `sort` callback) from the
+    /// caller's count each time and never adds them up, so its count neither reaches the limit
+    /// nor the next deadline check while a native function calls back thousands of times.
+    static OPERATIONS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Which limit stopped a rule.
@@ -72,6 +77,11 @@ impl Sandbox {
         engine.register_global_module(BasicMapPackage::new().as_shared_module());
         engine.register_global_module(BasicIteratorPackage::new().as_shared_module());
         engine.register_global_module(BasicFnPackage::new().as_shared_module());
+        // Rhai's own `sort` with a comparer swallows the comparer's errors and sorts on: past
+        // the deadline, every remaining comparison still calls into the script (milliseconds
+        // for 1024 elements). This one stops at the first error and reports it.
+        engine.register_fn("sort", sort_by);
+        engine.register_fn("sort_by", sort_by);
         engine.disable_symbol("eval");
         engine.set_strict_variables(true);
         engine.set_fail_on_invalid_map_property(true);
@@ -88,7 +98,14 @@ impl Sandbox {
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
         let max_operations = limits.max_operations;
-        engine.on_progress(move |ops| {
+        engine.on_progress(move |_| {
+            if TRIPPED.with(Cell::get).is_some() {
+                return Some(Dynamic::UNIT);
+            }
+            let ops = OPERATIONS.with(|n| {
+                n.set(n.get() + 1);
+                n.get()
+            });
             if ops > max_operations {
                 return Some(trip(Trip::Operations));
             }
@@ -125,6 +142,7 @@ impl Sandbox {
     pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
         TRIPPED.with(|t| t.set(None));
+        OPERATIONS.with(|n| n.set(0));
         let fields = tx_len(scope);
         let result = catch_unwind(AssertUnwindSafe(|| self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)));
         DEADLINE.with(|d| d.set(None));
@@ -174,6 +192,49 @@ fn restore_tx(scope: &mut Scope<'_>) -> bool {
         scope.push_constant("tx", map);
     }
     true
+}
+
+/// `array.sort(comparer)`: as Rhai's, except that the first error of the comparer (a limit
+/// reached, a runtime error) stops the sort and is the result. A merge sort of our own: the
+/// standard library's sort may panic on a comparer that is not a total order, and cannot stop
+/// early.
+fn sort_by(ctx: NativeCallContext, array: &mut rhai::Array, comparer: FnPtr) -> Result<(), Box<EvalAltResult>> {
+    if array.len() <= 1 {
+        return Ok(());
+    }
+    let mut compare = |x: &Dynamic, y: &Dynamic| -> Result<std::cmp::Ordering, Box<EvalAltResult>> {
+        let v = comparer.call_raw(&ctx, None, [x.clone(), y.clone()])?;
+        Ok(match v.as_int().or_else(|_| v.as_bool().map(|less| if less { -1 } else { 1 })) {
+            Ok(n) => n.cmp(&0),
+            Err(_) => x.type_id().cmp(&y.type_id()),
+        })
+    };
+    *array = merge_sort(array.clone(), &mut compare)?;
+    Ok(())
+}
+
+/// A stable merge sort with a comparer that may fail.
+fn merge_sort<E>(
+    mut items: Vec<Dynamic>,
+    compare: &mut impl FnMut(&Dynamic, &Dynamic) -> Result<std::cmp::Ordering, E>,
+) -> Result<Vec<Dynamic>, E> {
+    if items.len() <= 1 {
+        return Ok(items);
+    }
+    let right = items.split_off(items.len() / 2);
+    let left = merge_sort(items, compare)?;
+    let right = merge_sort(right, compare)?;
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut left = left.into_iter().peekable();
+    let mut right = right.into_iter().peekable();
+    while let (Some(a), Some(b)) = (left.peek(), right.peek()) {
+        // Take from the right only when strictly less: equal elements keep their order.
+        let next = if compare(b, a)? == std::cmp::Ordering::Less { right.next() } else { left.next() };
+        out.extend(next);
+    }
+    out.extend(left);
+    out.extend(right);
+    Ok(out)
 }
 
 /// Records that the running rule reached a limit; the token makes Rhai stop it.
