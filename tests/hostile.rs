@@ -25,7 +25,7 @@ const SANITY_BOUND: Duration = Duration::from_millis(20 + 100);
 
 enum Got {
     Load(Vec<riskgate::Problem>),
-    Decided(riskgate::Decision, Duration),
+    Decided(Box<riskgate::Decision>, Duration),
 }
 
 fn run(script: &str, limits: &str) -> Got {
@@ -50,14 +50,15 @@ fn run(script: &str, limits: &str) -> Got {
         .copied()
         .flatten()
         .expect("hostile rule ran");
-    Got::Decided(decision, elapsed)
+    Got::Decided(Box::new(decision), elapsed)
 }
 
 fn contains(haystack: &str, fragment: &Option<String>) -> bool {
     let haystack = haystack.to_lowercase();
-    fragment
-        .as_ref()
-        .is_none_or(|f| f.split('|').any(|f| haystack.contains(&f.to_lowercase())))
+    match fragment {
+        None => true,
+        Some(f) => f.split('|').any(|f| haystack.contains(&f.to_lowercase())),
+    }
 }
 
 /// Checks one outcome; returns a failure message.
