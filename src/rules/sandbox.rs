@@ -99,6 +99,8 @@ impl Sandbox {
         engine.on_debug(|_, _, _| {});
         let max_operations = limits.max_operations;
         engine.on_progress(move |_| {
+            // Outside `run` (e.g. Rhai's optimizer at load) there is nothing to limit.
+            let deadline = DEADLINE.with(Cell::get)?;
             if TRIPPED.with(Cell::get).is_some() {
                 return Some(Dynamic::UNIT);
             }
@@ -112,7 +114,6 @@ impl Sandbox {
             if ops % DEADLINE_CHECK_EVERY != 0 {
                 return None;
             }
-            let deadline = DEADLINE.with(Cell::get)?;
             (Instant::now() >= deadline).then(|| trip(Trip::Deadline))
         });
         Sandbox { engine, deadline: limits.deadline(), limits: limits.clone() }
