@@ -261,3 +261,22 @@ fn a_hostile_rule_set_refused_at_reload_leaves_the_live_set_deciding() {
     assert_eq!(&*d.ruleset, live.as_str());
     assert_eq!(d.score, BEFORE_SCORE + AFTER_SCORE);
 }
+
+#[test]
+fn a_rule_stopped_by_a_limit_leaves_nothing_behind_on_its_thread() {
+    // Reach the operation limit on this thread, then load and score on the same thread: the
+    // count of the stopped rule must not carry over (into the optimizer at load, or the next
+    // rule).
+    let stopped = tempfile::tempdir().expect("tempdir");
+    hostile_rules(stopped.path(), "loop { }", DEFAULT_LIMITS);
+    let scorer = Scorer::from_dir(stopped.path()).expect("loads");
+    let d = scorer.score(&hostile_withdrawal());
+    assert_eq!(d.errors.len(), 1, "{}", describe(&d));
+    let folded = tempfile::tempdir().expect("tempdir");
+    let constant_work = "let n = \"abcdef\".len() + [1, 2, 3].len() + 40.abs();\nn == 49\n";
+    hostile_rules(folded.path(), constant_work, DEFAULT_LIMITS);
+    let scorer = Scorer::from_dir(folded.path()).unwrap_or_else(|e| panic!("{e}"));
+    let d = scorer.score(&hostile_withdrawal());
+    assert!(d.errors.is_empty(), "{}", describe(&d));
+    assert_eq!(d.score, BEFORE_SCORE + HOSTILE_SCORE + AFTER_SCORE);
+}
