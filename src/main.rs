@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use riskgate::{EventStream, LineReader, Processed, Scorer};
+use std::sync::Arc;
+
+use riskgate::{DecisionLog, EventStream, LineReader, Processed, Scorer};
 
 /// Scores crypto withdrawals for scam risk against sandboxed Rhai rule packs.
 #[derive(Parser)]
@@ -30,6 +32,21 @@ enum Command {
         /// Events to read; `-` or nothing for standard input.
         #[arg(value_name = "FILE|-")]
         input: Option<PathBuf>,
+        /// State snapshot: read at start when the file exists (a corrupt one is refused), and
+        /// written atomically at the end when the whole input was read.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Append every decision to this hash-chained JSON Lines log (created when missing;
+        /// an existing log's chain is continued). Check it with `riskgate verify-log`.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Verify a decision log's hash chain: prints OK with the line count, or the first line
+    /// where the chain breaks (edited, removed, inserted or reordered lines) and exits 1.
+    VerifyLog {
+        /// The log file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
@@ -44,7 +61,23 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Score { rules, input } => score(&rules, input.as_deref()),
+        Command::Score { rules, input, state, log } => {
+            score(&rules, input.as_deref(), state.as_deref(), log.as_deref())
+        }
+        Command::VerifyLog { file } => match riskgate::verify_log(&file) {
+            Ok(report) => {
+                println!("{report}");
+                if report.is_intact() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("riskgate: {e}");
+                ExitCode::from(UNUSABLE)
+            }
+        },
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
             println!("{report}");
@@ -81,7 +114,7 @@ fn open_input(input: Option<&Path>) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
-fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
+fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&Path>) -> ExitCode {
     let scorer = match Scorer::from_dir(rules) {
         Ok(scorer) => scorer,
         Err(e) => {
@@ -89,6 +122,29 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
             return ExitCode::from(UNUSABLE);
         }
     };
+    let mut stream = EventStream::new();
+    if let Some(path) = state.filter(|p| p.exists()) {
+        match scorer.load_state(path) {
+            Ok(restored) => stream = EventStream::resuming(restored.withdrawal_ids),
+            Err(e) => {
+                eprintln!("riskgate: cannot use state {}: {e}", path.display());
+                return ExitCode::from(UNUSABLE);
+            }
+        }
+    }
+    let log = match log.map(DecisionLog::open).transpose() {
+        Ok(log) => log.map(Arc::new),
+        Err(e) => {
+            eprintln!("riskgate: cannot open decision log: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    if let Some(log) = &log {
+        if let Err(e) = scorer.set_audit_log(log.clone()) {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
     let reader = match open_input(input) {
         Ok(reader) => reader,
         Err(e) => {
@@ -98,11 +154,16 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let mut lines = LineReader::new(reader);
-    let mut stream = EventStream::new();
     let mut invalid = 0_usize;
     while let Some(line) = lines.next_line() {
         let written = match stream.process(&scorer, line) {
-            Ok(Processed::Scored(_, decision)) => writeln!(out, "{}", decision.to_json()),
+            Ok(Processed::Scored(_, decision)) => {
+                if let Some(Err(e)) = log.as_ref().map(|log| log.append_decision(&decision)) {
+                    eprintln!("riskgate: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+                writeln!(out, "{}", decision.to_json())
+            }
             Ok(_) => Ok(()),
             Err(e) => {
                 invalid += 1;
@@ -115,20 +176,43 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
         };
         if let Err(e) = written {
             if e.kind() == io::ErrorKind::BrokenPipe {
-                return ExitCode::SUCCESS;
+                // The reader went away: the log keeps what was decided; the state is not saved
+                // because the input was not read to the end.
+                return close_log(log).unwrap_or(ExitCode::SUCCESS);
             }
             eprintln!("riskgate: cannot write output: {e}");
             return ExitCode::from(UNUSABLE);
         }
     }
     let _ = out.flush();
+    if let Some(code) = close_log(log) {
+        return code;
+    }
     if let Some(e) = lines.io_error() {
-        eprintln!("riskgate: read error after line {}: {e}", stream.line());
+        eprintln!("riskgate: read error after line {}: {e}; state not saved", stream.line());
         return ExitCode::from(UNUSABLE);
+    }
+    if let Some(path) = state {
+        if let Err(e) = scorer.save_state_with_stream(path, &stream) {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
     }
     if invalid > 0 {
         eprintln!("riskgate: {invalid} invalid line(s)");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Syncs and closes the decision log; `Some(status)` when that failed.
+fn close_log(log: Option<Arc<DecisionLog>>) -> Option<ExitCode> {
+    let log = log?;
+    match log.sync() {
+        Ok(()) => None,
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            Some(ExitCode::from(UNUSABLE))
+        }
+    }
 }

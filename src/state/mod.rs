@@ -14,6 +14,7 @@
 
 mod destination;
 mod features;
+pub(crate) mod snapshot;
 mod user;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
