@@ -127,7 +127,7 @@ fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&
         match scorer.load_state(path) {
             Ok(restored) => stream = EventStream::resuming(restored.withdrawal_ids),
             Err(e) => {
-                eprintln!("riskgate: cannot use state {}: {e}", path.display());
+                eprintln!("riskgate: cannot use the state snapshot: {e}");
                 return ExitCode::from(UNUSABLE);
             }
         }
