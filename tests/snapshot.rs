@@ -441,3 +441,66 @@ fn saving_while_other_threads_score_and_observe_gives_loadable_snapshots() {
         assert_eq!(restored.tx(&w), shared.tx(&w));
     }
 }
+
+#[test]
+fn the_command_line_keeps_state_across_runs_and_refuses_a_corrupt_file() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lines = generated_stream(400);
+    let (first, second) = lines.split_at(200);
+    let write = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("write");
+        path
+    };
+    let (all, a, b) = (
+        write("all.jsonl", &lines),
+        write("a.jsonl", first),
+        write("b.jsonl", second),
+    );
+    let riskgate = env!("CARGO_BIN_EXE_riskgate");
+    let score = |input: &Path, state: Option<&Path>| {
+        let mut command = Command::new(riskgate);
+        command
+            .args(["score", "--rules"])
+            .arg(rules_dir())
+            .arg(input);
+        if let Some(state) = state {
+            command.arg("--state").arg(state);
+        }
+        command.output().expect("run")
+    };
+    let full = score(&all, None);
+    let state = dir.path().join("state.bin");
+    let (one, two) = (score(&a, Some(&state)), score(&b, Some(&state)));
+    let mut split = one.stdout.clone();
+    split.extend_from_slice(&two.stdout);
+    // The stream repeats an id, so every run exits 1; the outputs must agree line for line
+    // (error lines aside, whose numbers count from each file's start).
+    let decisions = |out: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(out)
+            .lines()
+            .filter(|l| !l.starts_with(r#"{"line""#))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(decisions(&split), decisions(&full.stdout));
+    assert!(state.exists());
+
+    let mut bytes = std::fs::read(&state).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&state, &bytes).expect("write");
+    let refused = score(&b, Some(&state));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("checksum does not match"));
+    assert!(
+        refused.stdout.is_empty(),
+        "nothing is scored on a corrupt state"
+    );
+    assert_eq!(
+        std::fs::read(&state).expect("read"),
+        bytes,
+        "the corrupt file is left for inspection"
+    );
+}
