@@ -104,12 +104,13 @@ impl Scorer {
     }
 
     fn go_live(&self, rules: Arc<RuleSet>) -> Result<(), Error> {
+        // One change at a time, so that the history, the log and the live set agree on order.
+        let mut history = self.history.lock();
         let record = RulesetRecord::now(&rules);
         let log = self.audit_log.lock().clone();
         if let Some(log) = log {
             log.append_ruleset(&record)?;
         }
-        let mut history = self.history.lock();
         if history.len() >= RULESET_HISTORY {
             history.pop_front();
         }
@@ -128,6 +129,7 @@ impl Scorer {
     /// before it decides. Decisions are logged by the caller with
     /// [`DecisionLog::append_decision`] (scoring itself never does I/O).
     pub fn set_audit_log(&self, log: Arc<DecisionLog>) -> Result<(), Error> {
+        let _no_reload_meanwhile = self.history.lock();
         let mut slot = self.audit_log.lock();
         log.append_ruleset(&RulesetRecord::now(&self.rules.load()))?;
         *slot = Some(log);

@@ -1,0 +1,114 @@
+//! Snapshot size and save/load time for a synthetic state of one million users (issue 6).
+//!
+//! `cargo bench --bench snapshot` (set `RISKGATE_BENCH_USERS` for another size). The state is
+//! built through `Scorer::observe`, as a live scorer builds it: each user has a device seen at
+//! login, four completed withdrawals over 20 days (three to the user's own wallet, one to one of
+//! 10,000 shared EVM addresses, so each shared address has about 100 payers) and, for one user
+//! in ten, a password reset. The snapshot file goes to a temporary directory on the same disk
+//! as the repository, so the fsync and rename are real.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use riskgate::{Event, Scorer, Status, Timestamp, UserProfile, Withdrawal};
+
+const DAY: i64 = 86_400_000_000;
+
+fn users() -> usize {
+    std::env::var("RISKGATE_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn synthetic_scorer(users: usize) -> Scorer {
+    let rules =
+        riskgate::RuleSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")).expect("rules");
+    let scorer = Scorer::new(rules);
+    let start = 1_790_000_000_000_000_i64;
+    let profile = UserProfile {
+        country: "HK".into(),
+        created_at: Timestamp::from_micros(start - 400 * DAY),
+        locale: "zh-HK".into(),
+        referral: "organic".into(),
+    };
+    for u in 0..users {
+        let user_id = format!("user-{u:07}");
+        let device_id = format!("device-{u:07}-a");
+        let offset = (u as i64 % 1000) * 1_000_000;
+        scorer.observe(&Event::Login {
+            ts: Timestamp::from_micros(start + offset),
+            user_id: user_id.clone(),
+            device_id: device_id.clone(),
+        });
+        if u % 10 == 0 {
+            scorer.observe(&Event::PasswordReset {
+                ts: Timestamp::from_micros(start + DAY + offset),
+                user_id: user_id.clone(),
+            });
+        }
+        for k in 0..4_i64 {
+            let destination = if k == 3 {
+                format!("0x{:040x}", (u * 7919) % 10_000)
+            } else {
+                format!("TWallet{u:07}Own000000000000000000000")
+            };
+            scorer.observe_withdrawal(&Withdrawal {
+                id: format!("w-{u}-{k}"),
+                ts: Timestamp::from_micros(start + (2 + k * 5) * DAY + offset),
+                user_id: user_id.clone(),
+                asset: "USDT".into(),
+                network: "TRON".into(),
+                amount_usd: 100.0 + (u % 900) as f64 + k as f64 * 10.0,
+                destination,
+                user: profile.clone(),
+                device_id: Some(device_id.clone()),
+                status: Status::Completed,
+                label: None,
+            });
+        }
+    }
+    scorer
+}
+
+fn snapshot(c: &mut Criterion) {
+    let users = users();
+    let built = Instant::now();
+    let scorer = synthetic_scorer(users);
+    eprintln!(
+        "built a state of {} users in {:.1?}",
+        scorer.user_count(),
+        built.elapsed()
+    );
+    let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir");
+    let path = dir.path().join("state.bin");
+    let info = scorer.save_state(&path).expect("save");
+    eprintln!(
+        "snapshot: {} users, {} destinations, {} bytes ({:.1} MB, {:.0} bytes per user)",
+        info.users,
+        info.destinations,
+        info.bytes,
+        info.bytes as f64 / 1e6,
+        info.bytes as f64 / info.users as f64
+    );
+
+    let mut group = c.benchmark_group("snapshot");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function(format!("save_{users}_users"), |b| {
+        b.iter(|| scorer.save_state(&path).expect("save"))
+    });
+    let target = Scorer::new(
+        riskgate::RuleSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")).expect("rules"),
+    );
+    group.bench_function(format!("load_{users}_users"), |b| {
+        b.iter(|| target.load_state(&path).expect("load"))
+    });
+    group.finish();
+    assert_eq!(target.user_count(), scorer.user_count());
+}
+
+criterion_group!(benches, snapshot);
+criterion_main!(benches);
