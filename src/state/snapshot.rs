@@ -7,8 +7,9 @@
 //! Integers that count things are LEB128 varints; timestamps and amounts are 8-byte little
 //! endian (`i64`, `f64`). Strings shared between records (user ids, destination addresses) go
 //! through a string table built on the fly: `0` followed by the string (varint length + UTF-8)
-//! defines the next entry, `n > 0` refers to entry `n - 1`. On load every reference to the same
-//! string shares one allocation, as it does in a running scorer.
+//! defines the next entry, `n > 0` refers to entry `n - 1`. A string shared in memory (one `Arc`
+//! used as a map key and inside other records) is written once, and on load every reference to
+//! it shares one allocation again, as in a running scorer.
 //!
 //! ```text
 //! payload  = observed:varint newest_ts:i64 dest_times:varint
@@ -33,6 +34,7 @@
 //! observed is exact.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -56,7 +58,35 @@ pub(crate) struct Counts {
 /// Writes primitives and interned strings into a buffer.
 struct Encoder {
     buf: Vec<u8>,
-    strings: HashMap<Arc<str>, u64>,
+    /// Shared strings already written, by the address of their allocation (the `Arc` kept
+    /// alongside keeps that address from being reused while the save runs), with their index.
+    strings: HashMap<usize, (Arc<str>, u64), BuildHasherDefault<AddressHasher>>,
+}
+
+/// Hashes allocation addresses (one `usize`) with a folded multiply: no SipHash needed for
+/// keys that are not attacker-chosen.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b) ^ self.0.rotate_left(8));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let product = u128::from(n ^ self.0) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (product >> 64) as u64 ^ product as u64;
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
 }
 
 impl Encoder {
@@ -82,13 +112,14 @@ impl Encoder {
     }
 
     fn shared(&mut self, s: &Arc<str>) {
-        match self.strings.get(s) {
-            Some(&index) => self.varint(index + 1),
+        let address = Arc::as_ptr(s) as *const u8 as usize;
+        match self.strings.get(&address) {
+            Some(&(_, index)) => self.varint(index + 1),
             None => {
                 self.varint(0);
                 self.str(s);
                 let index = self.strings.len() as u64;
-                self.strings.insert(s.clone(), index);
+                self.strings.insert(address, (s.clone(), index));
             }
         }
     }
@@ -153,7 +184,7 @@ impl State {
     ) -> Result<Counts, E> {
         let mut enc = Encoder {
             buf: Vec::with_capacity(CHUNK + 4096),
-            strings: HashMap::new(),
+            strings: HashMap::default(),
         };
         let mut counts = Counts::default();
         enc.varint(self.observed.load(Ordering::Relaxed));
@@ -483,7 +514,7 @@ mod tests {
         for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
             let mut enc = Encoder {
                 buf: Vec::new(),
-                strings: HashMap::new(),
+                strings: HashMap::default(),
             };
             enc.varint(v);
             let mut dec = Decoder {
@@ -502,10 +533,10 @@ mod tests {
         let a: Arc<str> = Arc::from("0xabc");
         let mut enc = Encoder {
             buf: Vec::new(),
-            strings: HashMap::new(),
+            strings: HashMap::default(),
         };
         enc.shared(&a);
-        enc.shared(&Arc::from("0xabc"));
+        enc.shared(&a.clone());
         assert_eq!(enc.buf, [0, 5, b'0', b'x', b'a', b'b', b'c', 1]);
         let mut dec = Decoder {
             bytes: &enc.buf,
