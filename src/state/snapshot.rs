@@ -182,16 +182,24 @@ impl State {
         withdrawal_ids: Option<&HashSet<Box<str>>>,
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
+        // The string table is sized up front (users and destinations are most of its strings),
+        // so that it does not rehash while a record is locked.
+        let expected_strings = self.users.len() + self.destinations.len() + 1024;
         let mut enc = Encoder {
             buf: Vec::with_capacity(CHUNK + 4096),
-            strings: HashMap::default(),
+            strings: HashMap::with_capacity_and_hasher(
+                expected_strings,
+                BuildHasherDefault::default(),
+            ),
         };
         let mut counts = Counts::default();
         enc.varint(self.observed.load(Ordering::Relaxed));
         enc.i64(self.newest_ts.load(Ordering::Relaxed));
         enc.varint(DEST_TIMES as u64);
 
-        let user_keys: Vec<Arc<str>> = self.users.iter().map(|e| e.key().clone()).collect();
+        // Sized first, so that no reallocation happens while a shard is locked.
+        let mut user_keys: Vec<Arc<str>> = Vec::with_capacity(self.users.len() + 1024);
+        user_keys.extend(self.users.iter().map(|e| e.key().clone()));
         for key in &user_keys {
             if let Some(user) = self.users.get(key) {
                 enc.varint(1);
@@ -204,7 +212,8 @@ impl State {
         drop(user_keys);
         enc.varint(0);
 
-        let dest_keys: Vec<Arc<str>> = self.destinations.iter().map(|e| e.key().clone()).collect();
+        let mut dest_keys: Vec<Arc<str>> = Vec::with_capacity(self.destinations.len() + 1024);
+        dest_keys.extend(self.destinations.iter().map(|e| e.key().clone()));
         for key in &dest_keys {
             if let Some(dest) = self.destinations.get(key) {
                 enc.varint(1);
