@@ -93,6 +93,8 @@ fn snapshot(c: &mut Criterion) {
         info.bytes as f64 / info.users as f64
     );
 
+    pauses(&scorer, &path);
+
     let mut group = c.benchmark_group("snapshot");
     group
         .sample_size(10)
@@ -118,6 +120,74 @@ fn snapshot(c: &mut Criterion) {
         )
     });
     group.finish();
+}
+
+/// How long single `score` + `observe` calls take on another thread while a save runs, against
+/// the same loop with no save: the "moment" a save may hold scoring up. Printed, not asserted.
+fn pauses(scorer: &Scorer, path: &std::path::Path) {
+    let users = scorer.user_count().max(1);
+    let run = |saving: bool| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut latencies = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                let mut latencies = Vec::new();
+                let mut i = 0_usize;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) || latencies.len() < 100_000
+                {
+                    let w = withdrawal((i * 7_919) % users, i);
+                    let started = Instant::now();
+                    let _ = scorer.score(&w);
+                    scorer.observe_withdrawal(&w);
+                    latencies.push(started.elapsed());
+                    i += 1;
+                }
+                latencies
+            });
+            if saving {
+                scorer.save_state(path).expect("save");
+            } else {
+                std::thread::sleep(Duration::from_secs(2));
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            worker.join().expect("worker")
+        });
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "score+observe {} a save: {} calls, median {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+            if saving { "during" } else { "without" },
+            latencies.len(),
+            at(0.5),
+            at(0.99),
+            at(0.999),
+            at(1.0)
+        );
+    };
+    run(false);
+    run(true);
+}
+
+/// A withdrawal by existing user `u` to the user's own wallet, later than the built state.
+fn withdrawal(u: usize, i: usize) -> Withdrawal {
+    let start = 1_790_000_000_000_000_i64 + 19 * DAY;
+    Withdrawal {
+        id: format!("p-{i}"),
+        ts: Timestamp::from_micros(start + i as i64 * 1_000),
+        user_id: format!("user-{u:07}"),
+        asset: "USDT".into(),
+        network: "TRON".into(),
+        amount_usd: 250.0,
+        destination: format!("TWallet{u:07}Own000000000000000000000"),
+        user: UserProfile {
+            country: "HK".into(),
+            created_at: Timestamp::from_micros(start - 400 * DAY),
+            locale: "zh-HK".into(),
+            referral: "organic".into(),
+        },
+        device_id: Some(format!("device-{u:07}-a")),
+        status: Status::Completed,
+        label: None,
+    }
 }
 
 criterion_group!(benches, snapshot);
