@@ -82,6 +82,12 @@ impl Sandbox {
         // for 1024 elements). This one stops at the first error and reports it.
         engine.register_fn("sort", sort_by);
         engine.register_fn("sort_by", sort_by);
+        // Rhai's built-in float comparisons use a relative tolerance that is wrong at infinity
+        // (`inf > 72.0` is false, `inf == inf` is false), and `tx` carries infinities
+        // (`hours_since_password_reset`, `device_age_hours`). Exact IEEE comparisons replace
+        // them; they must be registered functions, so the fast built-in operators are off.
+        engine.set_fast_operators(false);
+        engine.register_global_module(exact_float_comparisons().into());
         engine.disable_symbol("eval");
         engine.set_strict_variables(true);
         engine.set_fail_on_invalid_map_property(true);
@@ -302,6 +308,22 @@ fn at(pos: Position) -> String {
         (Some(line), Some(column)) => format!(" (line {line}, position {column})"),
         _ => String::new(),
     }
+}
+
+/// `==`, `!=`, `<`, `<=`, `>`, `>=` over floats (and floats mixed with integers, compared as
+/// floats, as Rhai does), with IEEE semantics.
+fn exact_float_comparisons() -> rhai::Module {
+    use rhai::{FLOAT, INT};
+    macro_rules! comparisons {
+        ($module:ident, $($name:literal => $op:tt),*) => {$(
+            $module.set_native_fn($name, |x: FLOAT, y: FLOAT| Ok(x $op y));
+            $module.set_native_fn($name, |x: FLOAT, y: INT| Ok(x $op (y as FLOAT)));
+            $module.set_native_fn($name, |x: INT, y: FLOAT| Ok((x as FLOAT) $op y));
+        )*};
+    }
+    let mut module = rhai::Module::new();
+    comparisons!(module, "==" => ==, "!=" => !=, "<" => <, "<=" => <=, ">" => >, ">=" => >=);
+    module
 }
 
 /// Turns a script's value into an outcome (contract section 3).
