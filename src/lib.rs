@@ -8,6 +8,7 @@
 #![warn(missing_docs)] // the README doubles as the crate docs; items need theirs
 #![forbid(unsafe_code)] // nothing here needs it
 
+pub mod audit;
 pub mod check;
 pub mod decision;
 mod error;
@@ -16,16 +17,19 @@ pub mod gen;
 pub mod replay;
 pub mod rules;
 mod scorer;
+pub mod snapshot;
 mod state;
 pub mod stream;
 mod time;
 
+pub use audit::{verify_log, DecisionLog, LogOptions, LogReport, RulesetRecord};
 pub use check::{check, CheckReport};
 pub use decision::{Decision, Hit, RuleError, Tier};
 pub use error::{Error, ErrorKind};
 pub use event::{normalize_address, Event, Label, Status, UserProfile, Withdrawal};
 pub use rules::{Limits, Outcome, Policy, Problem, RuleSet, WarningText};
-pub use scorer::{Scorer, Tx};
+pub use scorer::{Scorer, Tx, RULESET_HISTORY};
+pub use snapshot::{Restored, SnapshotInfo};
 pub use state::{
     TxFeatures, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
     RETENTION_DAYS,

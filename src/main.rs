@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use riskgate::{EventStream, LineReader, Processed, Scorer};
+use std::sync::Arc;
+
+use riskgate::{DecisionLog, EventStream, LineReader, Processed, Scorer};
 
 /// Scores crypto withdrawals for scam risk against sandboxed Rhai rule packs.
 #[derive(Parser)]
@@ -30,6 +32,21 @@ enum Command {
         /// Events to read; `-` or nothing for standard input.
         #[arg(value_name = "FILE|-")]
         input: Option<PathBuf>,
+        /// State snapshot: read at start when the file exists (a corrupt one is refused), and
+        /// written atomically at the end when the whole input was read.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Append every decision to this hash-chained JSON Lines log (created when missing;
+        /// an existing log's chain is continued). Check it with `riskgate verify-log`.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
+    /// Verify a decision log's hash chain: prints OK with the line count, or the first line
+    /// where the chain breaks (edited, removed, inserted or reordered lines) and exits 1.
+    VerifyLog {
+        /// The log file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Replay recorded event streams and report what an analyst tunes by.
     ///
@@ -60,6 +77,10 @@ enum Command {
         /// Cool-off friction budget in percent for --max-friction (default: a tenth of it).
         #[arg(long, value_name = "PCT", requires = "max_friction")]
         max_cool_off_friction: Option<f64>,
+        /// State snapshot: read at start when the file exists (feature state and the withdrawal
+        /// ids seen), written atomically at the end when every file was read.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
         /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
@@ -105,7 +126,26 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Score { rules, input } => score(&rules, input.as_deref()),
+        Command::Score {
+            rules,
+            input,
+            state,
+            log,
+        } => score(&rules, input.as_deref(), state.as_deref(), log.as_deref()),
+        Command::VerifyLog { file } => match riskgate::verify_log(&file) {
+            Ok(report) => {
+                println!("{report}");
+                if report.is_intact() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("riskgate: {e}");
+                ExitCode::from(UNUSABLE)
+            }
+        },
         Command::Replay {
             rules,
             baseline,
@@ -114,6 +154,7 @@ fn main() -> ExitCode {
             html,
             max_friction,
             max_cool_off_friction,
+            state,
             files,
         } => {
             for (name, value) in [
@@ -138,6 +179,7 @@ fn main() -> ExitCode {
                 options,
                 json,
                 html.as_deref(),
+                state.as_deref(),
             )
         }
         Command::Gen {
@@ -193,7 +235,7 @@ fn open_input(input: Option<&Path>) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
-fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
+fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&Path>) -> ExitCode {
     let scorer = match Scorer::from_dir(rules) {
         Ok(scorer) => scorer,
         Err(e) => {
@@ -201,6 +243,29 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
             return ExitCode::from(UNUSABLE);
         }
     };
+    let mut stream = EventStream::new();
+    if let Some(path) = state.filter(|p| p.exists()) {
+        match scorer.load_state(path) {
+            Ok(restored) => stream = EventStream::resuming(restored.withdrawal_ids),
+            Err(e) => {
+                eprintln!("riskgate: cannot use the state snapshot: {e}");
+                return ExitCode::from(UNUSABLE);
+            }
+        }
+    }
+    let log = match log.map(DecisionLog::open).transpose() {
+        Ok(log) => log.map(Arc::new),
+        Err(e) => {
+            eprintln!("riskgate: cannot open decision log: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    if let Some(log) = &log {
+        if let Err(e) = scorer.set_audit_log(log.clone()) {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
     let reader = match open_input(input) {
         Ok(reader) => reader,
         Err(e) => {
@@ -213,11 +278,16 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let mut lines = LineReader::new(reader);
-    let mut stream = EventStream::new();
     let mut invalid = 0_usize;
     while let Some(line) = lines.next_line() {
         let written = match stream.process(&scorer, line) {
-            Ok(Processed::Scored(_, decision)) => writeln!(out, "{}", decision.to_json()),
+            Ok(Processed::Scored(_, decision)) => {
+                if let Some(Err(e)) = log.as_ref().map(|log| log.append_decision(&decision)) {
+                    eprintln!("riskgate: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+                writeln!(out, "{}", decision.to_json())
+            }
             Ok(_) => Ok(()),
             Err(e) => {
                 invalid += 1;
@@ -238,16 +308,30 @@ fn score(rules: &Path, input: Option<&Path>) -> ExitCode {
         };
         if let Err(e) = written {
             if e.kind() == io::ErrorKind::BrokenPipe {
-                return ExitCode::SUCCESS;
+                // The reader went away: the log keeps what was decided; the state is not saved
+                // because the input was not read to the end.
+                return close_log(log).unwrap_or(ExitCode::SUCCESS);
             }
             eprintln!("riskgate: cannot write output: {e}");
             return ExitCode::from(UNUSABLE);
         }
     }
     let _ = out.flush();
+    if let Some(code) = close_log(log) {
+        return code;
+    }
     if let Some(e) = lines.io_error() {
-        eprintln!("riskgate: read error after line {}: {e}", stream.line());
+        eprintln!(
+            "riskgate: read error after line {}: {e}; state not saved",
+            stream.line()
+        );
         return ExitCode::from(UNUSABLE);
+    }
+    if let Some(path) = state {
+        if let Err(e) = scorer.save_state_with_stream(path, &stream) {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
     }
     if invalid > 0 {
         eprintln!("riskgate: {invalid} invalid line(s)");
@@ -284,6 +368,7 @@ fn replay(
     options: riskgate::replay::ReplayOptions,
     json: bool,
     html: Option<&Path>,
+    state: Option<&Path>,
 ) -> ExitCode {
     let candidate = match load_rules(rules) {
         Ok(r) => r,
@@ -294,6 +379,12 @@ fn replay(
         Err(code) => return code,
     };
     let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    if let Some(path) = state.filter(|p| p.exists()) {
+        if let Err(e) = replay.load_state(path) {
+            eprintln!("riskgate: cannot load state: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
     let show_progress = io::stderr().is_terminal();
     let total: u64 = files
         .iter()
@@ -352,6 +443,12 @@ fn replay(
     }
     if shown {
         eprint!("\r{}\r", " ".repeat(80));
+    }
+    if let Some(path) = state {
+        if let Err(e) = replay.save_state(path) {
+            eprintln!("riskgate: cannot save state: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
     }
     let report = replay.finish();
     if let Some(path) = html {
@@ -433,6 +530,18 @@ fn gen(
         Err(e) => {
             eprintln!("riskgate: {e}");
             ExitCode::from(UNUSABLE)
+        }
+    }
+}
+
+/// Syncs and closes the decision log; `Some(status)` when that failed.
+fn close_log(log: Option<Arc<DecisionLog>>) -> Option<ExitCode> {
+    let log = log?;
+    match log.sync() {
+        Ok(()) => None,
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            Some(ExitCode::from(UNUSABLE))
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::audit::{DecisionLog, RulesetRecord};
 use crate::decision::{decide, Decision};
 use crate::error::Error;
 use crate::event::{normalize_address, Event, Withdrawal};
@@ -21,7 +22,14 @@ use crate::state::{State, TxFeatures};
 pub struct Scorer {
     rules: ArcSwap<RuleSet>,
     state: State,
+    /// Every rule set made live, oldest first (at most [`RULESET_HISTORY`]).
+    history: parking_lot::Mutex<std::collections::VecDeque<RulesetRecord>>,
+    /// Where rule-set changes are logged, when attached.
+    audit_log: parking_lot::Mutex<Option<Arc<DecisionLog>>>,
 }
+
+/// How many rule-set changes [`Scorer::ruleset_history`] keeps (the oldest are dropped first).
+pub const RULESET_HISTORY: usize = 1024;
 
 impl std::fmt::Debug for Scorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -63,17 +71,17 @@ pub struct Tx {
 impl Scorer {
     /// A scorer with no state, deciding with `rules`.
     pub fn new(rules: RuleSet) -> Scorer {
-        Scorer {
-            rules: ArcSwap::from_pointee(rules),
-            state: State::default(),
-        }
+        Scorer::new_shared(Arc::new(rules))
     }
 
     /// A scorer with no state, deciding with an already shared rule set.
     pub fn new_shared(rules: Arc<RuleSet>) -> Scorer {
+        let first = RulesetRecord::now(&rules);
         Scorer {
             rules: ArcSwap::new(rules),
             state: State::default(),
+            history: parking_lot::Mutex::new(std::collections::VecDeque::from([first])),
+            audit_log: parking_lot::Mutex::new(None),
         }
     }
 
@@ -84,15 +92,50 @@ impl Scorer {
 
     /// Loads `dir` and, when it loads without a problem, makes it the live rule set at once.
     /// On any problem the current set stays live and the error lists every problem found.
+    /// The change is recorded in [`Scorer::ruleset_history`] and, when a log is attached, in
+    /// the log before the new set decides anything (a log write error keeps the current set).
     pub fn reload(&self, dir: impl AsRef<Path>) -> Result<Arc<RuleSet>, Error> {
         let rules = Arc::new(RuleSet::load(dir)?);
-        self.rules.store(rules.clone());
+        self.go_live(rules.clone())?;
         Ok(rules)
     }
 
-    /// Makes an already loaded rule set live.
-    pub fn replace_rules(&self, rules: RuleSet) {
-        self.rules.store(Arc::new(rules));
+    /// Makes an already loaded rule set live (recorded like [`Scorer::reload`]).
+    pub fn replace_rules(&self, rules: RuleSet) -> Result<(), Error> {
+        self.go_live(Arc::new(rules))
+    }
+
+    fn go_live(&self, rules: Arc<RuleSet>) -> Result<(), Error> {
+        // One change at a time, so that the history, the log and the live set agree on order.
+        let mut history = self.history.lock();
+        let record = RulesetRecord::now(&rules);
+        let log = self.audit_log.lock().clone();
+        if let Some(log) = log {
+            log.append_ruleset(&record)?;
+        }
+        if history.len() >= RULESET_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(record);
+        self.rules.store(rules);
+        Ok(())
+    }
+
+    /// Every successful load and reload, oldest first: when, which ruleset id, which packs
+    /// at which versions. The first entry is the set the scorer was built with.
+    pub fn ruleset_history(&self) -> Vec<RulesetRecord> {
+        self.history.lock().iter().cloned().collect()
+    }
+
+    /// Attaches a decision log: the live rule set is logged at once, and every later reload
+    /// before it decides. Decisions are logged by the caller with
+    /// [`DecisionLog::append_decision`] (scoring itself never does I/O).
+    pub fn set_audit_log(&self, log: Arc<DecisionLog>) -> Result<(), Error> {
+        let _no_reload_meanwhile = self.history.lock();
+        let mut slot = self.audit_log.lock();
+        log.append_ruleset(&RulesetRecord::now(&self.rules.load()))?;
+        *slot = Some(log);
+        Ok(())
     }
 
     /// The live rule set.
@@ -149,6 +192,10 @@ impl Scorer {
     /// Number of users the scorer holds state for.
     pub fn user_count(&self) -> usize {
         self.state.user_count()
+    }
+
+    pub(crate) fn state(&self) -> &State {
+        &self.state
     }
 
     fn evaluate(

@@ -90,6 +90,21 @@ impl EventStream {
     pub fn line(&self) -> usize {
         self.line
     }
+
+    /// A stream that continues one saved with [`Scorer::save_state_with_stream`]: line numbers
+    /// start again at 1, and the withdrawal ids it had seen (from
+    /// [`crate::Restored::withdrawal_ids`]) are refused as duplicates.
+    pub fn resuming(withdrawal_ids: impl IntoIterator<Item = Box<str>>) -> EventStream {
+        EventStream {
+            line: 0,
+            withdrawal_ids: withdrawal_ids.into_iter().collect(),
+        }
+    }
+
+    /// The withdrawal ids seen so far (what a snapshot keeps of the stream).
+    pub(crate) fn seen_ids(&self) -> &HashSet<Box<str>> {
+        &self.withdrawal_ids
+    }
 }
 
 /// Reads lines of at most [`MAX_LINE_BYTES`], without holding a longer one in memory.

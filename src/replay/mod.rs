@@ -322,6 +322,27 @@ impl Replay {
         }
     }
 
+    /// Starts from a state snapshot (see [`Scorer::load_state`]) instead of empty state: both
+    /// scorers (feature state does not depend on the rules) and the withdrawal ids already seen.
+    /// Call before the first [`Replay::feed`].
+    pub fn load_state(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<crate::SnapshotInfo, crate::Error> {
+        let restored = self.candidate.load_state(path)?;
+        if let Some((baseline, ..)) = &self.baseline {
+            baseline.load_state(path)?;
+        }
+        self.stream = EventStream::resuming(restored.withdrawal_ids);
+        Ok(restored.info)
+    }
+
+    /// Saves the candidate scorer's state and the withdrawal ids seen, atomically (see
+    /// [`Scorer::save_state_with_stream`]), so that a later replay can continue the stream.
+    pub fn save_state(&self, path: &std::path::Path) -> Result<crate::SnapshotInfo, crate::Error> {
+        self.candidate.save_state_with_stream(path, &self.stream)
+    }
+
     /// Streams one file (named `name` in the report) through the scorers. Files continue one
     /// stream: state and withdrawal ids carry over. `progress` is called every
     /// [`PROGRESS_EVERY`] lines. Fails only on an I/O error.

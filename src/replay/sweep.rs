@@ -93,7 +93,7 @@ fn better(candidate: &LevelMetrics, best: Option<&LevelMetrics>) -> bool {
 
 fn within(m: &LevelMetrics, budget: f64) -> bool {
     // No legit withdrawals: nothing to cost.
-    m.friction.map_or(true, |f| f <= budget + 1e-12)
+    m.friction.is_none_or(|f| f <= budget + 1e-12)
 }
 
 /// The warn and cool_off thresholds that flag the most scam withdrawals while the friction

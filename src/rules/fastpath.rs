@@ -19,7 +19,7 @@
 //! Semantics follow Rhai 1.27 exactly, operator by operator and type by type (probed, and
 //! checked by the differential tests in `tests/fastpath.rs`): checked integer arithmetic
 //! (overflow, division or modulo by zero are errors), int/float mixing converts to float,
-//! float comparisons use Rhai's relative-epsilon rule (so `inf == inf` is false), comparisons
+//! float comparisons are exact IEEE (as the sandbox registers them), comparisons
 //! between different non-numeric types are false (`!=` true), `&&`/`||`/`if` on a non-bool is an
 //! error, and the script's value goes through the same `judge` as the interpreter's.
 //!
@@ -337,7 +337,7 @@ enum Node {
         index: u8,
         literal: i64,
     },
-    /// A float field against a number literal (Rhai's epsilon rule), field on the left.
+    /// A float field against a number literal (IEEE), field on the left.
     FloatCompare {
         op: BinOp,
         index: u8,
@@ -641,7 +641,7 @@ impl Compiler {
 
 /// `field <op> literal` (or `literal <op> field`) as the most specific node.
 fn specialize(op: BinOp, field: Field, literal: Const, field_left: bool) -> Node {
-    // `k < x` is `x > k`, exactly, for integers and for Rhai's float rule alike.
+    // `k < x` is `x > k`, exactly, for integers and IEEE floats alike.
     let mirrored = if field_left {
         op
     } else {
@@ -878,9 +878,8 @@ fn float_arith(op: BinOp, x: f64, y: f64) -> f64 {
     }
 }
 
-/// Rhai's comparison operators (checked build): exact for integers, booleans, strings and
-/// `()`; relative-epsilon for floats and int/float pairs; different non-numeric types compare
-/// unequal and unordered.
+/// The sandbox's comparison operators: exact for integers, booleans, strings and `()`; IEEE
+/// for floats and int/float pairs; different non-numeric types compare unequal and unordered.
 #[inline]
 fn compare(op: BinOp, a: Val<'_>, b: Val<'_>) -> bool {
     match (a, b) {
@@ -908,22 +907,17 @@ fn ordered(op: BinOp, ord: std::cmp::Ordering) -> bool {
     }
 }
 
-/// Rhai 1.27 `func/builtin.rs`, float comparisons without the `unchecked` feature.
-#[inline]
+/// Float comparisons (and int/float pairs, as floats): exact IEEE, as the sandbox registers
+/// them in place of Rhai's built-in relative tolerance (`inf > 72.0` is true, NaN compares
+/// false but for `!=`).
 fn float_compare(op: BinOp, x: f64, y: f64) -> bool {
-    let eps = f64::EPSILON;
-    let max = if x * y == 0.0 {
-        1.0
-    } else {
-        x.abs().max(y.abs())
-    };
     match op {
-        BinOp::Eq => max == 0.0 || (x - y).abs() / max <= eps,
-        BinOp::Ne => max != 0.0 && (x - y).abs() / max > eps,
-        BinOp::Gt => max != 0.0 && (x - y) / max > eps,
-        BinOp::Ge => max == 0.0 || (x - y) / max > -eps,
-        BinOp::Lt => max != 0.0 && (y - x) / max > eps,
-        _ => max == 0.0 || (y - x) / max > -eps,
+        BinOp::Eq => x == y,
+        BinOp::Ne => x != y,
+        BinOp::Gt => x > y,
+        BinOp::Ge => x >= y,
+        BinOp::Lt => x < y,
+        _ => x <= y,
     }
 }
 
@@ -1041,11 +1035,11 @@ mod tests {
     }
 
     #[test]
-    fn float_comparisons_follow_rhai() {
-        assert!(!float_compare(BinOp::Eq, f64::INFINITY, f64::INFINITY));
-        assert!(!float_compare(BinOp::Gt, f64::INFINITY, 24.0));
-        assert!(float_compare(BinOp::Eq, 1.0, 1.0 + f64::EPSILON / 2.0));
-        assert!(!float_compare(BinOp::Lt, 1.0, 1.0 + f64::EPSILON));
-        assert!(float_compare(BinOp::Lt, 1.0, 2.0));
+    fn float_comparisons_are_exact() {
+        assert!(float_compare(BinOp::Eq, f64::INFINITY, f64::INFINITY));
+        assert!(float_compare(BinOp::Gt, f64::INFINITY, 24.0));
+        assert!(float_compare(BinOp::Lt, 1.0, 1.0 + f64::EPSILON));
+        assert!(float_compare(BinOp::Ne, f64::NAN, f64::NAN));
+        assert!(!float_compare(BinOp::Le, f64::NAN, 1.0));
     }
 }

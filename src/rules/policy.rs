@@ -195,12 +195,30 @@ impl Policy {
     }
 }
 
+/// The highest `max_call_levels` a policy may set: Rhai recurses on the Rust stack, and deeper
+/// calls of the deepest expressions overflow a 2 MiB thread stack (which aborts the process).
+pub const CEILING_CALL_LEVELS: usize = 32;
+/// The highest `max_expr_depth` a policy may set (the same reason, at parse and at run time).
+pub const CEILING_EXPR_DEPTH: usize = 128;
+
 fn check_limits(
     limits: &Limits,
     source: &Source<'_>,
     span: std::ops::Range<usize>,
     problems: &mut Problems,
 ) {
+    for (name, value, ceiling) in [
+        (
+            "max_call_levels",
+            limits.max_call_levels,
+            CEILING_CALL_LEVELS,
+        ),
+        ("max_expr_depth", limits.max_expr_depth, CEILING_EXPR_DEPTH),
+    ] {
+        if value > ceiling {
+            problems.in_source(source, span.clone(), format!("limits.{name} must be at most {ceiling} (deeper would overflow the stack of a scoring thread), got {value}"));
+        }
+    }
     if !(limits.max_rule_ms.is_finite()
         && limits.max_rule_ms > 0.0
         && limits.max_rule_ms <= 60_000.0)

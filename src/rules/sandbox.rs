@@ -15,7 +15,7 @@ use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
     BasicMathPackage, BasicStringPackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContext, Position, Scope, AST};
 
 use super::policy::Limits;
 
@@ -29,6 +29,22 @@ const DEADLINE_CHECK_EVERY: u64 = 32;
 thread_local! {
     /// The deadline of the rule running on this thread, read by `on_progress`.
     static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// The limit the running rule reached, if any. Sticky: Rhai's `sort` and `dedup` swallow
+    /// errors raised inside their comparer, so a script could otherwise reach a limit and still
+    /// return a value; a rule that reached a limit is a rule error whatever it returns.
+    static TRIPPED: Cell<Option<Trip>> = const { Cell::new(None) };
+    /// Operations of the running rule. Counted here, not by Rhai: Rhai counts the operations of
+    /// a script function called back from a native one (a `map` or `sort` callback) from the
+    /// caller's count each time and never adds them up, so its count neither reaches the limit
+    /// nor the next deadline check while a native function calls back thousands of times.
+    static OPERATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Which limit stopped a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trip {
+    Operations,
+    Deadline,
 }
 
 /// What one rule evaluation came to.
@@ -61,10 +77,23 @@ impl Sandbox {
         engine.register_global_module(BasicMapPackage::new().as_shared_module());
         engine.register_global_module(BasicIteratorPackage::new().as_shared_module());
         engine.register_global_module(BasicFnPackage::new().as_shared_module());
+        // Rhai's own `sort` with a comparer swallows the comparer's errors and sorts on: past
+        // the deadline, every remaining comparison still calls into the script (milliseconds
+        // for 1024 elements). This one stops at the first error and reports it.
+        engine.register_fn("sort", sort_by);
+        engine.register_fn("sort_by", sort_by);
+        // Rhai's built-in float comparisons use a relative tolerance that is wrong at infinity
+        // (`inf > 72.0` is false, `inf == inf` is false), and `tx` carries infinities
+        // (`hours_since_password_reset`, `device_age_hours`). Exact IEEE comparisons replace
+        // them; they must be registered functions, so the fast built-in operators are off.
+        engine.set_fast_operators(false);
+        engine.register_global_module(exact_float_comparisons().into());
         engine.disable_symbol("eval");
         engine.set_strict_variables(true);
         engine.set_fail_on_invalid_map_property(true);
-        engine.set_max_operations(limits.max_operations);
+        // Operations are counted by `on_progress` below (Rhai's own count is left unlimited), so
+        // that reaching the limit is recorded even where Rhai swallows the error.
+        engine.set_max_operations(0);
         engine.set_max_call_levels(limits.max_call_levels);
         engine.set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth);
         engine.set_max_string_size(limits.max_string_size);
@@ -74,12 +103,24 @@ impl Sandbox {
         engine.set_max_functions(256);
         engine.on_print(|_| {});
         engine.on_debug(|_, _, _| {});
-        engine.on_progress(|ops| {
+        let max_operations = limits.max_operations;
+        engine.on_progress(move |_| {
+            // Outside `run` (e.g. Rhai's optimizer at load) there is nothing to limit.
+            let deadline = DEADLINE.with(Cell::get)?;
+            if TRIPPED.with(Cell::get).is_some() {
+                return Some(Dynamic::UNIT);
+            }
+            let ops = OPERATIONS.with(|n| {
+                n.set(n.get() + 1);
+                n.get()
+            });
+            if ops > max_operations {
+                return Some(trip(Trip::Operations));
+            }
             if ops % DEADLINE_CHECK_EVERY != 0 {
                 return None;
             }
-            let deadline = DEADLINE.with(Cell::get)?;
-            (Instant::now() >= deadline).then(|| Dynamic::from("deadline"))
+            (Instant::now() >= deadline).then(|| trip(Trip::Deadline))
         });
         Sandbox {
             engine,
@@ -120,37 +161,142 @@ impl Sandbox {
     /// when the script returns `true`. Never panics; the scope is left as it was found.
     pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
+        TRIPPED.with(|t| t.set(None));
+        OPERATIONS.with(|n| n.set(0));
+        let fields = tx_len(scope);
         let result = catch_unwind(AssertUnwindSafe(|| {
             self.engine.eval_ast_with_scope::<Dynamic>(scope, ast)
         }));
         DEADLINE.with(|d| d.set(None));
+        let tripped = TRIPPED.with(Cell::take);
         scope.rewind(1);
-        match result {
-            Ok(Ok(value)) => judge(value, score),
-            Ok(Err(e)) => Outcome::Error(self.describe(&e)),
-            Err(_) => Outcome::Error("the script crashed the Rhai interpreter".to_string()),
+        let tx_grew = tx_len(scope) != fields && restore_tx(scope);
+        match (tripped, result) {
+            (Some(trip), result) => Outcome::Error(
+                self.describe_trip(trip, result.ok().and_then(Result::err).as_deref()),
+            ),
+            _ if tx_grew => {
+                Outcome::Error("the rule added a field to tx; rules must not change tx".to_string())
+            }
+            (None, Ok(Ok(value))) => judge(value, score),
+            (None, Ok(Err(e))) => Outcome::Error(e.to_string()),
+            (None, Err(_)) => Outcome::Error("the script crashed the Rhai interpreter".to_string()),
         }
     }
 
-    fn describe(&self, error: &EvalAltResult) -> String {
-        match error {
-            EvalAltResult::ErrorTerminated(_, pos) => {
-                format!(
-                    "stopped at the {} ms deadline{}",
-                    self.limits.max_rule_ms,
-                    at(*pos)
-                )
-            }
-            EvalAltResult::ErrorTooManyOperations(pos) => {
-                format!(
-                    "stopped after {} operations (max_operations){}",
-                    self.limits.max_operations,
-                    at(*pos)
-                )
-            }
-            other => other.to_string(),
+    /// The message for a rule stopped by a limit; `error` is what Rhai returned, if an error.
+    fn describe_trip(&self, trip: Trip, error: Option<&EvalAltResult>) -> String {
+        // The innermost position: Rhai wraps errors raised inside function calls.
+        let mut pos = error.map_or(Position::NONE, EvalAltResult::position);
+        let mut inner = error;
+        while let Some(EvalAltResult::ErrorInFunctionCall(_, _, e, _)) = inner {
+            pos = e.position();
+            inner = Some(e);
+        }
+        match trip {
+            Trip::Deadline => format!(
+                "stopped at the {} ms deadline{}",
+                self.limits.max_rule_ms,
+                at(pos)
+            ),
+            Trip::Operations => format!(
+                "stopped after {} operations (max_operations){}",
+                self.limits.max_operations,
+                at(pos)
+            ),
         }
     }
+}
+
+/// The number of fields of `tx` (scope entry 0).
+fn tx_len(scope: &Scope<'_>) -> usize {
+    scope
+        .get("tx")
+        .and_then(|tx| tx.as_map_ref().ok().map(|map| map.len()))
+        .unwrap_or(0)
+}
+
+/// Removes the fields a script added to the constant `tx`: Rhai inserts a missing property
+/// before it checks constness, so `tx.extra = 1` would otherwise reach the next rule. The
+/// host's fields are read-only; added ones are not. Returns true.
+fn restore_tx(scope: &mut Scope<'_>) -> bool {
+    let kept: Option<rhai::Map> = scope.get("tx").and_then(|tx| {
+        let map = tx.as_map_ref().ok()?;
+        Some(
+            map.iter()
+                .filter(|(_, value)| value.is_read_only())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    });
+    if let Some(map) = kept {
+        scope.rewind(0);
+        scope.push_constant("tx", map);
+    }
+    true
+}
+
+/// `array.sort(comparer)`: as Rhai's, except that the first error of the comparer (a limit
+/// reached, a runtime error) stops the sort and is the result. A merge sort of our own: the
+/// standard library's sort may panic on a comparer that is not a total order, and cannot stop
+/// early.
+fn sort_by(
+    ctx: NativeCallContext,
+    array: &mut rhai::Array,
+    comparer: FnPtr,
+) -> Result<(), Box<EvalAltResult>> {
+    if array.len() <= 1 {
+        return Ok(());
+    }
+    let mut compare =
+        |x: &Dynamic, y: &Dynamic| -> Result<std::cmp::Ordering, Box<EvalAltResult>> {
+            let v = comparer.call_raw(&ctx, None, [x.clone(), y.clone()])?;
+            Ok(
+                match v
+                    .as_int()
+                    .or_else(|_| v.as_bool().map(|less| if less { -1 } else { 1 }))
+                {
+                    Ok(n) => n.cmp(&0),
+                    Err(_) => x.type_id().cmp(&y.type_id()),
+                },
+            )
+        };
+    *array = merge_sort(array.clone(), &mut compare)?;
+    Ok(())
+}
+
+/// A stable merge sort with a comparer that may fail.
+fn merge_sort<E>(
+    mut items: Vec<Dynamic>,
+    compare: &mut impl FnMut(&Dynamic, &Dynamic) -> Result<std::cmp::Ordering, E>,
+) -> Result<Vec<Dynamic>, E> {
+    if items.len() <= 1 {
+        return Ok(items);
+    }
+    let right = items.split_off(items.len() / 2);
+    let left = merge_sort(items, compare)?;
+    let right = merge_sort(right, compare)?;
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let mut left = left.into_iter().peekable();
+    let mut right = right.into_iter().peekable();
+    while let (Some(a), Some(b)) = (left.peek(), right.peek()) {
+        // Take from the right only when strictly less: equal elements keep their order.
+        let next = if compare(b, a)? == std::cmp::Ordering::Less {
+            right.next()
+        } else {
+            left.next()
+        };
+        out.extend(next);
+    }
+    out.extend(left);
+    out.extend(right);
+    Ok(out)
+}
+
+/// Records that the running rule reached a limit; the token makes Rhai stop it.
+fn trip(trip: Trip) -> Dynamic {
+    TRIPPED.with(|t| t.set(Some(trip)));
+    Dynamic::UNIT
 }
 
 fn position(pos: Position) -> (usize, usize) {
@@ -162,6 +308,22 @@ fn at(pos: Position) -> String {
         (Some(line), Some(column)) => format!(" (line {line}, position {column})"),
         _ => String::new(),
     }
+}
+
+/// `==`, `!=`, `<`, `<=`, `>`, `>=` over floats (and floats mixed with integers, compared as
+/// floats, as Rhai does), with IEEE semantics.
+fn exact_float_comparisons() -> rhai::Module {
+    use rhai::{FLOAT, INT};
+    macro_rules! comparisons {
+        ($module:ident, $($name:literal => $op:tt),*) => {$(
+            $module.set_native_fn($name, |x: FLOAT, y: FLOAT| Ok(x $op y));
+            $module.set_native_fn($name, |x: FLOAT, y: INT| Ok(x $op (y as FLOAT)));
+            $module.set_native_fn($name, |x: INT, y: FLOAT| Ok((x as FLOAT) $op y));
+        )*};
+    }
+    let mut module = rhai::Module::new();
+    comparisons!(module, "==" => ==, "!=" => !=, "<" => <, "<=" => <=, ">" => >, ">=" => >=);
+    module
 }
 
 /// Turns a script's value into an outcome (contract section 3). The fast path uses it too.

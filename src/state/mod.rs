@@ -18,6 +18,7 @@
 
 mod destination;
 mod features;
+pub(crate) mod snapshot;
 mod user;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};

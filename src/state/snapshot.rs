@@ -1,0 +1,559 @@
+//! The payload of a state snapshot: every user and destination record, encoded compactly.
+//!
+//! The framing (magic, version, checksum, atomic write) is in `crate::snapshot`; this module
+//! only turns [`State`] into bytes and back.
+//!
+//! # Encoding (format version 1)
+//! Integers that count things are LEB128 varints; timestamps and amounts are 8-byte little
+//! endian (`i64`, `f64`). Strings shared between records (user ids, destination addresses) go
+//! through a string table built on the fly: `0` followed by the string (varint length + UTF-8)
+//! defines the next entry, `n > 0` refers to entry `n - 1`. A string shared in memory (one `Arc`
+//! used as a map key and inside other records) is written once, and on load every reference to
+//! it shares one allocation again, as in a running scorer.
+//!
+//! ```text
+//! payload  = observed:varint newest_ts:i64 dest_times:varint
+//!            users  { 1 user_id:shared user }*        0
+//!            dests  { 1 address:shared destination }* 0
+//!            ids    { 1 withdrawal_id:str }*           0
+//! user     = completed:varint
+//!            n:varint { address:shared first_ts:i64 last_ts:i64 }^n      (destinations)
+//!            n:varint { ts:i64 amount_usd:f64 dest_index:varint }^n      (history)
+//!            n:varint { device_id:str first_ts:i64 last_ts:i64 }^n       (devices)
+//!            n:varint { ts:i64 }^n                                       (password resets)
+//! destination = n:varint { user:shared ts:i64^dest_times }^n
+//! ```
+//!
+//! # Consistency while other threads keep scoring
+//! Saving first copies the keys of each map (one shard lock at a time, only while the `Arc`
+//! keys are cloned), then encodes each record under that record's own read lock, one record at
+//! a time. Each record is therefore self-consistent; a writer running concurrently may land
+//! before or after the snapshot, record by record (a withdrawal observed during the save can be
+//! in the user's record and not yet in the destination's, or the reverse). Records created
+//! after the keys were copied are not in the snapshot. A snapshot taken while nothing is
+//! observed is exact.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::destination::{DestinationState, Payer};
+use super::user::{Device, Entry, KnownDestination, UserState};
+use super::{
+    State, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
+};
+
+/// Encoded bytes are handed to the sink in chunks of about this size.
+const CHUNK: usize = 1 << 16;
+
+/// What a save wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) users: usize,
+    pub(crate) destinations: usize,
+    pub(crate) withdrawal_ids: usize,
+}
+
+/// Writes primitives and interned strings into a buffer.
+struct Encoder {
+    buf: Vec<u8>,
+    /// Shared strings already written, by the address of their allocation (the `Arc` kept
+    /// alongside keeps that address from being reused while the save runs), with their index.
+    strings: HashMap<usize, (Arc<str>, u64), BuildHasherDefault<AddressHasher>>,
+}
+
+/// Hashes allocation addresses (one `usize`) with a folded multiply: no SipHash needed for
+/// keys that are not attacker-chosen.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b) ^ self.0.rotate_left(8));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let product = u128::from(n ^ self.0) * 0x9e37_79b9_7f4a_7c15_u128;
+        self.0 = (product >> 64) as u64 ^ product as u64;
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+impl Encoder {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn f64(&mut self, v: f64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    fn str(&mut self, s: &str) {
+        self.varint(s.len() as u64);
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    fn shared(&mut self, s: &Arc<str>) {
+        let address = Arc::as_ptr(s) as *const u8 as usize;
+        match self.strings.get(&address) {
+            Some(&(_, index)) => self.varint(index + 1),
+            None => {
+                self.varint(0);
+                self.str(s);
+                let index = self.strings.len() as u64;
+                self.strings.insert(address, (s.clone(), index));
+            }
+        }
+    }
+
+    fn user(&mut self, u: &UserState) {
+        self.varint(u.completed);
+        self.varint(u.destinations.len() as u64);
+        for d in &u.destinations {
+            self.shared(&d.address);
+            self.i64(d.first_ts);
+            self.i64(d.last_ts);
+        }
+        self.varint(u.history.len() as u64);
+        for e in &u.history {
+            self.i64(e.ts);
+            self.f64(e.amount_usd);
+            self.varint(u64::from(e.dest));
+        }
+        self.varint(u.devices.len() as u64);
+        for d in &u.devices {
+            self.str(&d.id);
+            self.i64(d.first_ts);
+            self.i64(d.last_ts);
+        }
+        self.varint(u.resets.len() as u64);
+        for &r in &u.resets {
+            self.i64(r);
+        }
+    }
+
+    fn destination(&mut self, d: &DestinationState) {
+        self.varint(d.payers.len() as u64);
+        for p in &d.payers {
+            self.shared(&p.user);
+            for &t in &p.times {
+                self.i64(t);
+            }
+        }
+    }
+
+    /// Hands the buffer to the sink once it is big enough (never while a record is locked).
+    fn drain<E>(
+        &mut self,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+        force: bool,
+    ) -> Result<(), E> {
+        if force || self.buf.len() >= CHUNK {
+            sink(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Encodes every record (see the module docs for what a concurrent writer may see) and,
+    /// when given, the withdrawal ids a stream has seen; bytes go to `sink` in chunks.
+    pub(crate) fn encode<E>(
+        &self,
+        withdrawal_ids: Option<&HashSet<Box<str>>>,
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Counts, E> {
+        // The string table is sized up front (users and destinations are most of its strings),
+        // so that it does not rehash while a record is locked.
+        let expected_strings = self.users.len() + self.destinations.len() + 1024;
+        let mut enc = Encoder {
+            buf: Vec::with_capacity(CHUNK + 4096),
+            strings: HashMap::with_capacity_and_hasher(
+                expected_strings,
+                BuildHasherDefault::default(),
+            ),
+        };
+        let mut counts = Counts::default();
+        enc.varint(self.observed.load(Ordering::Relaxed));
+        enc.i64(self.newest_ts.load(Ordering::Relaxed));
+        enc.varint(DEST_TIMES as u64);
+
+        // Sized first, so that no reallocation happens while a shard is locked.
+        let mut user_keys: Vec<Arc<str>> = Vec::with_capacity(self.users.len() + 1024);
+        user_keys.extend(self.users.iter().map(|e| e.key().clone()));
+        for key in &user_keys {
+            if let Some(user) = self.users.get(key) {
+                enc.varint(1);
+                enc.shared(key);
+                enc.user(&user);
+                counts.users += 1;
+            }
+            enc.drain(&mut sink, false)?;
+        }
+        drop(user_keys);
+        enc.varint(0);
+
+        let mut dest_keys: Vec<Arc<str>> = Vec::with_capacity(self.destinations.len() + 1024);
+        dest_keys.extend(self.destinations.iter().map(|e| e.key().clone()));
+        for key in &dest_keys {
+            if let Some(dest) = self.destinations.get(key) {
+                enc.varint(1);
+                enc.shared(key);
+                enc.destination(&dest);
+                counts.destinations += 1;
+            }
+            enc.drain(&mut sink, false)?;
+        }
+        drop(dest_keys);
+        enc.varint(0);
+
+        for id in withdrawal_ids.into_iter().flatten() {
+            enc.varint(1);
+            enc.str(id);
+            counts.withdrawal_ids += 1;
+            enc.drain(&mut sink, false)?;
+        }
+        enc.varint(0);
+        enc.drain(&mut sink, true)?;
+        Ok(counts)
+    }
+
+    /// Replaces all state with a decoded snapshot. Meant for start-up: a thread scoring while
+    /// this runs may see the old state, the new one, or some users of each.
+    pub(crate) fn restore(&self, decoded: Decoded) {
+        self.users.clear();
+        self.destinations.clear();
+        for (key, user) in decoded.users {
+            self.users.insert(key, user);
+        }
+        for (key, dest) in decoded.destinations {
+            self.destinations.insert(key, dest);
+        }
+        self.observed.store(decoded.observed, Ordering::Relaxed);
+        self.newest_ts.store(decoded.newest_ts, Ordering::Relaxed);
+    }
+}
+
+/// A fully decoded and validated payload, not yet live.
+pub(crate) struct Decoded {
+    observed: u64,
+    newest_ts: i64,
+    users: Vec<(Arc<str>, UserState)>,
+    destinations: Vec<(Arc<str>, DestinationState)>,
+    pub(crate) withdrawal_ids: Vec<Box<str>>,
+}
+
+impl Decoded {
+    pub(crate) fn counts(&self) -> Counts {
+        Counts {
+            users: self.users.len(),
+            destinations: self.destinations.len(),
+            withdrawal_ids: self.withdrawal_ids.len(),
+        }
+    }
+}
+
+/// Reads primitives and interned strings; every error names the byte offset.
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    /// Offset of `bytes` in the file, for messages.
+    base: usize,
+    strings: Vec<Arc<str>>,
+}
+
+type DecodeResult<T> = std::result::Result<T, String>;
+
+impl<'a> Decoder<'a> {
+    fn fail<T>(&self, what: impl std::fmt::Display) -> DecodeResult<T> {
+        Err(format!("at byte {}: {what}", self.base + self.pos))
+    }
+
+    fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
+        let bytes: &'a [u8] = self.bytes;
+        match end.and_then(|end| bytes.get(self.pos..end).map(|s| (s, end))) {
+            Some((slice, end)) => {
+                self.pos = end;
+                Ok(slice)
+            }
+            None => self.fail(format!("payload ends inside a field ({n} bytes expected)")),
+        }
+    }
+
+    fn varint(&mut self) -> DecodeResult<u64> {
+        let mut value = 0_u64;
+        for shift in (0..64).step_by(7) {
+            let byte = match self.take(1)?.first() {
+                Some(&b) => b,
+                None => return self.fail("payload ends inside a number"),
+            };
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        self.fail("number longer than 10 bytes")
+    }
+
+    fn eight(&mut self) -> DecodeResult<[u8; 8]> {
+        let slice = self.take(8)?;
+        let mut out = [0_u8; 8];
+        out.copy_from_slice(slice);
+        Ok(out)
+    }
+
+    fn i64(&mut self) -> DecodeResult<i64> {
+        self.eight().map(i64::from_le_bytes)
+    }
+
+    fn f64(&mut self) -> DecodeResult<f64> {
+        let v = f64::from_le_bytes(self.eight()?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            self.fail("amount is not a finite number")
+        }
+    }
+
+    /// A count of items that must not exceed `cap`.
+    fn count(&mut self, cap: usize, what: &str) -> DecodeResult<usize> {
+        let n = self.varint()?;
+        match usize::try_from(n) {
+            Ok(n) if n <= cap => Ok(n),
+            _ => self.fail(format!("{n} {what}; at most {cap} are kept")),
+        }
+    }
+
+    fn str(&mut self) -> DecodeResult<&'a str> {
+        let len = self.varint()?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        let start = self.pos;
+        let bytes = self.take(len)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => Ok(s),
+            Err(_) => Err(format!(
+                "at byte {}: string is not valid UTF-8",
+                self.base + start
+            )),
+        }
+    }
+
+    fn shared(&mut self) -> DecodeResult<Arc<str>> {
+        match self.varint()? {
+            0 => {
+                let s: Arc<str> = Arc::from(self.str()?);
+                self.strings.push(s.clone());
+                Ok(s)
+            }
+            n => match usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| self.strings.get(i))
+            {
+                Some(s) => Ok(s.clone()),
+                None => self.fail(format!("reference to string {n} of {}", self.strings.len())),
+            },
+        }
+    }
+
+    /// `true` for another record, `false` at the end of a section.
+    fn more(&mut self) -> DecodeResult<bool> {
+        match self.varint()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            tag => self.fail(format!("unknown record tag {tag}")),
+        }
+    }
+
+    fn user(&mut self) -> DecodeResult<UserState> {
+        let completed = self.varint()?;
+        let n = self.count(MAX_DESTINATIONS, "destinations")?;
+        let mut destinations = Vec::with_capacity(n);
+        for _ in 0..n {
+            let address = self.shared()?;
+            destinations.push(KnownDestination {
+                address,
+                first_ts: self.i64()?,
+                last_ts: self.i64()?,
+            });
+        }
+        let n = self.count(MAX_HISTORY, "history entries")?;
+        let mut history = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ts = self.i64()?;
+            let amount_usd = self.f64()?;
+            let dest = self.varint()?;
+            match u32::try_from(dest) {
+                Ok(dest) if (dest as usize) < destinations.len() => history.push(Entry {
+                    ts,
+                    amount_usd,
+                    dest,
+                }),
+                _ => {
+                    return self.fail(format!(
+                        "history entry names destination {dest} of {}",
+                        destinations.len()
+                    ))
+                }
+            }
+        }
+        let n = self.count(MAX_DEVICES, "devices")?;
+        let mut devices = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id: Box<str> = self.str()?.into();
+            devices.push(Device {
+                id,
+                first_ts: self.i64()?,
+                last_ts: self.i64()?,
+            });
+        }
+        let n = self.count(MAX_RESETS, "password resets")?;
+        let mut resets = Vec::with_capacity(n);
+        for _ in 0..n {
+            resets.push(self.i64()?);
+        }
+        if resets.windows(2).any(|w| w.first() > w.get(1)) {
+            return self.fail("password resets out of order");
+        }
+        Ok(UserState {
+            completed,
+            history,
+            destinations,
+            devices,
+            resets,
+        })
+    }
+
+    fn destination(&mut self) -> DecodeResult<DestinationState> {
+        let n = self.count(MAX_DEST_USERS, "payers")?;
+        let mut payers = Vec::with_capacity(n);
+        for _ in 0..n {
+            let user = self.shared()?;
+            let mut times = [0_i64; DEST_TIMES];
+            for t in &mut times {
+                *t = self.i64()?;
+            }
+            payers.push(Payer { user, times });
+        }
+        Ok(DestinationState { payers })
+    }
+}
+
+/// Decodes and validates a whole payload (`base` is its offset in the file, for messages).
+pub(crate) fn decode(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
+    let mut d = Decoder {
+        bytes,
+        pos: 0,
+        base,
+        strings: Vec::new(),
+    };
+    let observed = d.varint()?;
+    let newest_ts = d.i64()?;
+    let dest_times = d.varint()?;
+    if dest_times != DEST_TIMES as u64 {
+        return d.fail(format!(
+            "snapshot keeps {dest_times} times per payer; this build keeps {DEST_TIMES}"
+        ));
+    }
+    let mut users = Vec::new();
+    let mut seen: HashSet<Arc<str>> = HashSet::new();
+    while d.more()? {
+        let key = d.shared()?;
+        if !seen.insert(key.clone()) {
+            return d.fail(format!("user \"{key}\" appears twice"));
+        }
+        users.push((key, d.user()?));
+    }
+    seen.clear();
+    let mut destinations = Vec::new();
+    while d.more()? {
+        let key = d.shared()?;
+        if !seen.insert(key.clone()) {
+            return d.fail(format!("destination \"{key}\" appears twice"));
+        }
+        destinations.push((key, d.destination()?));
+    }
+    let mut withdrawal_ids = Vec::new();
+    while d.more()? {
+        withdrawal_ids.push(Box::from(d.str()?));
+    }
+    if d.pos != bytes.len() {
+        return d.fail(format!(
+            "{} stray bytes after the last record",
+            bytes.len() - d.pos
+        ));
+    }
+    Ok(Decoded {
+        observed,
+        newest_ts,
+        users,
+        destinations,
+        withdrawal_ids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
+            let mut enc = Encoder {
+                buf: Vec::new(),
+                strings: HashMap::default(),
+            };
+            enc.varint(v);
+            let mut dec = Decoder {
+                bytes: &enc.buf,
+                pos: 0,
+                base: 0,
+                strings: Vec::new(),
+            };
+            assert_eq!(dec.varint(), Ok(v));
+            assert_eq!(dec.pos, enc.buf.len());
+        }
+    }
+
+    #[test]
+    fn shared_strings_are_written_once_and_shared_on_load() {
+        let a: Arc<str> = Arc::from("0xabc");
+        let mut enc = Encoder {
+            buf: Vec::new(),
+            strings: HashMap::default(),
+        };
+        enc.shared(&a);
+        enc.shared(&a.clone());
+        assert_eq!(enc.buf, [0, 5, b'0', b'x', b'a', b'b', b'c', 1]);
+        let mut dec = Decoder {
+            bytes: &enc.buf,
+            pos: 0,
+            base: 0,
+            strings: Vec::new(),
+        };
+        let (first, second) = (dec.shared(), dec.shared());
+        assert!(matches!((first, second), (Ok(x), Ok(y)) if Arc::ptr_eq(&x, &y)));
+    }
+}
