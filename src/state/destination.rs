@@ -19,10 +19,36 @@ pub(crate) struct DestinationState {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Payer {
     pub(crate) user: Arc<str>,
+    /// [`user_hash`] of `user`, kept inline: a popular address has thousands of payers, and
+    /// comparing hashes first spares following each payer's pointer to its id.
+    #[serde(skip)]
+    pub(crate) user_hash: u64,
     pub(crate) times: [i64; DEST_TIMES],
 }
 
+/// FNV-1a: deterministic and cheap for short ids; only a pre-filter before comparing ids.
+pub(crate) fn user_hash(user: &str) -> u64 {
+    user.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 impl Payer {
+    /// A payer with one withdrawal time.
+    pub(crate) fn new(user: Arc<str>, ts: i64) -> Payer {
+        let mut times = [NONE; DEST_TIMES];
+        times[0] = ts;
+        Payer {
+            user_hash: user_hash(&user),
+            user,
+            times,
+        }
+    }
+
+    fn is(&self, user: &str, hash: u64) -> bool {
+        self.user_hash == hash && &*self.user == user
+    }
+
     fn any_in_window(&self, now: i64, span: i64) -> bool {
         self.times
             .iter()
@@ -33,10 +59,11 @@ impl Payer {
 impl DestinationState {
     /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
     pub(crate) fn other_users(&self, user: &str, now: i64) -> (i64, i64) {
+        let hash = user_hash(user);
         let mut day = 0;
         let mut month = 0;
-        for payer in self.payers.iter().filter(|p| &*p.user != user) {
-            if payer.any_in_window(now, 30 * MICROS_PER_DAY) {
+        for payer in &self.payers {
+            if payer.any_in_window(now, 30 * MICROS_PER_DAY) && !payer.is(user, hash) {
                 month += 1;
                 if payer.any_in_window(now, MICROS_PER_DAY) {
                     day += 1;
@@ -49,22 +76,14 @@ impl DestinationState {
     /// Remembers that `user` paid this destination at `ts`.
     pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
         let before = self.newest();
-        match self
-            .payers
-            .iter_mut()
-            .find(|p| Arc::ptr_eq(&p.user, user) || p.user == *user)
-        {
+        let hash = user_hash(user);
+        match self.payers.iter_mut().find(|p| p.is(user, hash)) {
             Some(payer) => insert_time(&mut payer.times, ts),
             None => {
                 if self.payers.len() >= MAX_DEST_USERS {
                     self.forget_stalest_payer();
                 }
-                let mut times = [NONE; DEST_TIMES];
-                times[0] = ts;
-                self.payers.push(Payer {
-                    user: user.clone(),
-                    times,
-                });
+                self.payers.push(Payer::new(user.clone(), ts));
             }
         }
         // As of the earlier of this withdrawal and the newest before it: one dated far in the

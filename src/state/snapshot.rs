@@ -455,7 +455,11 @@ impl<'a> Decoder<'a> {
             for t in &mut times {
                 *t = self.i64()?;
             }
-            payers.push(Payer { user, times });
+            payers.push(Payer {
+                user_hash: super::destination::user_hash(&user),
+                user,
+                times,
+            });
         }
         Ok(DestinationState { payers })
     }
