@@ -83,7 +83,7 @@ impl DestinationState {
                 if self.payers.len() >= MAX_DEST_USERS {
                     self.forget_stalest_payer();
                 }
-                self.payers.push(Payer::new(user.clone(), ts));
+                super::push_compact(&mut self.payers, Payer::new(user.clone(), ts));
             }
         }
         // As of the earlier of this withdrawal and the newest before it: one dated far in the

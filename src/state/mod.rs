@@ -154,3 +154,16 @@ impl State {
         self.users.len()
     }
 }
+
+/// Pushes without the amortized-doubling slack while a vector is small: most users have a few
+/// withdrawals, destinations and devices, and most addresses a single payer, so exact growth up
+/// to [`COMPACT_UP_TO`] elements saves more memory than the few extra reallocations cost.
+pub(crate) fn push_compact<T>(items: &mut Vec<T>, item: T) {
+    if items.len() == items.capacity() && items.len() < COMPACT_UP_TO {
+        items.reserve_exact(1);
+    }
+    items.push(item);
+}
+
+/// Up to this many elements, per-user and per-destination vectors grow one slot at a time.
+const COMPACT_UP_TO: usize = 32;

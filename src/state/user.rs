@@ -107,11 +107,14 @@ impl UserState {
                 if self.destinations.len() >= MAX_DESTINATIONS {
                     self.forget_stalest_destination();
                 }
-                self.destinations.push(KnownDestination {
-                    address,
-                    first_ts: ts,
-                    last_ts: ts,
-                });
+                super::push_compact(
+                    &mut self.destinations,
+                    KnownDestination {
+                        address,
+                        first_ts: ts,
+                        last_ts: ts,
+                    },
+                );
                 self.destinations.len() - 1
             }
         };
@@ -122,11 +125,14 @@ impl UserState {
         if self.history.len() >= MAX_HISTORY {
             self.forget_oldest_entry();
         }
-        self.history.push(Entry {
-            ts,
-            amount_usd,
-            dest: dest as u32,
-        });
+        super::push_compact(
+            &mut self.history,
+            Entry {
+                ts,
+                amount_usd,
+                dest: dest as u32,
+            },
+        );
         if let Some(device) = device {
             self.record_device(device, ts);
         }
@@ -151,11 +157,14 @@ impl UserState {
                         self.devices.swap_remove(i);
                     }
                 }
-                self.devices.push(Device {
-                    id: id.into(),
-                    first_ts: ts,
-                    last_ts: ts,
-                });
+                super::push_compact(
+                    &mut self.devices,
+                    Device {
+                        id: id.into(),
+                        first_ts: ts,
+                        last_ts: ts,
+                    },
+                );
             }
         }
     }
