@@ -501,47 +501,6 @@ fn riskgate_score(rules: &RuleSet, tx: &Tx, out: &mut Vec<Outcome>) -> i64 {
         .sum()
 }
 
-fn rhai_map(tx: &Tx) -> rhai::Map {
-    let f = &tx.features;
-    let mut m = rhai::Map::new();
-    let mut put = |k: &str, v: rhai::Dynamic| {
-        m.insert(k.into(), v);
-    };
-    put("id", tx.id.clone().into());
-    put("user_id", tx.user_id.clone().into());
-    put("asset", tx.asset.clone().into());
-    put("network", tx.network.clone().into());
-    put("country", tx.country.clone().into());
-    put("locale", tx.locale.clone().into());
-    put("referral", tx.referral.clone().into());
-    put("destination", tx.destination.clone().into());
-    put("amount_usd", tx.amount_usd.into());
-    put("account_age_days", f.account_age_days.into());
-    put("is_new_address", f.is_new_address.into());
-    put("prior_withdrawals", f.prior_withdrawals.into());
-    put("withdrawals_24h", f.withdrawals_24h.into());
-    put("amount_usd_24h", f.amount_usd_24h.into());
-    put("median_amount_usd_90d", f.median_amount_usd_90d.into());
-    put(
-        "hours_since_password_reset",
-        f.hours_since_password_reset.into(),
-    );
-    put("device_age_hours", f.device_age_hours.into());
-    put("dest_users_24h", f.dest_users_24h.into());
-    put("dest_users_30d", f.dest_users_30d.into());
-    put("dest_first_used_days", f.dest_first_used_days.into());
-    put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
-    put(
-        "watchlists",
-        tx.watchlists
-            .iter()
-            .map(|s| rhai::Dynamic::from(s.clone()))
-            .collect::<rhai::Array>()
-            .into(),
-    );
-    m
-}
-
 fn rhai_value_score(manifest: i64, v: rhai::Dynamic) -> i64 {
     value_score(
         manifest,
@@ -665,7 +624,7 @@ fn bench(c: &mut Criterion) {
 
     let rhai_naive = |tx: &Tx| -> i64 {
         let mut scope = rhai::Scope::new();
-        scope.push_constant("tx", rhai_map(tx));
+        scope.push_constant("tx", tx.to_rhai_map());
         sources
             .iter()
             .map(|(s, m)| {
@@ -680,7 +639,7 @@ fn bench(c: &mut Criterion) {
     };
     let rhai_ast = |tx: &Tx| -> i64 {
         let mut scope = rhai::Scope::new();
-        scope.push_constant("tx", rhai_map(tx));
+        scope.push_constant("tx", tx.to_rhai_map());
         asts.iter()
             .map(|(a, m)| {
                 rhai_value_score(

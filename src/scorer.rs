@@ -68,6 +68,14 @@ pub struct Tx {
     pub watchlists: Vec<String>,
 }
 
+impl Tx {
+    /// The `tx` object map a rule run by the Rhai interpreter sees (for tools and benches that
+    /// drive Rhai directly; scoring builds it only when an applicable rule needs it).
+    pub fn to_rhai_map(&self) -> rhai::Map {
+        crate::rules::TxView::from(self).to_map()
+    }
+}
+
 impl Scorer {
     /// A scorer with no state, deciding with `rules`.
     pub fn new(rules: RuleSet) -> Scorer {
