@@ -347,6 +347,20 @@ impl UserGen<'_> {
         });
     }
 
+    /// A fresh address with probability `p_new`, else one of the user's own (a fresh Tron
+    /// address from `world` when they have none yet).
+    fn new_or_own_address(&mut self, p_new: f64, world: &mut Rng) -> Address {
+        if self.rng.chance(p_new) {
+            let net = random_net(&mut self.rng);
+            new_address(&mut self.rng, net)
+        } else {
+            self.rng
+                .pick(&self.own)
+                .cloned()
+                .unwrap_or_else(|| new_address(world, Net::Tron))
+        }
+    }
+
     fn login(&mut self, ts: i64, device: &str) {
         self.push(
             ts,
@@ -620,15 +634,7 @@ pub fn generate(config: &GenConfig, out: &mut dyn Write) -> Result<GenSummary, E
                 let device = format!("d-{}-travel", index + 1);
                 g.login(trip, &device);
                 let at = trip + g.rng.int(5, 50) * MICROS_PER_MINUTE;
-                let address = if g.rng.chance(0.5) {
-                    let net = random_net(&mut g.rng);
-                    new_address(&mut g.rng, net)
-                } else {
-                    g.rng
-                        .pick(&g.own)
-                        .cloned()
-                        .unwrap_or_else(|| new_address(&mut world, Net::Tron))
-                };
+                let address = g.new_or_own_address(0.5, &mut world);
                 let amount = g.rng.lognormal(g.median * 2.0, 0.6);
                 g.withdraw(at, amount, address, Some(device), false, typology);
             }
@@ -653,15 +659,7 @@ pub fn generate(config: &GenConfig, out: &mut dyn Write) -> Result<GenSummary, E
                 let login = reset + g.rng.int(2, 30) * MICROS_PER_MINUTE;
                 g.login(login, &device);
                 let at = reset + g.rng.int(1, 20) * MICROS_PER_HOUR;
-                let address = if g.rng.chance(0.3) {
-                    let net = random_net(&mut g.rng);
-                    new_address(&mut g.rng, net)
-                } else {
-                    g.rng
-                        .pick(&g.own)
-                        .cloned()
-                        .unwrap_or_else(|| new_address(&mut world, Net::Tron))
-                };
+                let address = g.new_or_own_address(0.3, &mut world);
                 let amount = g.rng.lognormal(g.median, 0.5);
                 g.withdraw(at, amount, address, Some(device), false, typology);
             }
