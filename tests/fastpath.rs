@@ -38,7 +38,7 @@ const STR_FIELDS: [&str; 8] = [
     "referral",
     "destination",
 ];
-const WORDS: [&str; 6] = ["telegram", "HK", "", "USDT", "a", "b"];
+const WORDS: [&str; 9] = ["telegram", "HK", "", "USDT", "a", "b", "香港", "TR", "gram"];
 const LISTS: [&str; 3] = [
     "hk-police/scameter",
     "community-darklist/mew-darklist",
@@ -140,6 +140,41 @@ fn odd_leaf() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A string: a `tx` field, a literal, or the local (of whatever type it has).
+fn text(local: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => proptest::sample::select(&STR_FIELDS[..]).prop_map(|f| format!("tx.{f}")),
+        1 => word().prop_map(|w| format!("{w:?}")),
+        1 => Just(local.to_string()),
+    ]
+}
+
+/// A string method with a boolean value, in its method, function or `in` form (sometimes on
+/// or with a value that is not a string).
+fn string_test(local: &'static str) -> impl Strategy<Value = String> {
+    let name = proptest::sample::select(&["starts_with", "ends_with", "contains"][..]);
+    let arg = prop_oneof![4 => word().prop_map(|w| format!("{w:?}")), 1 => text(local), 1 => odd_leaf()];
+    prop_oneof![
+        4 => (text(local), name.clone(), arg.clone()).prop_map(|(t, n, a)| format!("{t}.{n}({a})")),
+        1 => (text(local), name, arg.clone()).prop_map(|(t, n, a)| format!("{n}({t}, {a})")),
+        1 => (arg.clone(), text(local)).prop_map(|(a, t)| format!("({a} in {t})")),
+        1 => (arg, text(local)).prop_map(|(a, t)| format!("({a} !in {t})")),
+        1 => text(local).prop_map(|t| format!("{t}.is_empty()")),
+        1 => Just("tx.watchlists.is_empty()".to_string()),
+        1 => proptest::sample::select(&LISTS[..]).prop_map(|l| format!("tx.watchlists.contains({l:?})")),
+    ]
+}
+
+/// A string or watchlist length, in its method, getter or function form.
+fn string_length(local: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => text(local).prop_map(|t| format!("{t}.len()")),
+        1 => text(local).prop_map(|t| format!("{t}.len")),
+        1 => text(local).prop_map(|t| format!("len({t})")),
+        1 => Just("tx.watchlists.len()".to_string()),
+    ]
+}
+
 /// A numeric expression (mostly well typed), fully parenthesized. `local` names a variable in
 /// scope, or is a literal when there is none.
 fn num(local: &'static str) -> impl Strategy<Value = String> {
@@ -150,6 +185,7 @@ fn num(local: &'static str) -> impl Strategy<Value = String> {
         4 => proptest::sample::select(&FLOAT_FIELDS[..]).prop_map(|f| format!("tx.{f}")),
         2 => Just(local.to_string()),
         1 => odd_leaf(),
+        2 => string_length(local),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
         let op = proptest::sample::select(&["+", "-", "*", "/", "%"][..]);
@@ -172,6 +208,7 @@ fn boolean(local: &'static str) -> impl Strategy<Value = String> {
         2 => Just("tx.is_new_address".to_string()),
         1 => any::<bool>().prop_map(|b| b.to_string()),
         1 => Just(local.to_string()),
+        3 => string_test(local),
     ];
     leaf.prop_recursive(3, 12, 2, |inner| {
         prop_oneof![
@@ -269,6 +306,13 @@ fn subset_scripts_take_the_fast_path_and_agree() {
         "tx.nope > 1",
         "tx.is_new_address || tx.nope",
         "9223372036854775807 + tx.dest_users_24h",
+        "tx.destination.starts_with(\"TX\") && tx.referral.len() > 3",
+        "tx.locale.ends_with(\"HK\") || \"gram\" in tx.referral",
+        "contains(tx.referral, \"tele\") && !tx.asset.is_empty()",
+        "let d = tx.destination; d.contains(\"yz\") && d.len == 4",
+        "tx.watchlists.len() > 0 && !tx.watchlists.is_empty()",
+        "tx.watchlists.contains(\"hk-police/scameter\")",
+        "\"香港\".len() == 2",
         "tx.hours_since_password_reset > 24.0",
         "\"x\" < 1",
         "() > 1",
@@ -288,12 +332,14 @@ fn subset_scripts_take_the_fast_path_and_agree() {
 #[test]
 fn scripts_outside_the_subset_run_in_the_interpreter() {
     let scripts = [
-        "tx.destination.starts_with(\"0x\")",
+        "tx.destination.starts_with('0')",
+        "tx.destination.to_lower() == \"0x\"",
+        "tx.amount_usd.starts_with(\"0x\")",
         "tx.asset + \"x\" == \"USDTx\"",
         "let n = 0; for x in tx.watchlists { n += 1; } n > 0",
         "abs(tx.amount_usd) > 1.0",
         "tx.amount_usd ** 2 > 1.0",
-        "tx.watchlists.len() > 0",
+        "tx.watchlists[0] == \"x\"",
         "fn f(x) { x > 1 } f(tx.prior_withdrawals)",
         "tx[\"amount_usd\"] > 1.0",
         // The array itself as the value: a rule error the interpreter reports.

@@ -10,9 +10,13 @@
 //!   in the interpreter (`fail_on_invalid_map_property`);
 //! - unary `-`, `+`, `!`; binary `+ - * / %` and `< <= > >= == !=`; `&&`, `||` (short-circuit);
 //! - `"pack/list" in tx.watchlists` and `!in` (a string on the left);
+//! - on a string `tx` field, local or literal: `len()` (characters), `is_empty()` (also as the
+//!   getters `.len`, `.is_empty`), `starts_with(s)`, `ends_with(s)`, `contains(s)` and
+//!   `s in text` for a string `s`, in method or function form; `tx.watchlists.len()` and
+//!   `.is_empty()`;
 //! - `let`/`const`, blocks, `if`/`else` (as statement or expression), `return`.
 //!
-//! Everything else (function calls and methods, `**`, string concatenation, loops, `switch`,
+//! Everything else (other function calls and methods, character arguments, `**`, string concatenation, loops, `switch`,
 //! `throw`, arrays, maps, characters, script-defined functions, more than 16 local variables, a
 //! script that could reach `max_operations`) keeps the whole rule in the sandboxed interpreter.
 //!
@@ -310,6 +314,42 @@ impl BinOp {
     }
 }
 
+/// A string test from Rhai's string package, for a string argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StrTest {
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+impl StrTest {
+    fn from_name(name: &str) -> Option<StrTest> {
+        Some(match name {
+            "starts_with" => StrTest::StartsWith,
+            "ends_with" => StrTest::EndsWith,
+            "contains" => StrTest::Contains,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            StrTest::StartsWith => "starts_with",
+            StrTest::EndsWith => "ends_with",
+            StrTest::Contains => "contains",
+        }
+    }
+
+    #[inline]
+    fn apply(self, text: &str, s: &str) -> bool {
+        match self {
+            StrTest::StartsWith => text.starts_with(s),
+            StrTest::EndsWith => text.ends_with(s),
+            StrTest::Contains => text.contains(s),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum UnOp {
     Neg,
@@ -353,6 +393,17 @@ enum Node {
     Or(Box<[Node]>),
     /// `needle in tx.watchlists`.
     InWatchlists(Box<Node>),
+    /// `text.starts_with(s)` and the like: (text, s), both statically strings; `text` is a field,
+    /// local or literal, so it can't fail (Rhai evaluates a method's arguments first).
+    StrTest(StrTest, Box<(Node, Node)>),
+    /// `text.len()`: characters, as Rhai counts them.
+    StrLen(Box<Node>),
+    /// `text.is_empty()`.
+    StrIsEmpty(Box<Node>),
+    /// `tx.watchlists.len()`.
+    WatchlistsLen,
+    /// `tx.watchlists.is_empty()`.
+    WatchlistsIsEmpty,
     /// Condition, then, else.
     If(Box<(Node, Node, Node)>),
     /// Statements; the value of the last one (`()` when empty).
@@ -541,22 +592,7 @@ impl Compiler {
                 Some((Node::Local(*slot), *ty))
             }
             Expr::Dot(chain, flags, _) if !flags.contains(ASTFlags::NEGATED) => {
-                let Expr::Variable(var, _, _) = &chain.lhs else {
-                    return None;
-                };
-                let is_tx =
-                    var.1.as_str() == "tx" && !self.locals.iter().any(|(n, _, _)| n == "tx");
-                let Expr::Property(prop, _) = &chain.rhs else {
-                    return None;
-                };
-                if !is_tx {
-                    return None;
-                }
-                let name = prop.2.as_str();
-                Some(match Field::from_name(name) {
-                    Some(field) => (Node::Field(field), field.ty()),
-                    None => (Node::NoProperty(name.into()), 0),
-                })
+                self.dot(&chain.lhs, &chain.rhs)
             }
             Expr::Stmt(block) => self.block(block.statements()),
             Expr::FnCall(call, _) => self.call(call),
@@ -577,6 +613,101 @@ impl Compiler {
         }
     }
 
+    fn is_local(&self, name: &str) -> bool {
+        self.locals.iter().any(|(n, _, _)| n == name)
+    }
+
+    /// `tx.<name>`: a field, or an error when evaluated.
+    fn field(name: &str) -> (Node, Ty) {
+        match Field::from_name(name) {
+            Some(field) => (Node::Field(field), field.ty()),
+            None => (Node::NoProperty(name.into()), 0),
+        }
+    }
+
+    /// `lhs.rhs`: `tx.<field>`, `tx.<field>.<method>`, `local.<method>`, `"text".<method>`.
+    fn dot(&mut self, lhs: &Expr, rhs: &Expr) -> Option<(Node, Ty)> {
+        if let Expr::Variable(var, _, _) = lhs {
+            if var.1.as_str() == "tx" && !self.is_local("tx") {
+                return match rhs {
+                    Expr::Property(prop, _) => Some(Self::field(prop.2.as_str())),
+                    Expr::Dot(inner, flags, _) if !flags.contains(ASTFlags::NEGATED) => {
+                        let Expr::Property(prop, _) = &inner.lhs else {
+                            return None;
+                        };
+                        self.nodes += 1;
+                        let receiver = Self::field(prop.2.as_str());
+                        self.method(receiver, &inner.rhs)
+                    }
+                    _ => None,
+                };
+            }
+        }
+        let receiver = match lhs {
+            Expr::Variable(..) | Expr::StringConstant(..) => self.expr(lhs)?,
+            _ => return None,
+        };
+        self.method(receiver, rhs)
+    }
+
+    /// A method call (or getter) on a compiled receiver.
+    fn method(&mut self, receiver: (Node, Ty), rhs: &Expr) -> Option<(Node, Ty)> {
+        self.nodes += 1;
+        match rhs {
+            Expr::MethodCall(call, _) if !call.capture_parent_scope => {
+                self.builtin(call.name.as_str(), receiver, &call.args)
+            }
+            // The getters Rhai registers for strings and arrays.
+            Expr::Property(prop, _) if matches!(prop.2.as_str(), "len" | "is_empty") => {
+                self.builtin(prop.2.as_str(), receiver, &[])
+            }
+            _ => None,
+        }
+    }
+
+    /// `name(receiver, args..)` for the string and watchlist functions of the subset. The
+    /// receiver must be one that can't fail: in a method chain Rhai evaluates the arguments
+    /// first, in a function call the receiver; with a receiver that can't fail, the order
+    /// can't change the outcome.
+    fn builtin(
+        &mut self,
+        name: &str,
+        (receiver, ty): (Node, Ty),
+        args: &[Expr],
+    ) -> Option<(Node, Ty)> {
+        if !matches!(
+            receiver,
+            Node::Field(_) | Node::Local(_) | Node::Const(Const::Str(_))
+        ) {
+            return None;
+        }
+        if ty == WATCH {
+            return match (name, args) {
+                ("len", []) => Some((Node::WatchlistsLen, INT)),
+                ("is_empty", []) => Some((Node::WatchlistsIsEmpty, BOOL)),
+                ("contains", [needle]) => {
+                    let (needle, t) = self.value(needle)?;
+                    (t == STR).then(|| (Node::InWatchlists(Box::new(needle)), BOOL))
+                }
+                _ => None,
+            };
+        }
+        // Only a receiver that is always a string: anything else resolves to other functions.
+        if ty != STR {
+            return None;
+        }
+        match (name, args) {
+            ("len", []) => Some((Node::StrLen(Box::new(receiver)), INT)),
+            ("is_empty", []) => Some((Node::StrIsEmpty(Box::new(receiver)), BOOL)),
+            (_, [arg]) => {
+                let test = StrTest::from_name(name)?;
+                let (arg, t) = self.value(arg)?;
+                (t == STR).then(|| (Node::StrTest(test, Box::new((receiver, arg))), BOOL))
+            }
+            _ => None,
+        }
+    }
+
     fn call(&mut self, call: &FnCallExpr) -> Option<(Node, Ty)> {
         if call.capture_parent_scope {
             return None;
@@ -585,12 +716,21 @@ impl Compiler {
         let args = &call.args;
         // `needle in tx.watchlists` is `contains(tx.watchlists, needle)`.
         if name == "contains" && args.len() == 2 {
-            let (list, _) = self.expr(args.first()?)?;
-            if !matches!(list, Node::Field(Field::Watchlists)) {
-                return None;
+            let list = self.expr(args.first()?)?;
+            if !matches!(list.0, Node::Field(Field::Watchlists)) {
+                // `s in text`, `contains(text, s)`.
+                return self.builtin(name, list, args.get(1..)?);
             }
             let (needle, ty) = self.value(args.get(1)?)?;
             return (ty & !STR == 0).then(|| (Node::InWatchlists(Box::new(needle)), BOOL));
+        }
+        // The function form of the string and watchlist methods: `len(tx.referral)`.
+        if call.op_token.is_none()
+            && matches!(name, "len" | "is_empty" | "starts_with" | "ends_with")
+        {
+            let (first, rest) = args.split_first()?;
+            let receiver = self.expr(first)?;
+            return self.builtin(name, receiver, rest);
         }
         // Operators only: a call by name may resolve differently.
         call.op_token.as_ref()?;
@@ -724,6 +864,32 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Eval<'a>
             // Compiled only for string needles; a string never equals another type.
             _ => Ok(Val::Bool(false)),
         },
+        Node::StrTest(test, args) => {
+            let s = eval(&args.1, tx, locals)?;
+            let text = eval(&args.0, tx, locals)?;
+            match (text, s) {
+                (Val::Str(text), Val::Str(s)) => Ok(Val::Bool(test.apply(text, s))),
+                // Compiled only for strings.
+                (text, s) => {
+                    Err(
+                        Fault::NoFunction(test.name(), text.type_name(), Some(s.type_name()))
+                            .into(),
+                    )
+                }
+            }
+        }
+        Node::StrLen(text) => match eval(text, tx, locals)? {
+            Val::Str(s) => Ok(Val::Int(char_count(s))),
+            other => Err(Fault::NoFunction("len", other.type_name(), None).into()),
+        },
+        Node::StrIsEmpty(text) => match eval(text, tx, locals)? {
+            Val::Str(s) => Ok(Val::Bool(s.is_empty())),
+            other => Err(Fault::NoFunction("is_empty", other.type_name(), None).into()),
+        },
+        Node::WatchlistsLen => Ok(Val::Int(
+            i64::try_from(tx.watchlists.len()).unwrap_or(i64::MAX),
+        )),
+        Node::WatchlistsIsEmpty => Ok(Val::Bool(tx.watchlists.len() == 0)),
         Node::If(parts) => {
             let (cond, then, otherwise) = &**parts;
             if eval_bool(cond, tx, locals)? {
@@ -800,6 +966,15 @@ fn eval_bool<'a>(
         // `!x` on a non-bool is an error, as is a non-bool condition: same outcome.
         Node::Unary(UnOp::Not, arg) => eval_bool(arg, tx, locals).map(|b| !b),
         other => truth(eval(other, tx, locals)?),
+    }
+}
+
+/// Rhai's `len` of a string: its characters.
+fn char_count(s: &str) -> i64 {
+    if s.is_ascii() {
+        i64::try_from(s.len()).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(s.chars().count()).unwrap_or(i64::MAX)
     }
 }
 

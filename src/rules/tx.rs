@@ -27,6 +27,14 @@ impl Watchlists<'_> {
         }
     }
 
+    /// How many watchlists.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Watchlists::Dynamic(list) => list.len(),
+            Watchlists::Strings(list) => list.len(),
+        }
+    }
+
     fn to_array(self) -> rhai::Array {
         match self {
             Watchlists::Dynamic(list) => list.to_vec(),
