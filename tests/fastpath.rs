@@ -153,7 +153,8 @@ fn text(local: &'static str) -> impl Strategy<Value = String> {
 /// or with a value that is not a string).
 fn string_test(local: &'static str) -> impl Strategy<Value = String> {
     let name = proptest::sample::select(&["starts_with", "ends_with", "contains"][..]);
-    let arg = prop_oneof![4 => word().prop_map(|w| format!("{w:?}")), 1 => text(local), 1 => odd_leaf()];
+    let arg =
+        prop_oneof![4 => word().prop_map(|w| format!("{w:?}")), 1 => text(local), 1 => odd_leaf()];
     prop_oneof![
         4 => (text(local), name.clone(), arg.clone()).prop_map(|(t, n, a)| format!("{t}.{n}({a})")),
         1 => (text(local), name, arg.clone()).prop_map(|(t, n, a)| format!("{n}({t}, {a})")),
@@ -403,6 +404,103 @@ fn every_operator_on_every_pair_of_kinds_agrees() {
         compared > 5000,
         "only {compared} scripts compared on the fast path"
     );
+}
+
+/// `tx.field <op> literal`, `literal <op> tx.field` and their negations, with the field below,
+/// at and above the literal (and NaN, infinities, the integer extremes): the predicates the
+/// compiler specializes per field kind and operator.
+#[test]
+fn field_literal_comparisons_agree_at_the_edges() {
+    let ops = ["<", "<=", ">", ">=", "==", "!="];
+    let mut compared = 0;
+    for field in INT_FIELDS.iter().chain(FLOAT_FIELDS.iter()) {
+        for literal in ["24", "24.0", "-3", "2.5", "9223372036854775807"] {
+            let k: f64 = literal.parse().expect("a number");
+            let values = [k - 1.0, k - 0.5, k, k + 0.5, f64::NAN, f64::INFINITY];
+            for value in values {
+                let mut tx = sample_tx();
+                set_number(&mut tx, field, value);
+                for op in ops {
+                    for script in [
+                        format!("tx.{field} {op} {literal}"),
+                        format!("{literal} {op} tx.{field}"),
+                        format!("!(tx.{field} {op} {literal})"),
+                        format!("tx.{field} {op} {literal} && tx.is_new_address"),
+                        format!("!tx.is_new_address || !({literal} {op} tx.{field})"),
+                    ] {
+                        compared += agree(&script, &tx);
+                    }
+                }
+            }
+        }
+    }
+    for field in STR_FIELDS {
+        for value in WORDS {
+            let mut tx = sample_tx();
+            set_string(&mut tx, field, value);
+            for literal in WORDS {
+                for test in [
+                    "==",
+                    "!=",
+                    "<",
+                    ">=",
+                    "starts_with",
+                    "ends_with",
+                    "contains",
+                    "in",
+                ] {
+                    let script = match test {
+                        "in" => format!("{literal:?} in tx.{field}"),
+                        op if op.len() <= 2 => format!("tx.{field} {op} {literal:?}"),
+                        method => format!("tx.{field}.{method}({literal:?})"),
+                    };
+                    compared += agree(&script, &tx);
+                    compared += agree(&format!("!({script})"), &tx);
+                }
+            }
+        }
+    }
+    assert!(
+        compared > 5000,
+        "only {compared} scripts compared on the fast path"
+    );
+}
+
+/// Sets a numeric `tx` field by name (integer fields take the value rounded, saturating).
+fn set_number(tx: &mut Tx, field: &str, value: f64) {
+    let f = &mut tx.features;
+    let n = value as i64;
+    match field {
+        "account_age_days" => f.account_age_days = n,
+        "prior_withdrawals" => f.prior_withdrawals = n,
+        "withdrawals_24h" => f.withdrawals_24h = n,
+        "dest_users_24h" => f.dest_users_24h = n,
+        "dest_users_30d" => f.dest_users_30d = n,
+        "amount_usd" => tx.amount_usd = value,
+        "amount_usd_24h" => f.amount_usd_24h = value,
+        "median_amount_usd_90d" => f.median_amount_usd_90d = value,
+        "hours_since_password_reset" => f.hours_since_password_reset = value,
+        "device_age_hours" => f.device_age_hours = value,
+        "dest_first_used_days" => f.dest_first_used_days = value,
+        "dest_amount_usd_30d" => f.dest_amount_usd_30d = value,
+        other => panic!("not a numeric field: {other}"),
+    }
+}
+
+/// Sets a string `tx` field by name.
+fn set_string(tx: &mut Tx, field: &str, value: &str) {
+    let slot = match field {
+        "id" => &mut tx.id,
+        "user_id" => &mut tx.user_id,
+        "asset" => &mut tx.asset,
+        "network" => &mut tx.network,
+        "country" => &mut tx.country,
+        "locale" => &mut tx.locale,
+        "referral" => &mut tx.referral,
+        "destination" => &mut tx.destination,
+        other => panic!("not a string field: {other}"),
+    };
+    *slot = value.to_string();
 }
 
 /// Asserts the fast path and Rhai agree on `script` when it takes the fast path; 1 if it did.

@@ -57,6 +57,9 @@ pub(crate) struct TxView<'a> {
     pub(crate) amount_usd: f64,
     pub(crate) features: TxFeatures,
     pub(crate) watchlists: Watchlists<'a>,
+    /// The string fields as a table: id, user_id, asset, network, country, locale, referral,
+    /// destination.
+    pub(crate) strs: [&'a str; 8],
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
     pub(crate) ints: [i64; 5],
     /// The float fields as a table, for the fast path.
@@ -87,6 +90,7 @@ impl<'a> TxView<'a> {
             referral,
             destination,
             amount_usd,
+            strs: strings,
             ints: [
                 f.account_age_days,
                 f.prior_withdrawals,

@@ -33,8 +33,11 @@
 //! Set `RISKGATE_NO_FASTPATH=1` in the environment before a rule set loads to run every rule in
 //! the interpreter (read once per [`super::RuleSet`] load).
 
+mod pred;
+
 use std::fmt;
 
+use pred::Pred;
 use rhai::{ASTFlags, Expr, FnCallExpr, Stmt, AST};
 
 use super::policy::Limits;
@@ -153,6 +156,21 @@ impl Field {
             Field::Withdrawals24h => 2,
             Field::DestUsers24h => 3,
             Field::DestUsers30d => 4,
+            _ => return None,
+        })
+    }
+
+    /// Index into [`TxView::strs`].
+    fn str_index(self) -> Option<u8> {
+        Some(match self {
+            Field::Id => 0,
+            Field::UserId => 1,
+            Field::Asset => 2,
+            Field::Network => 3,
+            Field::Country => 4,
+            Field::Locale => 5,
+            Field::Referral => 6,
+            Field::Destination => 7,
             _ => return None,
         })
     }
@@ -369,26 +387,8 @@ enum Node {
     Let(u8, Box<Node>),
     Unary(UnOp, Box<Node>),
     Binary(BinOp, Box<(Node, Node)>),
-    /// `tx.field <op> literal` (or `literal <op> tx.field` when `!field_left`): the commonest
-    /// node, evaluated without recursion.
-    /// An integer field against an integer literal (exact), field on the left.
-    IntCompare {
-        op: BinOp,
-        index: u8,
-        literal: i64,
-    },
-    /// A float field against a number literal (IEEE), field on the left.
-    FloatCompare {
-        op: BinOp,
-        index: u8,
-        literal: f64,
-    },
-    CompareField {
-        op: BinOp,
-        field: Field,
-        literal: Const,
-        field_left: bool,
-    },
+    /// A boolean expression that can't fail (most rules are one).
+    Test(Pred),
     And(Box<[Node]>),
     Or(Box<[Node]>),
     /// `needle in tx.watchlists`.
@@ -462,11 +462,14 @@ impl FastRule {
     pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
         let result = match &self.body {
             // Conditions (most rules): no locals, straight to the boolean evaluator.
-            body @ (Node::And(_)
-            | Node::Or(_)
-            | Node::CompareField { .. }
-            | Node::IntCompare { .. }
-            | Node::FloatCompare { .. }) => eval_bool(body, tx, &mut []).map(Val::Bool),
+            Node::Test(p) => {
+                return if p.test(tx) {
+                    Outcome::Hit(score)
+                } else {
+                    Outcome::NoHit
+                };
+            }
+            body @ (Node::And(_) | Node::Or(_)) => eval_bool(body, tx, &mut []).map(Val::Bool),
             body if self.locals == 0 => eval(body, tx, &mut []),
             body => {
                 let mut storage = [Val::Unit; MAX_LOCALS];
@@ -601,8 +604,19 @@ impl Compiler {
                 for e in list.iter() {
                     nodes.push(self.value(e)?.0);
                 }
+                let and = matches!(e, Expr::And(..));
+                // All predicates: one predicate.
+                if nodes.iter().all(|n| as_pred(n).is_some()) {
+                    let preds: Box<[Pred]> = nodes.iter().filter_map(as_pred).collect();
+                    let pred = if and {
+                        Pred::And(preds)
+                    } else {
+                        Pred::Or(preds)
+                    };
+                    return Some((Node::Test(pred), BOOL));
+                }
                 let nodes = nodes.into_boxed_slice();
-                let node = if matches!(e, Expr::And(..)) {
+                let node = if and {
                     Node::And(nodes)
                 } else {
                     Node::Or(nodes)
@@ -620,6 +634,7 @@ impl Compiler {
     /// `tx.<name>`: a field, or an error when evaluated.
     fn field(name: &str) -> (Node, Ty) {
         match Field::from_name(name) {
+            Some(Field::IsNewAddress) => (Node::Test(Pred::IsNew(true)), BOOL),
             Some(field) => (Node::Field(field), field.ty()),
             None => (Node::NoProperty(name.into()), 0),
         }
@@ -687,7 +702,7 @@ impl Compiler {
                 ("is_empty", []) => Some((Node::WatchlistsIsEmpty, BOOL)),
                 ("contains", [needle]) => {
                     let (needle, t) = self.value(needle)?;
-                    (t == STR).then(|| (Node::InWatchlists(Box::new(needle)), BOOL))
+                    (t == STR).then(|| (in_watchlists(needle), BOOL))
                 }
                 _ => None,
             };
@@ -702,7 +717,21 @@ impl Compiler {
             (_, [arg]) => {
                 let test = StrTest::from_name(name)?;
                 let (arg, t) = self.value(arg)?;
-                (t == STR).then(|| (Node::StrTest(test, Box::new((receiver, arg))), BOOL))
+                if t != STR {
+                    return None;
+                }
+                let node = match (&receiver, arg) {
+                    (Node::Field(field), Node::Const(Const::Str(literal))) => {
+                        Node::Test(Pred::StrTest {
+                            test,
+                            index: field.str_index()?,
+                            negate: false,
+                            literal,
+                        })
+                    }
+                    (_, arg) => Node::StrTest(test, Box::new((receiver, arg))),
+                };
+                Some((node, BOOL))
             }
             _ => None,
         }
@@ -722,7 +751,7 @@ impl Compiler {
                 return self.builtin(name, list, args.get(1..)?);
             }
             let (needle, ty) = self.value(args.get(1)?)?;
-            return (ty & !STR == 0).then(|| (Node::InWatchlists(Box::new(needle)), BOOL));
+            return (ty & !STR == 0).then(|| (in_watchlists(needle), BOOL));
         }
         // The function form of the string and watchlist methods: `len(tx.referral)`.
         if call.op_token.is_none()
@@ -747,6 +776,9 @@ impl Compiler {
                     UnOp::Not => BOOL,
                     _ => ty & (INT | FLOAT),
                 };
+                if let (UnOp::Not, Node::Test(p)) = (op, &arg) {
+                    return Some((Node::Test(p.clone().negate()), BOOL));
+                }
                 Some((Node::Unary(op, Box::new(arg)), out))
             }
             2 => {
@@ -763,10 +795,10 @@ impl Compiler {
                 if op.is_comparison() {
                     let node = match (lhs, rhs) {
                         (Node::Field(field), Node::Const(literal)) => {
-                            specialize(op, field, literal, true)
+                            Node::Test(pred::compare(op, field, literal, true))
                         }
                         (Node::Const(literal), Node::Field(field)) => {
-                            specialize(op, field, literal, false)
+                            Node::Test(pred::compare(op, field, literal, false))
                         }
                         (lhs, rhs) => Node::Binary(op, Box::new((lhs, rhs))),
                     };
@@ -779,54 +811,23 @@ impl Compiler {
     }
 }
 
-/// `field <op> literal` (or `literal <op> field`) as the most specific node.
-fn specialize(op: BinOp, field: Field, literal: Const, field_left: bool) -> Node {
-    // `k < x` is `x > k`, exactly, for integers and IEEE floats alike.
-    let mirrored = if field_left {
-        op
-    } else {
-        match op {
-            BinOp::Lt => BinOp::Gt,
-            BinOp::Le => BinOp::Ge,
-            BinOp::Gt => BinOp::Lt,
-            BinOp::Ge => BinOp::Le,
-            other => other,
-        }
-    };
-    match (field.int_index(), field.float_index(), &literal) {
-        (Some(index), _, Const::Int(k)) => Node::IntCompare {
-            op: mirrored,
-            index,
-            literal: *k,
-        },
-        (_, Some(index), Const::Int(k)) => Node::FloatCompare {
-            op: mirrored,
-            index,
-            literal: *k as f64,
-        },
-        (_, Some(index), Const::Float(k)) => Node::FloatCompare {
-            op: mirrored,
-            index,
-            literal: *k,
-        },
-        _ => Node::CompareField {
-            op,
-            field,
-            literal,
-            field_left,
-        },
+/// A node as a predicate, when it is one.
+fn as_pred(node: &Node) -> Option<Pred> {
+    match node {
+        Node::Test(p) => Some(p.clone()),
+        Node::Const(Const::Bool(b)) => Some(Pred::Const(*b)),
+        _ => None,
     }
 }
 
-#[inline]
-fn int_compare(op: BinOp, x: i64, y: i64) -> bool {
-    match op {
-        BinOp::Lt => x < y,
-        BinOp::Le => x <= y,
-        BinOp::Gt => x > y,
-        BinOp::Ge => x >= y,
-        BinOp::Eq => x == y,
-        _ => x != y,
+/// `needle in tx.watchlists`: a predicate for a literal needle.
+fn in_watchlists(needle: Node) -> Node {
+    match needle {
+        Node::Const(Const::Str(list)) => Node::Test(Pred::InList {
+            negate: false,
+            list,
+        }),
+        needle => Node::InWatchlists(Box::new(needle)),
     }
 }
 
@@ -854,11 +855,8 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Eval<'a>
             let rhs = eval(&args.1, tx, locals)?;
             binary(*op, lhs, rhs).map_err(Stop::from)
         }
-        Node::CompareField { .. }
-        | Node::IntCompare { .. }
-        | Node::FloatCompare { .. }
-        | Node::And(_)
-        | Node::Or(_) => eval_bool(node, tx, locals).map(Val::Bool),
+        Node::Test(p) => Ok(Val::Bool(p.test(tx))),
+        Node::And(_) | Node::Or(_) => eval_bool(node, tx, locals).map(Val::Bool),
         Node::InWatchlists(needle) => match eval(needle, tx, locals)? {
             Val::Str(s) => Ok(Val::Bool(tx.watchlists.contains(s))),
             // Compiled only for string needles; a string never equals another type.
@@ -916,35 +914,7 @@ fn eval_bool<'a>(
     locals: &mut [Val<'a>],
 ) -> Result<bool, Stop<'a>> {
     match node {
-        Node::IntCompare { op, index, literal } => {
-            let x = tx
-                .ints
-                .get(usize::from(*index))
-                .copied()
-                .unwrap_or_default();
-            Ok(int_compare(*op, x, *literal))
-        }
-        Node::FloatCompare { op, index, literal } => {
-            let x = tx
-                .floats
-                .get(usize::from(*index))
-                .copied()
-                .unwrap_or_default();
-            Ok(float_compare(*op, x, *literal))
-        }
-        Node::CompareField {
-            op,
-            field,
-            literal,
-            field_left,
-        } => {
-            let (f, k) = (field.read(tx), literal.val());
-            Ok(if *field_left {
-                compare(*op, f, k)
-            } else {
-                compare(*op, k, f)
-            })
-        }
+        Node::Test(p) => Ok(p.test(tx)),
         Node::And(list) => {
             for e in list.iter() {
                 if !eval_bool(e, tx, locals)? {
@@ -961,7 +931,6 @@ fn eval_bool<'a>(
             }
             Ok(false)
         }
-        Node::Field(Field::IsNewAddress) => Ok(tx.features.is_new_address),
         Node::Const(Const::Bool(b)) => Ok(*b),
         // `!x` on a non-bool is an error, as is a non-bool condition: same outcome.
         Node::Unary(UnOp::Not, arg) => eval_bool(arg, tx, locals).map(|b| !b),
