@@ -104,89 +104,131 @@ impl Decision {
     }
 }
 
-/// Builds the decision from each rule's outcome (`outcomes[i]` for `rules.rules()[i]`, `None`
-/// for a rule whose pack did not apply).
-pub(crate) fn decide(
-    rules: &RuleSet,
-    w: &Withdrawal,
-    destination: &str,
-    outcomes: &[Option<Outcome>],
-) -> Decision {
-    let policy = rules.policy();
-    let mut pack_sums = vec![0_i64; rules.packs.len()];
-    let mut hits = Vec::new();
-    let mut shadow_hits = Vec::new();
-    let mut errors = Vec::new();
-    let mut floor = Tier::Allow;
-    let mut live_error = false;
-    let mut best_warning: Option<(i64, usize)> = None;
-    for (rule, outcome) in rules.rules.iter().zip(outcomes) {
+/// Packs whose sums are kept on the stack; a rule set with more uses the heap.
+const INLINE_PACKS: usize = 16;
+
+/// Builds a decision from rule outcomes handed over in rule order (rules whose pack did not
+/// apply are simply not handed over): no per-decision table of outcomes.
+pub(crate) struct DecisionBuilder<'r> {
+    rules: &'r RuleSet,
+    pack_sums_inline: [i64; INLINE_PACKS],
+    pack_sums_heap: Vec<i64>,
+    hits: Vec<Hit>,
+    shadow_hits: Vec<Hit>,
+    errors: Vec<RuleError>,
+    floor: Tier,
+    live_error: bool,
+    best_warning: Option<(i64, usize)>,
+}
+
+impl<'r> DecisionBuilder<'r> {
+    pub(crate) fn new(rules: &'r RuleSet) -> DecisionBuilder<'r> {
+        let packs = rules.packs.len();
+        DecisionBuilder {
+            rules,
+            pack_sums_inline: [0; INLINE_PACKS],
+            pack_sums_heap: if packs > INLINE_PACKS {
+                vec![0; packs]
+            } else {
+                Vec::new()
+            },
+            hits: Vec::new(),
+            shadow_hits: Vec::new(),
+            errors: Vec::new(),
+            floor: Tier::Allow,
+            live_error: false,
+            best_warning: None,
+        }
+    }
+
+    fn pack_sums(&mut self) -> &mut [i64] {
+        let packs = self.rules.packs.len();
+        if packs > INLINE_PACKS {
+            &mut self.pack_sums_heap
+        } else {
+            self.pack_sums_inline.get_mut(..packs).unwrap_or_default()
+        }
+    }
+
+    /// The outcome of rule `i` (`rules.rules()[i]`); call in increasing `i`.
+    pub(crate) fn add(&mut self, i: usize, outcome: Outcome) {
+        let Some(rule) = self.rules.rules.get(i) else {
+            return;
+        };
         match outcome {
-            None | Some(Outcome::NoHit) => {}
-            Some(Outcome::Hit(score)) => {
+            Outcome::NoHit => {}
+            Outcome::Hit(score) => {
                 let hit = Hit {
                     rule: rule.id.clone(),
-                    score: *score,
+                    score,
                     reason: rule.reason.clone(),
                 };
                 if rule.shadow {
-                    shadow_hits.push(hit);
-                    continue;
+                    self.shadow_hits.push(hit);
+                    return;
                 }
-                hits.push(hit);
-                if let Some(sum) = pack_sums.get_mut(rule.pack) {
-                    *sum = sum.saturating_add(*score);
+                self.hits.push(hit);
+                if let Some(sum) = self.pack_sums().get_mut(rule.pack) {
+                    *sum = sum.saturating_add(score);
                 }
                 if let Some(min) = rule.min_tier {
-                    floor = floor.max(min);
+                    self.floor = self.floor.max(min);
                 }
                 if let Some(warning) = rule.warning {
-                    // Rules are sorted by id, so the first of equal scores wins the tie.
-                    if best_warning.is_none_or(|(best, _)| *score > best) {
-                        best_warning = Some((*score, warning));
+                    // Rules come in id order, so the first of equal scores wins the tie.
+                    if self.best_warning.is_none_or(|(best, _)| score > best) {
+                        self.best_warning = Some((score, warning));
                     }
                 }
             }
-            Some(Outcome::Error(message)) => {
-                errors.push(RuleError {
+            Outcome::Error(message) => {
+                self.errors.push(RuleError {
                     rule: rule.id.clone(),
-                    error: message.clone(),
+                    error: message,
                 });
-                live_error |= !rule.shadow;
+                self.live_error |= !rule.shadow;
             }
         }
     }
-    let score = rules
-        .packs
-        .iter()
-        .zip(&pack_sums)
-        .map(|(pack, &sum)| pack.max_score.map_or(sum, |cap| sum.min(cap)))
-        .fold(0_i64, i64::saturating_add);
-    if live_error {
-        if let Some(tier) = policy.on_rule_error {
-            floor = floor.max(tier);
+
+    /// The decision for `w` (whose normalized destination is `destination`).
+    pub(crate) fn finish(mut self, w: &Withdrawal, destination: &str) -> Decision {
+        let rules = self.rules;
+        let policy = rules.policy();
+        let score = rules
+            .packs
+            .iter()
+            .zip(&*self.pack_sums())
+            .map(|(pack, &sum)| pack.max_score.map_or(sum, |cap| sum.min(cap)))
+            .fold(0_i64, i64::saturating_add);
+        let mut floor = self.floor;
+        if self.live_error {
+            if let Some(tier) = policy.on_rule_error {
+                floor = floor.max(tier);
+            }
         }
-    }
-    let tier = policy.thresholds.tier(score).max(floor);
-    let warning = if tier > Tier::Allow {
-        let chosen = best_warning
-            .and_then(|(_, i)| rules.warnings.get(i))
-            .unwrap_or(&policy.default_warning);
-        chosen.render(&w.user.locale, w, destination)
-    } else {
-        None
-    };
-    Decision {
-        id: w.id.clone(),
-        user_id: w.user_id.clone(),
-        tier,
-        score,
-        cool_off_hours: (tier == Tier::CoolOff).then_some(policy.cool_off_hours),
-        warning,
-        hits,
-        shadow_hits,
-        errors,
-        ruleset: rules.id_arc().clone(),
-        floor,
+        let tier = policy.thresholds.tier(score).max(floor);
+        let warning = if tier > Tier::Allow {
+            let chosen = self
+                .best_warning
+                .and_then(|(_, i)| rules.warnings.get(i))
+                .unwrap_or(&policy.default_warning);
+            chosen.render(&w.user.locale, w, destination)
+        } else {
+            None
+        };
+        Decision {
+            id: w.id.clone(),
+            user_id: w.user_id.clone(),
+            tier,
+            score,
+            cool_off_hours: (tier == Tier::CoolOff).then_some(policy.cool_off_hours),
+            warning,
+            hits: self.hits,
+            shadow_hits: self.shadow_hits,
+            errors: self.errors,
+            ruleset: rules.id_arc().clone(),
+            floor,
+        }
     }
 }

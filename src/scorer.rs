@@ -8,10 +8,10 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::audit::{DecisionLog, RulesetRecord};
-use crate::decision::{decide, Decision};
+use crate::decision::{Decision, DecisionBuilder};
 use crate::error::Error;
 use crate::event::{normalize_address, Event, Withdrawal};
-use crate::rules::{Outcome, RuleSet, TxView, Watchlists};
+use crate::rules::{RuleSet, TxView, Watchlists};
 use crate::state::{State, TxFeatures};
 
 /// Scores withdrawals against the live rule set and remembers what it observes.
@@ -178,6 +178,7 @@ impl Scorer {
     pub fn tx(&self, w: &Withdrawal) -> Tx {
         let rules = self.rules.load();
         let destination = normalize_address(&w.destination).into_owned();
+        let features = self.state.features(w, &destination);
         let watchlists = rules
             .watchlists_of(&destination)
             .map(|ids| ids.iter().map(|d| d.to_string()).collect())
@@ -192,7 +193,7 @@ impl Scorer {
             referral: w.user.referral.clone(),
             destination,
             amount_usd: w.amount_usd,
-            features: self.state.features(w),
+            features,
             watchlists,
         }
     }
@@ -214,17 +215,25 @@ impl Scorer {
         let rules = self.rules.load();
         let destination = normalize_address(&w.destination);
         let now = w.ts.as_micros();
-        let applies: Vec<bool> = rules
-            .packs
-            .iter()
-            .map(|p| p.applies(&w.user.country, now))
-            .collect();
+        // Which packs apply (region, campaign window): on the stack for up to 64 packs.
+        let packs = rules.packs.len();
+        let mut applies_inline = [false; 64];
+        let mut applies_heap = Vec::new();
+        let applies: &mut [bool] = if packs <= applies_inline.len() {
+            applies_inline.get_mut(..packs).unwrap_or_default()
+        } else {
+            applies_heap.resize(packs, false);
+            &mut applies_heap
+        };
+        for (slot, pack) in applies.iter_mut().zip(&rules.packs) {
+            *slot = pack.applies(&w.user.country, now);
+        }
         let applies = |pack: usize| applies.get(pack).copied().unwrap_or(false);
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; rules.rules.len()];
         if let Some(t) = timings.as_deref_mut() {
             t.clear();
             t.resize(rules.rules.len(), None);
         }
+        let mut decision = DecisionBuilder::new(&rules);
         if rules.rules.iter().any(|r| applies(r.pack)) {
             // The fast path reads this view directly; the Rhai map is built from it only when
             // an applicable rule needs the interpreter.
@@ -244,7 +253,7 @@ impl Scorer {
                     &destination,
                 ],
                 w.amount_usd,
-                self.state.features(w),
+                self.state.features(w, &destination),
                 Watchlists::Dynamic(watchlists),
             );
             rules.run_rules(&tx, applies, timings.is_some(), |i, outcome, took| {
@@ -253,12 +262,10 @@ impl Scorer {
                         *slot = Some(took);
                     }
                 }
-                if let Some(slot) = outcomes.get_mut(i) {
-                    *slot = Some(outcome);
-                }
+                decision.add(i, outcome);
             });
         }
-        decide(&rules, w, &destination, &outcomes)
+        decision.finish(w, &destination)
     }
 }
 

@@ -104,7 +104,7 @@ pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
     pub(crate) warnings: Vec<Warning>,
     /// Normalized address -> sorted ids of the watchlists that hold it.
-    watchlists: HashMap<String, rhai::Array>,
+    watchlists: HashMap<String, rhai::Array, foldhash::fast::RandomState>,
     pub(crate) sandbox: Sandbox,
 }
 

@@ -2,35 +2,25 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use super::{DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
+use super::{id_hash as user_hash, DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
 use crate::time::{in_window, MICROS_PER_DAY};
 
 const NONE: i64 = i64::MIN;
 
 /// The users who paid one destination, each with their latest few withdrawal times.
-#[derive(Default, Clone, Debug, Serialize, Deserialize)]
+#[derive(Default, Clone, Debug)]
 pub(crate) struct DestinationState {
     pub(crate) payers: Vec<Payer>,
 }
 
 /// One user's latest withdrawal times to a destination, newest first (`i64::MIN` when unused).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Payer {
     pub(crate) user: Arc<str>,
-    /// [`user_hash`] of `user`, kept inline: a popular address has thousands of payers, and
+    /// [`super::id_hash`] of `user`, kept inline: a popular address has thousands of payers, and
     /// comparing hashes first spares following each payer's pointer to its id.
-    #[serde(skip)]
     pub(crate) user_hash: u64,
     pub(crate) times: [i64; DEST_TIMES],
-}
-
-/// FNV-1a: deterministic and cheap for short ids; only a pre-filter before comparing ids.
-pub(crate) fn user_hash(user: &str) -> u64 {
-    user.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl Payer {

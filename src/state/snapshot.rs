@@ -393,11 +393,8 @@ impl<'a> Decoder<'a> {
         let mut destinations = Vec::with_capacity(n);
         for _ in 0..n {
             let address = self.shared()?;
-            destinations.push(KnownDestination {
-                address,
-                first_ts: self.i64()?,
-                last_ts: self.i64()?,
-            });
+            let (first_ts, last_ts) = (self.i64()?, self.i64()?);
+            destinations.push(KnownDestination::new(address, first_ts, last_ts));
         }
         let n = self.count(MAX_HISTORY, "history entries")?;
         let mut history = Vec::with_capacity(n);
@@ -423,11 +420,8 @@ impl<'a> Decoder<'a> {
         let mut devices = Vec::with_capacity(n);
         for _ in 0..n {
             let id: Box<str> = self.str()?.into();
-            devices.push(Device {
-                id,
-                first_ts: self.i64()?,
-                last_ts: self.i64()?,
-            });
+            let (first_ts, last_ts) = (self.i64()?, self.i64()?);
+            devices.push(Device::new(id, first_ts, last_ts));
         }
         let n = self.count(MAX_RESETS, "password resets")?;
         let mut resets = Vec::with_capacity(n);
@@ -456,7 +450,7 @@ impl<'a> Decoder<'a> {
                 *t = self.i64()?;
             }
             payers.push(Payer {
-                user_hash: super::destination::user_hash(&user),
+                user_hash: super::id_hash(&user),
                 user,
                 times,
             });

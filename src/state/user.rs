@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use super::{TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
+use super::{
+    id_hash, TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS,
+};
 use crate::time::{in_window, Timestamp, MICROS_PER_DAY};
 
 /// One completed withdrawal in a user's history.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub(crate) ts: i64,
     pub(crate) amount_usd: f64,
@@ -17,22 +17,56 @@ pub(crate) struct Entry {
 }
 
 /// A destination the user has paid.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct KnownDestination {
     pub(crate) address: Arc<str>,
+    /// [`id_hash`] of `address`.
+    hash: u64,
     pub(crate) first_ts: i64,
     pub(crate) last_ts: i64,
+}
+
+impl KnownDestination {
+    pub(crate) fn new(address: Arc<str>, first_ts: i64, last_ts: i64) -> KnownDestination {
+        KnownDestination {
+            hash: id_hash(&address),
+            address,
+            first_ts,
+            last_ts,
+        }
+    }
+
+    fn is(&self, address: &str, hash: u64) -> bool {
+        self.hash == hash && &*self.address == address
+    }
 }
 
 /// A device the user has been seen on.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub(crate) struct Device {
     pub(crate) id: Box<str>,
+    /// [`id_hash`] of `id`.
+    hash: u64,
     pub(crate) first_ts: i64,
     pub(crate) last_ts: i64,
 }
 
-#[derive(Default, Clone, Debug, Serialize, Deserialize)]
+impl Device {
+    pub(crate) fn new(id: Box<str>, first_ts: i64, last_ts: i64) -> Device {
+        Device {
+            hash: id_hash(&id),
+            id,
+            first_ts,
+            last_ts,
+        }
+    }
+
+    fn is(&self, id: &str, hash: u64) -> bool {
+        self.hash == hash && &*self.id == id
+    }
+}
+
+#[derive(Default, Clone, Debug)]
 pub(crate) struct UserState {
     /// Completed withdrawals ever recorded (history trimming does not lower it).
     pub(crate) completed: u64,
@@ -53,10 +87,11 @@ impl UserState {
         device: Option<&str>,
     ) {
         f.prior_withdrawals = i64::try_from(self.completed).unwrap_or(i64::MAX);
+        let hash = id_hash(destination);
         let dest = self
             .destinations
             .iter()
-            .position(|d| &*d.address == destination);
+            .position(|d| d.is(destination, hash));
         let mut recent = [0.0_f64; MAX_HISTORY];
         let mut recent_len = 0;
         for e in &self.history {
@@ -85,7 +120,8 @@ impl UserState {
             f.hours_since_password_reset = now_ts.hours_since(reset);
         }
         if let Some(device) = device {
-            f.device_age_hours = match self.devices.iter().find(|d| &*d.id == device) {
+            let hash = id_hash(device);
+            f.device_age_hours = match self.devices.iter().find(|d| d.is(device, hash)) {
                 Some(d) if d.first_ts <= now => now_ts.hours_since(d.first_ts),
                 _ => 0.0,
             };
@@ -101,7 +137,8 @@ impl UserState {
     ) {
         let before = self.newest();
         self.completed += 1;
-        let dest = match self.destinations.iter().position(|d| d.address == address) {
+        let hash = id_hash(&address);
+        let dest = match self.destinations.iter().position(|d| d.is(&address, hash)) {
             Some(i) => i,
             None => {
                 if self.destinations.len() >= MAX_DESTINATIONS {
@@ -109,11 +146,7 @@ impl UserState {
                 }
                 super::push_compact(
                     &mut self.destinations,
-                    KnownDestination {
-                        address,
-                        first_ts: ts,
-                        last_ts: ts,
-                    },
+                    KnownDestination::new(address, ts, ts),
                 );
                 self.destinations.len() - 1
             }
@@ -140,7 +173,8 @@ impl UserState {
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
-        match self.devices.iter_mut().find(|d| &*d.id == id) {
+        let hash = id_hash(id);
+        match self.devices.iter_mut().find(|d| d.is(id, hash)) {
             Some(d) => {
                 d.first_ts = d.first_ts.min(ts);
                 d.last_ts = d.last_ts.max(ts);
@@ -157,14 +191,7 @@ impl UserState {
                         self.devices.swap_remove(i);
                     }
                 }
-                super::push_compact(
-                    &mut self.devices,
-                    Device {
-                        id: id.into(),
-                        first_ts: ts,
-                        last_ts: ts,
-                    },
-                );
+                super::push_compact(&mut self.devices, Device::new(id.into(), ts, ts));
             }
         }
     }
