@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::{id_hash as user_hash, DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
-use crate::time::{in_window, MICROS_PER_DAY};
+use crate::time::MICROS_PER_DAY;
 
 const NONE: i64 = i64::MIN;
 
@@ -39,10 +39,14 @@ impl Payer {
         self.user_hash == hash && &*self.user == user
     }
 
-    fn any_in_window(&self, now: i64, span: i64) -> bool {
-        self.times
-            .iter()
-            .any(|&t| t != NONE && in_window(t, now, span))
+    /// The latest of the times at or before `now` (`NONE` when there is none): the times are
+    /// newest first, so it alone decides whether any time lies in a window ending at `now`.
+    #[inline]
+    fn latest_at_or_before(&self, now: i64) -> i64 {
+        match self.times {
+            [first, ..] if first <= now => first,
+            times => times.into_iter().find(|&t| t <= now).unwrap_or(NONE),
+        }
     }
 }
 
@@ -50,24 +54,37 @@ impl DestinationState {
     /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
     pub(crate) fn other_users(&self, user: &str, now: i64) -> (i64, i64) {
         let hash = user_hash(user);
+        let day_start = now.saturating_sub(MICROS_PER_DAY);
+        let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let mut day = 0;
         let mut month = 0;
         for payer in &self.payers {
-            if payer.any_in_window(now, 30 * MICROS_PER_DAY) && !payer.is(user, hash) {
+            // In `(now - span, now]` for some time iff the latest at or before `now` is.
+            let latest = payer.latest_at_or_before(now);
+            if latest != NONE && latest > month_start && !payer.is(user, hash) {
                 month += 1;
-                if payer.any_in_window(now, MICROS_PER_DAY) {
-                    day += 1;
-                }
+                day += i64::from(latest > day_start);
             }
         }
         (day, month)
     }
 
-    /// Remembers that `user` paid this destination at `ts`.
+    /// Remembers that `user` paid this destination at `ts`: one walk over the payers (finding
+    /// the user, the newest time before this one and whether any payer is due to be forgotten).
     pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
-        let before = self.newest();
         let hash = user_hash(user);
-        match self.payers.iter_mut().find(|p| p.is(user, hash)) {
+        let mut found = None;
+        let mut before = NONE;
+        let mut oldest = i64::MAX;
+        for (i, payer) in self.payers.iter().enumerate() {
+            let [latest, ..] = payer.times;
+            before = before.max(latest);
+            oldest = oldest.min(latest);
+            if found.is_none() && payer.is(user, hash) {
+                found = Some(i);
+            }
+        }
+        match found.and_then(|i| self.payers.get_mut(i)) {
             Some(payer) => insert_time(&mut payer.times, ts),
             None => {
                 if self.payers.len() >= MAX_DEST_USERS {
@@ -79,7 +96,9 @@ impl DestinationState {
         // As of the earlier of this withdrawal and the newest before it: one dated far in the
         // future must not drop every other payer.
         let horizon = before.min(ts).saturating_sub(DEST_RETENTION);
-        self.payers.retain(|p| p.times[0] > horizon);
+        if oldest <= horizon {
+            self.payers.retain(|p| p.times[0] > horizon);
+        }
     }
 
     /// The latest withdrawal time to this destination.

@@ -449,6 +449,8 @@ impl<'a> Decoder<'a> {
             for t in &mut times {
                 *t = self.i64()?;
             }
+            // Newest first, unused slots (`i64::MIN`) last: what the window counts rely on.
+            times.sort_unstable_by(|a, b| b.cmp(a));
             payers.push(Payer {
                 user_hash: super::id_hash(&user),
                 user,
