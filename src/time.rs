@@ -94,9 +94,3 @@ fn is_rfc3339(text: &[u8]) -> bool {
         None => false,
     }
 }
-
-/// True when `ts` lies in the window `(now - span, now]`.
-#[inline]
-pub(crate) fn in_window(ts: i64, now: i64, span: i64) -> bool {
-    ts <= now && ts > now.saturating_sub(span)
-}

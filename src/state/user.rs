@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{
     id_hash, TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS,
 };
-use crate::time::{in_window, Timestamp, MICROS_PER_DAY};
+use crate::time::{Timestamp, MICROS_PER_DAY};
 
 /// One completed withdrawal in a user's history.
 #[derive(Clone, Copy, Debug)]
@@ -92,24 +92,43 @@ impl UserState {
             .destinations
             .iter()
             .position(|d| d.is(destination, hash));
-        let mut recent = [0.0_f64; MAX_HISTORY];
+        // Amounts in the 90-day window, for the median: on the stack for the usual few, on
+        // the heap past that (a zeroed array of MAX_HISTORY would cost more than the rest).
+        let mut recent_inline = [0.0_f64; RECENT_INLINE];
         let mut recent_len = 0;
+        let mut recent_heap: Vec<f64> = Vec::new();
+        let day_start = now.saturating_sub(MICROS_PER_DAY);
+        let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
+        let quarter_start = now.saturating_sub(90 * MICROS_PER_DAY);
+        let dest_index = dest.map(|i| i as u32);
         for e in &self.history {
-            if in_window(e.ts, now, MICROS_PER_DAY) {
+            // Every window is `(now - span, now]`.
+            if e.ts > now || e.ts <= quarter_start {
+                continue;
+            }
+            match recent_inline.get_mut(recent_len) {
+                Some(slot) => *slot = e.amount_usd,
+                None => {
+                    if recent_heap.is_empty() {
+                        recent_heap.extend_from_slice(&recent_inline);
+                    }
+                    recent_heap.push(e.amount_usd);
+                }
+            }
+            recent_len += 1;
+            if e.ts > day_start {
                 f.withdrawals_24h += 1;
                 f.amount_usd_24h += e.amount_usd;
             }
-            if in_window(e.ts, now, 90 * MICROS_PER_DAY) {
-                if let Some(slot) = recent.get_mut(recent_len) {
-                    *slot = e.amount_usd;
-                    recent_len += 1;
-                }
-            }
-            if Some(e.dest as usize) == dest && in_window(e.ts, now, 30 * MICROS_PER_DAY) {
+            if Some(e.dest) == dest_index && e.ts > month_start {
                 f.dest_amount_usd_30d += e.amount_usd;
             }
         }
-        f.median_amount_usd_90d = median(recent.get_mut(..recent_len).unwrap_or_default());
+        f.median_amount_usd_90d = if recent_heap.is_empty() {
+            median(recent_inline.get_mut(..recent_len).unwrap_or_default())
+        } else {
+            median(&mut recent_heap)
+        };
         if let Some(known) = dest.and_then(|i| self.destinations.get(i)) {
             f.is_new_address = false;
             f.dest_first_used_days =
@@ -272,6 +291,9 @@ impl UserState {
         }
     }
 }
+
+/// 90-day amounts kept on the stack while computing the median.
+const RECENT_INLINE: usize = 32;
 
 /// Median of `values`; the mean of the two middle values for an even count; 0.0 when empty.
 fn median(values: &mut [f64]) -> f64 {
