@@ -4,6 +4,8 @@
 //! on. Fields the contract does not name are ignored, so fixtures may carry extras such as
 //! `expect` (see [`crate::check`]).
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::time::Timestamp;
@@ -139,31 +141,35 @@ enum Kind {
 
 /// The wire form: everything optional so that validation can say exactly what is missing.
 #[derive(Deserialize)]
-pub(crate) struct RawEvent {
+pub(crate) struct RawEvent<'a> {
     kind: Option<Kind>,
-    ts: Option<String>,
+    /// Borrowed where the line has no escapes: parsed into a [`Timestamp`], never kept.
+    #[serde(borrow)]
+    ts: Option<Cow<'a, str>>,
     user_id: Option<String>,
     id: Option<String>,
     asset: Option<String>,
     network: Option<String>,
     amount_usd: Option<f64>,
     destination: Option<String>,
-    user: Option<RawUser>,
+    #[serde(borrow)]
+    user: Option<RawUser<'a>>,
     device_id: Option<String>,
     status: Option<Status>,
     label: Option<Label>,
 }
 
 #[derive(Deserialize)]
-struct RawUser {
+struct RawUser<'a> {
     country: Option<String>,
-    created_at: Option<String>,
+    #[serde(borrow)]
+    created_at: Option<Cow<'a, str>>,
     locale: Option<String>,
     referral: Option<String>,
 }
 
 /// Parses the JSON of one line, with messages that say what to fix.
-pub(crate) fn parse_raw(line: &str) -> Result<RawEvent, String> {
+pub(crate) fn parse_raw(line: &str) -> Result<RawEvent<'_>, String> {
     if line.starts_with('\u{feff}') {
         return Err(
             "line starts with a byte-order mark (U+FEFF); write JSON Lines as UTF-8 without a BOM"
@@ -187,12 +193,17 @@ fn required(value: Option<String>, kind: &str, field: &str) -> Result<String, St
     }
 }
 
-fn timestamp(value: Option<String>, kind: &str, field: &str) -> Result<Timestamp, String> {
-    let text = required(value, kind, field)?;
-    Timestamp::parse(&text).map_err(|e| format!("{kind} field `{field}`: {e}"))
+fn timestamp(value: Option<Cow<'_, str>>, kind: &str, field: &str) -> Result<Timestamp, String> {
+    match value {
+        Some(text) if !text.is_empty() => {
+            Timestamp::parse(&text).map_err(|e| format!("{kind} field `{field}`: {e}"))
+        }
+        Some(_) => Err(format!("{kind} field `{field}` must not be empty")),
+        None => Err(format!("{kind} is missing field `{field}`")),
+    }
 }
 
-impl RawEvent {
+impl RawEvent<'_> {
     pub(crate) fn into_event(self) -> Result<Event, String> {
         let kind = self.kind.ok_or_else(|| {
             "event is missing field `kind` (withdrawal, password_reset or login)".to_string()
@@ -252,7 +263,7 @@ impl RawEvent {
     }
 }
 
-impl RawUser {
+impl RawUser<'_> {
     fn into_profile(self) -> Result<UserProfile, String> {
         let country = required(self.country, "withdrawal", "user.country")?;
         if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {

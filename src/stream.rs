@@ -2,6 +2,10 @@
 //! skipped, each invalid line reported by number without changing state, withdrawal ids unique.
 
 use std::collections::HashSet;
+
+/// Withdrawal ids seen (foldhash: ids are hashed once per withdrawal, and SipHash was a visible
+/// share of a replay).
+pub(crate) type IdSet = HashSet<Box<str>, crate::state::Hasher>;
 use std::io::BufRead;
 
 use crate::decision::Decision;
@@ -27,7 +31,7 @@ pub enum Processed {
 #[derive(Default)]
 pub struct EventStream {
     line: usize,
-    withdrawal_ids: HashSet<Box<str>>,
+    withdrawal_ids: IdSet,
 }
 
 impl EventStream {
@@ -102,7 +106,7 @@ impl EventStream {
     }
 
     /// The withdrawal ids seen so far (what a snapshot keeps of the stream).
-    pub(crate) fn seen_ids(&self) -> &HashSet<Box<str>> {
+    pub(crate) fn seen_ids(&self) -> &IdSet {
         &self.withdrawal_ids
     }
 }

@@ -179,7 +179,7 @@ impl State {
     /// when given, the withdrawal ids a stream has seen; bytes go to `sink` in chunks.
     pub(crate) fn encode<E>(
         &self,
-        withdrawal_ids: Option<&HashSet<Box<str>>>,
+        withdrawal_ids: Option<&crate::stream::IdSet>,
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
         // The string table is sized up front (users and destinations are most of its strings),
