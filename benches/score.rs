@@ -3,6 +3,10 @@
 //! decision) on varied withdrawals. Each call is asserted to give the decision a first pass
 //! computed. Also prints p50/p99 per decision over individually timed calls (criterion reports
 //! mean and median only).
+//!
+//! `score/hk_1k_users`: the same with 1k users, whose state stays in the CPU caches: the floor
+//! without main-memory misses (at 100k users the state is ~90 MB, and each decision follows a
+//! handful of pointers into it).
 
 mod common;
 
@@ -17,11 +21,16 @@ const USERS: usize = 100_000;
 const WITHDRAWALS: usize = 20_000;
 
 fn bench(c: &mut Criterion) {
+    run(c, "score/hk", USERS);
+    run(c, "score/hk_1k_users", 1_000);
+}
+
+fn run(c: &mut Criterion, name: &str, users: usize) {
     let mut rng = Rng::new(0x0005_C02E);
-    let users = common::users(USERS, &mut rng);
-    let scorer = common::warm_scorer(&users, &mut rng);
-    assert_eq!(scorer.user_count(), USERS);
-    let withdrawals = common::withdrawals(WITHDRAWALS, &users, &mut rng, "wd");
+    let people = common::users(users, &mut rng);
+    let scorer = common::warm_scorer(&people, &mut rng);
+    assert_eq!(scorer.user_count(), users);
+    let withdrawals = common::withdrawals(WITHDRAWALS, &people, &mut rng, "wd");
     // Expected decisions, computed once; score() never changes state, so they must repeat.
     let expected: Vec<(Tier, i64)> = withdrawals
         .iter()
@@ -32,13 +41,13 @@ fn bench(c: &mut Criterion) {
     for (tier, _) in &expected {
         tiers[*tier as usize] += 1;
     }
-    println!("score/hk: {USERS} users; {WITHDRAWALS} withdrawals; tiers allow/notice/warn/cool_off = {tiers:?}");
+    println!("{name}: {users} users; {WITHDRAWALS} withdrawals; tiers allow/notice/warn/cool_off = {tiers:?}");
     assert!(
         tiers.iter().all(|&n| n > 0),
         "the generated withdrawals reach every tier"
     );
 
-    c.bench_function("score/hk", |b| {
+    c.bench_function(name, |b| {
         let mut i = 0;
         b.iter(|| {
             let w = &withdrawals[i % WITHDRAWALS];
@@ -63,7 +72,7 @@ fn bench(c: &mut Criterion) {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     println!(
-        "score/hk per decision over {} timed calls: p50 {} ns, p90 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+        "{name} per decision over {} timed calls: p50 {} ns, p90 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
         samples.len(),
         at(0.50),
         at(0.90),
