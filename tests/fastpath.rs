@@ -161,7 +161,7 @@ fn string_test(local: &'static str) -> impl Strategy<Value = String> {
         1 => (arg.clone(), text(local)).prop_map(|(a, t)| format!("({a} in {t})")),
         1 => (arg, text(local)).prop_map(|(a, t)| format!("({a} !in {t})")),
         1 => text(local).prop_map(|t| format!("{t}.is_empty()")),
-        1 => Just("tx.watchlists.is_empty()".to_string()),
+        1 => proptest::sample::select(&["tx.watchlists.is_empty()", "tx.watchlists.is_empty", "is_empty(tx.watchlists)"][..]).prop_map(str::to_string),
         1 => proptest::sample::select(&LISTS[..]).prop_map(|l| format!("tx.watchlists.contains({l:?})")),
     ]
 }
@@ -172,7 +172,7 @@ fn string_length(local: &'static str) -> impl Strategy<Value = String> {
         3 => text(local).prop_map(|t| format!("{t}.len()")),
         1 => text(local).prop_map(|t| format!("{t}.len")),
         1 => text(local).prop_map(|t| format!("len({t})")),
-        1 => Just("tx.watchlists.len()".to_string()),
+        1 => proptest::sample::select(&["tx.watchlists.len()", "tx.watchlists.len", "len(tx.watchlists)"][..]).prop_map(str::to_string),
     ]
 }
 
@@ -312,6 +312,7 @@ fn subset_scripts_take_the_fast_path_and_agree() {
         "contains(tx.referral, \"tele\") && !tx.asset.is_empty()",
         "let d = tx.destination; d.contains(\"yz\") && d.len == 4",
         "tx.watchlists.len() > 0 && !tx.watchlists.is_empty()",
+        "tx.watchlists.len == 1 && !is_empty(tx.watchlists) && len(tx.watchlists) < 2",
         "tx.watchlists.contains(\"hk-police/scameter\")",
         "\"香港\".len() == 2",
         "tx.hours_since_password_reset > 24.0",
