@@ -467,6 +467,51 @@ fn field_literal_comparisons_agree_at_the_edges() {
     );
 }
 
+/// A rule whose work grows with a `tx` string's length runs in the interpreter (with its
+/// deadline) when the withdrawal carries a string longer than `FAST_TEXT_LIMIT`; bounded rules
+/// stay on the fast path whatever the strings.
+#[test]
+fn text_scanning_rules_leave_the_fast_path_for_very_long_strings() {
+    let limit = riskgate::rules::FAST_TEXT_LIMIT;
+    let mut long = sample_tx();
+    long.destination = "T".repeat(limit + 1);
+    let mut short = sample_tx();
+    short.destination = "T".repeat(limit);
+    for script in [
+        "tx.destination.contains(\"x\")",
+        "tx.referral.len() > 3",
+        "tx.destination.starts_with(tx.referral)",
+        "let d = tx.destination; d == tx.id",
+    ] {
+        let probe = RuleProbe::new(script).unwrap_or_else(|e| panic!("{script}: {e}"));
+        assert!(probe.is_fast(), "{script}");
+        assert_eq!(
+            probe.fast(&long, 10),
+            None,
+            "{script} with a long destination"
+        );
+        let fast = probe.fast(&short, 10);
+        assert!(
+            fast.as_ref()
+                .is_some_and(|f| same(f, &probe.interpreted(&short, 10))),
+            "{script}: {fast:?}"
+        );
+    }
+    for script in [
+        "tx.destination == \"T\"",
+        "tx.destination.is_empty()",
+        "\"hk-police/scameter\" in tx.watchlists",
+    ] {
+        let probe = RuleProbe::new(script).unwrap_or_else(|e| panic!("{script}: {e}"));
+        let fast = probe.fast(&long, 10);
+        assert!(
+            fast.as_ref()
+                .is_some_and(|f| same(f, &probe.interpreted(&long, 10))),
+            "{script}: {fast:?}"
+        );
+    }
+}
+
 /// Sets a numeric `tx` field by name (integer fields take the value rounded, saturating).
 fn set_number(tx: &mut Tx, field: &str, value: f64) {
     let f = &mut tx.features;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-pub use fastpath::{RuleProbe, NO_FASTPATH_ENV};
+pub use fastpath::{RuleProbe, FAST_TEXT_LIMIT, NO_FASTPATH_ENV};
 pub use policy::{Limits, Policy, Thresholds};
 pub use problem::Problem;
 pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};
@@ -183,8 +183,9 @@ impl RuleSet {
                 continue;
             }
             let started = timed.then(std::time::Instant::now);
-            let outcome = match &rule.fast {
-                Some(fast) => fast.run(tx, rule.score),
+            let fast = rule.fast.as_ref().and_then(|fast| fast.run(tx, rule.score));
+            let outcome = match fast {
+                Some(outcome) => outcome,
                 None => {
                     let scope = scope.get_or_insert_with(|| {
                         let mut scope = rhai::Scope::new();

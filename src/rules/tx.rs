@@ -60,6 +60,8 @@ pub(crate) struct TxView<'a> {
     /// The string fields as a table: id, user_id, asset, network, country, locale, referral,
     /// destination.
     pub(crate) strs: [&'a str; 8],
+    /// The length in bytes of the longest string field (see `fastpath::FAST_TEXT_LIMIT`).
+    pub(crate) longest_text: usize,
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
     pub(crate) ints: [i64; 5],
     /// The float fields as a table, for the fast path.
@@ -91,6 +93,7 @@ impl<'a> TxView<'a> {
             destination,
             amount_usd,
             strs: strings,
+            longest_text: strings.iter().map(|s| s.len()).max().unwrap_or(0),
             ints: [
                 f.account_age_days,
                 f.prior_withdrawals,

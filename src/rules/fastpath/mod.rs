@@ -455,11 +455,28 @@ pub(crate) struct FastRule {
     body: Node,
     /// Local variables the rule declares.
     locals: usize,
+    /// Whether the rule's work grows with the length of a `tx` string (`contains`, `len`, a
+    /// comparison of two non-literal strings): such a rule runs in the interpreter, with its
+    /// deadline, for a withdrawal carrying a string longer than [`FAST_TEXT_LIMIT`].
+    scans_text: bool,
 }
 
+/// The longest `tx` string a text-scanning rule takes on the fast path (bytes). Real ids and
+/// addresses are far shorter; an event line may carry up to 1 MiB, and a rule of thousands of
+/// `contains` over such a string must meet the interpreter's deadline, not run unbounded.
+pub const FAST_TEXT_LIMIT: usize = 1024;
+
 impl FastRule {
-    /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`.
-    pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Outcome {
+    /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`. `None` when
+    /// this `tx` must go to the interpreter instead (see [`FAST_TEXT_LIMIT`]).
+    pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Option<Outcome> {
+        if self.scans_text && tx.longest_text > FAST_TEXT_LIMIT {
+            return None;
+        }
+        Some(self.run_unchecked(tx, score))
+    }
+
+    fn run_unchecked(&self, tx: &TxView<'_>, score: i64) -> Outcome {
         let result = match &self.body {
             // Conditions (most rules): no locals, straight to the boolean evaluator.
             Node::Test(p) => {
@@ -509,6 +526,7 @@ pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
     Some(FastRule {
         body,
         locals: c.next_slot,
+        scans_text: c.scans_text,
     })
 }
 
@@ -518,6 +536,8 @@ struct Compiler {
     locals: Vec<(String, u8, Ty)>,
     next_slot: usize,
     nodes: usize,
+    /// See [`FastRule::scans_text`].
+    scans_text: bool,
 }
 
 impl Compiler {
@@ -711,6 +731,7 @@ impl Compiler {
         if ty != STR {
             return None;
         }
+        self.scans_text |= name != "is_empty";
         match (name, args) {
             ("len", []) => Some((Node::StrLen(Box::new(receiver)), INT)),
             ("is_empty", []) => Some((Node::StrIsEmpty(Box::new(receiver)), BOOL)),
@@ -793,6 +814,10 @@ impl Compiler {
                     return None;
                 }
                 if op.is_comparison() {
+                    let literal = |n: &Node| matches!(n, Node::Const(_));
+                    if t1 & t2 & STR != 0 && !literal(&lhs) && !literal(&rhs) {
+                        self.scans_text = true;
+                    }
                     let node = match (lhs, rhs) {
                         (Node::Field(field), Node::Const(literal)) => {
                             Node::Test(pred::compare(op, field, literal, true))
@@ -1106,7 +1131,9 @@ impl RuleProbe {
 
     /// The fast path's outcome (`None` when the script is not on the fast path).
     pub fn fast(&self, tx: &crate::Tx, score: i64) -> Option<Outcome> {
-        self.fast.as_ref().map(|f| f.run(&TxView::from(tx), score))
+        self.fast
+            .as_ref()
+            .and_then(|f| f.run(&TxView::from(tx), score))
     }
 
     /// The interpreter's outcome.
@@ -1171,7 +1198,7 @@ mod tests {
                 let slow = sandbox.run(&ast, &mut scope, 10);
                 assert_eq!(
                     fast.run(&tx, 10),
-                    slow,
+                    Some(slow),
                     "{script} with max_operations = {max_operations}"
                 );
             }
