@@ -2,7 +2,7 @@
 //!
 //! [`Event::parse_line`] turns a line into a validated [`Event`] or a message a person can act
 //! on. Fields the contract does not name are ignored, so fixtures may carry extras such as
-//! `expect` (see [`crate::check`]).
+//! `expect` (see [`crate::check()`]).
 
 use std::borrow::Cow;
 
