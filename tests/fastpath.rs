@@ -48,7 +48,7 @@ const LISTS: [&str; 3] = [
 /// Scripts generated: [interpreter only, fast path] (printed with `--nocapture`).
 static STATS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 
-/// Same outcome; two errors count as the same (messages may differ, see `src/rules/fastpath.rs`).
+/// Same outcome; two errors count as the same (messages may differ, see `src/rules/fastpath/mod.rs`).
 fn same(fast: &Outcome, slow: &Outcome) -> bool {
     match (fast, slow) {
         (Outcome::Error(_), Outcome::Error(_)) => true,

@@ -1,6 +1,8 @@
 //! The fast path: rule scripts within a common subset of Rhai, compiled at load time into a
 //! small typed tree evaluated over a borrowed, fixed-layout [`TxView`], with no Rhai scope, no
-//! `Dynamic` and no allocation per event.
+//! `Dynamic` and no allocation per event. Boolean parts that can't fail become [`pred::Pred`]s
+//! (most rules are one), evaluated without error plumbing. A rule whose work grows with a `tx`
+//! string's length goes to the interpreter for strings over [`FAST_TEXT_LIMIT`].
 //!
 //! The compiler walks Rhai's own parsed and optimized AST (the `internals` feature), so parsing,
 //! precedence and constant folding are Rhai's. The subset:
