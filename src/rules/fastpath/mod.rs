@@ -391,6 +391,9 @@ enum Node {
     Binary(BinOp, Box<(Node, Node)>),
     /// A boolean expression that can't fail (most rules are one).
     Test(Pred),
+    /// `if p1 { k1 } else if p2 { k2 } .. else { k }` over predicates and literals: the
+    /// literal of the first predicate that holds, else the last one.
+    Select(Box<(Box<[(Pred, Const)]>, Const)>),
     And(Box<[Node]>),
     Or(Box<[Node]>),
     /// `needle in tx.watchlists`.
@@ -488,6 +491,7 @@ impl FastRule {
                     Outcome::NoHit
                 };
             }
+            Node::Select(select) => return outcome(select_value(select, tx), score),
             body @ (Node::And(_) | Node::Or(_)) => eval_bool(body, tx, &mut []).map(Val::Bool),
             body if self.locals == 0 => eval(body, tx, &mut []),
             body => {
@@ -496,20 +500,53 @@ impl FastRule {
                 eval(body, tx, locals)
             }
         };
-        let value = match result {
-            Ok(v) | Err(Stop::Return(v)) => v,
-            Err(Stop::Fault(fault)) => return Outcome::Error(fault.to_string()),
-        };
-        match value {
-            // What `judge` says for these, without building a `Dynamic`.
-            Val::Unit | Val::Bool(false) => Outcome::NoHit,
-            Val::Bool(true) => Outcome::Hit(score),
-            Val::Int(n) if n > 0 => Outcome::Hit(n),
-            Val::Int(_) => Outcome::NoHit,
-            // Allocation-free for a float; a string is a rule error anyway.
-            other => judge(other.to_dynamic(), score),
+        match result {
+            Ok(v) | Err(Stop::Return(v)) => outcome(v, score),
+            Err(Stop::Fault(fault)) => Outcome::Error(fault.to_string()),
         }
     }
+}
+
+/// What a script's value means (the interpreter's `judge`).
+#[inline]
+fn outcome(value: Val<'_>, score: i64) -> Outcome {
+    match value {
+        // What `judge` says for these, without building a `Dynamic`.
+        Val::Unit | Val::Bool(false) => Outcome::NoHit,
+        Val::Bool(true) => Outcome::Hit(score),
+        Val::Int(n) if n > 0 => Outcome::Hit(n),
+        Val::Int(_) => Outcome::NoHit,
+        // Allocation-free for a float; a string is a rule error anyway.
+        other => judge(other.to_dynamic(), score),
+    }
+}
+
+/// The value of a [`Node::Select`].
+#[inline]
+fn select_value<'a>(select: &'a (Box<[(Pred, Const)]>, Const), tx: &TxView<'_>) -> Val<'a> {
+    let (arms, otherwise) = select;
+    arms.iter()
+        .find(|(p, _)| p.test(tx))
+        .map_or(otherwise, |(_, k)| k)
+        .val()
+}
+
+/// An `if`/`else if` chain over predicates whose branches are all literals, as its arms and
+/// its final `else` (`()` when there is none).
+fn as_select(node: &Node) -> Option<(Vec<(Pred, Const)>, Const)> {
+    let Node::If(parts) = node else {
+        return None;
+    };
+    let (Node::Test(p), Node::Const(k), otherwise) = &**parts else {
+        return None;
+    };
+    let (mut arms, last) = match otherwise {
+        Node::Const(last) => (Vec::new(), last.clone()),
+        Node::Block(stmts) if stmts.is_empty() => (Vec::new(), Const::Unit),
+        chain => as_select(chain)?,
+    };
+    arms.insert(0, (p.clone(), k.clone()));
+    Some((arms, last))
 }
 
 /// Compiles a rule's AST for the fast path, or `None` when it leaves the subset.
@@ -519,6 +556,10 @@ pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
     }
     let mut c = Compiler::default();
     let (body, _) = c.block(ast.statements())?;
+    let body = match as_select(&body) {
+        Some((arms, otherwise)) => Node::Select(Box::new((arms.into_boxed_slice(), otherwise))),
+        None => body,
+    };
     // Each AST node costs the interpreter at most a few operations; stay well inside the limit
     // so that the interpreter could never have stopped where the fast path goes on.
     let bound = c.nodes.saturating_mul(4).saturating_add(16);
@@ -883,6 +924,7 @@ fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Eval<'a>
             binary(*op, lhs, rhs).map_err(Stop::from)
         }
         Node::Test(p) => Ok(Val::Bool(p.test(tx))),
+        Node::Select(select) => Ok(select_value(select, tx)),
         Node::And(_) | Node::Or(_) => eval_bool(node, tx, locals).map(Val::Bool),
         Node::InWatchlists(needle) => match eval(needle, tx, locals)? {
             Val::Str(s) => Ok(Val::Bool(tx.watchlists.contains(s))),

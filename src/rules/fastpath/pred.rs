@@ -63,8 +63,19 @@ pub(super) struct Compare {
 
 impl Pred {
     /// Evaluates the predicate.
-    #[inline]
     pub(super) fn test(&self, tx: &TxView<'_>) -> bool {
+        match self {
+            Pred::Not(p) => !p.test(tx),
+            Pred::And(list) => list.iter().all(|p| p.test_leaf(tx)),
+            Pred::Or(list) => list.iter().any(|p| p.test_leaf(tx)),
+            leaf => leaf.test_leaf(tx),
+        }
+    }
+
+    /// Evaluates a leaf in place (no call per leaf of an `&&`/`||` list); a compound
+    /// predicate goes back to [`Pred::test`].
+    #[inline(always)]
+    fn test_leaf(&self, tx: &TxView<'_>) -> bool {
         let int = |i: &u8| tx.ints.get(usize::from(*i)).copied().unwrap_or_default();
         let float = |i: &u8| tx.floats.get(usize::from(*i)).copied().unwrap_or_default();
         match self {
@@ -116,9 +127,7 @@ impl Pred {
                     .unwrap_or_default();
                 test.apply(s, literal) != *negate
             }
-            Pred::Not(p) => !p.test(tx),
-            Pred::And(list) => list.iter().all(|p| p.test(tx)),
-            Pred::Or(list) => list.iter().any(|p| p.test(tx)),
+            Pred::Not(_) | Pred::And(_) | Pred::Or(_) => self.test(tx),
         }
     }
 
