@@ -393,7 +393,7 @@ enum Node {
     Test(Pred),
     /// `if p1 { k1 } else if p2 { k2 } .. else { k }` over predicates and literals: the
     /// literal of the first predicate that holds, else the last one.
-    Select(Box<(Box<[(Pred, Const)]>, Const)>),
+    Select(Box<Select>),
     And(Box<[Node]>),
     Or(Box<[Node]>),
     /// `needle in tx.watchlists`.
@@ -521,9 +521,12 @@ fn outcome(value: Val<'_>, score: i64) -> Outcome {
     }
 }
 
+/// A [`Node::Select`]: the arms (predicate, literal) and the final `else`.
+type Select = (Box<[(Pred, Const)]>, Const);
+
 /// The value of a [`Node::Select`].
 #[inline]
-fn select_value<'a>(select: &'a (Box<[(Pred, Const)]>, Const), tx: &TxView<'_>) -> Val<'a> {
+fn select_value<'a>(select: &'a Select, tx: &TxView<'_>) -> Val<'a> {
     let (arms, otherwise) = select;
     arms.iter()
         .find(|(p, _)| p.test(tx))
