@@ -144,7 +144,7 @@ enum Kind {
 pub(crate) struct RawEvent<'a> {
     kind: Option<Kind>,
     /// Borrowed where the line has no escapes: parsed into a [`Timestamp`], never kept.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     ts: Option<Cow<'a, str>>,
     user_id: Option<String>,
     id: Option<String>,
@@ -162,10 +162,22 @@ pub(crate) struct RawEvent<'a> {
 #[derive(Deserialize)]
 struct RawUser<'a> {
     country: Option<String>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
     created_at: Option<Cow<'a, str>>,
     locale: Option<String>,
     referral: Option<String>,
+}
+
+/// An optional string borrowed from the line when it has no escapes (serde borrows a `Cow`
+/// only when it is the field's whole type, not inside an `Option`).
+fn borrowed_text<'de, D>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(transparent)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Option::<Text<'de>>::deserialize(deserializer).map(|text| text.map(|Text(t)| t))
 }
 
 /// Parses the JSON of one line, with messages that say what to fix.
@@ -288,6 +300,20 @@ impl RawUser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_borrowed_from_the_line_unless_escaped() {
+        let plain = r#"{"kind":"login","ts":"2026-01-01T00:00:00Z","user_id":"u","device_id":"d"}"#;
+        let raw = parse_raw(plain).expect("parses");
+        assert!(matches!(raw.ts, Some(Cow::Borrowed(_))));
+        let escaped =
+            r#"{"kind":"login","ts":"2026-01-01T00:00:00\u005a","user_id":"u","device_id":"d"}"#;
+        let raw = parse_raw(escaped).expect("parses");
+        assert!(matches!(raw.ts, Some(Cow::Owned(_))));
+        assert!(raw.into_event().is_ok());
+        let wrong = r#"{"kind":"login","ts":5,"user_id":"u","device_id":"d"}"#;
+        assert!(parse_raw(wrong).is_err_and(|e| e.contains("expected a string")));
+    }
 
     #[test]
     fn evm_addresses_are_lower_cased_others_kept() {

@@ -80,9 +80,19 @@ fn word() -> impl Strategy<Value = String> {
     proptest::sample::select(&WORDS[..]).prop_map(str::to_string)
 }
 
+/// A `tx` string: mostly a short word, sometimes longer than `FAST_TEXT_LIMIT` or the default
+/// `max_string_size` (4096 bytes).
+fn tx_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        12 => word(),
+        1 => Just("T".repeat(riskgate::rules::FAST_TEXT_LIMIT + 1)),
+        1 => Just("a".repeat(5000)),
+    ]
+}
+
 prop_compose! {
     fn tx()(
-        strings in proptest::collection::vec(word(), 8),
+        strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
         ints in proptest::collection::vec(int_value(), 5),
         floats in proptest::collection::vec(float_value(), 6),
@@ -315,6 +325,8 @@ fn subset_scripts_take_the_fast_path_and_agree() {
         "tx.watchlists.len == 1 && !is_empty(tx.watchlists) && len(tx.watchlists) < 2",
         "tx.watchlists.contains(\"hk-police/scameter\")",
         "\"香港\".len() == 2",
+        "tx.is_new_address && { let x = tx.amount_usd; x > 5.0 }",
+        "tx.prior_withdrawals > 100 || { let x = tx.amount_usd; x > 5.0 }",
         "tx.hours_since_password_reset > 24.0",
         "\"x\" < 1",
         "() > 1",
@@ -479,6 +491,7 @@ fn text_scanning_rules_leave_the_fast_path_for_very_long_strings() {
     short.destination = "T".repeat(limit);
     for script in [
         "tx.destination.contains(\"x\")",
+        "tx.destination.is_empty()",
         "tx.referral.len() > 3",
         "tx.destination.starts_with(tx.referral)",
         "let d = tx.destination; d == tx.id",
@@ -497,9 +510,15 @@ fn text_scanning_rules_leave_the_fast_path_for_very_long_strings() {
             "{script}: {fast:?}"
         );
     }
+    // Past `max_string_size` (4096 by default) Rhai refuses a `let` string passed by reference
+    // to an operator: an error the fast path leaves to the interpreter.
+    let mut huge = sample_tx();
+    huge.destination = "T".repeat(5000);
+    let probe = RuleProbe::new("let d = tx.destination; d == \"x\"").expect("compiles");
+    assert!(matches!(probe.interpreted(&huge, 10), Outcome::Error(_)));
+    assert_eq!(probe.fast(&huge, 10), None);
     for script in [
         "tx.destination == \"T\"",
-        "tx.destination.is_empty()",
         "\"hk-police/scameter\" in tx.watchlists",
     ] {
         let probe = RuleProbe::new(script).unwrap_or_else(|e| panic!("{script}: {e}"));

@@ -35,6 +35,20 @@ impl Watchlists<'_> {
         }
     }
 
+    /// The bytes of all the ids (what Rhai counts against `max_string_size` for the array).
+    pub(crate) fn total_bytes(&self) -> usize {
+        match self {
+            Watchlists::Dynamic(list) => list
+                .iter()
+                .map(|d| {
+                    d.read_lock::<rhai::ImmutableString>()
+                        .map_or(0, |s| s.len())
+                })
+                .sum(),
+            Watchlists::Strings(list) => list.iter().map(String::len).sum(),
+        }
+    }
+
     fn to_array(self) -> rhai::Array {
         match self {
             Watchlists::Dynamic(list) => list.to_vec(),

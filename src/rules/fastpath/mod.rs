@@ -460,25 +460,46 @@ pub(crate) struct FastRule {
     body: Node,
     /// Local variables the rule declares.
     locals: usize,
-    /// Whether the rule's work grows with the length of a `tx` string (`contains`, `len`, a
-    /// comparison of two non-literal strings): such a rule runs in the interpreter, with its
-    /// deadline, for a withdrawal carrying a string longer than [`FAST_TEXT_LIMIT`].
-    scans_text: bool,
+    /// Whether the outcome can depend on the length of a `tx` string: the rule's work grows
+    /// with it (`contains`, `len`, comparing two non-literal strings), or the interpreter checks
+    /// it against `max_string_size` (a method or getter on a string, a `let` string as the
+    /// first operand of an operator or function: Rhai passes those by reference and checks the
+    /// size after the call). Such a rule runs in the interpreter for a withdrawal carrying a
+    /// string longer than `text_limit`.
+    text_sensitive: bool,
+    /// The smaller of [`FAST_TEXT_LIMIT`] and the policy's `max_string_size`.
+    text_limit: usize,
+    /// Whether the rule calls a method on `tx.watchlists` (whose size the interpreter checks
+    /// against `max_array_size` and `max_string_size`, the bytes of the ids).
+    watchlist_sensitive: bool,
+    max_array_size: usize,
+    max_string_size: usize,
 }
 
-/// The longest `tx` string a text-scanning rule takes on the fast path (bytes). Real ids and
-/// addresses are far shorter; an event line may carry up to 1 MiB, and a rule of thousands of
-/// `contains` over such a string must meet the interpreter's deadline, not run unbounded.
+/// The longest `tx` string a text-sensitive rule takes on the fast path (bytes), when the
+/// policy's `max_string_size` is not lower. Real ids and addresses are far shorter; an event
+/// line may carry up to 1 MiB, and a rule of thousands of `contains` over such a string must meet
+/// the interpreter's deadline, not run unbounded.
 pub const FAST_TEXT_LIMIT: usize = 1024;
 
 impl FastRule {
     /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`. `None` when
     /// this `tx` must go to the interpreter instead (see [`FAST_TEXT_LIMIT`]).
     pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Option<Outcome> {
-        if self.scans_text && tx.longest_text > FAST_TEXT_LIMIT {
+        if self.text_sensitive && tx.longest_text > self.text_limit {
+            return None;
+        }
+        if self.watchlist_sensitive && !self.watchlists_within_limits(tx) {
             return None;
         }
         Some(self.run_unchecked(tx, score))
+    }
+
+    /// What the interpreter's size check on `tx.watchlists` as a method's receiver says.
+    fn watchlists_within_limits(&self, tx: &TxView<'_>) -> bool {
+        let within = |size: usize, max: usize| max == 0 || size <= max;
+        within(tx.watchlists.len(), self.max_array_size)
+            && within(tx.watchlists.total_bytes(), self.max_string_size)
     }
 
     fn run_unchecked(&self, tx: &TxView<'_>, score: i64) -> Outcome {
@@ -492,7 +513,9 @@ impl FastRule {
                 };
             }
             Node::Select(select) => return outcome(select_value(select, tx), score),
-            body @ (Node::And(_) | Node::Or(_)) => eval_bool(body, tx, &mut []).map(Val::Bool),
+            body @ (Node::And(_) | Node::Or(_)) if self.locals == 0 => {
+                eval_bool(body, tx, &mut []).map(Val::Bool)
+            }
             body if self.locals == 0 => eval(body, tx, &mut []),
             body => {
                 let mut storage = [Val::Unit; MAX_LOCALS];
@@ -572,7 +595,14 @@ pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
     Some(FastRule {
         body,
         locals: c.next_slot,
-        scans_text: c.scans_text,
+        text_sensitive: c.text_sensitive,
+        text_limit: match limits.max_string_size {
+            0 => FAST_TEXT_LIMIT,
+            max => max.min(FAST_TEXT_LIMIT),
+        },
+        watchlist_sensitive: c.watchlist_sensitive,
+        max_array_size: limits.max_array_size,
+        max_string_size: limits.max_string_size,
     })
 }
 
@@ -582,8 +612,10 @@ struct Compiler {
     locals: Vec<(String, u8, Ty)>,
     next_slot: usize,
     nodes: usize,
-    /// See [`FastRule::scans_text`].
-    scans_text: bool,
+    /// See [`FastRule::text_sensitive`].
+    text_sensitive: bool,
+    /// See [`FastRule::watchlist_sensitive`].
+    watchlist_sensitive: bool,
 }
 
 impl Compiler {
@@ -763,6 +795,7 @@ impl Compiler {
             return None;
         }
         if ty == WATCH {
+            self.watchlist_sensitive = true;
             return match (name, args) {
                 ("len", []) => Some((Node::WatchlistsLen, INT)),
                 ("is_empty", []) => Some((Node::WatchlistsIsEmpty, BOOL)),
@@ -777,7 +810,7 @@ impl Compiler {
         if ty != STR {
             return None;
         }
-        self.scans_text |= name != "is_empty";
+        self.text_sensitive = true;
         match (name, args) {
             ("len", []) => Some((Node::StrLen(Box::new(receiver)), INT)),
             ("is_empty", []) => Some((Node::StrIsEmpty(Box::new(receiver)), BOOL)),
@@ -839,6 +872,9 @@ impl Compiler {
                     _ => return None,
                 };
                 let (arg, ty) = self.value(args.first()?)?;
+                if matches!(arg, Node::Local(_)) && ty & STR != 0 {
+                    self.text_sensitive = true;
+                }
                 let out = match op {
                     UnOp::Not => BOOL,
                     _ => ty & (INT | FLOAT),
@@ -852,6 +888,9 @@ impl Compiler {
                 let op = BinOp::from_name(name)?;
                 let (lhs, t1) = self.value(args.first()?)?;
                 let (rhs, t2) = self.value(args.get(1)?)?;
+                if matches!(lhs, Node::Local(_)) && t1 & STR != 0 {
+                    self.text_sensitive = true;
+                }
                 // String concatenation and removal allocate: the interpreter does them.
                 if op == BinOp::Add && (t1 | t2) & STR != 0 {
                     return None;
@@ -862,7 +901,7 @@ impl Compiler {
                 if op.is_comparison() {
                     let literal = |n: &Node| matches!(n, Node::Const(_));
                     if t1 & t2 & STR != 0 && !literal(&lhs) && !literal(&rhs) {
-                        self.scans_text = true;
+                        self.text_sensitive = true;
                     }
                     let node = match (lhs, rhs) {
                         (Node::Field(field), Node::Const(literal)) => {
@@ -1250,6 +1289,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A policy's `max_string_size` / `max_array_size` below what a withdrawal carries: Rhai
+    /// refuses some calls on such a string or array (a `let` string passed by reference, a
+    /// method on `tx.watchlists`), so such rules leave the fast path for that withdrawal.
+    #[test]
+    fn data_size_limits_send_rules_to_the_interpreter() {
+        let features = TxFeatures {
+            account_age_days: 3,
+            is_new_address: true,
+            prior_withdrawals: 4,
+            withdrawals_24h: 1,
+            amount_usd_24h: 10.0,
+            median_amount_usd_90d: 5.0,
+            hours_since_password_reset: 2.0,
+            device_age_hours: 0.5,
+            dest_users_24h: 6,
+            dest_users_30d: 7,
+            dest_first_used_days: 0.0,
+            dest_amount_usd_30d: 0.0,
+        };
+        let referral = "r".repeat(300);
+        let lists = [rhai::Dynamic::from("a/b"), rhai::Dynamic::from("c/d")];
+        let tx = TxView::new(
+            ["w", "u", "USDT", "TRON", "HK", "en", &referral, "T1"],
+            6000.0,
+            features,
+            super::super::Watchlists::Dynamic(&lists),
+        );
+        let limits = Limits {
+            max_string_size: 256,
+            max_array_size: 1,
+            max_rule_ms: 1000.0,
+            ..Limits::default()
+        };
+        let sandbox = super::super::Sandbox::new(&limits);
+        let mut errors = 0;
+        for script in [
+            "tx.referral.len() > 3",
+            "let r = tx.referral; r.len() > 3",
+            "tx.referral.is_empty()",
+            "let r = tx.referral; r == \"x\"",
+            "tx.watchlists.len() > 0",
+            "tx.watchlists.contains(\"a/b\")",
+        ] {
+            let ast = sandbox.compile(script).expect("compiles");
+            let fast = compile(&ast, &limits).expect("in the subset");
+            let mut scope = rhai::Scope::new();
+            scope.push_constant("tx", tx.to_map());
+            let slow = sandbox.run(&ast, &mut scope, 10);
+            // The interpreter is the reference: the fast path defers to it or agrees.
+            let quick = fast.run(&tx, 10);
+            assert!(
+                quick.as_ref().is_none_or(|q| *q == slow),
+                "{script}: fast {quick:?}, interpreter {slow:?}"
+            );
+            if matches!(slow, Outcome::Error(_)) {
+                errors += 1;
+            }
+        }
+        // The local string and both watchlist calls are refused by the interpreter.
+        assert!(errors >= 3, "{errors} size errors");
     }
 
     #[test]
