@@ -302,6 +302,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::expect_used)] // a test fails loudly
     fn timestamps_are_borrowed_from_the_line_unless_escaped() {
         let plain = r#"{"kind":"login","ts":"2026-01-01T00:00:00Z","user_id":"u","device_id":"d"}"#;
         let raw = parse_raw(plain).expect("parses");

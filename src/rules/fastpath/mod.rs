@@ -1295,6 +1295,7 @@ mod tests {
     /// refuses some calls on such a string or array (a `let` string passed by reference, a
     /// method on `tx.watchlists`), so such rules leave the fast path for that withdrawal.
     #[test]
+    #[allow(clippy::expect_used)] // a test fails loudly
     fn data_size_limits_send_rules_to_the_interpreter() {
         let features = TxFeatures {
             account_age_days: 3,
