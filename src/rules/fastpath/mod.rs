@@ -485,6 +485,7 @@ pub const FAST_TEXT_LIMIT: usize = 1024;
 impl FastRule {
     /// Evaluates the rule; the same [`Outcome`] as the interpreter, for every `tx`. `None` when
     /// this `tx` must go to the interpreter instead (see [`FAST_TEXT_LIMIT`]).
+    #[inline]
     pub(crate) fn run(&self, tx: &TxView<'_>, score: i64) -> Option<Outcome> {
         if self.text_sensitive && tx.longest_text > self.text_limit {
             return None;
@@ -496,6 +497,7 @@ impl FastRule {
     }
 
     /// What the interpreter's size check on `tx.watchlists` as a method's receiver says.
+    #[cold]
     fn watchlists_within_limits(&self, tx: &TxView<'_>) -> bool {
         let within = |size: usize, max: usize| max == 0 || size <= max;
         within(tx.watchlists.len(), self.max_array_size)
