@@ -57,22 +57,26 @@ impl Watchlists<'_> {
     }
 }
 
+/// The names of [`TxView::strs`], in order.
+pub(crate) const STRING_FIELDS: [&str; 8] = [
+    "id",
+    "user_id",
+    "asset",
+    "network",
+    "country",
+    "locale",
+    "referral",
+    "destination",
+];
+
 /// Every `tx` field of one withdrawal, borrowed.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TxView<'a> {
-    pub(crate) id: &'a str,
-    pub(crate) user_id: &'a str,
-    pub(crate) asset: &'a str,
-    pub(crate) network: &'a str,
-    pub(crate) country: &'a str,
-    pub(crate) locale: &'a str,
-    pub(crate) referral: &'a str,
-    pub(crate) destination: &'a str,
     pub(crate) amount_usd: f64,
     pub(crate) features: TxFeatures,
     pub(crate) watchlists: Watchlists<'a>,
-    /// The string fields as a table: id, user_id, asset, network, country, locale, referral,
-    /// destination.
+    /// The string fields, in this order: id, user_id, asset, network, country, locale,
+    /// referral, destination.
     pub(crate) strs: [&'a str; 8],
     /// The length in bytes of the longest string field (see `fastpath::FAST_TEXT_LIMIT`).
     pub(crate) longest_text: usize,
@@ -94,17 +98,8 @@ impl<'a> TxView<'a> {
         features: TxFeatures,
         watchlists: Watchlists<'a>,
     ) -> TxView<'a> {
-        let [id, user_id, asset, network, country, locale, referral, destination] = strings;
         let f = &features;
         TxView {
-            id,
-            user_id,
-            asset,
-            network,
-            country,
-            locale,
-            referral,
-            destination,
             amount_usd,
             strs: strings,
             longest_text: strings.iter().map(|s| s.len()).max().unwrap_or(0),
@@ -129,6 +124,16 @@ impl<'a> TxView<'a> {
         }
     }
 
+    /// String field `index` of [`TxView::strs`] (`""` past the end, which compiled rules never
+    /// ask for).
+    #[inline]
+    pub(crate) fn text(&self, index: u8) -> &'a str {
+        self.strs
+            .get(usize::from(index))
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// The `tx` object map a rule run by the interpreter sees.
     pub(crate) fn to_map(self) -> Map {
         let f = &self.features;
@@ -136,14 +141,9 @@ impl<'a> TxView<'a> {
         let mut put = |key: &str, value: Dynamic| {
             map.insert(key.into(), value);
         };
-        put("id", self.id.into());
-        put("user_id", self.user_id.into());
-        put("asset", self.asset.into());
-        put("network", self.network.into());
-        put("country", self.country.into());
-        put("locale", self.locale.into());
-        put("referral", self.referral.into());
-        put("destination", self.destination.into());
+        for (key, value) in STRING_FIELDS.into_iter().zip(self.strs) {
+            put(key, value.into());
+        }
         put("amount_usd", self.amount_usd.into());
         put("account_age_days", f.account_age_days.into());
         put("is_new_address", f.is_new_address.into());

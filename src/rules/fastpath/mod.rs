@@ -195,14 +195,14 @@ impl Field {
     fn read<'a>(self, tx: &TxView<'a>) -> Val<'a> {
         let f = &tx.features;
         match self {
-            Field::Id => Val::Str(tx.id),
-            Field::UserId => Val::Str(tx.user_id),
-            Field::Asset => Val::Str(tx.asset),
-            Field::Network => Val::Str(tx.network),
-            Field::Country => Val::Str(tx.country),
-            Field::Locale => Val::Str(tx.locale),
-            Field::Referral => Val::Str(tx.referral),
-            Field::Destination => Val::Str(tx.destination),
+            Field::Id
+            | Field::UserId
+            | Field::Asset
+            | Field::Network
+            | Field::Country
+            | Field::Locale
+            | Field::Referral
+            | Field::Destination => Val::Str(tx.text(self.str_index().unwrap_or_default())),
             Field::AmountUsd => Val::Float(tx.amount_usd),
             Field::AccountAgeDays => Val::Int(f.account_age_days),
             Field::IsNewAddress => Val::Bool(f.is_new_address),
@@ -1237,11 +1237,8 @@ mod tests {
     use super::*;
     use crate::state::TxFeatures;
 
-    /// The fast path takes a rule only when the interpreter could not run out of operations on
-    /// it, whatever `max_operations` the policy sets.
-    #[test]
-    fn never_fast_where_the_interpreter_would_hit_max_operations() {
-        let features = TxFeatures {
+    fn sample_features() -> TxFeatures {
+        TxFeatures {
             account_age_days: 3,
             is_new_address: true,
             prior_withdrawals: 4,
@@ -1254,7 +1251,14 @@ mod tests {
             dest_users_30d: 7,
             dest_first_used_days: 0.0,
             dest_amount_usd_30d: 0.0,
-        };
+        }
+    }
+
+    /// The fast path takes a rule only when the interpreter could not run out of operations on
+    /// it, whatever `max_operations` the policy sets.
+    #[test]
+    fn never_fast_where_the_interpreter_would_hit_max_operations() {
+        let features = sample_features();
         let lists = [rhai::Dynamic::from("a/b")];
         let tx = TxView::new(
             ["w", "u", "USDT", "TRON", "HK", "en", "telegram", "T1"],
@@ -1299,20 +1303,7 @@ mod tests {
     #[test]
     #[allow(clippy::expect_used)] // a test fails loudly
     fn data_size_limits_send_rules_to_the_interpreter() {
-        let features = TxFeatures {
-            account_age_days: 3,
-            is_new_address: true,
-            prior_withdrawals: 4,
-            withdrawals_24h: 1,
-            amount_usd_24h: 10.0,
-            median_amount_usd_90d: 5.0,
-            hours_since_password_reset: 2.0,
-            device_age_hours: 0.5,
-            dest_users_24h: 6,
-            dest_users_30d: 7,
-            dest_first_used_days: 0.0,
-            dest_amount_usd_30d: 0.0,
-        };
+        let features = sample_features();
         let referral = "r".repeat(300);
         let lists = [rhai::Dynamic::from("a/b"), rhai::Dynamic::from("c/d")];
         let tx = TxView::new(

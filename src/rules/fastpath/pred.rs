@@ -97,14 +97,7 @@ impl Pred {
                 index,
                 negate,
                 literal,
-            } => {
-                let s = tx
-                    .strs
-                    .get(usize::from(*index))
-                    .copied()
-                    .unwrap_or_default();
-                (s == &**literal) != *negate
-            }
+            } => (tx.text(*index) == &**literal) != *negate,
             Pred::Compare(c) => {
                 let (f, k) = (c.field.read(tx), c.literal.val());
                 if c.field_left {
@@ -119,14 +112,7 @@ impl Pred {
                 index,
                 negate,
                 literal,
-            } => {
-                let s = tx
-                    .strs
-                    .get(usize::from(*index))
-                    .copied()
-                    .unwrap_or_default();
-                test.apply(s, literal) != *negate
-            }
+            } => test.apply(tx.text(*index), literal) != *negate,
             Pred::Not(_) | Pred::And(_) | Pred::Or(_) => self.test(tx),
         }
     }
