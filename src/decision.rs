@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Withdrawal;
-use crate::rules::{Outcome, RuleSet, WarningText};
+use crate::rules::{Outcome, RuleSet, WarningText, WithheldWarning};
 
 /// Risk tiers, ordered `allow < notice < warn < cool_off`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,8 +88,14 @@ pub struct Decision {
     pub shadow_hits: Vec<Hit>,
     /// Every failed rule, live or shadow, sorted by rule id.
     pub errors: Vec<RuleError>,
+    /// Held out (`[holdout]`): the user is in the holdout group and the tier is listed, so no
+    /// warning is shown although the tier is above `allow`.
+    pub holdout: bool,
     /// The id of the rule set that decided.
     pub ruleset: Arc<str>,
+    /// For a held-out decision, the warning it would have shown (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<WithheldWarning>,
     /// The least tier the floors impose (`min_tier` of live hits, `on_rule_error`); replays
     /// re-tier with other thresholds as `max(thresholds.tier(score), floor)`.
     #[serde(skip)]
@@ -217,6 +223,20 @@ impl<'r> DecisionBuilder<'r> {
         } else {
             None
         };
+        let holdout = policy
+            .holdout
+            .as_ref()
+            .is_some_and(|h| h.holds_out(tier, &w.user_id));
+        let (warning, withheld) = match warning {
+            Some(text) if holdout => (
+                None,
+                Some(WithheldWarning {
+                    key: text.key,
+                    locale: text.locale,
+                }),
+            ),
+            warning => (warning, None),
+        };
         Decision {
             id: w.id.clone(),
             user_id: w.user_id.clone(),
@@ -227,7 +247,9 @@ impl<'r> DecisionBuilder<'r> {
             hits: self.hits,
             shadow_hits: self.shadow_hits,
             errors: self.errors,
+            holdout,
             ruleset: rules.id_arc().clone(),
+            withheld,
             floor,
         }
     }

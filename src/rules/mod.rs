@@ -5,6 +5,7 @@
 //! all problems come back together, each as `file:line:column: message`.
 
 mod fastpath;
+mod holdout;
 mod pack;
 mod policy;
 mod problem;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use fastpath::{RuleProbe, FAST_TEXT_LIMIT, NO_FASTPATH_ENV};
+pub use holdout::{Holdout, WithheldWarning, MAX_HOLDOUT_SHARE};
 pub use policy::{Limits, Policy, Thresholds};
 pub use problem::Problem;
 pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};

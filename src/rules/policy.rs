@@ -87,6 +87,8 @@ pub struct Policy {
     pub on_rule_error: Option<Tier>,
     /// Sandbox limits.
     pub limits: Limits,
+    /// The holdout group (`[holdout]`), when configured.
+    pub holdout: Option<super::holdout::Holdout>,
     pub(crate) default_warning: Warning,
 }
 
@@ -101,6 +103,8 @@ struct RawPolicy {
     limits: Option<toml::Spanned<Limits>>,
     #[serde(default)]
     warnings: RawWarnings,
+    #[serde(default)]
+    holdout: Option<super::holdout::RawHoldout>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +182,9 @@ impl Policy {
                 .into_iter()
                 .map(|w| (w.key.clone(), w))
                 .collect();
+        let holdout = raw
+            .holdout
+            .and_then(|h| super::holdout::Holdout::load(h, source, problems));
         let default_warning = warnings.remove("default");
         if default_warning.is_none() {
             problems.at(&source.name, 1, 1, "missing [warnings.default.en] (title and body): the warning shown when no rule names one");
@@ -190,6 +197,7 @@ impl Policy {
             cool_off_hours: raw.cool_off.hours,
             on_rule_error,
             limits,
+            holdout,
             default_warning: default_warning?,
         })
     }
