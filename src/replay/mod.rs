@@ -24,6 +24,7 @@
 //! withdrawal. Latencies go into a fixed log-linear histogram (p50/p99 within 3%).
 
 mod baseline;
+mod effect;
 mod metrics;
 mod render_html;
 mod render_text;
@@ -45,6 +46,10 @@ use crate::stream::{EventStream, LineReader, Processed};
 use crate::time::Timestamp;
 
 pub use baseline::{BaselineReport, Example, LevelDelta, Transition};
+pub use effect::{
+    newcombe, render_effect_text, wilson, AllowFigures, Comparison, EffectAcc, EffectReport,
+    EffectRow, HoldoutInfo,
+};
 pub use metrics::{LevelMetrics, RuleRow, TierRow};
 pub use render_html::render_html;
 pub use render_text::render_text;
@@ -108,6 +113,9 @@ pub struct Report {
     /// label, with the tiers they got; empty when the stream has no such field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub typologies: Vec<TypologyRow>,
+    /// The warning effect (warned against held out), when the rule set has a `[holdout]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<EffectReport>,
     /// `--max-friction` result.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub optimum: Option<Optimum>,
@@ -283,6 +291,7 @@ pub struct Replay {
     typologies: BTreeMap<(String, &'static str), (u64, [u64; 4])>,
     started: Instant,
     lines_total: u64,
+    effect: Option<EffectAcc>,
 }
 
 impl Replay {
@@ -301,6 +310,7 @@ impl Replay {
             )
         });
         Replay {
+            effect: candidate_rules.policy().holdout.is_some().then(EffectAcc::new),
             candidate: Scorer::new_shared(candidate_rules.clone()),
             candidate_rules,
             baseline,
@@ -415,6 +425,9 @@ impl Replay {
                 }
                 self.count_event_parts(w.ts, &w.user_id);
                 self.count_withdrawal(&w, &decision);
+                if let Some(effect) = &mut self.effect {
+                    effect.record_decision(&decision, w.status, w.label);
+                }
                 if let Some((scorer, _, acc, diff)) = &mut self.baseline {
                     let base = if timing {
                         scorer.score_timed(&w, &mut self.baseline_timings)
@@ -588,6 +601,12 @@ impl Replay {
                     }
                 })
                 .collect(),
+            effect: self.effect.map(|e| {
+                e.finish(
+                    rules.id(),
+                    rules.policy().holdout.as_ref().map(HoldoutInfo::from),
+                )
+            }),
             optimum,
             baseline,
             timing,

@@ -550,6 +550,10 @@ pub fn render_html(r: &Report) -> String {
         let _ = writeln!(o, "</table></section>");
     }
 
+    if let Some(e) = &r.effect {
+        o.push_str(&super::effect::render_effect_html(e, esc));
+    }
+
     if let Some(b) = &r.baseline {
         let _ = writeln!(
             o,

@@ -258,6 +258,10 @@ pub fn render_text(r: &Report) -> String {
         }
     }
 
+    if let Some(e) = &r.effect {
+        o.push_str(&super::render_effect_text(e));
+    }
+
     if s.scam + s.legit > 0 && !r.sweep.is_empty() {
         let mut marked = vec![t.warn];
         if let Some(w) = r.optimum.as_ref().and_then(|x| x.warn) {
