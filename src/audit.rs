@@ -340,7 +340,7 @@ fn spawn_flusher(inner: Weak<Mutex<Inner>>, interval: Duration) {
 }
 
 /// `sha256_hex(prev_hash || body)`.
-fn chain_hash(prev_hash: &str, body: &[u8]) -> String {
+pub(crate) fn chain_hash(prev_hash: &str, body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(body);
@@ -352,7 +352,7 @@ fn chain_hash(prev_hash: &str, body: &[u8]) -> String {
 }
 
 /// Splits a line (without its newline) into the hashed body and the stated hash.
-fn split_line(line: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_line(line: &str) -> Option<(&str, &str)> {
     let cut = line.len().checked_sub(HASH_SUFFIX_LEN)?;
     let (body, suffix) = (line.get(..cut)?, line.get(cut..)?);
     let hash = suffix.strip_prefix(",\"hash\":\"")?.strip_suffix("\"}")?;
@@ -364,7 +364,7 @@ fn split_line(line: &str) -> Option<(&str, &str)> {
 }
 
 /// The `seq` of a line's body.
-fn seq_of(body: &str) -> Option<u64> {
+pub(crate) fn seq_of(body: &str) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_str(&format!("{body}}}")).ok()?;
     value.get("seq")?.as_u64()
 }

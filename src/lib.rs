@@ -14,6 +14,7 @@ pub mod decision;
 mod error;
 pub mod event;
 pub mod gen;
+pub mod live_effect;
 pub mod replay;
 pub mod rules;
 mod scorer;

@@ -113,6 +113,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Measure what warnings do, live: the decision log of `score --log` (verified as it is
+    /// read) joined by withdrawal id to the events telling how each withdrawal ended.
+    ///
+    /// Per tier, warning and locale: withdrawals warned and held out ([holdout] in the policy),
+    /// the share cancelled in each, and the difference with a 95% interval. Decisions without
+    /// an outcome and outcomes without a decision are counted and named, not guessed.
+    Effect {
+        /// The hash-chained decision log.
+        #[arg(long, value_name = "FILE")]
+        log: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Event files (JSON Lines) with the withdrawals' outcomes (`status`).
+        #[arg(value_name = "EVENTS", required = true)]
+        events: Vec<PathBuf>,
+    },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
     /// Exit status 0 only when everything loads and every expectation holds.
@@ -199,6 +216,16 @@ fn main() -> ExitCode {
             scam_share,
             out.as_deref(),
         ),
+        Command::Effect { log, json, events } => {
+            match riskgate::live_effect::measure(&log, &events) {
+                Ok(report) if json => print_out(&report.to_json()),
+                Ok(report) => print_out(&riskgate::live_effect::render_text(&report)),
+                Err(e) => {
+                    eprintln!("riskgate: {e}");
+                    ExitCode::from(UNUSABLE)
+                }
+            }
+        }
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
             println!("{report}");
@@ -531,6 +558,18 @@ fn gen(
             eprintln!("riskgate: {e}");
             ExitCode::from(UNUSABLE)
         }
+    }
+}
+
+/// Prints a report; a closed pipe is not an error.
+fn print_out(text: &str) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match writeln!(out, "{}", text.trim_end()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            eprintln!("riskgate: cannot write output: {e}");
+            ExitCode::from(UNUSABLE)
+        }
+        _ => ExitCode::SUCCESS,
     }
 }
 

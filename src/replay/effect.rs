@@ -335,6 +335,25 @@ fn ci(c: &Comparison) -> String {
     }
 }
 
+/// Splits text into lines of at most `width` characters at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split_whitespace() {
+        if !current.is_empty() && current.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
 /// The effect section of the terminal report (also what `riskgate effect` prints).
 pub fn render_effect_text(e: &EffectReport) -> String {
     let mut o = String::new();
@@ -352,18 +371,16 @@ pub fn render_effect_text(e: &EffectReport) -> String {
         )
     });
     let _ = writeln!(o, "\nWARNING EFFECT  (rule set {}{holdout})", e.ruleset);
+    for line in wrap(&e.note, 94) {
+        let _ = writeln!(o, "  {line}");
+    }
     let _ = writeln!(
         o,
-        "  Valid only if rule set {} was live when the stream was recorded: the warnings shown",
-        e.ruleset
+        "  difference = share cancelled when warned - when held out, in points; 95% CI by"
     );
     let _ = writeln!(
         o,
-        "  and the holdout group are taken from its decisions. difference = cancelled share when"
-    );
-    let _ = writeln!(
-        o,
-        "  warned - when held out, in points; 95% CI by Newcombe's hybrid score method (Wilson)."
+        "  Newcombe's hybrid score method on Wilson intervals."
     );
     let _ = writeln!(
         o,
@@ -400,6 +417,9 @@ pub fn render_effect_text(e: &EffectReport) -> String {
         let groups = [("all", Some(&r.all)), ("scam", r.scam.as_ref()), ("legit", r.legit.as_ref())];
         for (name, c) in groups {
             let Some(c) = c else { continue };
+            if name != "all" && c.warned + c.held_out == 0 {
+                continue;
+            }
             let _ = writeln!(
                 o,
                 "  {:<8} {:<width$} {:<7} {:<6} {:>8} {:>9} {:>8} {:>9} {:>8} {:>16}",
@@ -450,6 +470,9 @@ pub(crate) fn render_effect_html(e: &EffectReport, esc: impl Fn(&str) -> String)
         let groups = [("all", Some(&r.all)), ("scam", r.scam.as_ref()), ("legit", r.legit.as_ref())];
         for (name, c) in groups {
             let Some(c) = c else { continue };
+            if name != "all" && c.warned + c.held_out == 0 {
+                continue;
+            }
             let _ = writeln!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

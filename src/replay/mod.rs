@@ -48,7 +48,7 @@ use crate::time::Timestamp;
 pub use baseline::{BaselineReport, Example, LevelDelta, Transition};
 pub use effect::{
     newcombe, render_effect_text, wilson, AllowFigures, Comparison, EffectAcc, EffectReport,
-    EffectRow, HoldoutInfo,
+    EffectRow, HoldoutInfo, UNKNOWN_WARNING,
 };
 pub use metrics::{LevelMetrics, RuleRow, TierRow};
 pub use render_html::render_html;
