@@ -16,6 +16,7 @@ pub mod event;
 pub mod gen;
 pub mod live_effect;
 pub mod replay;
+pub mod respond;
 pub mod rules;
 mod scorer;
 pub mod snapshot;

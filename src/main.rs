@@ -130,6 +130,39 @@ enum Command {
         #[arg(value_name = "EVENTS", required = true)]
         events: Vec<PathBuf>,
     },
+    /// Simulate how users answer warnings: score a stream (e.g. from `gen`) with a rule set and
+    /// write it back with each withdrawal's `status` drawn from a response model.
+    ///
+    /// A user shown a warning (tier above allow, not held out) cancels with the probability
+    /// given for the withdrawal's typology, else for the warning's key, else --cancel-if-warned;
+    /// a user shown nothing (held out, or allow) cancels with --base-cancel. Cancelled
+    /// withdrawals never enter history, as in `score`. The same arguments give the same bytes.
+    Respond {
+        /// The rules directory (with a [holdout] to measure against).
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// Probability that a warned user cancels.
+        #[arg(long, value_name = "P", default_value_t = 0.0)]
+        cancel_if_warned: f64,
+        /// Per typology: TYPOLOGY=P (repeatable).
+        #[arg(long, value_name = "T=P")]
+        cancel_if_warned_typology: Vec<String>,
+        /// Per warning key: KEY=P, e.g. hk-police/investment-scam=0.3 (repeatable).
+        #[arg(long, value_name = "KEY=P")]
+        cancel_if_warned_key: Vec<String>,
+        /// Probability that a user shown nothing (held out, or allow) cancels.
+        #[arg(long, value_name = "P", default_value_t = 0.0)]
+        base_cancel: f64,
+        /// Seed of the draws.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// The stream to read; `-` or nothing for standard input.
+        #[arg(value_name = "FILE|-")]
+        input: Option<PathBuf>,
+    },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
     /// Exit status 0 only when everything loads and every expectation holds.
@@ -225,6 +258,40 @@ fn main() -> ExitCode {
                     ExitCode::from(UNUSABLE)
                 }
             }
+        }
+        Command::Respond {
+            rules,
+            cancel_if_warned,
+            cancel_if_warned_typology,
+            cancel_if_warned_key,
+            base_cancel,
+            seed,
+            out,
+            input,
+        } => {
+            let pairs = |list: &[String]| -> Result<std::collections::BTreeMap<String, f64>, String> {
+                list.iter()
+                    .map(|item| {
+                        let (k, p) = item.rsplit_once('=').ok_or(format!("{item:?} is not NAME=P"))?;
+                        let p: f64 = p.parse().map_err(|_| format!("{item:?}: {p:?} is not a number"))?;
+                        Ok((k.to_string(), p))
+                    })
+                    .collect()
+            };
+            let model = match (pairs(&cancel_if_warned_typology), pairs(&cancel_if_warned_key)) {
+                (Ok(by_typology), Ok(by_warning)) => riskgate::respond::ResponseModel {
+                    cancel_if_warned,
+                    by_typology,
+                    by_warning,
+                    base_cancel,
+                    seed,
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("riskgate: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+            };
+            respond(&rules, &model, input.as_deref(), out.as_deref())
         }
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
@@ -551,6 +618,52 @@ fn gen(
             eprintln!(
                 "riskgate gen: {} events, {} withdrawals ({} scam)",
                 summary.events, summary.withdrawals, summary.scam_withdrawals
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            ExitCode::from(UNUSABLE)
+        }
+    }
+}
+
+fn respond(
+    rules: &Path,
+    model: &riskgate::respond::ResponseModel,
+    input: Option<&Path>,
+    out: Option<&Path>,
+) -> ExitCode {
+    if let Some(problem) = model.problems().first() {
+        eprintln!("riskgate: --{problem}");
+        return ExitCode::from(UNUSABLE);
+    }
+    let rules = match load_rules(rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let reader = match open_input(input) {
+        Ok(reader) => reader,
+        Err(e) => {
+            eprintln!("riskgate: cannot read input: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    let result = match out {
+        Some(path) => match File::create(path) {
+            Ok(f) => riskgate::respond::respond(rules, model, reader, &mut BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("riskgate: cannot write {}: {e}", path.display());
+                return ExitCode::from(UNUSABLE);
+            }
+        },
+        None => riskgate::respond::respond(rules, model, reader, &mut BufWriter::new(io::stdout().lock())),
+    };
+    match result {
+        Ok(s) => {
+            eprintln!(
+                "riskgate respond: {} withdrawals: {} warned ({} cancelled), {} held out ({} cancelled), {} allowed; {} cancelled in all; {} invalid line(s) copied",
+                s.withdrawals, s.warned, s.warned_cancelled, s.held_out, s.held_out_cancelled, s.allowed, s.cancelled, s.invalid
             );
             ExitCode::SUCCESS
         }
