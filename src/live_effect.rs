@@ -153,8 +153,12 @@ pub fn measure(log: &Path, events: &[PathBuf]) -> Result<LiveEffect, Error> {
     while let Some(line) = lines.next_line() {
         line_no += 1;
         let text = line.map_err(|e| broken(line_no, &e))?;
-        let (body, hash) = split_line(text)
-            .ok_or_else(|| broken(line_no, "not a chained log line (no trailing \"hash\" field)"))?;
+        let (body, hash) = split_line(text).ok_or_else(|| {
+            broken(
+                line_no,
+                "not a chained log line (no trailing \"hash\" field)",
+            )
+        })?;
         if seq_of(body) != Some(line_no) {
             return Err(broken(
                 line_no,
@@ -203,7 +207,10 @@ pub fn measure(log: &Path, events: &[PathBuf]) -> Result<LiveEffect, Error> {
         }
     }
     if let Some(e) = lines.io_error() {
-        return Err(Error::io(log, format!("read error after line {line_no}: {e}")));
+        return Err(Error::io(
+            log,
+            format!("read error after line {line_no}: {e}"),
+        ));
     }
     // A log cut short mid-line: the reader above yields the partial line, whose hash suffix is
     // then missing, so it was refused already.
@@ -315,7 +322,11 @@ fn ids(u: &Unmatched) -> String {
     if u.ids.is_empty() {
         String::new()
     } else {
-        let more = if u.count > u.ids.len() as u64 { ", ..." } else { "" };
+        let more = if u.count > u.ids.len() as u64 {
+            ", ..."
+        } else {
+            ""
+        };
         format!(" ({}{more})", u.ids.join(", "))
     }
 }

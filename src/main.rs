@@ -269,16 +269,24 @@ fn main() -> ExitCode {
             out,
             input,
         } => {
-            let pairs = |list: &[String]| -> Result<std::collections::BTreeMap<String, f64>, String> {
-                list.iter()
-                    .map(|item| {
-                        let (k, p) = item.rsplit_once('=').ok_or(format!("{item:?} is not NAME=P"))?;
-                        let p: f64 = p.parse().map_err(|_| format!("{item:?}: {p:?} is not a number"))?;
-                        Ok((k.to_string(), p))
-                    })
-                    .collect()
-            };
-            let model = match (pairs(&cancel_if_warned_typology), pairs(&cancel_if_warned_key)) {
+            let pairs =
+                |list: &[String]| -> Result<std::collections::BTreeMap<String, f64>, String> {
+                    list.iter()
+                        .map(|item| {
+                            let (k, p) = item
+                                .rsplit_once('=')
+                                .ok_or(format!("{item:?} is not NAME=P"))?;
+                            let p: f64 = p
+                                .parse()
+                                .map_err(|_| format!("{item:?}: {p:?} is not a number"))?;
+                            Ok((k.to_string(), p))
+                        })
+                        .collect()
+                };
+            let model = match (
+                pairs(&cancel_if_warned_typology),
+                pairs(&cancel_if_warned_key),
+            ) {
                 (Ok(by_typology), Ok(by_warning)) => riskgate::respond::ResponseModel {
                     cancel_if_warned,
                     by_typology,
@@ -657,7 +665,12 @@ fn respond(
                 return ExitCode::from(UNUSABLE);
             }
         },
-        None => riskgate::respond::respond(rules, model, reader, &mut BufWriter::new(io::stdout().lock())),
+        None => riskgate::respond::respond(
+            rules,
+            model,
+            reader,
+            &mut BufWriter::new(io::stdout().lock()),
+        ),
     };
     match result {
         Ok(s) => {

@@ -62,15 +62,26 @@ impl ResponseModel {
         let bad = |p: f64| !(0.0..=1.0).contains(&p);
         let mut out = Vec::new();
         if bad(self.cancel_if_warned) {
-            out.push(format!("cancel-if-warned must be between 0 and 1, got {}", self.cancel_if_warned));
+            out.push(format!(
+                "cancel-if-warned must be between 0 and 1, got {}",
+                self.cancel_if_warned
+            ));
         }
         if bad(self.base_cancel) {
-            out.push(format!("base-cancel must be between 0 and 1, got {}", self.base_cancel));
+            out.push(format!(
+                "base-cancel must be between 0 and 1, got {}",
+                self.base_cancel
+            ));
         }
-        for (name, map) in [("typology", &self.by_typology), ("warning", &self.by_warning)] {
+        for (name, map) in [
+            ("typology", &self.by_typology),
+            ("warning", &self.by_warning),
+        ] {
             for (k, p) in map {
                 if bad(*p) {
-                    out.push(format!("cancel-if-warned for {name} {k} must be between 0 and 1, got {p}"));
+                    out.push(format!(
+                        "cancel-if-warned for {name} {k} must be between 0 and 1, got {p}"
+                    ));
                 }
             }
         }
@@ -189,7 +200,10 @@ pub fn respond(
 ) -> Result<ResponseSummary, Error> {
     let problems = model.problems();
     if !problems.is_empty() {
-        return Err(Error::io(std::path::Path::new("response model"), problems.join("; ")));
+        return Err(Error::io(
+            std::path::Path::new("response model"),
+            problems.join("; "),
+        ));
     }
     let scorer = Scorer::new(rules);
     let mut rng = Rng(model.seed);

@@ -90,15 +90,25 @@ fn group_at_5_percent_is_exactly_the_users_the_rule_gives() {
 
 #[test]
 fn group_at_half_matches_an_independent_computation() {
-    let rules = rules_scoring("share = 0.5\nsalt = \"other salt\"\ntiers = [\"notice\"]", 25);
+    let rules = rules_scoring(
+        "share = 0.5\nsalt = \"other salt\"\ntiers = [\"notice\"]",
+        25,
+    );
     let all = users(400);
     let decisions = decisions_for_users(&rules, &all);
     let mut held = 0;
     for (u, d) in all.iter().zip(&decisions) {
-        assert_eq!(d["holdout"] == json!(true), in_group("other salt", u, 0.5), "{u}");
+        assert_eq!(
+            d["holdout"] == json!(true),
+            in_group("other salt", u, 0.5),
+            "{u}"
+        );
         held += usize::from(d["holdout"] == json!(true));
     }
-    assert!(held > 100 && held < 300, "{held} of 400 held out at share 0.5");
+    assert!(
+        held > 100 && held < 300,
+        "{held} of 400 held out at share 0.5"
+    );
 }
 
 #[test]
@@ -151,7 +161,10 @@ fn holdout_field_follows_errors_and_precedes_ruleset() {
 
 #[test]
 fn cool_off_is_never_held_out() {
-    let rules = rules_scoring("share = 0.5\nsalt = \"2026-q4\"\ntiers = [\"notice\", \"warn\"]", 95);
+    let rules = rules_scoring(
+        "share = 0.5\nsalt = \"2026-q4\"\ntiers = [\"notice\", \"warn\"]",
+        95,
+    );
     let all = users(50);
     for d in decisions_for_users(&rules, &all) {
         assert_eq!(d["tier"], json!("cool_off"));
@@ -187,7 +200,10 @@ fn warn_is_held_only_when_listed() {
 
 #[test]
 fn allow_decisions_are_never_held_out() {
-    let rules = rules_scoring("share = 0.5\nsalt = \"s\"\ntiers = [\"notice\", \"warn\"]", 5);
+    let rules = rules_scoring(
+        "share = 0.5\nsalt = \"s\"\ntiers = [\"notice\", \"warn\"]",
+        5,
+    );
     for d in decisions_for_users(&rules, &users(40)) {
         assert_eq!(d["tier"], json!("allow"));
         assert_eq!(d["holdout"], json!(false));
@@ -217,7 +233,10 @@ fn empty_tiers_hold_out_nothing() {
 
 #[test]
 fn duplicate_tiers_are_accepted_as_a_set() {
-    let rules = rules_scoring("share = 0.5\nsalt = \"s\"\ntiers = [\"notice\", \"notice\"]", 25);
+    let rules = rules_scoring(
+        "share = 0.5\nsalt = \"s\"\ntiers = [\"notice\", \"notice\"]",
+        25,
+    );
     let h = rules.load().policy().holdout.clone().unwrap();
     assert_eq!(h.tiers(), vec![Tier::Notice]);
 }
@@ -270,7 +289,10 @@ fn every_breach_is_refused_at_load_naming_holdout() {
     assert_refused("share = 0.05\nsalt = 5", 2);
     assert_refused("share = 0.05\nsalt = \"s\"\ntiers = [\"cool_off\"]", 3);
     assert_refused("share = 0.05\nsalt = \"s\"\ntiers = [\"allow\"]", 3);
-    assert_refused("share = 0.05\nsalt = \"s\"\ntiers = [\"notice\", \"warning\"]", 3);
+    assert_refused(
+        "share = 0.05\nsalt = \"s\"\ntiers = [\"notice\", \"warning\"]",
+        3,
+    );
     assert_refused("share = 0.05\nsalt = \"s\"\ntiers = \"notice\"", 3);
     assert_refused("share = 0.05\nsalt = \"s\"\ntiers = [1]", 3);
     assert_refused("share = 0.05\nsalt = \"s\"\nshares = 0.1", 3);
@@ -308,7 +330,12 @@ fn cli_refuses_a_bad_holdout_naming_it() {
 fn every_decision_line_and_every_log_line_carries_holdout() {
     let rules = rules_scoring("share = 0.5\nsalt = \"2026-q4\"", 25);
     let stream: String = (0..30)
-        .map(|i| format!("{}\n", wd(&format!("w{i}"), &format!("u-{i}"), T0, 10.0, "X").line()))
+        .map(|i| {
+            format!(
+                "{}\n",
+                wd(&format!("w{i}"), &format!("u-{i}"), T0, 10.0, "X").line()
+            )
+        })
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("decisions.log");

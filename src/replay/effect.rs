@@ -378,10 +378,7 @@ pub fn render_effect_text(e: &EffectReport) -> String {
         o,
         "  difference = share cancelled when warned - when held out, in points; 95% CI by"
     );
-    let _ = writeln!(
-        o,
-        "  Newcombe's hybrid score method on Wilson intervals."
-    );
+    let _ = writeln!(o, "  Newcombe's hybrid score method on Wilson intervals.");
     let _ = writeln!(
         o,
         "  allow (no warning): {} withdrawal(s), {} cancelled",
@@ -414,7 +411,11 @@ pub fn render_effect_text(e: &EffectReport) -> String {
         "95% CI pp"
     );
     let mut line = |r: &EffectRow| {
-        let groups = [("all", Some(&r.all)), ("scam", r.scam.as_ref()), ("legit", r.legit.as_ref())];
+        let groups = [
+            ("all", Some(&r.all)),
+            ("scam", r.scam.as_ref()),
+            ("legit", r.legit.as_ref()),
+        ];
         for (name, c) in groups {
             let Some(c) = c else { continue };
             if name != "all" && c.warned + c.held_out == 0 {
@@ -467,7 +468,11 @@ pub(crate) fn render_effect_html(e: &EffectReport, esc: impl Fn(&str) -> String)
     }
     let _ = writeln!(o, "<table><tr><th>tier</th><th>warning</th><th>locale</th><th>group</th><th>warned</th><th>cancelled</th><th>held out</th><th>cancelled</th><th>difference (pp)</th><th>95% CI (pp)</th></tr>");
     let mut line = |r: &EffectRow| {
-        let groups = [("all", Some(&r.all)), ("scam", r.scam.as_ref()), ("legit", r.legit.as_ref())];
+        let groups = [
+            ("all", Some(&r.all)),
+            ("scam", r.scam.as_ref()),
+            ("legit", r.legit.as_ref()),
+        ];
         for (name, c) in groups {
             let Some(c) = c else { continue };
             if name != "all" && c.warned + c.held_out == 0 {
@@ -521,10 +526,16 @@ mod tests {
         // Newcombe (1998), Statistics in Medicine 17:873-890, method 10: 56/70 - 48/80 = 0.2,
         // 95% CI 0.0524 to 0.3339.
         let (d, l, u) = newcombe(56, 70, 48, 80).unwrap_or_default();
-        assert!(close(d, 0.2) && close(l, 0.0524) && close(u, 0.3339), "{d} {l} {u}");
+        assert!(
+            close(d, 0.2) && close(l, 0.0524) && close(u, 0.3339),
+            "{d} {l} {u}"
+        );
         // 9/10 - 3/10 = 0.6, CI 0.1705 to 0.8090 (same paper, example b).
         let (d, l, u) = newcombe(9, 10, 3, 10).unwrap_or_default();
-        assert!(close(d, 0.6) && close(l, 0.1705) && close(u, 0.8090), "{d} {l} {u}");
+        assert!(
+            close(d, 0.6) && close(l, 0.1705) && close(u, 0.8090),
+            "{d} {l} {u}"
+        );
         assert_eq!(newcombe(1, 2, 0, 0), None);
     }
 

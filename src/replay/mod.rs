@@ -310,7 +310,11 @@ impl Replay {
             )
         });
         Replay {
-            effect: candidate_rules.policy().holdout.is_some().then(EffectAcc::new),
+            effect: candidate_rules
+                .policy()
+                .holdout
+                .is_some()
+                .then(EffectAcc::new),
             candidate: Scorer::new_shared(candidate_rules.clone()),
             candidate_rules,
             baseline,

@@ -158,7 +158,8 @@ impl Holdout {
                             source,
                             span,
                             format!(
-                                "holdout.share must be a number with 0 <= share <= 0.5, got {}", describe(&value)
+                                "holdout.share must be a number with 0 <= share <= 0.5, got {}",
+                                describe(&value)
                             ),
                         ),
                     }
@@ -173,7 +174,10 @@ impl Holdout {
                     other => problems.in_source(
                         source,
                         span,
-                        format!("holdout.salt must be a non-empty string, got {}", describe(&other)),
+                        format!(
+                            "holdout.salt must be a non-empty string, got {}",
+                            describe(&other)
+                        ),
                     ),
                 },
                 "tiers" => match value {
