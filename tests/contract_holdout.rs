@@ -367,3 +367,21 @@ fn every_decision_line_and_every_log_line_carries_holdout() {
     }
     assert!(riskgate::verify_log(&log).unwrap().is_intact());
 }
+
+#[test]
+fn check_expects_the_warning_the_rules_chose_even_when_held_out() {
+    let rules = rules_scoring("share = 0.5\nsalt = \"2026-q4\"", 25);
+    // u-0 is in the group, u-1 is not: both expect the warning their rule names.
+    let tests: String = ["u-0", "u-1"]
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let mut v = wd(&format!("t{i}"), u, T0, 10.0, "X").0;
+            v["expect"] = json!({"tier": "notice", "hits": ["p/r"], "warning": "p/w"});
+            format!("{v}\n")
+        })
+        .collect();
+    rules.file("p/tests/holdout.jsonl", &tests);
+    let (code, out, err) = cli(&["check", rules.path().to_str().unwrap()], None);
+    assert_eq!(code, 0, "{out}{err}");
+}
