@@ -385,3 +385,23 @@ fn check_expects_the_warning_the_rules_chose_even_when_held_out() {
     let (code, out, err) = cli(&["check", rules.path().to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn holdout_that_is_not_a_table_is_refused_naming_it() {
+    for value in ["1", "\"0.05\"", "[\"notice\"]", "true", "0.05"] {
+        let text = format!("holdout = {value}\n{}", policy("ignore"));
+        let problems = Rules::with_policy(&text).problems();
+        assert_eq!(problems.len(), 1, "{value}: {problems:?}");
+        assert!(problems[0].starts_with("policy.toml:1:"), "{problems:?}");
+        assert!(problems[0].contains("holdout"), "{problems:?}");
+    }
+    // An inline table is a table.
+    let text = format!(
+        "holdout = {{ share = 0.5, salt = \"2026-q4\" }}\n{}",
+        policy("ignore")
+    );
+    let rules = Rules::with_policy(&text);
+    rules.pack("p", "regions = [\"*\"]", &[("r", "25", "")]);
+    let d = rules.scorer().score(&wd("a", "u-0", T0, 10.0, "X").w());
+    assert!(d.holdout);
+}

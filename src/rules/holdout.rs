@@ -21,7 +21,59 @@ const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
 
 /// `[holdout]` as written: every key with its span, checked by hand so that each breach is
 /// reported with its own position (and unknown keys are refused, a typo would else go unseen).
-pub(crate) type RawHoldout = toml::Spanned<BTreeMap<String, toml::Spanned<toml::Value>>>;
+pub(crate) type RawHoldout = toml::Spanned<Shape>;
+
+/// What `holdout` holds: a table (its keys with their spans), or something else (named), so
+/// that `holdout = 1` is reported as a holdout problem rather than as a bare type error.
+pub(crate) enum Shape {
+    Table(BTreeMap<String, toml::Spanned<toml::Value>>),
+    Other(&'static str),
+}
+
+impl<'de> serde::Deserialize<'de> for Shape {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Shape, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [holdout] table")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Shape, A::Error> {
+                let mut table = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, toml::Spanned<toml::Value>>()? {
+                    table.insert(k, v);
+                }
+                Ok(Shape::Table(table))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Shape, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Shape::Other("an array"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Other("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Other("a string"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 /// A loaded `[holdout]` table.
 #[derive(Clone)]
@@ -135,7 +187,17 @@ impl Holdout {
         problems: &mut Problems,
     ) -> Option<Holdout> {
         let table_span = raw.span();
-        let table = raw.into_inner();
+        let table = match raw.into_inner() {
+            Shape::Table(table) => table,
+            Shape::Other(what) => {
+                problems.in_source(
+                    source,
+                    table_span,
+                    format!("holdout must be a table ([holdout] with share and salt), got {what}"),
+                );
+                return None;
+            }
+        };
         let before = problems.len();
         let mut share = None;
         let mut salt = None;
