@@ -28,6 +28,7 @@ pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};
 pub use warning::WarningText;
 
 pub(crate) use pack::Regions;
+pub(crate) use params::RuleVariant;
 pub(crate) use sandbox::Sandbox;
 pub(crate) use tx::{TxView, Watchlists};
 pub(crate) use warning::Warning;

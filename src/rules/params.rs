@@ -107,6 +107,18 @@ impl ParamValue {
     }
 }
 
+/// As JSON: a number, a bool or a string (a non-finite float is null).
+impl serde::Serialize for ParamValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ParamValue::Int(n) => serializer.serialize_i64(*n),
+            ParamValue::Float(x) => serializer.serialize_f64(*x),
+            ParamValue::Bool(b) => serializer.serialize_bool(*b),
+            ParamValue::Str(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
 /// As TOML writes it (`3000`, `3000.0`, `true`, `"telegram"`).
 impl fmt::Display for ParamValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,7 +296,7 @@ pub(crate) struct Overrides {
 #[derive(Deserialize)]
 struct RawPolicyParams {
     #[serde(default)]
-    params: BTreeMap<Spanned<String>, Spanned<BTreeMap<Spanned<String>, Spanned<toml::Value>>>>,
+    params: BTreeMap<Spanned<String>, RawParams>,
 }
 
 impl Overrides {
@@ -423,6 +435,59 @@ pub(crate) fn reads_params(ast: &rhai::AST) -> bool {
         true
     });
     found
+}
+
+/// A rule of a [`super::RuleSet`] compiled with other params (what a parameter sweep runs).
+pub(crate) struct RuleVariant {
+    /// The rule's index in [`super::RuleSet::rules`].
+    pub(crate) rule: usize,
+    fast: Option<super::fastpath::FastRule>,
+    params_map: Option<rhai::Dynamic>,
+}
+
+impl super::RuleSet {
+    /// Rule `rule` with `params` (already conformed to the rule's types) instead of its own;
+    /// `None` when there is no such rule.
+    pub(crate) fn variant(&self, rule: usize, params: &Params) -> Option<RuleVariant> {
+        let r = self.rules.get(rule)?;
+        let fast = if super::fastpath::disabled_by_env() {
+            None
+        } else {
+            super::fastpath::compile(&r.ast, &self.policy.limits, params)
+        };
+        Some(RuleVariant {
+            rule,
+            fast,
+            params_map: r
+                .params_map
+                .is_some()
+                .then(|| rhai::Dynamic::from_map(params.to_map())),
+        })
+    }
+
+    /// Evaluates a variant as [`super::RuleSet::run_rules`] evaluates its rule. `scope` holds
+    /// the Rhai `tx` map of this `tx` once an interpreted rule built it (start with `None` for
+    /// each `tx`).
+    pub(crate) fn run_variant(
+        &self,
+        variant: &RuleVariant,
+        tx: &super::TxView<'_>,
+        scope: &mut Option<rhai::Scope<'static>>,
+    ) -> super::Outcome {
+        let Some(rule) = self.rules.get(variant.rule) else {
+            return super::Outcome::NoHit;
+        };
+        if let Some(outcome) = variant.fast.as_ref().and_then(|f| f.run(tx, rule.score)) {
+            return outcome;
+        }
+        let scope = scope.get_or_insert_with(|| {
+            let mut scope = rhai::Scope::new();
+            scope.push_constant("tx", tx.to_map());
+            scope
+        });
+        self.sandbox
+            .run_with_params(&rule.ast, scope, variant.params_map.as_ref(), rule.score)
+    }
 }
 
 #[cfg(test)]
