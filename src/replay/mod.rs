@@ -29,6 +29,7 @@ mod params;
 mod render_html;
 mod render_text;
 mod sweep;
+mod tune;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::BufRead;
@@ -54,6 +55,7 @@ pub use params::{
 pub use render_html::render_html;
 pub use render_text::render_text;
 pub use sweep::{Optimum, SweepPoint};
+pub use tune::{HalfFigures, HalfStats, Tune, TuneCandidate, TuneChoice, TuneOptions, TuneReport};
 
 use baseline::BaselineAcc;
 use metrics::Accumulator;

@@ -144,7 +144,7 @@ struct TxRec {
 
 /// Records a replay for a sweep, then re-evaluates the swept rules per combination.
 pub(crate) struct Recorder {
-    specs: Vec<ParamSpec>,
+    pub(super) specs: Vec<ParamSpec>,
     /// Indices of the swept rules in the rule set, sorted.
     swept: Vec<usize>,
     /// Per swept rule, its pack's slot in `open_packs`.
