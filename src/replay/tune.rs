@@ -169,9 +169,7 @@ impl Tune {
         report.params = recorder.specs.clone();
         let combos = recorder.combinations();
         let total = combos.len();
-        // (rank key, combination index, thresholds, both halves' histograms)
-        let mut best: Option<((u64, std::cmp::Reverse<u64>), Thresholds, [Histogram; 2], usize)> =
-            None;
+        let mut best: Option<Best> = None;
         for (n, combo) in combos.iter().enumerate() {
             let hists = recorder.histograms(rules, combo);
             if n == 0 {
@@ -215,6 +213,10 @@ impl Tune {
         report
     }
 }
+
+/// The best so far: rank key (scam flagged, fewer legit flagged), thresholds, both halves'
+/// histograms, combination index.
+type Best = ((u64, std::cmp::Reverse<u64>), Thresholds, [Histogram; 2], usize);
 
 fn half_stats(hist: &Histogram) -> HalfStats {
     let totals = label_totals(hist);
