@@ -10,6 +10,8 @@
 //! - literals: `()`, `true`/`false`, integers, floats, strings;
 //! - reads of `tx` fields (`tx.amount_usd`); an unknown field is an error when evaluated, as
 //!   in the interpreter (`fail_on_invalid_map_property`);
+//! - reads of the rule's params (`params.min_amount_usd`), folded into literals at load (a rule
+//!   compiled for a sweep gets its own); a missing name is an error when evaluated, as for `tx`;
 //! - unary `-`, `+`, `!`; binary `+ - * / %` and `< <= > >= == !=`; `&&`, `||` (short-circuit);
 //! - `"pack/list" in tx.watchlists` and `!in` (a string on the left);
 //! - on a string `tx` field, local or literal: `len()` (characters), `is_empty()` (also as the
