@@ -29,7 +29,10 @@ pub use check::{check, CheckReport};
 pub use decision::{Decision, Hit, RuleError, Tier};
 pub use error::{Error, ErrorKind};
 pub use event::{normalize_address, Event, Label, Status, UserProfile, Withdrawal};
-pub use rules::{Holdout, Limits, Outcome, Policy, Problem, RuleSet, WarningText, WithheldWarning};
+pub use rules::{
+    Holdout, Limits, Outcome, ParamValue, Params, Policy, Problem, RuleSet, WarningText,
+    WithheldWarning,
+};
 pub use scorer::{Scorer, Tx, RULESET_HISTORY};
 pub use snapshot::{Restored, SnapshotInfo};
 pub use state::{

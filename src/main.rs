@@ -81,6 +81,36 @@ enum Command {
         /// ids seen), written atomically at the end when every file was read.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Sweep a rule param: report the figures for every combination of the values given
+        /// (may repeat; the combinations multiply), as if written as overrides in policy.toml.
+        #[arg(long = "param", value_name = "PACK/RULE.NAME=V1,V2,...")]
+        params: Vec<String>,
+        /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Search param values and tier thresholds for the most scam withdrawals at >= warn within
+    /// friction budgets, on half of the users; report both halves and print the suggested
+    /// policy.toml overrides and [tiers].
+    ///
+    /// Users are split by the SHA-256 of their id (first byte even: tuning half, odd: checking
+    /// half). The output is the same bytes for the same rules, arguments and input.
+    Tune {
+        /// The rules directory.
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// Most legit withdrawals at >= warn, in percent.
+        #[arg(long, value_name = "PCT")]
+        max_friction: f64,
+        /// Most legit withdrawals at cool_off, in percent (default: a tenth of --max-friction).
+        #[arg(long, value_name = "PCT")]
+        max_cool_off: Option<f64>,
+        /// A rule param and the values to try (may repeat; the combinations multiply).
+        #[arg(long = "param", value_name = "PACK/RULE.NAME=V1,V2,...")]
+        params: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
         /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
@@ -205,6 +235,7 @@ fn main() -> ExitCode {
             max_friction,
             max_cool_off_friction,
             state,
+            params,
             files,
         } => {
             for (name, value) in [
@@ -230,8 +261,17 @@ fn main() -> ExitCode {
                 json,
                 html.as_deref(),
                 state.as_deref(),
+                &params,
             )
         }
+        Command::Tune {
+            rules,
+            max_friction,
+            max_cool_off,
+            params,
+            json,
+            files,
+        } => tune(&rules, max_friction, max_cool_off, &params, json, &files),
         Command::Gen {
             seed,
             users,
@@ -463,6 +503,7 @@ impl<R: io::Read> io::Read for Counting<R> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn replay(
     rules: &Path,
     baseline: Option<&Path>,
@@ -471,16 +512,32 @@ fn replay(
     json: bool,
     html: Option<&Path>,
     state: Option<&Path>,
+    params: &[String],
 ) -> ExitCode {
     let candidate = match load_rules(rules) {
         Ok(r) => r,
         Err(code) => return code,
+    };
+    let specs = match params
+        .iter()
+        .map(|p| riskgate::replay::ParamSpec::parse(p, &candidate))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
     };
     let baseline = match baseline.map(load_rules).transpose() {
         Ok(b) => b,
         Err(code) => return code,
     };
     let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    if let Err(e) = replay.sweep_params(specs) {
+        eprintln!("riskgate: {e}");
+        return ExitCode::from(UNUSABLE);
+    }
     if let Some(path) = state.filter(|p| p.exists()) {
         if let Err(e) = replay.load_state(path) {
             eprintln!("riskgate: cannot load state: {e}");
@@ -708,5 +765,127 @@ fn close_log(log: Option<Arc<DecisionLog>>) -> Option<ExitCode> {
             eprintln!("riskgate: {e}");
             Some(ExitCode::from(UNUSABLE))
         }
+    }
+}
+
+/// `riskgate tune`: reads the files through the library's [`riskgate::replay::Tune`] with a
+/// progress bar on a terminal, then prints the report.
+fn tune(
+    rules: &Path,
+    max_friction: f64,
+    max_cool_off: Option<f64>,
+    params: &[String],
+    json: bool,
+    files: &[PathBuf],
+) -> ExitCode {
+    for (name, value) in [
+        ("--max-friction", Some(max_friction)),
+        ("--max-cool-off", max_cool_off),
+    ] {
+        if value.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+            eprintln!("riskgate: {name} is a percentage between 0 and 100");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
+    let rules = match load_rules(rules) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let specs = match params
+        .iter()
+        .map(|p| riskgate::replay::ParamSpec::parse(p, &rules))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    let options = riskgate::replay::TuneOptions {
+        max_friction: max_friction / 100.0,
+        max_cool_off_friction: max_cool_off.map(|p| p / 100.0),
+    };
+    let mut tune = match riskgate::replay::Tune::new(rules, specs, options) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    let bar = |len: u64, template: &str| {
+        if !io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(len),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style);
+        }
+        bar
+    };
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let reading = bar(total, "reading  [{bar:30}] {percent:>3}%  {msg}");
+    let read = std::rc::Rc::new(std::cell::Cell::new(0_u64));
+    for file in files {
+        let name = file.display().to_string();
+        let reader: Box<dyn io::Read> = if file.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            match File::open(file) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    reading.abandon();
+                    eprintln!("riskgate: cannot read {name}: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
+        };
+        let reader = BufReader::with_capacity(
+            1 << 16,
+            Counting {
+                inner: reader,
+                count: read.clone(),
+            },
+        );
+        let mut progress = |p: riskgate::replay::Progress| {
+            reading.set_position(read.get());
+            reading.set_message(format!("{} withdrawals", p.withdrawals));
+        };
+        if let Err(e) = tune.feed(&name, reader, &mut progress) {
+            reading.abandon();
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
+    reading.finish_and_clear();
+    let searching = bar(0, "searching [{bar:30}] {pos}/{len} combinations");
+    let report = tune.finish(&mut |done, total| {
+        searching.set_length(total as u64);
+        searching.set_position(done as u64);
+    });
+    searching.finish_and_clear();
+    let text = if json {
+        report.to_json()
+    } else {
+        report.render_text()
+    };
+    let mut out = io::stdout().lock();
+    if let Err(e) = writeln!(out, "{}", text.trim_end()) {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("riskgate: cannot write output: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
+    if report.invalid > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
