@@ -17,6 +17,7 @@ pub mod gen;
 pub mod replay;
 pub mod rules;
 mod scorer;
+pub mod signing;
 pub mod snapshot;
 mod state;
 pub mod stream;

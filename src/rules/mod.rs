@@ -6,6 +6,8 @@
 
 mod fastpath;
 mod pack;
+pub(crate) mod packfs;
+mod partners;
 mod policy;
 mod problem;
 mod sandbox;
@@ -14,7 +16,7 @@ mod warning;
 mod watchlist;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -127,6 +129,32 @@ impl RuleSet {
     /// Loads the policy and the one pack `pack` (what `riskgate check` runs each pack's tests on).
     pub fn load_pack(dir: impl AsRef<Path>, pack: &str) -> Result<RuleSet, Error> {
         load(dir.as_ref(), Some(pack))
+    }
+
+    /// Loads `dir`'s policy and packs with the pack folder `pack_dir` in place of the pack of the
+    /// same id (or added when there is none): the rule set a new pack or version would make
+    /// (`riskgate review`). The pack id is `pack_dir`'s folder name; `dir` is not changed.
+    pub fn load_with_pack(dir: impl AsRef<Path>, pack_dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+        let (dir, pack_dir) = (dir.as_ref(), pack_dir.as_ref());
+        let id = folder_name(pack_dir)?;
+        let mut folders: Vec<(String, PathBuf)> = RuleSet::pack_folders(dir)?
+            .into_iter()
+            .filter(|f| *f != id)
+            .map(|f| (f.clone(), dir.join(f)))
+            .collect();
+        folders.push((id.clone(), pack_dir.to_path_buf()));
+        folders.sort();
+        load_folders(dir, folders, None, Some((&id, pack_dir)))
+    }
+
+    /// Loads `dir`'s policy with the one pack folder `pack_dir` (wherever it is): what
+    /// `riskgate review` runs a candidate pack's tests on, as `check` does with
+    /// [`RuleSet::load_pack`].
+    pub fn load_pack_from(dir: impl AsRef<Path>, pack_dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+        let (dir, pack_dir) = (dir.as_ref(), pack_dir.as_ref());
+        let id = folder_name(pack_dir)?;
+        let folders = vec![(id.clone(), pack_dir.to_path_buf())];
+        load_folders(dir, folders, Some(&id), Some((&id, pack_dir)))
     }
 
     /// Changes whenever any file of the rule set changes.
@@ -256,8 +284,39 @@ pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Opt
     }
 }
 
+/// The folder name of a pack folder path, which is its pack id.
+fn folder_name(pack_dir: &Path) -> Result<String, Error> {
+    pack_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::io(pack_dir, "a pack folder path must end in the pack id (UTF-8)"))
+}
+
 fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
+    let folders = match only {
+        Some(pack) => vec![pack.to_string()],
+        None => RuleSet::pack_folders(dir)?,
+    };
+    let folders = folders
+        .into_iter()
+        .map(|f| (f.clone(), dir.join(f)))
+        .collect();
+    load_folders(dir, folders, only, None)
+}
+
+/// Loads the policy of `dir` and the pack folders `folders` (id, path), sorted by id.
+fn load_folders(
+    dir: &Path,
+    folders: Vec<(String, PathBuf)>,
+    only: Option<&str>,
+    swap: Option<(&str, &Path)>,
+) -> Result<RuleSet, Error> {
     let mut problems = Problems::default();
+    // Nothing outside the rule set is read: a linked rules directory or policy is refused first.
+    if !packfs::check_root(dir, &mut problems) {
+        return Err(Error::load(problems.0));
+    }
     let policy_text = read_text(&dir.join("policy.toml"), "policy.toml", &mut problems);
     let policy = policy_text.as_deref().and_then(|text| {
         Policy::load(
@@ -274,20 +333,37 @@ fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
         .map(|p| p.limits.clone())
         .unwrap_or_default();
     let sandbox = Sandbox::new(&limits);
+    let authority = policy_text.as_deref().and_then(|text| {
+        partners::Authority::load(
+            &Source {
+                name: "policy.toml".into(),
+                text,
+            },
+            &mut problems,
+        )
+    });
 
-    let folders = match only {
-        Some(pack) => vec![pack.to_string()],
-        None => RuleSet::pack_folders(dir)?,
-    };
     let mut loaded = Vec::new();
-    for folder in &folders {
-        if let Some(pack) = pack::load(&dir.join(folder), folder, &sandbox, &mut problems) {
+    for (folder, path) in &folders {
+        // Walked first, following nothing: a link or special file refuses the pack unread.
+        let Some(files) = packfs::scan(path, folder, &mut problems) else {
+            continue;
+        };
+        let grant = authority
+            .as_ref()
+            .and_then(|a| a.admit(path, folder, &files, &mut problems));
+        if let Some(mut pack) = pack::load(path, folder, &sandbox, &mut problems) {
+            if let Some(grant) = &grant {
+                grant.apply(&mut pack);
+            }
             loaded.push(pack);
         }
     }
-    let id = fingerprint(dir, only).map_err(|e| Error::io(dir, e))?;
     match policy {
-        Some(policy) if problems.is_empty() => Ok(assemble(id, policy, loaded, sandbox)),
+        Some(policy) if problems.is_empty() => {
+            let id = fingerprint(dir, only, swap).map_err(|e| Error::io(dir, e))?;
+            Ok(assemble(id, policy, loaded, sandbox))
+        }
         _ => Err(Error::load(problems.0)),
     }
 }
@@ -370,12 +446,29 @@ fn assemble(
 }
 
 /// A digest of every file of the rule set (path and contents), so that any change shows.
-fn fingerprint(dir: &Path, only: Option<&str>) -> std::io::Result<String> {
+/// With `swap`, the pack folder `(id, path)` stands in for `dir/id`.
+fn fingerprint(
+    dir: &Path,
+    only: Option<&str>,
+    swap: Option<(&str, &Path)>,
+) -> std::io::Result<String> {
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files)?;
+    let mut files: Vec<(String, PathBuf)> = files.into_iter().map(|r| (r.clone(), dir.join(r))).collect();
+    if let Some((id, pack_dir)) = swap {
+        let prefix = format!("{id}/");
+        files.retain(|(relative, _)| !relative.starts_with(&prefix));
+        let mut extra = Vec::new();
+        collect_files(pack_dir, pack_dir, &mut extra)?;
+        files.extend(
+            extra
+                .into_iter()
+                .map(|r| (format!("{prefix}{r}"), pack_dir.join(r))),
+        );
+    }
     files.sort();
     let mut hasher = Sha256::new();
-    for relative in files {
+    for (relative, path) in files {
         let in_scope = match only {
             None => true,
             Some(pack) => relative == "policy.toml" || relative.starts_with(&format!("{pack}/")),
@@ -383,7 +476,7 @@ fn fingerprint(dir: &Path, only: Option<&str>) -> std::io::Result<String> {
         if !in_scope {
             continue;
         }
-        let bytes = std::fs::read(dir.join(&relative)).unwrap_or_default();
+        let bytes = std::fs::read(path).unwrap_or_default();
         hasher.update((relative.len() as u64).to_le_bytes());
         hasher.update(relative.as_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -398,8 +491,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Res
         let entry = entry?;
         let path = entry.path();
         let file_type = entry.file_type()?;
+        // Links and special files are never followed or read (the loader refuses them).
         if file_type.is_dir() {
             collect_files(root, &path, out)?;
+        } else if !file_type.is_file() {
+            continue;
         } else if let Ok(relative) = path.strip_prefix(root) {
             out.push(relative.to_string_lossy().replace('\\', "/"));
         }
