@@ -15,6 +15,7 @@ mod error;
 pub mod event;
 pub mod gen;
 pub mod replay;
+pub mod review;
 pub mod rules;
 mod scorer;
 pub mod signing;

@@ -44,7 +44,7 @@ use crate::scorer::Scorer;
 use crate::stream::{EventStream, LineReader, Processed};
 use crate::time::Timestamp;
 
-pub use baseline::{BaselineReport, Example, LevelDelta, Transition};
+pub use baseline::{BaselineReport, Example, LevelDelta, RuleChange, Transition};
 pub use metrics::{LevelMetrics, RuleRow, TierRow};
 pub use render_html::render_html;
 pub use render_text::render_text;
@@ -74,6 +74,9 @@ pub struct ReplayOptions {
     pub examples: usize,
     /// Measure and report timing (off for byte-identical output).
     pub timing: bool,
+    /// Events before this instant build feature state (history) but are left out of every
+    /// figure (`riskgate review --since`).
+    pub count_from: Option<Timestamp>,
 }
 
 impl Default for ReplayOptions {
@@ -83,6 +86,7 @@ impl Default for ReplayOptions {
             max_cool_off_friction: None,
             examples: 3,
             timing: true,
+            count_from: None,
         }
     }
 }
@@ -385,13 +389,15 @@ impl Replay {
             Ok(text) => extract_typology(text),
             Err(_) => None,
         };
+        let count_from = self.options.count_from;
+        let warm = move |ts: Timestamp| count_from.is_some_and(|from| ts < from);
         let timing = self.options.timing;
         let timings = &mut self.timings;
         let latency = &mut self.latency;
         let processed = self
             .stream
             .process_with(&self.candidate, line, |scorer, w| {
-                if timing {
+                if timing && !warm(w.ts) {
                     let started = Instant::now();
                     let d = scorer.score_timed(w, timings);
                     latency.record(started.elapsed());
@@ -403,6 +409,16 @@ impl Replay {
             });
         match processed {
             Ok(Processed::Blank) => {}
+            Ok(Processed::Observed(event)) if warm(event.ts()) => {
+                if let Some((scorer, ..)) = &self.baseline {
+                    scorer.observe(&event);
+                }
+            }
+            Ok(Processed::Scored(w, _)) if warm(w.ts) => {
+                if let Some((scorer, ..)) = &self.baseline {
+                    scorer.observe_withdrawal(&w);
+                }
+            }
             Ok(Processed::Observed(event)) => {
                 self.count_event(&event);
                 if let Some((scorer, ..)) = &self.baseline {
