@@ -31,6 +31,8 @@ use crate::signing::PublicKey;
 #[derive(Debug, Default)]
 pub(crate) struct Authority {
     grants: BTreeMap<String, Option<Grant>>,
+    /// The table did not parse (reported): packs are not checked against it.
+    broken: bool,
 }
 
 /// What the exchange grants one partner's pack.
@@ -101,7 +103,7 @@ impl Authority {
                 table.span(),
                 "partners must be a table of [partners.<pack-id>] entries",
             );
-            return Some(Authority::default());
+            return Some(Authority::broken());
         }
         let raw: RawPartners = match toml::from_str(source.text) {
             Ok(raw) => raw,
@@ -111,7 +113,7 @@ impl Authority {
                     e.span().unwrap_or(0..0),
                     format!("partners: {}", e.message().trim()),
                 );
-                return Some(Authority::default());
+                return Some(Authority::broken());
             }
         };
         let grants = raw
@@ -122,7 +124,17 @@ impl Authority {
                 (id, grant)
             })
             .collect();
-        Some(Authority { grants })
+        Some(Authority {
+            grants,
+            broken: false,
+        })
+    }
+
+    fn broken() -> Authority {
+        Authority {
+            grants: BTreeMap::new(),
+            broken: true,
+        }
     }
 
     /// Checks the pack folder `folder` (at `dir`, its files as [`packfs::scan`] listed them)
@@ -135,6 +147,9 @@ impl Authority {
         files: &[PackFile],
         problems: &mut Problems,
     ) -> Option<Grant> {
+        if self.broken {
+            return None;
+        }
         let before = problems.len();
         let manifest_name = format!("{folder}/pack.toml");
         // Read only after the walk found a regular file there; parse problems are the pack
