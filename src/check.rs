@@ -153,7 +153,9 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
     let folders = RuleSet::pack_folders(dir).unwrap_or_default();
     for pack in folders {
         match RuleSet::load_pack(dir, &pack) {
-            Ok(rules) => report.packs.push(check_pack(&dir.join(&pack), &pack, rules)),
+            Ok(rules) => report
+                .packs
+                .push(check_pack(&dir.join(&pack), &pack, rules)),
             Err(e) => report.problems.extend(e.problems().iter().cloned()),
         }
     }

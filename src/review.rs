@@ -152,7 +152,11 @@ pub fn review(
         expectations: tests.expectations,
         failures: tests.failures,
     });
-    if report.tests.as_ref().is_some_and(|t| !t.failures.is_empty()) {
+    if report
+        .tests
+        .as_ref()
+        .is_some_and(|t| !t.failures.is_empty())
+    {
         report.verdict = Verdict::TestsFailed;
     }
 
@@ -272,7 +276,11 @@ pub fn render_text(report: &ReviewReport) -> String {
             let _ = writeln!(o, "[2] pack tests: not run (the pack is refused)");
         }
         Some(t) => {
-            let status = if t.failures.is_empty() { "ok" } else { "FAILED" };
+            let status = if t.failures.is_empty() {
+                "ok"
+            } else {
+                "FAILED"
+            };
             let _ = writeln!(
                 o,
                 "[2] pack tests: {status}: {} file(s), {} expectation(s), {} failure(s)",

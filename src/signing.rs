@@ -78,8 +78,7 @@ impl SecretKey {
     /// A new key from the operating system's random source.
     pub fn generate() -> Result<SecretKey, Error> {
         let mut seed = [0_u8; 32];
-        getrandom::getrandom(&mut seed)
-            .map_err(|e| Error::io(Path::new("(random source)"), e))?;
+        getrandom::getrandom(&mut seed).map_err(|e| Error::io(Path::new("(random source)"), e))?;
         Ok(SecretKey(SigningKey::from_bytes(&seed)))
     }
 

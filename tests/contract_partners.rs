@@ -48,7 +48,13 @@ fn line_of(rules: &Rules, file: &str, needle: &str) -> usize {
 #[test]
 fn without_a_partners_table_nothing_is_bounded() {
     let rules = Rules::new();
-    always(&rules, "p", "regions = [\"*\"]", 200, "min_tier = \"cool_off\"");
+    always(
+        &rules,
+        "p",
+        "regions = [\"*\"]",
+        200,
+        "min_tier = \"cool_off\"",
+    );
     rules.file("p/pack.sig", "not a signature");
     let d = decide(&rules, &hk("w1"));
     assert_eq!((d.tier, d.score), (Tier::CoolOff, 200));
@@ -86,7 +92,13 @@ fn mode_shadow_runs_the_whole_pack_as_shadow() {
     let rules = with_partners(
         "[partners.p]\nregions = [\"HK\"]\nmode = \"shadow\"\n\n[partners.q]\nregions = [\"HK\"]\n",
     );
-    always(&rules, "p", "regions = [\"HK\"]\nmode = \"live\"", 95, "min_tier = \"warn\"");
+    always(
+        &rules,
+        "p",
+        "regions = [\"HK\"]\nmode = \"live\"",
+        95,
+        "min_tier = \"warn\"",
+    );
     always(&rules, "q", "regions = [\"HK\"]", 25, "");
     let d = decide(&rules, &hk("w1"));
     // p's hit is reported, never scored, and its floor does not apply.
@@ -121,7 +133,13 @@ fn floors_up_to_max_floor_are_allowed_and_apply() {
     always(&rules, "p", "regions = [\"HK\"]", 1, "min_tier = \"warn\"");
     assert_eq!(decide(&rules, &hk("w1")).tier, Tier::Warn);
     let rules = with_partners("[partners.p]\nregions = [\"HK\"]\nmax_floor = \"cool_off\"\n");
-    always(&rules, "p", "regions = [\"HK\"]", 1, "min_tier = \"cool_off\"");
+    always(
+        &rules,
+        "p",
+        "regions = [\"HK\"]",
+        1,
+        "min_tier = \"cool_off\"",
+    );
     assert_eq!(decide(&rules, &hk("w1")).tier, Tier::CoolOff);
 }
 
@@ -155,7 +173,10 @@ fn a_pack_without_an_entry_is_refused_at_its_manifest() {
         problem.starts_with("p/pack.toml:1:"),
         "names the manifest's id line: {problem}"
     );
-    assert!(problem.contains("\"p\"") && problem.contains("[partners.p]"), "{problem}");
+    assert!(
+        problem.contains("\"p\"") && problem.contains("[partners.p]"),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -179,7 +200,10 @@ fn an_entry_without_regions_is_refused_at_its_policy_line() {
             || problem.starts_with(&format!("policy.toml:{}:", line + 1)),
         "{problem}"
     );
-    assert!(problem.contains("\"p\"") && problem.contains("regions"), "{problem}");
+    assert!(
+        problem.contains("\"p\"") && problem.contains("regions"),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -188,8 +212,14 @@ fn a_region_outside_the_grant_is_refused_at_the_manifests_regions() {
     always(&rules, "p", "regions = [\"HK\", \"SG\"]", 30, "");
     let problem = only_problem(&rules);
     let line = line_of(&rules, "p/pack.toml", "regions");
-    assert!(problem.starts_with(&format!("p/pack.toml:{line}:")), "{problem}");
-    assert!(problem.contains("\"p\"") && problem.contains("\"SG\""), "{problem}");
+    assert!(
+        problem.starts_with(&format!("p/pack.toml:{line}:")),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("\"p\"") && problem.contains("\"SG\""),
+        "{problem}"
+    );
 }
 
 #[test]
@@ -197,18 +227,33 @@ fn a_pack_for_every_country_needs_star_in_the_entry() {
     let rules = with_partners("[partners.p]\nregions = [\"HK\", \"SG\", \"MY\"]\n");
     always(&rules, "p", "regions = [\"*\"]", 30, "");
     let problem = only_problem(&rules);
-    assert!(problem.starts_with("p/pack.toml:") && problem.contains("\"*\""), "{problem}");
+    assert!(
+        problem.starts_with("p/pack.toml:") && problem.contains("\"*\""),
+        "{problem}"
+    );
 }
 
 #[test]
 fn a_floor_above_max_floor_is_refused_for_every_rule_shadow_ones_too() {
     // Default max_floor: warn.
     let rules = with_partners("[partners.p]\nregions = [\"HK\"]\n");
-    always(&rules, "p", "regions = [\"HK\"]", 30, "min_tier = \"cool_off\"");
+    always(
+        &rules,
+        "p",
+        "regions = [\"HK\"]",
+        30,
+        "min_tier = \"cool_off\"",
+    );
     let problem = only_problem(&rules);
     let line = line_of(&rules, "p/pack.toml", "min_tier");
-    assert!(problem.starts_with(&format!("p/pack.toml:{line}:")), "{problem}");
-    assert!(problem.contains("\"p\"") && problem.contains("max_floor"), "{problem}");
+    assert!(
+        problem.starts_with(&format!("p/pack.toml:{line}:")),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("\"p\"") && problem.contains("max_floor"),
+        "{problem}"
+    );
 
     // A shadow rule, in a pack the grant forces to shadow anyway.
     let rules = with_partners(
@@ -225,7 +270,13 @@ fn a_floor_above_max_floor_is_refused_for_every_rule_shadow_ones_too() {
 
     // max_floor = "allow" refuses any floor but allow.
     let rules = with_partners("[partners.p]\nregions = [\"HK\"]\nmax_floor = \"allow\"\n");
-    always(&rules, "p", "regions = [\"HK\"]", 30, "min_tier = \"notice\"");
+    always(
+        &rules,
+        "p",
+        "regions = [\"HK\"]",
+        30,
+        "min_tier = \"notice\"",
+    );
     assert!(only_problem(&rules).starts_with("p/pack.toml:"));
 }
 
@@ -235,7 +286,10 @@ fn a_broken_entry_is_refused_at_its_policy_line() {
         ("regions = [\"HK\"]\nmax_floor = \"severe\"", "max_floor"),
         ("regions = [\"HK\"]\nmode = \"dry-run\"", "mode"),
         ("regions = [\"HK\"]\nmax_score = -1", "max_score"),
-        ("regions = [\"HK\"]\npublic_key = \"ed25519:AAAA\"", "public_key"),
+        (
+            "regions = [\"HK\"]\npublic_key = \"ed25519:AAAA\"",
+            "public_key",
+        ),
         ("regions = [\"Hong Kong\"]", "Hong Kong"),
         ("regions = [\"HK\"]\nregion = [\"SG\"]", "region"),
     ] {
@@ -294,18 +348,27 @@ fn a_missing_signature_is_refused() {
     std::fs::remove_file(rules.path().join("p/pack.sig")).unwrap();
     let problem = only_problem(&rules);
     assert!(problem.starts_with("p/pack.toml:"), "{problem}");
-    assert!(problem.contains("\"p\"") && problem.contains("signature"), "{problem}");
+    assert!(
+        problem.contains("\"p\"") && problem.contains("signature"),
+        "{problem}"
+    );
 }
 
 #[test]
 fn any_change_to_a_signed_pack_is_refused() {
     let changes: [(&str, fn(&Path)); 5] = [
-        ("a script edited", |p| std::fs::write(p.join("always.rhai"), "false").unwrap()),
+        ("a script edited", |p| {
+            std::fs::write(p.join("always.rhai"), "false").unwrap()
+        }),
         ("a watchlist edited", |p| {
             std::fs::write(p.join("watchlists/list.txt"), "TXother\n").unwrap()
         }),
-        ("a file added", |p| std::fs::write(p.join("tests/new.jsonl"), "").unwrap()),
-        ("a file removed", |p| std::fs::remove_file(p.join("tests/none.jsonl")).unwrap()),
+        ("a file added", |p| {
+            std::fs::write(p.join("tests/new.jsonl"), "").unwrap()
+        }),
+        ("a file removed", |p| {
+            std::fs::remove_file(p.join("tests/none.jsonl")).unwrap()
+        }),
         ("a file renamed", |p| {
             std::fs::rename(p.join("tests/none.jsonl"), p.join("tests/other.jsonl")).unwrap()
         }),
@@ -375,12 +438,17 @@ fn the_signed_message_is_sha256sum_lines_sorted_by_path() {
     // Bytes: '-' (0x2d) < '/' (0x2f): "a-b.txt" before "a/z.txt".
     assert_eq!(
         paths,
-        ["a-b.txt", "a/z.txt", "b.rhai", "pack.toml", "tests/pack.sig"]
+        [
+            "a-b.txt",
+            "a/z.txt",
+            "b.rhai",
+            "pack.toml",
+            "tests/pack.sig"
+        ]
     );
     // sha256("") and sha256("x").
-    assert!(message.contains(
-        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a/z.txt\n"
-    ));
+    assert!(message
+        .contains("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a/z.txt\n"));
     assert!(message.starts_with(
         "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881  a-b.txt\n"
     ));
@@ -408,7 +476,9 @@ fn a_pack_signed_with_openssl_loads() {
         Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
     };
     assert!(
-        problems.iter().any(|p| p.contains("ext-police") && p.contains("signature")),
+        problems
+            .iter()
+            .any(|p| p.contains("ext-police") && p.contains("signature")),
         "{problems:#?}"
     );
 }
@@ -517,14 +587,22 @@ mod links_and_special_files {
         let elsewhere = tempfile::tempdir().unwrap();
         std::fs::write(elsewhere.path().join("s.rhai"), "true").unwrap();
         std::fs::remove_file(rules.path().join("p/always.rhai")).unwrap();
-        symlink(elsewhere.path().join("s.rhai"), rules.path().join("p/always.rhai")).unwrap();
+        symlink(
+            elsewhere.path().join("s.rhai"),
+            rules.path().join("p/always.rhai"),
+        )
+        .unwrap();
         refused_naming(&rules, "p/always.rhai");
 
         let rules = plain();
         let manifest = std::fs::read_to_string(rules.path().join("p/pack.toml")).unwrap();
         std::fs::write(elsewhere.path().join("pack.toml"), manifest).unwrap();
         std::fs::remove_file(rules.path().join("p/pack.toml")).unwrap();
-        symlink(elsewhere.path().join("pack.toml"), rules.path().join("p/pack.toml")).unwrap();
+        symlink(
+            elsewhere.path().join("pack.toml"),
+            rules.path().join("p/pack.toml"),
+        )
+        .unwrap();
         refused_naming(&rules, "p/pack.toml");
     }
 

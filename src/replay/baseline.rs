@@ -165,7 +165,8 @@ impl BaselineAcc {
     }
 
     fn count_rules(&mut self, baseline: &Decision, candidate: &Decision) {
-        let hit = |d: &Decision, rule: &str| d.hits.iter().chain(&d.shadow_hits).any(|h| h.rule == rule);
+        let hit =
+            |d: &Decision, rule: &str| d.hits.iter().chain(&d.shadow_hits).any(|h| h.rule == rule);
         for (side, this, other) in [(0, baseline, candidate), (1, candidate, baseline)] {
             for h in this.hits.iter().chain(&this.shadow_hits) {
                 let counts = match self.rules.get_mut(h.rule.as_str()) {
@@ -207,13 +208,15 @@ impl BaselineAcc {
             .collect();
         let rule_changes = std::mem::take(&mut self.rules)
             .into_iter()
-            .map(|(rule, [baseline_hits, candidate_hits, new_hits, lost_hits])| RuleChange {
-                rule,
-                baseline_hits,
-                candidate_hits,
-                new_hits,
-                lost_hits,
-            })
+            .map(
+                |(rule, [baseline_hits, candidate_hits, new_hits, lost_hits])| RuleChange {
+                    rule,
+                    baseline_hits,
+                    candidate_hits,
+                    new_hits,
+                    lost_hits,
+                },
+            )
             .collect();
         let mut transitions = Vec::new();
         let mut changed = 0;

@@ -134,7 +134,10 @@ impl RuleSet {
     /// Loads `dir`'s policy and packs with the pack folder `pack_dir` in place of the pack of the
     /// same id (or added when there is none): the rule set a new pack or version would make
     /// (`riskgate review`). The pack id is `pack_dir`'s folder name; `dir` is not changed.
-    pub fn load_with_pack(dir: impl AsRef<Path>, pack_dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+    pub fn load_with_pack(
+        dir: impl AsRef<Path>,
+        pack_dir: impl AsRef<Path>,
+    ) -> Result<RuleSet, Error> {
         let (dir, pack_dir) = (dir.as_ref(), pack_dir.as_ref());
         let id = folder_name(pack_dir)?;
         let mut folders: Vec<(String, PathBuf)> = RuleSet::pack_folders(dir)?
@@ -150,7 +153,10 @@ impl RuleSet {
     /// Loads `dir`'s policy with the one pack folder `pack_dir` (wherever it is): what
     /// `riskgate review` runs a candidate pack's tests on, as `check` does with
     /// [`RuleSet::load_pack`].
-    pub fn load_pack_from(dir: impl AsRef<Path>, pack_dir: impl AsRef<Path>) -> Result<RuleSet, Error> {
+    pub fn load_pack_from(
+        dir: impl AsRef<Path>,
+        pack_dir: impl AsRef<Path>,
+    ) -> Result<RuleSet, Error> {
         let (dir, pack_dir) = (dir.as_ref(), pack_dir.as_ref());
         let id = folder_name(pack_dir)?;
         let folders = vec![(id.clone(), pack_dir.to_path_buf())];
@@ -290,7 +296,12 @@ fn folder_name(pack_dir: &Path) -> Result<String, Error> {
         .file_name()
         .and_then(|n| n.to_str())
         .map(str::to_string)
-        .ok_or_else(|| Error::io(pack_dir, "a pack folder path must end in the pack id (UTF-8)"))
+        .ok_or_else(|| {
+            Error::io(
+                pack_dir,
+                "a pack folder path must end in the pack id (UTF-8)",
+            )
+        })
 }
 
 fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
@@ -454,7 +465,10 @@ fn fingerprint(
 ) -> std::io::Result<String> {
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files)?;
-    let mut files: Vec<(String, PathBuf)> = files.into_iter().map(|r| (r.clone(), dir.join(r))).collect();
+    let mut files: Vec<(String, PathBuf)> = files
+        .into_iter()
+        .map(|r| (r.clone(), dir.join(r)))
+        .collect();
     if let Some((id, pack_dir)) = swap {
         let prefix = format!("{id}/");
         files.retain(|(relative, _)| !relative.starts_with(&prefix));
