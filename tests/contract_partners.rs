@@ -356,7 +356,8 @@ fn a_missing_signature_is_refused() {
 
 #[test]
 fn any_change_to_a_signed_pack_is_refused() {
-    let changes: [(&str, fn(&Path)); 5] = [
+    type Change = (&'static str, fn(&Path));
+    let changes: [Change; 5] = [
         ("a script edited", |p| {
             std::fs::write(p.join("always.rhai"), "false").unwrap()
         }),
