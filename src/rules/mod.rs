@@ -257,7 +257,20 @@ impl RuleSet {
 
 /// Reads a UTF-8 file, reporting a problem when it can't.
 pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Option<String> {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    // Never through a link, never a fifo or device (the pack walk refuses them first; this
+    // closes the window should one appear since).
+    let meta = std::fs::symlink_metadata(path).ok();
+    let refused = |t: std::fs::FileType| t.is_symlink() || !(t.is_file() || t.is_dir());
+    if meta.as_ref().is_some_and(|m| refused(m.file_type())) {
+        problems.at(
+            name,
+            1,
+            1,
+            "cannot read file: a link or special file (links and special files are never read)",
+        );
+        return None;
+    }
+    let size = meta.map_or(0, |m| m.len());
     if size > MAX_FILE_BYTES {
         problems.at(
             name,
