@@ -307,7 +307,12 @@ fn main() -> ExitCode {
             } else {
                 riskgate::review::render_text(&report)
             };
-            println!("{}", text.trim_end());
+            if let Err(e) = writeln!(io::stdout().lock(), "{}", text.trim_end()) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    eprintln!("riskgate: cannot write output: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
             if report.passed() {
                 ExitCode::SUCCESS
             } else {

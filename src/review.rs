@@ -73,6 +73,10 @@ pub struct ReviewReport {
     pub live_version: Option<String>,
     /// The candidate's version, once loaded.
     pub candidate_version: Option<String>,
+    /// The live policy has a `[partners]` table: the candidate was checked against its entry.
+    pub bounded: bool,
+    /// Its entry names a `public_key`: the candidate's `pack.sig` was verified.
+    pub signature_required: bool,
     /// How the candidate runs in the swapped set (after the policy's grant): `live` or `shadow`.
     pub mode: Option<&'static str>,
     /// Its effective score cap (the lower of the pack's and the grant's).
@@ -126,6 +130,8 @@ pub fn review(
             .find(|p| p.id == pack)
             .map(|p| p.version.clone()),
         candidate_version: None,
+        bounded: false,
+        signature_required: false,
         mode: None,
         max_score: None,
         problems: Vec::new(),
@@ -133,6 +139,7 @@ pub fn review(
         since: None,
         replay: None,
     };
+    (report.bounded, report.signature_required) = grant_of(live, &pack);
     let swapped = match RuleSet::load_with_pack(live, candidate) {
         Ok(rules) => rules,
         Err(e) => return refused(report, e),
@@ -183,6 +190,20 @@ pub fn review(
     }
     report.replay = Some(replay.finish());
     Ok(report)
+}
+
+/// Whether the live policy has a `[partners]` table, and whether it names a key for `pack`
+/// (for the report; the loader enforces both).
+fn grant_of(live: &Path, pack: &str) -> (bool, bool) {
+    let table = std::fs::read_to_string(live.join("policy.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok());
+    let partners = table.as_ref().and_then(|t| t.get("partners"));
+    let keyed = partners
+        .and_then(|p| p.get(pack))
+        .and_then(|entry| entry.get("public_key"))
+        .is_some();
+    (partners.is_some(), keyed)
 }
 
 fn refused(mut report: ReviewReport, e: Error) -> Result<ReviewReport, Error> {
@@ -253,9 +274,16 @@ pub fn render_text(report: &ReviewReport) -> String {
         report.live_ruleset
     );
     if report.problems.is_empty() {
+        let authority = match (report.bounded, report.signature_required) {
+            (false, _) => {
+                "no [partners] table in the live policy: nothing bounded, no signature checked"
+            }
+            (true, false) => "within its [partners] grant; no public_key, so no signature checked",
+            (true, true) => "signature valid, within its [partners] grant",
+        };
         let _ = writeln!(
             o,
-            "[1] signature and authority: ok (runs {}, score cap {})",
+            "[1] signature and authority: ok: {authority} (runs {}, score cap {})",
             report.mode.unwrap_or("live"),
             report
                 .max_score
@@ -311,13 +339,13 @@ pub fn render_text(report: &ReviewReport) -> String {
             if let Some(b) = &r.baseline {
                 let _ = writeln!(
                     o,
-                    "    hits per rule (live and shadow)   {:>9} {:>9} {:>7} {:>7}",
-                    "live set", "with pack", "new", "lost"
+                    "    {:<44} {:>9} {:>9} {:>7} {:>7}",
+                    "hits per rule (live and shadow)", "live set", "with pack", "new", "lost"
                 );
                 for c in &b.rule_changes {
                     let _ = writeln!(
                         o,
-                        "    {:<33} {:>9} {:>9} {:>7} {:>7}",
+                        "    {:<44} {:>9} {:>9} {:>7} {:>7}",
                         c.rule, c.baseline_hits, c.candidate_hits, c.new_hits, c.lost_hits
                     );
                 }
