@@ -158,6 +158,8 @@ fn a_signed_new_version_passes_review_with_its_baseline_diff() {
     assert_eq!(r["pack"], "p");
     assert_eq!(r["live_version"], "1");
     assert_eq!(r["candidate_version"], "2");
+    assert_eq!(r["bounded"], true);
+    assert_eq!(r["signature_required"], true);
     assert_eq!(r["problems"], json!([]));
     assert_eq!(r["tests"]["expectations"], 1);
     assert_eq!(r["tests"]["failures"], json!([]));
@@ -237,7 +239,7 @@ fn the_text_and_html_reports_say_what_was_checked() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
-        stdout.contains("[1] signature and authority: ok"),
+        stdout.contains("[1] signature and authority: ok: signature valid"),
         "{stdout}"
     );
     assert!(stdout.contains("[2] pack tests: ok"), "{stdout}");
