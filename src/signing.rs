@@ -188,9 +188,10 @@ fn decode(text: &str, prefix: &str, len: usize, what: &str) -> Result<Vec<u8>, S
     Ok(bytes)
 }
 
-/// Reads a small text file without following a symbolic link at its final component.
+/// Reads a small regular text file (a key file may be a link, as mounted secrets often are;
+/// a `pack.sig` never is: the pack walk refuses links first).
 pub(crate) fn read_small(path: &Path) -> Result<String, Error> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.file_type().is_file() {
         return Err(Error::io(path, "not a regular file"));
     }
