@@ -646,6 +646,32 @@ mod links_and_special_files {
     }
 
     #[test]
+    fn a_stray_link_or_a_fifo_policy_is_refused_along_with_other_problems() {
+        let rules = plain();
+        symlink("/etc/passwd", rules.path().join("notes.txt")).unwrap();
+        std::fs::write(rules.path().join("p/always.rhai"), "let").unwrap();
+        let problems = rules.problems();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(problems.iter().any(|p| p.starts_with("notes.txt:1:1:")));
+        assert!(problems.iter().any(|p| p.starts_with("p/always.rhai:")));
+
+        let rules = plain();
+        std::fs::remove_file(rules.path().join("policy.toml")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(rules.path().join("policy.toml"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let problems = rules.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("policy.toml:1:1:") && p.contains("special file")),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
     fn file_names_with_a_backslash_or_newline_or_not_utf8_are_refused() {
         use std::os::unix::ffi::OsStrExt;
         for name in [&b"a\\b.txt"[..], b"a\nb.txt", b"bad-\xff.txt"] {

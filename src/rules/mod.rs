@@ -266,7 +266,7 @@ pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Opt
             name,
             1,
             1,
-            "cannot read file: a link or special file (links and special files are never read)",
+            format!("cannot read file: {name} is a symbolic link or a special file; a rule set may hold only regular files and folders (nothing outside it is read)"),
         );
         return None;
     }
@@ -337,7 +337,7 @@ fn load_folders(
     swap: Option<(&str, &Path)>,
 ) -> Result<RuleSet, Error> {
     let mut problems = Problems::default();
-    // Nothing outside the rule set is read: a linked rules directory or policy is refused first.
+    // Nothing outside the rule set is read: a linked rules directory is refused first.
     if !packfs::check_root(dir, &mut problems) {
         return Err(Error::load(problems.0));
     }

@@ -41,25 +41,10 @@ fn refusal(meta: &std::fs::Metadata) -> Option<&'static str> {
     Some("is a special file (fifo, socket or device); a rule set may hold only regular files and folders")
 }
 
-/// Checks `path` itself (no link, no special file), reporting as `name`.
-pub(crate) fn check_path(path: &Path, name: &str, problems: &mut Problems) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) => match refusal(&meta) {
-            Some(why) => {
-                problems.at(name, 1, 1, format!("{name} {why}"));
-                false
-            }
-            None => true,
-        },
-        // A missing file is reported by whoever reads it.
-        Err(_) => true,
-    }
-}
-
-/// Checks the top level of a rules directory: the directory itself, `policy.toml`, and every
-/// entry that is not hidden (a pack folder is walked later by [`scan`]).
+/// Checks the top level of a rules directory: the directory itself, and every entry that is
+/// not hidden (`policy.toml` is checked as it is read, a pack folder is walked by [`scan`]).
+/// False when the directory itself is refused: nothing in it may then be read.
 pub(crate) fn check_root(dir: &Path, problems: &mut Problems) -> bool {
-    let before = problems.len();
     let shown = dir.display().to_string();
     if let Ok(meta) = std::fs::symlink_metadata(dir) {
         if let Some(why) = refusal(&meta) {
@@ -67,7 +52,6 @@ pub(crate) fn check_root(dir: &Path, problems: &mut Problems) -> bool {
             return false;
         }
     }
-    check_path(&dir.join("policy.toml"), "policy.toml", problems);
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -85,7 +69,7 @@ pub(crate) fn check_root(dir: &Path, problems: &mut Problems) -> bool {
             }
         }
     }
-    problems.len() == before
+    true
 }
 
 /// Walks the pack folder `dir` (named `folder` in problems). Returns its regular files sorted by
