@@ -153,14 +153,17 @@ pub fn check(dir: impl AsRef<Path>) -> CheckReport {
     let folders = RuleSet::pack_folders(dir).unwrap_or_default();
     for pack in folders {
         match RuleSet::load_pack(dir, &pack) {
-            Ok(rules) => report.packs.push(check_pack(dir, &pack, rules)),
+            Ok(rules) => report
+                .packs
+                .push(check_pack(&dir.join(&pack), &pack, rules)),
             Err(e) => report.problems.extend(e.problems().iter().cloned()),
         }
     }
     report
 }
 
-fn check_pack(dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
+/// Runs the tests in `pack_dir/tests` on `rules` (the policy and that pack).
+pub(crate) fn check_pack(pack_dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
     let mut report = PackReport {
         pack: pack.to_string(),
         rules: rules.rules().len(),
@@ -174,11 +177,13 @@ fn check_pack(dir: &Path, pack: &str, rules: RuleSet) -> PackReport {
         };
         list.push(rule.id.clone());
     }
-    let tests_dir = dir.join(pack).join("tests");
+    let tests_dir = pack_dir.join("tests");
     let mut files: Vec<_> = std::fs::read_dir(&tests_dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
+                // Regular files only: a link is never followed (the loader refuses them).
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .map(|e| e.path())
                 .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
                 .collect()

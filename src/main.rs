@@ -201,6 +201,51 @@ enum Command {
         #[arg(value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Write a new Ed25519 secret key to OUT (owner-only) and print its public key
+    /// (`ed25519:BASE64`, for `[partners.<id>] public_key` in policy.toml).
+    Keygen {
+        /// The secret key file to write.
+        #[arg(value_name = "OUT")]
+        out: PathBuf,
+    },
+    /// Sign a pack folder with a secret key: writes PACKDIR/pack.sig.
+    Sign {
+        /// The secret key file (from `riskgate keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The pack folder.
+        #[arg(value_name = "PACKDIR")]
+        pack: PathBuf,
+    },
+    /// Review a partner's new pack (or new version) before it goes live.
+    ///
+    /// (1) signature and authority under the live policy, (2) the pack's own tests, (3) the live
+    /// set with the candidate swapped in, replayed against the live set on the recorded stream.
+    /// Exit status: 0 review passed, 1 the pack is refused or its tests fail, 2 usage or I/O
+    /// (the live set does not load, a file cannot be read).
+    Review {
+        /// The live rules directory (its policy.toml grants partners their authority).
+        #[arg(long, value_name = "LIVE_DIR")]
+        rules: PathBuf,
+        /// The candidate pack folder (named after its pack id); not copied, not changed.
+        #[arg(long, value_name = "PACK_DIR")]
+        candidate: PathBuf,
+        /// Report only the last DAYS of the stream (earlier events still build feature state).
+        #[arg(long, value_name = "DAYS")]
+        since: Option<f64>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Leave timing out, so that the output is byte-identical across runs.
+        #[arg(long)]
+        no_timing: bool,
+        /// Also write a self-contained HTML report to PATH.
+        #[arg(long, value_name = "PATH")]
+        html: Option<PathBuf>,
+        /// Event files (JSON Lines), replayed in order as one stream.
+        #[arg(value_name = "EVENTS", required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -340,6 +385,81 @@ fn main() -> ExitCode {
                 }
             };
             respond(&rules, &model, input.as_deref(), out.as_deref())
+        }
+        Command::Keygen { out } => match riskgate::signing::keygen(&out) {
+            Ok(public) => {
+                println!("{public}");
+                eprintln!("riskgate: secret key written to {} (keep it private; give the exchange the public key above)", out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("riskgate: {e}");
+                ExitCode::from(UNUSABLE)
+            }
+        },
+        Command::Sign { key, pack } => match riskgate::signing::sign_pack(&key, &pack) {
+            Ok(signed) => {
+                println!(
+                    "signed {} file(s): {} (public key {})",
+                    signed.files,
+                    signed.path.display(),
+                    signed.public_key
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("riskgate: cannot sign {}: {e}", pack.display());
+                match e.kind() {
+                    riskgate::ErrorKind::Load(_) => ExitCode::FAILURE,
+                    _ => ExitCode::from(UNUSABLE),
+                }
+            }
+        },
+        Command::Review {
+            rules,
+            candidate,
+            since,
+            json,
+            no_timing,
+            html,
+            files,
+        } => {
+            let options = riskgate::review::ReviewOptions {
+                since_days: since,
+                replay: riskgate::replay::ReplayOptions {
+                    timing: !no_timing,
+                    ..Default::default()
+                },
+            };
+            let report = match riskgate::review::review(&rules, &candidate, &files, &options) {
+                Ok(report) => report,
+                Err(e) => {
+                    eprintln!("riskgate: cannot review {}: {e}", candidate.display());
+                    return ExitCode::from(UNUSABLE);
+                }
+            };
+            if let Some(path) = &html {
+                if let Err(e) = std::fs::write(path, riskgate::review::render_html(&report)) {
+                    eprintln!("riskgate: cannot write {}: {e}", path.display());
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
+            let text = if json {
+                report.to_json()
+            } else {
+                riskgate::review::render_text(&report)
+            };
+            if let Err(e) = writeln!(io::stdout().lock(), "{}", text.trim_end()) {
+                if e.kind() != io::ErrorKind::BrokenPipe {
+                    eprintln!("riskgate: cannot write output: {e}");
+                    return ExitCode::from(UNUSABLE);
+                }
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Command::Check { dir } => {
             let report = riskgate::check(&dir);

@@ -65,6 +65,22 @@ pub struct LevelDelta {
     pub friction: Option<f64>,
 }
 
+/// One rule's hits under the baseline and under the candidate (live and shadow hits alike),
+/// for every rule that hit under either.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleChange {
+    /// `pack/rule`.
+    pub rule: String,
+    /// Withdrawals it hit under the baseline.
+    pub baseline_hits: u64,
+    /// Withdrawals it hit under the candidate.
+    pub candidate_hits: u64,
+    /// Withdrawals it hit under the candidate and not under the baseline.
+    pub new_hits: u64,
+    /// Withdrawals it hit under the baseline and not under the candidate.
+    pub lost_hits: u64,
+}
+
 /// The whole comparison.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BaselineReport {
@@ -83,6 +99,8 @@ pub struct BaselineReport {
     pub deltas: Vec<LevelDelta>,
     /// The changed cells, baseline tier then candidate tier.
     pub transitions: Vec<Transition>,
+    /// Per rule, hits under each side (rules that never hit are left out), by rule id.
+    pub rule_changes: Vec<RuleChange>,
 }
 
 /// Collects the comparison as the stream goes.
@@ -91,6 +109,8 @@ pub(crate) struct BaselineAcc {
     labels: [[[u64; 2]; 4]; 4],
     examples: Vec<Vec<Example>>,
     max_examples: usize,
+    /// Rule id -> [baseline hits, candidate hits, new, lost].
+    rules: std::collections::BTreeMap<String, [u64; 4]>,
 }
 
 impl BaselineAcc {
@@ -100,10 +120,12 @@ impl BaselineAcc {
             labels: [[[0; 2]; 4]; 4],
             examples: vec![Vec::new(); 16],
             max_examples,
+            rules: std::collections::BTreeMap::new(),
         }
     }
 
     pub(crate) fn record(&mut self, w: &Withdrawal, baseline: &Decision, candidate: &Decision) {
+        self.count_rules(baseline, candidate);
         let (b, c) = (tier_index(baseline.tier), tier_index(candidate.tier));
         if let Some(cell) = self.matrix.get_mut(b).and_then(|row| row.get_mut(c)) {
             *cell += 1;
@@ -142,8 +164,30 @@ impl BaselineAcc {
         });
     }
 
+    fn count_rules(&mut self, baseline: &Decision, candidate: &Decision) {
+        let hit =
+            |d: &Decision, rule: &str| d.hits.iter().chain(&d.shadow_hits).any(|h| h.rule == rule);
+        for (side, this, other) in [(0, baseline, candidate), (1, candidate, baseline)] {
+            for h in this.hits.iter().chain(&this.shadow_hits) {
+                let counts = match self.rules.get_mut(h.rule.as_str()) {
+                    Some(counts) => counts,
+                    None => self.rules.entry(h.rule.clone()).or_default(),
+                };
+                if let Some(n) = counts.get_mut(side) {
+                    *n += 1;
+                }
+                if !hit(other, &h.rule) {
+                    // side 1 (candidate) only: new; side 0 (baseline) only: lost.
+                    if let Some(n) = counts.get_mut(if side == 1 { 2 } else { 3 }) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) fn finish(
-        self,
+        mut self,
         ruleset: String,
         tiers: Vec<TierRow>,
         levels: Vec<LevelMetrics>,
@@ -161,6 +205,18 @@ impl BaselineAcc {
                 precision: diff(c.precision, b.precision),
                 friction: diff(c.friction, b.friction),
             })
+            .collect();
+        let rule_changes = std::mem::take(&mut self.rules)
+            .into_iter()
+            .map(
+                |(rule, [baseline_hits, candidate_hits, new_hits, lost_hits])| RuleChange {
+                    rule,
+                    baseline_hits,
+                    candidate_hits,
+                    new_hits,
+                    lost_hits,
+                },
+            )
             .collect();
         let mut transitions = Vec::new();
         let mut changed = 0;
@@ -196,6 +252,7 @@ impl BaselineAcc {
             levels,
             deltas,
             transitions,
+            rule_changes,
         }
     }
 }

@@ -47,7 +47,7 @@ use crate::scorer::Scorer;
 use crate::stream::{EventStream, LineReader, Processed};
 use crate::time::Timestamp;
 
-pub use baseline::{BaselineReport, Example, LevelDelta, Transition};
+pub use baseline::{BaselineReport, Example, LevelDelta, RuleChange, Transition};
 pub use effect::{
     newcombe, render_effect_text, wilson, AllowFigures, Comparison, EffectAcc, EffectReport,
     EffectRow, HoldoutInfo, UNKNOWN_WARNING,
@@ -86,6 +86,9 @@ pub struct ReplayOptions {
     pub examples: usize,
     /// Measure and report timing (off for byte-identical output).
     pub timing: bool,
+    /// Events before this instant build feature state (history) but are left out of every
+    /// figure (`riskgate review --since`).
+    pub count_from: Option<Timestamp>,
 }
 
 impl Default for ReplayOptions {
@@ -95,6 +98,7 @@ impl Default for ReplayOptions {
             max_cool_off_friction: None,
             examples: 3,
             timing: true,
+            count_from: None,
         }
     }
 }
@@ -424,6 +428,8 @@ impl Replay {
             Ok(text) => extract_typology(text),
             Err(_) => None,
         };
+        let count_from = self.options.count_from;
+        let warm = move |ts: Timestamp| count_from.is_some_and(|from| ts < from);
         let timing = self.options.timing;
         let timings = &mut self.timings;
         let latency = &mut self.latency;
@@ -436,7 +442,7 @@ impl Replay {
                     let applies = recorder.applies(rules, w);
                     swept_tx = Some((applies, (applies != 0).then(|| scorer.tx(w))));
                 }
-                if timing {
+                if timing && !warm(w.ts) {
                     let started = Instant::now();
                     let d = scorer.score_timed(w, timings);
                     latency.record(started.elapsed());
@@ -448,6 +454,16 @@ impl Replay {
             });
         match processed {
             Ok(Processed::Blank) => {}
+            Ok(Processed::Observed(event)) if warm(event.ts()) => {
+                if let Some((scorer, ..)) = &self.baseline {
+                    scorer.observe(&event);
+                }
+            }
+            Ok(Processed::Scored(w, _)) if warm(w.ts) => {
+                if let Some((scorer, ..)) = &self.baseline {
+                    scorer.observe_withdrawal(&w);
+                }
+            }
             Ok(Processed::Observed(event)) => {
                 self.count_event(&event);
                 if let Some((scorer, ..)) = &self.baseline {

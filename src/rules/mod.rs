@@ -7,7 +7,9 @@
 mod fastpath;
 mod holdout;
 mod pack;
+pub(crate) mod packfs;
 mod params;
+mod partners;
 mod policy;
 mod problem;
 mod sandbox;
@@ -16,7 +18,7 @@ mod warning;
 mod watchlist;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -143,6 +145,38 @@ impl RuleSet {
         load(dir.as_ref(), Some(pack))
     }
 
+    /// Loads `dir`'s policy and packs with the pack folder `pack_dir` in place of the pack of the
+    /// same id (or added when there is none): the rule set a new pack or version would make
+    /// (`riskgate review`). The pack id is `pack_dir`'s folder name; `dir` is not changed.
+    pub fn load_with_pack(
+        dir: impl AsRef<Path>,
+        pack_dir: impl AsRef<Path>,
+    ) -> Result<RuleSet, Error> {
+        let (dir, pack_dir) = (dir.as_ref(), pack_dir.as_ref());
+        let id = folder_name(pack_dir)?;
+        let mut folders: Vec<(String, PathBuf)> = RuleSet::pack_folders(dir)?
+            .into_iter()
+            .filter(|f| *f != id)
+            .map(|f| (f.clone(), dir.join(f)))
+            .collect();
+        folders.push((id.clone(), pack_dir.to_path_buf()));
+        folders.sort();
+        load_folders(dir, folders, None, Some((&id, pack_dir)))
+    }
+
+    /// Loads `dir`'s policy with the one pack folder `pack_dir` (wherever it is): what
+    /// `riskgate review` runs a candidate pack's tests on, as `check` does with
+    /// [`RuleSet::load_pack`].
+    pub fn load_pack_from(
+        dir: impl AsRef<Path>,
+        pack_dir: impl AsRef<Path>,
+    ) -> Result<RuleSet, Error> {
+        let (dir, pack_dir) = (dir.as_ref(), pack_dir.as_ref());
+        let id = folder_name(pack_dir)?;
+        let folders = vec![(id.clone(), pack_dir.to_path_buf())];
+        load_folders(dir, folders, Some(&id), Some((&id, pack_dir)))
+    }
+
     /// Changes whenever any file of the rule set changes.
     pub fn id(&self) -> &str {
         &self.id
@@ -238,7 +272,20 @@ impl RuleSet {
 
 /// Reads a UTF-8 file, reporting a problem when it can't.
 pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Option<String> {
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    // Never through a link, never a fifo or device (the pack walk refuses them first; this
+    // closes the window should one appear since).
+    let meta = std::fs::symlink_metadata(path).ok();
+    let refused = |t: std::fs::FileType| t.is_symlink() || !(t.is_file() || t.is_dir());
+    if meta.as_ref().is_some_and(|m| refused(m.file_type())) {
+        problems.at(
+            name,
+            1,
+            1,
+            format!("cannot read file: {name} is a symbolic link or a special file; a rule set may hold only regular files and folders (nothing outside it is read)"),
+        );
+        return None;
+    }
+    let size = meta.map_or(0, |m| m.len());
     if size > MAX_FILE_BYTES {
         problems.at(
             name,
@@ -271,8 +318,44 @@ pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Opt
     }
 }
 
+/// The folder name of a pack folder path, which is its pack id.
+fn folder_name(pack_dir: &Path) -> Result<String, Error> {
+    pack_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::io(
+                pack_dir,
+                "a pack folder path must end in the pack id (UTF-8)",
+            )
+        })
+}
+
 fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
+    let folders = match only {
+        Some(pack) => vec![pack.to_string()],
+        None => RuleSet::pack_folders(dir)?,
+    };
+    let folders = folders
+        .into_iter()
+        .map(|f| (f.clone(), dir.join(f)))
+        .collect();
+    load_folders(dir, folders, only, None)
+}
+
+/// Loads the policy of `dir` and the pack folders `folders` (id, path), sorted by id.
+fn load_folders(
+    dir: &Path,
+    folders: Vec<(String, PathBuf)>,
+    only: Option<&str>,
+    swap: Option<(&str, &Path)>,
+) -> Result<RuleSet, Error> {
     let mut problems = Problems::default();
+    // Nothing outside the rule set is read: a linked rules directory is refused first.
+    if !packfs::check_root(dir, &mut problems) {
+        return Err(Error::load(problems.0));
+    }
     let policy_text = read_text(&dir.join("policy.toml"), "policy.toml", &mut problems);
     let policy_source = policy_text.as_deref().map(|text| Source {
         name: "policy.toml".into(),
@@ -291,23 +374,43 @@ fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
         .map(|p| p.limits.clone())
         .unwrap_or_default();
     let sandbox = Sandbox::new(&limits);
+    let authority = policy_text.as_deref().and_then(|text| {
+        partners::Authority::load(
+            &Source {
+                name: "policy.toml".into(),
+                text,
+            },
+            &mut problems,
+        )
+    });
 
-    let folders = match only {
-        Some(pack) => vec![pack.to_string()],
-        None => RuleSet::pack_folders(dir)?,
-    };
     let mut loaded = Vec::new();
     let mut failed = Vec::new();
-    for folder in &folders {
-        match pack::load(&dir.join(folder), folder, &sandbox, &mut problems) {
-            Some(pack) => loaded.push(pack),
+    for (folder, path) in &folders {
+        // Walked first, following nothing: a link or special file refuses the pack unread.
+        let Some(files) = packfs::scan(path, folder, &mut problems) else {
+            failed.push(folder.clone());
+            continue;
+        };
+        let grant = authority
+            .as_ref()
+            .and_then(|a| a.admit(path, folder, &files, &mut problems));
+        match pack::load(path, folder, &sandbox, &mut problems) {
+            Some(mut pack) => {
+                if let Some(grant) = &grant {
+                    grant.apply(&mut pack);
+                }
+                loaded.push(pack);
+            }
             None => failed.push(folder.clone()),
         }
     }
     params::apply_overrides(&overrides, &mut loaded, only, &failed, &mut problems);
-    let id = fingerprint(dir, only).map_err(|e| Error::io(dir, e))?;
     match policy {
-        Some(policy) if problems.is_empty() => Ok(assemble(id, policy, loaded, sandbox)),
+        Some(policy) if problems.is_empty() => {
+            let id = fingerprint(dir, only, swap).map_err(|e| Error::io(dir, e))?;
+            Ok(assemble(id, policy, loaded, sandbox))
+        }
         _ => Err(Error::load(problems.0)),
     }
 }
@@ -394,12 +497,32 @@ fn assemble(
 }
 
 /// A digest of every file of the rule set (path and contents), so that any change shows.
-fn fingerprint(dir: &Path, only: Option<&str>) -> std::io::Result<String> {
+/// With `swap`, the pack folder `(id, path)` stands in for `dir/id`.
+fn fingerprint(
+    dir: &Path,
+    only: Option<&str>,
+    swap: Option<(&str, &Path)>,
+) -> std::io::Result<String> {
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files)?;
+    let mut files: Vec<(String, PathBuf)> = files
+        .into_iter()
+        .map(|r| (r.clone(), dir.join(r)))
+        .collect();
+    if let Some((id, pack_dir)) = swap {
+        let prefix = format!("{id}/");
+        files.retain(|(relative, _)| !relative.starts_with(&prefix));
+        let mut extra = Vec::new();
+        collect_files(pack_dir, pack_dir, &mut extra)?;
+        files.extend(
+            extra
+                .into_iter()
+                .map(|r| (format!("{prefix}{r}"), pack_dir.join(r))),
+        );
+    }
     files.sort();
     let mut hasher = Sha256::new();
-    for relative in files {
+    for (relative, path) in files {
         let in_scope = match only {
             None => true,
             Some(pack) => relative == "policy.toml" || relative.starts_with(&format!("{pack}/")),
@@ -407,7 +530,7 @@ fn fingerprint(dir: &Path, only: Option<&str>) -> std::io::Result<String> {
         if !in_scope {
             continue;
         }
-        let bytes = std::fs::read(dir.join(&relative)).unwrap_or_default();
+        let bytes = std::fs::read(path).unwrap_or_default();
         hasher.update((relative.len() as u64).to_le_bytes());
         hasher.update(relative.as_bytes());
         hasher.update((bytes.len() as u64).to_le_bytes());
@@ -422,8 +545,11 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Res
         let entry = entry?;
         let path = entry.path();
         let file_type = entry.file_type()?;
+        // Links and special files are never followed or read (the loader refuses them).
         if file_type.is_dir() {
             collect_files(root, &path, out)?;
+        } else if !file_type.is_file() {
+            continue;
         } else if let Ok(relative) = path.strip_prefix(root) {
             out.push(relative.to_string_lossy().replace('\\', "/"));
         }

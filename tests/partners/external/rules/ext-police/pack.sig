@@ -1,0 +1,1 @@
+ed25519:brr2jmsV6V61hYuvfvX/WjCyuYbC1eyXcfjN3J/etRFg8nxyABTv5odpNjrBi89lLYzuiFFv1xu8nLK+x2CDDQ==
