@@ -32,6 +32,13 @@ pub enum ErrorKind {
         /// What is wrong with it.
         message: String,
     },
+    /// An argument given to a tool (e.g. `--param` of `riskgate replay`) is not valid.
+    InvalidArgument {
+        /// Which argument, as given.
+        argument: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A state snapshot or decision log is corrupt, truncated or of an unknown version.
     Corrupt {
         /// Which file.
@@ -76,6 +83,15 @@ impl Error {
         }
     }
 
+    pub(crate) fn invalid_argument(argument: &str, message: impl Into<String>) -> Error {
+        Error {
+            kind: ErrorKind::InvalidArgument {
+                argument: argument.to_string(),
+                message: message.into(),
+            },
+        }
+    }
+
     #[allow(dead_code)]
     pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
         Error {
@@ -100,6 +116,7 @@ impl fmt::Display for Error {
             ErrorKind::Io { path, message } => write!(f, "{}: {message}", path.display()),
             ErrorKind::InvalidEvent { line, message } => write!(f, "line {line}: {message}"),
             ErrorKind::Corrupt { path, message } => write!(f, "{}: {message}", path.display()),
+            ErrorKind::InvalidArgument { argument, message } => write!(f, "{argument}: {message}"),
         }
     }
 }

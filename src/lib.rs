@@ -27,7 +27,7 @@ pub use check::{check, CheckReport};
 pub use decision::{Decision, Hit, RuleError, Tier};
 pub use error::{Error, ErrorKind};
 pub use event::{normalize_address, Event, Label, Status, UserProfile, Withdrawal};
-pub use rules::{Limits, Outcome, Policy, Problem, RuleSet, WarningText};
+pub use rules::{Limits, Outcome, ParamValue, Params, Policy, Problem, RuleSet, WarningText};
 pub use scorer::{Scorer, Tx, RULESET_HISTORY};
 pub use snapshot::{Restored, SnapshotInfo};
 pub use state::{

@@ -81,6 +81,10 @@ enum Command {
         /// ids seen), written atomically at the end when every file was read.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        /// Sweep a rule param: report the figures for every combination of the values given
+        /// (may repeat; the combinations multiply), as if written as overrides in policy.toml.
+        #[arg(long = "param", value_name = "PACK/RULE.NAME=V1,V2,...")]
+        params: Vec<String>,
         /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
@@ -175,6 +179,7 @@ fn main() -> ExitCode {
             max_friction,
             max_cool_off_friction,
             state,
+            params,
             files,
         } => {
             for (name, value) in [
@@ -200,6 +205,7 @@ fn main() -> ExitCode {
                 json,
                 html.as_deref(),
                 state.as_deref(),
+                &params,
             )
         }
         Command::Gen {
@@ -395,6 +401,7 @@ impl<R: io::Read> io::Read for Counting<R> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn replay(
     rules: &Path,
     baseline: Option<&Path>,
@@ -403,16 +410,32 @@ fn replay(
     json: bool,
     html: Option<&Path>,
     state: Option<&Path>,
+    params: &[String],
 ) -> ExitCode {
     let candidate = match load_rules(rules) {
         Ok(r) => r,
         Err(code) => return code,
+    };
+    let specs = match params
+        .iter()
+        .map(|p| riskgate::replay::ParamSpec::parse(p, &candidate))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(specs) => specs,
+        Err(e) => {
+            eprintln!("riskgate: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
     };
     let baseline = match baseline.map(load_rules).transpose() {
         Ok(b) => b,
         Err(code) => return code,
     };
     let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    if let Err(e) = replay.sweep_params(specs) {
+        eprintln!("riskgate: {e}");
+        return ExitCode::from(UNUSABLE);
+    }
     if let Some(path) = state.filter(|p| p.exists()) {
         if let Err(e) = replay.load_state(path) {
             eprintln!("riskgate: cannot load state: {e}");

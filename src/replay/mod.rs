@@ -25,6 +25,7 @@
 
 mod baseline;
 mod metrics;
+mod params;
 mod render_html;
 mod render_text;
 mod sweep;
@@ -46,6 +47,10 @@ use crate::time::Timestamp;
 
 pub use baseline::{BaselineReport, Example, LevelDelta, Transition};
 pub use metrics::{LevelMetrics, RuleRow, TierRow};
+pub use params::{
+    describe as describe_params, user_half, ParamPoint, ParamSetting, ParamSpec, ParamSweepReport, MAX_COMBINATIONS,
+    MAX_SWEPT_RULES,
+};
 pub use render_html::render_html;
 pub use render_text::render_text;
 pub use sweep::{Optimum, SweepPoint};
@@ -114,6 +119,9 @@ pub struct Report {
     /// `--baseline` comparison.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineReport>,
+    /// `--param` sweep: the figures for every combination of the given param values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub param_sweep: Option<ParamSweepReport>,
     /// Timing, unless turned off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timing: Option<Timing>,
@@ -283,6 +291,8 @@ pub struct Replay {
     typologies: BTreeMap<(String, &'static str), (u64, [u64; 4])>,
     started: Instant,
     lines_total: u64,
+    /// `--param`: the recording for a parameter sweep.
+    params: Option<params::Recorder>,
 }
 
 impl Replay {
@@ -319,7 +329,20 @@ impl Replay {
             typologies: BTreeMap::new(),
             started: Instant::now(),
             lines_total: 0,
+            params: None,
         }
+    }
+
+    /// Sweeps these params (`--param`): the report gets the figures of every combination of
+    /// their values. Call before the first [`Replay::feed`]. Fails when a spec names no rule
+    /// of the candidate rule set, or there are too many combinations.
+    pub fn sweep_params(&mut self, specs: Vec<ParamSpec>) -> Result<(), Error> {
+        if specs.is_empty() {
+            self.params = None;
+            return Ok(());
+        }
+        self.params = Some(params::Recorder::new(&self.candidate_rules, specs)?);
+        Ok(())
     }
 
     /// Starts from a state snapshot (see [`Scorer::load_state`]) instead of empty state: both
@@ -388,9 +411,15 @@ impl Replay {
         let timing = self.options.timing;
         let timings = &mut self.timings;
         let latency = &mut self.latency;
+        let sweep = self.params.as_ref().map(|p| (p, &*self.candidate_rules));
+        let mut swept_tx: Option<(u64, Option<crate::Tx>)> = None;
         let processed = self
             .stream
             .process_with(&self.candidate, line, |scorer, w| {
+                if let Some((recorder, rules)) = sweep {
+                    let applies = recorder.applies(rules, w);
+                    swept_tx = Some((applies, (applies != 0).then(|| scorer.tx(w))));
+                }
                 if timing {
                     let started = Instant::now();
                     let d = scorer.score_timed(w, timings);
@@ -415,6 +444,9 @@ impl Replay {
                 }
                 self.count_event_parts(w.ts, &w.user_id);
                 self.count_withdrawal(&w, &decision);
+                if let (Some(recorder), Some((applies, tx))) = (&mut self.params, swept_tx) {
+                    recorder.record(&self.candidate_rules, &w, applies, tx.as_ref(), &decision);
+                }
                 if let Some((scorer, _, acc, diff)) = &mut self.baseline {
                     let base = if timing {
                         scorer.score_timed(&w, &mut self.baseline_timings)
@@ -498,6 +530,12 @@ impl Replay {
 
     /// The report.
     pub fn finish(self) -> Report {
+        self.finish_with_progress(&mut |_, _| {})
+    }
+
+    /// The report; `progress(done, total)` is called after each combination of a `--param`
+    /// sweep.
+    pub fn finish_with_progress(self, progress: &mut dyn FnMut(usize, usize)) -> Report {
         let elapsed = self.started.elapsed();
         let rules = &self.candidate_rules;
         let mut stats = self.stats;
@@ -508,6 +546,7 @@ impl Replay {
         stats.legit_usd = metrics::dollars(self.legit_usd);
         let policy = self.acc.thresholds();
         let levels = self.acc.levels();
+        let param_sweep = self.params.as_ref().map(|p| p.report(rules, progress));
         let optimum = self.options.max_friction.map(|budget| {
             let cool = self.options.max_cool_off_friction.unwrap_or(budget / 10.0);
             sweep::optimize(&self.acc.hist, policy, budget, cool)
@@ -590,6 +629,7 @@ impl Replay {
                 .collect(),
             optimum,
             baseline,
+            param_sweep,
             timing,
         }
     }

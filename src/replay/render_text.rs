@@ -344,6 +344,10 @@ pub fn render_text(r: &Report) -> String {
         }
     }
 
+    if let Some(sweep) = &r.param_sweep {
+        super::params::render_text(sweep, &mut o);
+    }
+
     if let Some(b) = &r.baseline {
         let _ = writeln!(
             o,

@@ -6,6 +6,7 @@
 
 mod fastpath;
 mod pack;
+mod params;
 mod policy;
 mod problem;
 mod sandbox;
@@ -20,12 +21,14 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use fastpath::{RuleProbe, FAST_TEXT_LIMIT, NO_FASTPATH_ENV};
+pub use params::{valid_name as valid_param_name, ParamValue, Params};
 pub use policy::{Limits, Policy, Thresholds};
 pub use problem::Problem;
 pub use sandbox::{Outcome, MAX_SCRIPT_BYTES};
 pub use warning::WarningText;
 
 pub(crate) use pack::Regions;
+pub(crate) use params::RuleVariant;
 pub(crate) use sandbox::Sandbox;
 pub(crate) use tx::{TxView, Watchlists};
 pub(crate) use warning::Warning;
@@ -86,12 +89,21 @@ pub struct Rule {
     pub min_tier: Option<Tier>,
     /// Evaluated and reported, never scored (the rule's or its pack's mode).
     pub shadow: bool,
+    /// The rule's params, overrides applied.
+    pub(crate) params: Params,
+    /// The `params` map the interpreter puts in scope, when the script reads `params`.
+    pub(crate) params_map: Option<rhai::Dynamic>,
 }
 
 impl Rule {
     /// Whether the rule runs on the compiled fast path (else in the sandboxed interpreter).
     pub fn fast_path(&self) -> bool {
         self.fast.is_some()
+    }
+
+    /// The rule's params, with the policy's overrides applied.
+    pub fn params(&self) -> &Params {
+        &self.params
     }
 }
 
@@ -192,7 +204,8 @@ impl RuleSet {
                         scope.push_constant("tx", tx.to_map());
                         scope
                     });
-                    self.sandbox.run(&rule.ast, scope, rule.score)
+                    self.sandbox
+                        .run_with_params(&rule.ast, scope, rule.params_map.as_ref(), rule.score)
                 }
             };
             sink(i, outcome, started.map(|s| s.elapsed()));
@@ -259,15 +272,17 @@ pub(crate) fn read_text(path: &Path, name: &str, problems: &mut Problems) -> Opt
 fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
     let mut problems = Problems::default();
     let policy_text = read_text(&dir.join("policy.toml"), "policy.toml", &mut problems);
-    let policy = policy_text.as_deref().and_then(|text| {
-        Policy::load(
-            &Source {
-                name: "policy.toml".into(),
-                text,
-            },
-            &mut problems,
-        )
+    let policy_source = policy_text.as_deref().map(|text| Source {
+        name: "policy.toml".into(),
+        text,
     });
+    let policy = policy_source
+        .as_ref()
+        .and_then(|source| Policy::load(source, &mut problems));
+    let overrides = policy_source
+        .as_ref()
+        .map(|source| params::Overrides::parse(source, &mut problems))
+        .unwrap_or_default();
     // Packs are compiled even when the policy is broken, so that all problems show at once.
     let limits = policy
         .as_ref()
@@ -280,11 +295,14 @@ fn load(dir: &Path, only: Option<&str>) -> Result<RuleSet, Error> {
         None => RuleSet::pack_folders(dir)?,
     };
     let mut loaded = Vec::new();
+    let mut failed = Vec::new();
     for folder in &folders {
-        if let Some(pack) = pack::load(&dir.join(folder), folder, &sandbox, &mut problems) {
-            loaded.push(pack);
+        match pack::load(&dir.join(folder), folder, &sandbox, &mut problems) {
+            Some(pack) => loaded.push(pack),
+            None => failed.push(folder.clone()),
         }
     }
+    params::apply_overrides(&overrides, &mut loaded, only, &failed, &mut problems);
     let id = fingerprint(dir, only).map_err(|e| Error::io(dir, e))?;
     match policy {
         Some(policy) if problems.is_empty() => Ok(assemble(id, policy, loaded, sandbox)),
@@ -321,10 +339,12 @@ fn assemble(
                 .and_then(|key| pack_warnings.iter().position(|k| k == key))
                 .map(|i| first_warning + i);
             let fast = if fast_path {
-                fastpath::compile(&rule.ast, &policy.limits)
+                fastpath::compile(&rule.ast, &policy.limits, &rule.params)
             } else {
                 None
             };
+            let params_map = params::reads_params(&rule.ast)
+                .then(|| rhai::Dynamic::from_map(rule.params.to_map()));
             rules.push(Rule {
                 id: rule.id,
                 pack: pack_index,
@@ -336,6 +356,8 @@ fn assemble(
                 warning,
                 min_tier: rule.min_tier,
                 shadow: rule.shadow,
+                params: rule.params,
+                params_map,
             });
         }
         packs.push(PackInfo {

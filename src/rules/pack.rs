@@ -58,6 +58,8 @@ struct RawRule {
     min_tier: Option<Spanned<String>>,
     #[serde(default)]
     mode: Option<Spanned<String>>,
+    #[serde(default)]
+    params: Option<super::params::RawParams>,
 }
 
 #[derive(Deserialize)]
@@ -108,6 +110,8 @@ pub(crate) struct LoadedRule {
     pub(crate) warning: Option<String>,
     pub(crate) min_tier: Option<Tier>,
     pub(crate) shadow: bool,
+    /// The manifest's params, then the policy's overrides.
+    pub(crate) params: super::params::Params,
 }
 
 fn mode_is_shadow(
@@ -339,6 +343,8 @@ pub(crate) fn load(
             &source,
             problems,
         );
+        let params =
+            super::params::load_rule_params(rule.params.as_ref(), rule_id, &source, problems);
         let script_name = rule.script.get_ref();
         let Some(path) = inside(dir, script_name).filter(|_| script_name.ends_with(".rhai")) else {
             problems.in_source(&source, rule.script.span(), format!("rule \"{rule_id}\": script \"{script_name}\" must be a .rhai file inside the pack"));
@@ -358,6 +364,7 @@ pub(crate) fn load(
                 warning,
                 min_tier,
                 shadow: shadow || rule_shadow,
+                params,
             }),
             Err((line, column, message)) => problems.at(&file, line, column, message),
         }

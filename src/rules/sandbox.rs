@@ -141,10 +141,11 @@ impl Sandbox {
                 ),
             ));
         }
-        // `tx` is declared as a plain variable for strict mode. Not as a constant: Rhai would
-        // fold the constant into the AST.
+        // `tx` and `params` are declared as plain variables for strict mode. Not as constants:
+        // Rhai would fold the constant into the AST.
         let mut scope = Scope::new();
         scope.push("tx", ());
+        scope.push("params", ());
         match catch_unwind(AssertUnwindSafe(|| {
             self.engine.compile_with_scope(&scope, script)
         })) {
@@ -157,9 +158,42 @@ impl Sandbox {
         }
     }
 
-    /// Runs one rule with `tx` (scope entry 0) in scope. `score` is the manifest's score, used
-    /// when the script returns `true`. Never panics; the scope is left as it was found.
+    /// [`Sandbox::run`] with the rule's `params` map (a constant, scope entry 1) in scope too
+    /// when given; the scope is left with `tx` alone.
+    pub(crate) fn run_with_params(
+        &self,
+        ast: &AST,
+        scope: &mut Scope<'_>,
+        params: Option<&Dynamic>,
+        score: i64,
+    ) -> Outcome {
+        let Some(params) = params else {
+            return self.run(ast, scope, score);
+        };
+        scope.rewind(1);
+        // A fresh copy each run: whatever a script does to it can't reach the next run.
+        scope.push_constant_dynamic("params", params.clone());
+        let fields = params.as_map_ref().map_or(0, |map| map.len());
+        let outcome = self.run(ast, scope, score);
+        let grew = scope
+            .get("params")
+            .and_then(|p| p.as_map_ref().ok().map(|map| map.len()))
+            .is_some_and(|len| len != fields);
+        scope.rewind(1);
+        match outcome {
+            Outcome::Error(e) => Outcome::Error(e),
+            _ if grew => Outcome::Error(
+                "the rule added a field to params; rules must not change params".to_string(),
+            ),
+            outcome => outcome,
+        }
+    }
+
+    /// Runs one rule with `tx` (scope entry 0) and any entries after it in scope. `score` is
+    /// the manifest's score, used when the script returns `true`. Never panics; the scope is
+    /// left as it was found.
     pub(crate) fn run(&self, ast: &AST, scope: &mut Scope<'_>, score: i64) -> Outcome {
+        let base = scope.len();
         DEADLINE.with(|d| d.set(Some(Instant::now() + self.deadline)));
         TRIPPED.with(|t| t.set(None));
         OPERATIONS.with(|n| n.set(0));
@@ -169,7 +203,7 @@ impl Sandbox {
         }));
         DEADLINE.with(|d| d.set(None));
         let tripped = TRIPPED.with(Cell::take);
-        scope.rewind(1);
+        scope.rewind(base);
         let tx_grew = tx_len(scope) != fields && restore_tx(scope);
         match (tripped, result) {
             (Some(trip), result) => Outcome::Error(
@@ -218,7 +252,8 @@ fn tx_len(scope: &Scope<'_>) -> usize {
 
 /// Removes the fields a script added to the constant `tx`: Rhai inserts a missing property
 /// before it checks constness, so `tx.extra = 1` would otherwise reach the next rule. The
-/// host's fields are read-only; added ones are not. Returns true.
+/// host's fields are read-only; added ones are not. The scope is left with `tx` alone.
+/// Returns true.
 fn restore_tx(scope: &mut Scope<'_>) -> bool {
     let kept: Option<rhai::Map> = scope.get("tx").and_then(|tx| {
         let map = tx.as_map_ref().ok()?;

@@ -42,6 +42,7 @@ use std::fmt;
 use pred::Pred;
 use rhai::{ASTFlags, Expr, FnCallExpr, Stmt, AST};
 
+use super::params::{ParamValue, Params};
 use super::policy::Limits;
 use super::sandbox::{judge, Outcome};
 use super::tx::TxView;
@@ -577,12 +578,16 @@ fn as_select(node: &Node) -> Option<(Vec<(Pred, Const)>, Const)> {
     Some((arms, last))
 }
 
-/// Compiles a rule's AST for the fast path, or `None` when it leaves the subset.
-pub(crate) fn compile(ast: &AST, limits: &Limits) -> Option<FastRule> {
+/// Compiles a rule's AST for the fast path, or `None` when it leaves the subset. The rule's
+/// `params` are constants known at load: `params.<name>` compiles to the literal.
+pub(crate) fn compile(ast: &AST, limits: &Limits, params: &Params) -> Option<FastRule> {
     if ast.has_functions() {
         return None;
     }
-    let mut c = Compiler::default();
+    let mut c = Compiler {
+        params: params.clone(),
+        ..Compiler::default()
+    };
     let (body, _) = c.block(ast.statements())?;
     let body = match as_select(&body) {
         Some((arms, otherwise)) => Node::Select(Box::new((arms.into_boxed_slice(), otherwise))),
@@ -618,6 +623,8 @@ struct Compiler {
     text_sensitive: bool,
     /// See [`FastRule::watchlist_sensitive`].
     watchlist_sensitive: bool,
+    /// The rule's params, folded into literals.
+    params: Params,
 }
 
 impl Compiler {
@@ -740,9 +747,36 @@ impl Compiler {
         }
     }
 
-    /// `lhs.rhs`: `tx.<field>`, `tx.<field>.<method>`, `local.<method>`, `"text".<method>`.
+    /// `params.<name>`: the param's value as a literal, or an error when evaluated (as for a
+    /// missing `tx` field).
+    fn param(&self, name: &str) -> (Node, Ty) {
+        match self.params.get(name) {
+            Some(ParamValue::Int(n)) => (Node::Const(Const::Int(*n)), INT),
+            Some(ParamValue::Float(x)) => (Node::Const(Const::Float(*x)), FLOAT),
+            Some(ParamValue::Bool(b)) => (Node::Const(Const::Bool(*b)), BOOL),
+            Some(ParamValue::Str(s)) => (Node::Const(Const::Str(s.as_str().into())), STR),
+            None => (Node::NoProperty(name.into()), 0),
+        }
+    }
+
+    /// `lhs.rhs`: `tx.<field>`, `tx.<field>.<method>`, `params.<name>`,
+    /// `params.<name>.<method>`, `local.<method>`, `"text".<method>`.
     fn dot(&mut self, lhs: &Expr, rhs: &Expr) -> Option<(Node, Ty)> {
         if let Expr::Variable(var, _, _) = lhs {
+            if var.1.as_str() == "params" && !self.is_local("params") {
+                return match rhs {
+                    Expr::Property(prop, _) => Some(self.param(prop.2.as_str())),
+                    Expr::Dot(inner, flags, _) if !flags.contains(ASTFlags::NEGATED) => {
+                        let Expr::Property(prop, _) = &inner.lhs else {
+                            return None;
+                        };
+                        self.nodes += 1;
+                        let receiver = self.param(prop.2.as_str());
+                        self.method(receiver, &inner.rhs)
+                    }
+                    _ => None,
+                };
+            }
             if var.1.as_str() == "tx" && !self.is_local("tx") {
                 return match rhs {
                     Expr::Property(prop, _) => Some(Self::field(prop.2.as_str())),
@@ -1187,6 +1221,7 @@ pub struct RuleProbe {
     sandbox: super::Sandbox,
     ast: AST,
     fast: Option<FastRule>,
+    params: Option<rhai::Dynamic>,
 }
 
 impl std::fmt::Debug for RuleProbe {
@@ -1200,6 +1235,11 @@ impl std::fmt::Debug for RuleProbe {
 impl RuleProbe {
     /// Compiles `script` as a rule; the error is the load problem (`line:column: message`).
     pub fn new(script: &str) -> Result<RuleProbe, String> {
+        RuleProbe::with_params(script, &Params::default())
+    }
+
+    /// Compiles `script` as a rule with these `params` (what it reads as `params`).
+    pub fn with_params(script: &str, params: &Params) -> Result<RuleProbe, String> {
         let limits = Limits {
             max_rule_ms: 1000.0,
             ..Limits::default()
@@ -1208,8 +1248,15 @@ impl RuleProbe {
         let ast = sandbox
             .compile(script)
             .map_err(|(line, column, message)| format!("{line}:{column}: {message}"))?;
-        let fast = compile(&ast, &limits);
-        Ok(RuleProbe { sandbox, ast, fast })
+        let fast = compile(&ast, &limits, params);
+        let params = super::params::reads_params(&ast)
+            .then(|| rhai::Dynamic::from_map(params.to_map()));
+        Ok(RuleProbe {
+            sandbox,
+            ast,
+            fast,
+            params,
+        })
     }
 
     /// Whether the script compiled for the fast path.
@@ -1228,7 +1275,8 @@ impl RuleProbe {
     pub fn interpreted(&self, tx: &crate::Tx, score: i64) -> Outcome {
         let mut scope = rhai::Scope::new();
         scope.push_constant("tx", TxView::from(tx).to_map());
-        self.sandbox.run(&self.ast, &mut scope, score)
+        self.sandbox
+            .run_with_params(&self.ast, &mut scope, self.params.as_ref(), score)
     }
 }
 
@@ -1282,7 +1330,7 @@ mod tests {
                 let Ok(ast) = sandbox.compile(script) else {
                     continue;
                 };
-                let Some(fast) = compile(&ast, &limits) else {
+                let Some(fast) = compile(&ast, &limits, &Params::default()) else {
                     continue;
                 };
                 let mut scope = rhai::Scope::new();
@@ -1329,7 +1377,7 @@ mod tests {
             "tx.watchlists.contains(\"a/b\")",
         ] {
             let ast = sandbox.compile(script).expect("compiles");
-            let fast = compile(&ast, &limits).expect("in the subset");
+            let fast = compile(&ast, &limits, &Params::default()).expect("in the subset");
             let mut scope = rhai::Scope::new();
             scope.push_constant("tx", tx.to_map());
             let slow = sandbox.run(&ast, &mut scope, 10);
