@@ -126,7 +126,7 @@ pub(super) struct World {
 }
 
 /// Users per P2P address.
-const P2P_GROUP: usize = 4;
+const P2P_GROUP: usize = 6;
 
 impl World {
     pub(super) fn new(rng: &mut Rng, sizes: WorldSizes, start: i64, span: i64) -> World {
@@ -229,6 +229,8 @@ struct Habits {
     merchant_rate: f64,
     p2p: Option<Address>,
     p2p_rate: f64,
+    /// When the user starts paying `p2p` (new customers keep joining a P2P desk).
+    p2p_from: i64,
 }
 
 /// One user's generation context.
@@ -345,7 +347,7 @@ impl UserGen<'_> {
                 amount = self.rng.lognormal(self.median * 0.7, 0.7);
                 let i = self.rng.int(0, habits.merchants.len() as i64 - 1) as usize;
                 habits.merchants.get(i).cloned()
-            } else if x < habits.merchant_rate + habits.p2p_rate {
+            } else if x < habits.merchant_rate + habits.p2p_rate && t >= habits.p2p_from {
                 habits.p2p.clone()
             } else {
                 None
@@ -395,6 +397,13 @@ impl UserGen<'_> {
             habits.merchants = world.favourite_merchants(&mut self.rng);
             habits.merchant_rate = 0.08;
         }
+        // Some honest users pay a friend or a P2P desk that a handful of others pay too.
+        if self.rng.chance(0.1) {
+            let i = self.rng.int(0, world.p2p.len() as i64 - 1) as usize;
+            habits.p2p = world.p2p.get(i).cloned();
+            habits.p2p_rate = 0.1;
+            habits.p2p_from = self.at(first_seen, end - first_seen, 1.0);
+        }
         let pace = world.pace;
         let scam_scale = world.scam_scale;
         match self.typology {
@@ -407,6 +416,10 @@ impl UserGen<'_> {
             Typology::P2pPayer => {
                 habits.p2p = World::next(&world.p2p, &mut world.seen[0], P2P_GROUP).cloned();
                 habits.p2p_rate = self.rng.range(0.3, 0.6);
+                // Half the customers were there before; the others join at some point.
+                if self.rng.chance(0.5) {
+                    habits.p2p_from = self.at(first_seen, end - first_seen, 1.0);
+                }
                 self.honest_activity(from, end, &habits);
             }
             Typology::Whale => {
