@@ -239,7 +239,11 @@ fn typologies_show_their_signals() {
             })
         })
         .count();
-    assert!(after_reset * 3 > fake.len() * 2, "{after_reset} of {}", fake.len());
+    assert!(
+        after_reset * 3 > fake.len() * 2,
+        "{after_reset} of {}",
+        fake.len()
+    );
     assert!(
         of("fake-support", "scam")
             .iter()

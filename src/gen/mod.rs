@@ -149,7 +149,12 @@ pub fn generate(config: &GenConfig, out: &mut dyn Write) -> Result<GenSummary, E
 
     // Typologies first, so that gangs, campaigns and groups can be sized to their members.
     let typologies: Vec<Typology> = (0..config.users)
-        .map(|i| mix.draw(&mut Rng::new(config.seed, u64::from(i) << 1 | 1), scam_share))
+        .map(|i| {
+            mix.draw(
+                &mut Rng::new(config.seed, u64::from(i) << 1 | 1),
+                scam_share,
+            )
+        })
         .collect();
     let count = |t: Typology| typologies.iter().filter(|x| **x == t).count();
     let mut world = World::new(

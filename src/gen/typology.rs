@@ -85,7 +85,10 @@ impl Mix {
                 .iter()
                 .rev()
                 .find(|(name, _)| name == t.name())
-                .map_or(default, |&(_, w)| if w.is_finite() { w.max(0.0) } else { 0.0 })
+                .map_or(
+                    default,
+                    |&(_, w)| if w.is_finite() { w.max(0.0) } else { 0.0 },
+                )
         };
         let normalise = |table: &[(Typology, f64)]| {
             let weighted: Vec<(Typology, f64)> =

@@ -135,8 +135,7 @@ impl World {
             .map(|g| {
                 let net = Net::random(rng);
                 let n = rng.int(2, 4);
-                let mut addresses: Vec<Address> =
-                    (0..n).map(|_| Address::new(rng, net)).collect();
+                let mut addresses: Vec<Address> = (0..n).map(|_| Address::new(rng, net)).collect();
                 if g % 3 == 0 {
                     if let Some(first) = addresses.first_mut() {
                         *first = Address::watchlisted(rng, net);
@@ -148,8 +147,7 @@ impl World {
         let platforms = (0..sizes.job_victims.div_ceil(gang).max(1))
             .map(|p| {
                 let net = Net::random(rng);
-                let mut addresses: Vec<Address> =
-                    (0..2).map(|_| Address::new(rng, net)).collect();
+                let mut addresses: Vec<Address> = (0..2).map(|_| Address::new(rng, net)).collect();
                 if p % 4 == 1 {
                     if let Some(first) = addresses.first_mut() {
                         *first = Address::watchlisted(rng, net);
@@ -286,7 +284,14 @@ impl UserGen<'_> {
         }
     }
 
-    fn withdraw(&mut self, ts: i64, amount: f64, address: Address, device: Option<String>, scam: bool) {
+    fn withdraw(
+        &mut self,
+        ts: i64,
+        amount: f64,
+        address: Address,
+        device: Option<String>,
+        scam: bool,
+    ) {
         let cancelled = self.rng.chance(if scam { 0.10 } else { 0.03 });
         let asset = self.asset_for(address.net);
         let amount = (amount.max(1.0) * 100.0).round() / 100.0;
@@ -432,7 +437,8 @@ impl UserGen<'_> {
                 let device = format!("d-{}-travel", self.index + 1);
                 self.login(trip, &device);
                 for k in 0..self.rng.int(1, 3) {
-                    let at = trip + k * 20 * MICROS_PER_HOUR + self.rng.int(5, 50) * MICROS_PER_MINUTE;
+                    let at =
+                        trip + k * 20 * MICROS_PER_HOUR + self.rng.int(5, 50) * MICROS_PER_MINUTE;
                     let address = self.own_or_new(0.4);
                     let amount = self.rng.lognormal(self.median * 2.0, 0.6);
                     self.withdraw(at, amount, address, Some(device.clone()), false);
@@ -477,7 +483,8 @@ impl UserGen<'_> {
                 self.honest_activity(from, at, &habits);
                 let net = Net::random(&mut self.rng);
                 let cold = Address::new(&mut self.rng, net);
-                let amount = (self.median * self.rng.range(10.0, 50.0)).max(2_000.0 * world.amount_scale);
+                let amount =
+                    (self.median * self.rng.range(10.0, 50.0)).max(2_000.0 * world.amount_scale);
                 let device = self.device();
                 self.withdraw(at, amount, cold.clone(), device.clone(), false);
                 if self.rng.chance(0.3) {
@@ -500,12 +507,15 @@ impl UserGen<'_> {
                 } else {
                     self.foreign()
                 };
-                let amount = (self.median * self.rng.range(5.0, 30.0)).max(1_000.0 * world.amount_scale);
+                let amount =
+                    (self.median * self.rng.range(5.0, 30.0)).max(1_000.0 * world.amount_scale);
                 let device = self.device();
                 self.withdraw(at, amount, to, device, false);
             }
             Typology::TelegramCoach => {
-                let gang = World::next(&world.gangs, &mut world.seen[1], 1).cloned().unwrap_or_default();
+                let gang = World::next(&world.gangs, &mut world.seen[1], 1)
+                    .cloned()
+                    .unwrap_or_default();
                 let begin = if first_seen >= start {
                     first_seen + self.rng.int(6, 96) * MICROS_PER_HOUR
                 } else {
@@ -558,7 +568,12 @@ impl UserGen<'_> {
                 let mut at = login + self.rng.int(2, 30) * MICROS_PER_MINUTE;
                 let mut left = balance;
                 for k in 0..self.rng.int(1, 3) {
-                    let amount = left * if k == 0 { self.rng.range(0.5, 0.95) } else { self.rng.range(0.3, 1.0) };
+                    let amount = left
+                        * if k == 0 {
+                            self.rng.range(0.5, 0.95)
+                        } else {
+                            self.rng.range(0.3, 1.0)
+                        };
                     left -= amount;
                     self.withdraw(at, amount, drain_to.clone(), Some(device.clone()), true);
                     at += hours(self.rng.range(0.1, 2.0) * pace);
@@ -567,9 +582,8 @@ impl UserGen<'_> {
             Typology::MuleVictim => {
                 let campaign = World::next(&world.campaigns, &mut world.seen[2], 1)
                     .map(|c| (c.address.clone(), c.at, c.hours));
-                let (address, at0, window) = campaign.unwrap_or_else(|| {
-                    (Address::new(world_rng, Net::Tron), start + span / 2, 6)
-                });
+                let (address, at0, window) = campaign
+                    .unwrap_or_else(|| (Address::new(world_rng, Net::Tron), start + span / 2, 6));
                 let at = at0 + self.rng.int(0, window * 60) * MICROS_PER_MINUTE;
                 self.honest_activity(from, at, &habits);
                 let amount = self.rng.lognormal(800.0, 0.7) * scam_scale;
@@ -595,7 +609,9 @@ impl UserGen<'_> {
                 }
             }
             Typology::JobScam => {
-                let platform = World::next(&world.platforms, &mut world.seen[3], 1).cloned().unwrap_or_default();
+                let platform = World::next(&world.platforms, &mut world.seen[3], 1)
+                    .cloned()
+                    .unwrap_or_default();
                 let begin = if first_seen >= start {
                     first_seen + self.rng.int(6, 72) * MICROS_PER_HOUR
                 } else {
