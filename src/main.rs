@@ -117,9 +117,10 @@ enum Command {
     },
     /// Generate a deterministic, labeled event stream (JSON Lines) to tune rules on.
     ///
-    /// Honest typologies (regular, whale, traveller, first-large, telegram-newcomer,
-    /// reset-legit) and scam typologies (telegram-coach, fake-support, mule-victim, romance);
-    /// every withdrawal carries "label" and "typology". The same arguments give the same bytes.
+    /// Honest typologies (regular, merchant-payer, p2p-payer, whale, traveller, first-large,
+    /// telegram-newcomer, reset-legit, cold-wallet, big-purchase) and scam typologies
+    /// (telegram-coach, fake-support, mule-victim, romance, job-scam); every withdrawal of the
+    /// measured window carries "label" and "typology". The same arguments give the same bytes.
     Gen {
         /// Seed of the pseudo-random generator.
         #[arg(long, default_value_t = 1)]
@@ -139,6 +140,25 @@ enum Command {
         /// Share of users who fall victim to a scam (0 to 1).
         #[arg(long, default_value_t = 0.12)]
         scam_share: f64,
+        /// Days of unlabeled honest history before --start (accounts are old and known).
+        #[arg(long, default_value_t = 0)]
+        warmup_days: u32,
+        /// Typology weights overriding the defaults: NAME=WEIGHT,... (relative, within the
+        /// honest users or within the victims), e.g. romance=3,job-scam=0.
+        #[arg(long, value_name = "MIX")]
+        mix: Option<String>,
+        /// Multiplies every amount.
+        #[arg(long, default_value_t = 1.0)]
+        amount_scale: f64,
+        /// Multiplies scam amounts only.
+        #[arg(long, default_value_t = 1.0)]
+        scam_amount_scale: f64,
+        /// Multiplies the gaps between a victim's scam transfers (0.5: twice as fast).
+        #[arg(long, default_value_t = 1.0)]
+        pace: f64,
+        /// Victims per coach gang and job-scam platform (mule campaigns have one more).
+        #[arg(long, default_value_t = 5)]
+        gang_size: u32,
         /// Write to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -324,6 +344,12 @@ fn main() -> ExitCode {
             region,
             start,
             scam_share,
+            warmup_days,
+            mix,
+            amount_scale,
+            scam_amount_scale,
+            pace,
+            gang_size,
             out,
         } => gen(
             seed,
@@ -332,6 +358,14 @@ fn main() -> ExitCode {
             region,
             &start,
             scam_share,
+            GenKnobs {
+                warmup_days,
+                mix,
+                amount_scale,
+                scam_amount_scale,
+                pace,
+                gang_size,
+            },
             out.as_deref(),
         ),
         Command::Effect { log, json, events } => {
@@ -755,6 +789,16 @@ fn replay(
     ExitCode::SUCCESS
 }
 
+/// `riskgate gen`'s options beyond the stream's size and place.
+struct GenKnobs {
+    warmup_days: u32,
+    mix: Option<String>,
+    amount_scale: f64,
+    scam_amount_scale: f64,
+    pace: f64,
+    gang_size: u32,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn gen(
     seed: u64,
@@ -763,6 +807,7 @@ fn gen(
     region: String,
     start: &str,
     scam_share: f64,
+    knobs: GenKnobs,
     out: Option<&Path>,
 ) -> ExitCode {
     let start = match riskgate::Timestamp::parse(start) {
@@ -780,6 +825,24 @@ fn gen(
         eprintln!("riskgate: --scam-share must be between 0 and 1, got {scam_share}");
         return ExitCode::from(UNUSABLE);
     }
+    let mix = match knobs.mix.as_deref().map(riskgate::gen::parse_mix) {
+        None => Vec::new(),
+        Some(Ok(mix)) => mix,
+        Some(Err(e)) => {
+            eprintln!("riskgate: --mix: {e}");
+            return ExitCode::from(UNUSABLE);
+        }
+    };
+    for (name, x) in [
+        ("--amount-scale", knobs.amount_scale),
+        ("--scam-amount-scale", knobs.scam_amount_scale),
+        ("--pace", knobs.pace),
+    ] {
+        if !(x.is_finite() && x > 0.0) {
+            eprintln!("riskgate: {name} must be a number above 0, got {x}");
+            return ExitCode::from(UNUSABLE);
+        }
+    }
     let config = riskgate::gen::GenConfig {
         seed,
         users,
@@ -787,6 +850,12 @@ fn gen(
         region,
         start,
         scam_share,
+        warmup_days: knobs.warmup_days,
+        mix,
+        amount_scale: knobs.amount_scale,
+        scam_amount_scale: knobs.scam_amount_scale,
+        pace: knobs.pace,
+        gang_size: knobs.gang_size.max(1),
     };
     let result = match out {
         Some(path) => match File::create(path) {

@@ -549,7 +549,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn baseline_diff_names_the_one_rule_that_differs() {
-    let baseline = rules_without("young-account-telegram");
+    let baseline = rules_without("young-account-chat-referral");
     let fixture = root().join("fixtures/hk-sample.jsonl");
     let report = replay_file(
         &root().join("rules"),
@@ -592,10 +592,10 @@ fn baseline_diff_names_the_one_rule_that_differs() {
         for e in &t.examples {
             assert_eq!(
                 e.added,
-                vec!["hk-police/young-account-telegram (30)".to_string()]
+                vec!["hk-police/young-account-chat-referral (20)".to_string()]
             );
             assert!(e.removed.is_empty());
-            assert_eq!(e.candidate_score - e.baseline_score, 30);
+            assert_eq!(e.candidate_score - e.baseline_score, 20);
         }
     }
     for (d, (c, base)) in b.deltas.iter().zip(report.levels.iter().zip(&b.levels)) {
