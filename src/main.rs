@@ -83,6 +83,8 @@ enum Command {
         /// ids seen), written atomically at the end when every file was read.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
@@ -193,6 +195,7 @@ fn main() -> ExitCode {
             max_friction,
             max_cool_off_friction,
             state,
+            store,
             files,
         } => {
             for (name, value) in [
@@ -218,6 +221,7 @@ fn main() -> ExitCode {
                 json,
                 html.as_deref(),
                 state.as_deref(),
+                &store,
             )
         }
         Command::Gen {
@@ -413,6 +417,7 @@ impl<R: io::Read> io::Read for Counting<R> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn replay(
     rules: &Path,
     baseline: Option<&Path>,
@@ -421,6 +426,7 @@ fn replay(
     json: bool,
     html: Option<&Path>,
     state: Option<&Path>,
+    store: &StoreArgs,
 ) -> ExitCode {
     let candidate = match load_rules(rules) {
         Ok(r) => r,
@@ -430,7 +436,11 @@ fn replay(
         Ok(b) => b,
         Err(code) => return code,
     };
-    let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    let store = match store.open(state) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let mut replay = riskgate::replay::Replay::with_store(candidate, baseline, options, store);
     if let Some(path) = state.filter(|p| p.exists()) {
         if let Err(e) = replay.load_state(path) {
             eprintln!("riskgate: cannot load state: {e}");

@@ -437,3 +437,23 @@ fn the_memory_store_reports_duplicates_through_the_same_api() {
     let tx = scorer.tx(&wd("w2", "u1", &at(1), 1.0, "d1").w());
     assert_eq!(tx.features.prior_withdrawals, 1);
 }
+
+#[test]
+fn replay_through_the_shared_store_reports_as_in_memory() {
+    let server = RedisServer::start();
+    let rules = repo().join("rules");
+    let file = repo().join("fixtures/hk-sample.jsonl");
+    let run = |extra: &[&str]| {
+        let out = riskgate()
+            .args(["replay", "--json", "--no-timing", "--rules"])
+            .arg(&rules)
+            .args(extra)
+            .arg(&file)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let memory = run(&[]);
+    assert_eq!(memory.0, Some(0));
+    assert_eq!(run(&["--store", &server.url(), "--store-prefix", &fresh_prefix()]), memory);
+}
