@@ -457,3 +457,39 @@ fn replay_through_the_shared_store_reports_as_in_memory() {
     assert_eq!(memory.0, Some(0));
     assert_eq!(run(&["--store", &server.url(), "--store-prefix", &fresh_prefix()]), memory);
 }
+
+#[test]
+fn a_snapshot_moved_into_redis_continues_the_stream_as_one_process() {
+    let server = RedisServer::start();
+    let lines = generated(120, 20, 11);
+    let expected = memory_decisions(&lines);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, state) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"), dir.path().join("state.bin"));
+    std::fs::write(&a, first.join("\n") + "\n").unwrap();
+    std::fs::write(&b, second.join("\n") + "\n").unwrap();
+    let (code, mut got) = score_file(&a, &["--state", state.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let prefix = fresh_prefix();
+    let import = |prefix: &str| {
+        riskgate()
+            .args(["store-import", "--state"])
+            .arg(&state)
+            .args(["--store", &server.url(), "--store-prefix", prefix])
+            .output()
+            .unwrap()
+    };
+    let out = import(&prefix);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("imported "));
+    // A second import into the same prefix is refused: it would mix two states.
+    assert!(!import(&prefix).status.success());
+    let (code, rest) = score_file(&b, &["--store", &server.url(), "--store-prefix", &prefix]);
+    assert_eq!(code, 0);
+    got.push_str(&rest);
+    assert_eq!(got, expected);
+    // The withdrawal ids came along: the first half again is all duplicates.
+    let (code, again) = score_file(&a, &["--store", &server.url(), "--store-prefix", &prefix]);
+    assert_eq!(code, 1);
+    assert!(json_lines(&again).iter().all(|l| l.get("error").is_some() || l.get("id").is_none()));
+}
