@@ -24,7 +24,10 @@ const TIMED: usize = 4_000;
 
 fn used_memory(server: &redis_support::RedisServer) -> u64 {
     let mut con = server.connection().expect("connect");
-    let info: String = redis::cmd("INFO").arg("memory").query(&mut con).expect("INFO");
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query(&mut con)
+        .expect("INFO");
     info.lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|v| v.trim().parse().ok())
@@ -59,9 +62,17 @@ fn bench(c: &mut Criterion) {
     let withdrawals = common::withdrawals(WITHDRAWALS, &people, &mut rng, "bench-wd");
     for w in &withdrawals {
         let (m, r) = (memory.try_score(w).unwrap(), redis.try_score(w).unwrap());
-        assert_eq!((m.tier, m.score, &m.hits), (r.tier, r.score, &r.hits), "{}", w.id);
+        assert_eq!(
+            (m.tier, m.score, &m.hits),
+            (r.tier, r.score, &r.hits),
+            "{}",
+            w.id
+        );
     }
-    for (name, scorer) in [("store/score/memory", &memory), ("store/score/redis", &redis)] {
+    for (name, scorer) in [
+        ("store/score/memory", &memory),
+        ("store/score/redis", &redis),
+    ] {
         c.bench_function(name, |b| {
             let mut i = 0;
             b.iter(|| {
@@ -73,7 +84,11 @@ fn bench(c: &mut Criterion) {
         let mut times: Vec<u128> = (0..TIMED)
             .map(|i| {
                 let started = Instant::now();
-                black_box(scorer.try_score(&withdrawals[i % WITHDRAWALS]).expect("scored"));
+                black_box(
+                    scorer
+                        .try_score(&withdrawals[i % WITHDRAWALS])
+                        .expect("scored"),
+                );
                 started.elapsed().as_nanos()
             })
             .collect();

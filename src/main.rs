@@ -253,12 +253,12 @@ fn main() -> ExitCode {
             out.as_deref(),
         ),
         Command::StoreImport { state, store } => {
-            let imported = store
-                .open(None)
-                .and_then(|s| s.import_snapshot(&state).map_err(|e| {
+            let imported = store.open(None).and_then(|s| {
+                s.import_snapshot(&state).map_err(|e| {
                     eprintln!("riskgate: {e}");
                     ExitCode::from(UNUSABLE)
-                }));
+                })
+            });
             match imported {
                 Ok(info) => {
                     println!(

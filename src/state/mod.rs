@@ -155,6 +155,7 @@ impl State {
 
     /// Calls `visit` with every user (id, record) and then every destination (address, its
     /// payers: user id and latest times newest first, unused slots dropped).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
     pub(crate) fn for_each_record(&self, mut visit: impl FnMut(Record<'_>)) {
         for entry in self.users.iter() {
             visit(Record::User(entry.key(), entry.value()));
@@ -180,6 +181,7 @@ impl State {
 }
 
 /// One record of [`State::for_each_record`].
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Record<'a> {
     User(&'a str, &'a UserState),
     Destination(&'a str, Vec<(&'a str, Vec<i64>)>),

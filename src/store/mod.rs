@@ -92,7 +92,7 @@ impl Store {
         let (state, ids, info) = crate::snapshot::read_state(path.as_ref())?;
         match &self.kind {
             StoreKind::Memory => {
-                let _ = (state, ids);
+                let _ = (state, ids, info);
                 Err(Error::store(
                     "the memory store takes a snapshot with `--state`, not an import",
                 ))
@@ -143,7 +143,9 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
-        let e = Store::open("postgres://x", "p:").err().map(|e| e.to_string());
+        let e = Store::open("postgres://x", "p:")
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("unknown store")));
         assert!(Store::open("memory", "p:").is_ok_and(|s| s.is_memory()));
     }

@@ -47,6 +47,9 @@ pub(crate) struct RedisStore {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// A withdrawal's id and the commands that record it besides the user (for `update_user`).
+type WithRecord<'a> = (&'a str, &'a dyn Fn(&mut redis::Pipeline));
+
 /// What a state read returned.
 struct Fetched {
     user: Option<UserState>,
@@ -110,9 +113,9 @@ impl RedisStore {
             None => self.connect()?,
         };
         let result = match op(&mut con) {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => self
-                .load_scripts(&mut con)
-                .and_then(|()| op(&mut con)),
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.load_scripts(&mut con).and_then(|()| op(&mut con))
+            }
             other => other,
         };
         match result {
@@ -291,7 +294,7 @@ impl RedisStore {
     fn update_user(
         &self,
         user_id: &str,
-        with: Option<(&str, &dyn Fn(&mut redis::Pipeline))>,
+        with: Option<WithRecord<'_>>,
         update: impl Fn(&mut UserState),
     ) -> Result<(), Error> {
         let user_key = self.user_key(user_id);
@@ -306,7 +309,8 @@ impl RedisStore {
                 read.arg(id_key);
             }
             read.ignore().cmd("GET").arg(&user_key);
-            read.cmd("EXISTS").arg(id_key.as_deref().unwrap_or(&user_key));
+            read.cmd("EXISTS")
+                .arg(id_key.as_deref().unwrap_or(&user_key));
             let (bytes, exists): (Option<Vec<u8>>, bool) = read.query(con)?;
             if id_key.is_some() && exists {
                 redis::cmd("UNWATCH").query::<()>(con)?;
@@ -393,10 +397,20 @@ impl RedisStore {
                 crate::state::Record::Destination(destination, payers) => {
                     let (hash, zset) = self.dest_keys(destination);
                     for (user, times) in &payers {
-                        let Some(newest) = times.first() else { continue };
+                        let Some(newest) = times.first() else {
+                            continue;
+                        };
                         let list: Vec<String> = times.iter().map(i64::to_string).collect();
-                        pipe.cmd("HSET").arg(&hash).arg(*user).arg(list.join(",")).ignore();
-                        pipe.cmd("ZADD").arg(&zset).arg(newest.to_string()).arg(*user).ignore();
+                        pipe.cmd("HSET")
+                            .arg(&hash)
+                            .arg(*user)
+                            .arg(list.join(","))
+                            .ignore();
+                        pipe.cmd("ZADD")
+                            .arg(&zset)
+                            .arg(newest.to_string())
+                            .arg(*user)
+                            .ignore();
                         pending += 2;
                     }
                     pipe.cmd("EXPIRE").arg(&hash).arg(KEY_TTL_SECONDS).ignore();
