@@ -428,6 +428,24 @@ fn a_store_unreachable_at_start_is_an_error() {
     assert!(err.contains("cannot connect"), "{err}");
     let e = Store::open(&format!("redis://127.0.0.1:{port}"), "p:").unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Store { .. }));
+    // TLS is not built in: said so, not attempted in clear text.
+    let e = Store::open(&format!("rediss://127.0.0.1:{port}"), "p:").unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+    // A snapshot file belongs to the memory store.
+    let (code, _, err) = cli(
+        &[
+            "score",
+            "--rules",
+            repo().join("rules").to_str().unwrap(),
+            "--store",
+            &format!("redis://127.0.0.1:{port}"),
+            "--state",
+            "x.bin",
+        ],
+        Some(""),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("store-import"), "{err}");
 }
 
 #[test]
@@ -441,6 +459,12 @@ fn every_key_begins_with_the_prefix_exactly_as_given() {
     assert!(keys.len() > 10, "{keys:?}");
     for key in &keys {
         assert!(key.starts_with(prefix), "{key}");
+    }
+    // Every key carries the wall-clock safety net, longer than the 400-day horizon.
+    let mut con = server.connection().unwrap();
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut con).unwrap();
+        assert!(ttl > 400 * 86_400, "{key}: TTL {ttl}");
     }
     for kind in ["{u:", "{d:", "{w:"] {
         assert!(
