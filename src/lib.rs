@@ -23,6 +23,7 @@ mod scorer;
 pub mod signing;
 pub mod snapshot;
 mod state;
+mod store;
 pub mod stream;
 mod time;
 
@@ -41,5 +42,6 @@ pub use state::{
     TxFeatures, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
     RETENTION_DAYS,
 };
+pub use store::{Store, DEFAULT_PREFIX as DEFAULT_STORE_PREFIX};
 pub use stream::{EventStream, LineReader, Processed};
 pub use time::Timestamp;

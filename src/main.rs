@@ -40,6 +40,8 @@ enum Command {
         /// an existing log's chain is continued). Check it with `riskgate verify-log`.
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Verify a decision log's hash chain: prints OK with the line count, or the first line
     /// where the chain breaks (edited, removed, inserted or reordered lines) and exits 1.
@@ -81,6 +83,8 @@ enum Command {
         /// ids seen), written atomically at the end when every file was read.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Sweep a rule param: report the figures for every combination of the values given
         /// (may repeat; the combinations multiply), as if written as overrides in policy.toml.
         #[arg(long = "param", value_name = "PACK/RULE.NAME=V1,V2,...")]
@@ -213,6 +217,17 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         input: Option<PathBuf>,
     },
+    /// Move a state snapshot (`--state` file of `score` or `replay`) into a shared store.
+    ///
+    /// The store's prefix must hold no key yet. Users, destinations and the withdrawal ids saved
+    /// with the snapshot are written; then `riskgate score --store URL` goes on from there.
+    StoreImport {
+        /// The snapshot file.
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
     /// Exit status 0 only when everything loads and every expectation holds.
@@ -268,6 +283,35 @@ enum Command {
     },
 }
 
+/// Where feature state lives (`--store`, `--store-prefix`).
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// `memory` (in process) or redis://[:PASSWORD@]HOST:PORT[/DB]: a Redis server shared by
+    /// every riskgate process given the same URL and prefix.
+    #[arg(long = "store", value_name = "URL", default_value = "memory")]
+    url: String,
+    /// Every Redis key begins with this, exactly as given.
+    #[arg(long, value_name = "P", default_value = riskgate::DEFAULT_STORE_PREFIX)]
+    store_prefix: String,
+}
+
+impl StoreArgs {
+    /// Opens the store (an error within 10 s when Redis cannot be reached).
+    fn open(&self, state: Option<&Path>) -> Result<riskgate::Store, ExitCode> {
+        if self.url != "memory" && state.is_some() {
+            eprintln!(
+                "riskgate: --state is for the memory store; move a snapshot into a shared \
+                 store with `riskgate store-import`"
+            );
+            return Err(ExitCode::from(UNUSABLE));
+        }
+        riskgate::Store::open(&self.url, &self.store_prefix).map_err(|e| {
+            eprintln!("riskgate: {e}");
+            ExitCode::from(UNUSABLE)
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -276,7 +320,14 @@ fn main() -> ExitCode {
             input,
             state,
             log,
-        } => score(&rules, input.as_deref(), state.as_deref(), log.as_deref()),
+            store,
+        } => score(
+            &rules,
+            input.as_deref(),
+            state.as_deref(),
+            log.as_deref(),
+            &store,
+        ),
         Command::VerifyLog { file } => match riskgate::verify_log(&file) {
             Ok(report) => {
                 println!("{report}");
@@ -301,6 +352,7 @@ fn main() -> ExitCode {
             max_cool_off_friction,
             state,
             params,
+            store,
             files,
         } => {
             for (name, value) in [
@@ -327,6 +379,7 @@ fn main() -> ExitCode {
                 html.as_deref(),
                 state.as_deref(),
                 &params,
+                &store,
             )
         }
         Command::Tune {
@@ -495,6 +548,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::StoreImport { state, store } => {
+            let imported = store.open(None).and_then(|s| {
+                s.import_snapshot(&state).map_err(|e| {
+                    eprintln!("riskgate: {e}");
+                    ExitCode::from(UNUSABLE)
+                })
+            });
+            match imported {
+                Ok(info) => {
+                    println!(
+                        "imported {} users, {} destinations, {} withdrawal ids",
+                        info.users, info.destinations, info.withdrawal_ids
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
             println!("{report}");
@@ -531,13 +602,20 @@ fn open_input(input: Option<&Path>) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
-fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&Path>) -> ExitCode {
-    let scorer = match Scorer::from_dir(rules) {
-        Ok(scorer) => scorer,
-        Err(e) => {
-            eprintln!("riskgate: cannot load rules from {}: {e}", rules.display());
-            return ExitCode::from(UNUSABLE);
-        }
+fn score(
+    rules: &Path,
+    input: Option<&Path>,
+    state: Option<&Path>,
+    log: Option<&Path>,
+    store: &StoreArgs,
+) -> ExitCode {
+    let rules = match load_rules(rules) {
+        Ok(rules) => rules,
+        Err(code) => return code,
+    };
+    let scorer = match store.open(state) {
+        Ok(store) => Scorer::with_store(rules, store),
+        Err(code) => return code,
     };
     let mut stream = EventStream::new();
     if let Some(path) = state.filter(|p| p.exists()) {
@@ -585,6 +663,13 @@ fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&
                 writeln!(out, "{}", decision.to_json())
             }
             Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), riskgate::ErrorKind::Store { .. }) => {
+                // Never a decision on state that could not be read or written: stop here.
+                let _ = out.flush();
+                let _ = close_log(log);
+                eprintln!("riskgate: {e}; stopped at line {}", stream.line());
+                return ExitCode::from(UNUSABLE);
+            }
             Err(e) => {
                 invalid += 1;
                 let message = match e.kind() {
@@ -667,6 +752,7 @@ fn replay(
     html: Option<&Path>,
     state: Option<&Path>,
     params: &[String],
+    store: &StoreArgs,
 ) -> ExitCode {
     let candidate = match load_rules(rules) {
         Ok(r) => r,
@@ -687,7 +773,11 @@ fn replay(
         Ok(b) => b,
         Err(code) => return code,
     };
-    let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    let store = match store.open(state) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let mut replay = riskgate::replay::Replay::with_store(candidate, baseline, options, store);
     if let Err(e) = replay.sweep_params(specs) {
         eprintln!("riskgate: {e}");
         return ExitCode::from(UNUSABLE);
