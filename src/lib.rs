@@ -17,6 +17,8 @@ pub mod gen;
 pub mod replay;
 pub mod rules;
 mod scorer;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod snapshot;
 mod state;
 pub mod stream;

@@ -113,6 +113,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Run the HTTP/1.1 JSON service: POST /v1/score, /v1/events, /v1/reload; GET /healthz,
+    /// /metrics. SIGHUP reloads the rules; SIGTERM stops it gracefully.
+    #[cfg(feature = "serve")]
+    Serve {
+        /// The rules directory (policy.toml and one folder per pack).
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// Where feature state lives: `memory` (in process).
+        #[arg(long, value_name = "URL", default_value = "memory")]
+        store: String,
+        /// Prefix of every key in a shared store.
+        #[arg(long, value_name = "P", default_value = "riskgate:")]
+        store_prefix: String,
+        /// Address to listen on (`HOST:PORT`; port 0 picks a free one, named in the log).
+        #[arg(long, value_name = "ADDR", default_value = riskgate::serve::DEFAULT_LISTEN)]
+        listen: String,
+        /// Append every /v1/score decision to this hash-chained log (as `score --log`).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
     /// Exit status 0 only when everything loads and every expectation holds.
@@ -199,6 +219,29 @@ fn main() -> ExitCode {
             scam_share,
             out.as_deref(),
         ),
+        #[cfg(feature = "serve")]
+        Command::Serve {
+            rules,
+            store,
+            store_prefix,
+            listen,
+            log,
+        } => {
+            let options = riskgate::serve::ServeOptions {
+                rules,
+                store,
+                store_prefix,
+                listen,
+                log,
+            };
+            match riskgate::serve::run(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("riskgate: {e}");
+                    ExitCode::from(UNUSABLE)
+                }
+            }
+        }
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
             println!("{report}");
