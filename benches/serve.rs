@@ -56,6 +56,10 @@ fn run(root: &std::path::Path, extra: &[&str], seconds: f64) {
         started.elapsed().as_secs_f64(),
         probes.len()
     );
+    println!(
+        "load average before: {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+    );
     let probes = Arc::new(probes);
     let cpu_before = process_cpu_seconds(server.pid());
     let (count, elapsed) = saturate(&server.addr, &probes, Duration::from_secs_f64(seconds));
@@ -156,28 +160,35 @@ fn open_loop(
             std::thread::spawn(move || {
                 let mut latencies = Vec::with_capacity(total / connections + 1);
                 let mut send_lags = Vec::with_capacity(total / connections + 1);
+                let mut round_trips = Vec::with_capacity(total / connections + 1);
                 for k in (j..total).step_by(connections) {
                     let scheduled = t0 + Duration::from_secs_f64(k as f64 / rate);
                     let now = Instant::now();
                     if scheduled > now {
                         std::thread::sleep(scheduled - now);
                     }
-                    send_lags.push(Instant::now().saturating_duration_since(scheduled));
+                    let sent = Instant::now();
+                    send_lags.push(sent.saturating_duration_since(scheduled));
                     let answer = client.post("/v1/score", &probes[k % probes.len()]);
                     assert_eq!(answer.status, 200, "{}", answer.body);
-                    latencies.push(Instant::now() - scheduled);
+                    let now = Instant::now();
+                    latencies.push(now - scheduled);
+                    round_trips.push(now - sent);
                 }
-                (latencies, send_lags)
+                (latencies, send_lags, round_trips)
             })
         })
         .collect();
     let mut latencies = Vec::with_capacity(total);
     let mut lags = Vec::with_capacity(total);
+    let mut round_trips = Vec::with_capacity(total);
     for t in threads {
-        let (l, s) = t.join().unwrap();
+        let (l, s, r) = t.join().unwrap();
         latencies.extend(l);
         lags.extend(s);
+        round_trips.extend(r);
     }
+    round_trips.sort();
     let elapsed = t0.elapsed().as_secs_f64();
     latencies.sort();
     lags.sort();
@@ -187,7 +198,8 @@ fn open_loop(
     format!(
         "open loop {rate:.0} req/s ({connections} connections, {total} requests, achieved {:.0}/s): \
          latency from the scheduled instant p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms \
-         (of which the generator's own wake-up lag p50 {:.3} ms, p99 {:.3} ms)",
+         (of which the generator's own wake-up lag p50 {:.3} ms, p99 {:.3} ms; \
+         from send to answer p50 {:.3} ms, p99 {:.3} ms)",
         total as f64 / elapsed,
         q(&latencies, 0.50),
         q(&latencies, 0.99),
@@ -195,6 +207,8 @@ fn open_loop(
         q(&latencies, 1.0),
         q(&lags, 0.50),
         q(&lags, 0.99),
+        q(&round_trips, 0.50),
+        q(&round_trips, 0.99),
     )
 }
 
