@@ -39,6 +39,19 @@ pub enum ErrorKind {
         /// What is wrong with it.
         message: String,
     },
+    /// The shared state store (see [`crate::Store`]) cannot be reached or failed to answer.
+    /// Nothing was decided or recorded on the strength of it: the caller stops (the CLI exits
+    /// non-zero) or answers "unavailable" (the service, 503), never decides on empty state.
+    Store {
+        /// What failed (never the store's password).
+        message: String,
+    },
+    /// The withdrawal id was already recorded (by this process or another one sharing the
+    /// store): the event is refused and changes nothing.
+    Duplicate {
+        /// The withdrawal id.
+        id: String,
+    },
 }
 
 impl Error {
@@ -76,6 +89,20 @@ impl Error {
         }
     }
 
+    pub(crate) fn store(message: impl Into<String>) -> Error {
+        Error {
+            kind: ErrorKind::Store {
+                message: message.into(),
+            },
+        }
+    }
+
+    pub(crate) fn duplicate(id: &str) -> Error {
+        Error {
+            kind: ErrorKind::Duplicate { id: id.to_owned() },
+        }
+    }
+
     #[allow(dead_code)]
     pub(crate) fn corrupt(path: &Path, message: impl Into<String>) -> Error {
         Error {
@@ -100,6 +127,10 @@ impl fmt::Display for Error {
             ErrorKind::Io { path, message } => write!(f, "{}: {message}", path.display()),
             ErrorKind::InvalidEvent { line, message } => write!(f, "line {line}: {message}"),
             ErrorKind::Corrupt { path, message } => write!(f, "{}: {message}", path.display()),
+            ErrorKind::Store { message } => write!(f, "state store: {message}"),
+            ErrorKind::Duplicate { id } => {
+                write!(f, "withdrawal id \"{id}\" was seen before; ids must be unique")
+            }
         }
     }
 }

@@ -20,6 +20,7 @@ mod scorer;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod snapshot;
+mod store;
 mod state;
 pub mod stream;
 mod time;
@@ -36,5 +37,6 @@ pub use state::{
     TxFeatures, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
     RETENTION_DAYS,
 };
+pub use store::{Store, DEFAULT_PREFIX as DEFAULT_STORE_PREFIX};
 pub use stream::{EventStream, LineReader, Processed};
 pub use time::Timestamp;

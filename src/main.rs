@@ -40,6 +40,8 @@ enum Command {
         /// an existing log's chain is continued). Check it with `riskgate verify-log`.
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Verify a decision log's hash chain: prints OK with the line count, or the first line
     /// where the chain breaks (edited, removed, inserted or reordered lines) and exits 1.
@@ -81,6 +83,8 @@ enum Command {
         /// ids seen), written atomically at the end when every file was read.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Event files (JSON Lines), replayed in order as one stream; `-` for standard input.
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,
@@ -143,6 +147,35 @@ enum Command {
     },
 }
 
+/// Where feature state lives (`--store`, `--store-prefix`).
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// `memory` (in process) or redis://[:PASSWORD@]HOST:PORT[/DB]: a Redis server shared by
+    /// every riskgate process given the same URL and prefix.
+    #[arg(long = "store", value_name = "URL", default_value = "memory")]
+    url: String,
+    /// Every Redis key begins with this, exactly as given.
+    #[arg(long, value_name = "P", default_value = riskgate::DEFAULT_STORE_PREFIX)]
+    store_prefix: String,
+}
+
+impl StoreArgs {
+    /// Opens the store (an error within 10 s when Redis cannot be reached).
+    fn open(&self, state: Option<&Path>) -> Result<riskgate::Store, ExitCode> {
+        if self.url != "memory" && state.is_some() {
+            eprintln!(
+                "riskgate: --state is for the memory store; move a snapshot into a shared \
+                 store with `riskgate store-import`"
+            );
+            return Err(ExitCode::from(UNUSABLE));
+        }
+        riskgate::Store::open(&self.url, &self.store_prefix).map_err(|e| {
+            eprintln!("riskgate: {e}");
+            ExitCode::from(UNUSABLE)
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -151,7 +184,14 @@ fn main() -> ExitCode {
             input,
             state,
             log,
-        } => score(&rules, input.as_deref(), state.as_deref(), log.as_deref()),
+            store,
+        } => score(
+            &rules,
+            input.as_deref(),
+            state.as_deref(),
+            log.as_deref(),
+            &store,
+        ),
         Command::VerifyLog { file } => match riskgate::verify_log(&file) {
             Ok(report) => {
                 println!("{report}");
@@ -175,6 +215,7 @@ fn main() -> ExitCode {
             max_friction,
             max_cool_off_friction,
             state,
+            store,
             files,
         } => {
             for (name, value) in [
@@ -200,6 +241,7 @@ fn main() -> ExitCode {
                 json,
                 html.as_deref(),
                 state.as_deref(),
+                &store,
             )
         }
         Command::Gen {
@@ -278,13 +320,20 @@ fn open_input(input: Option<&Path>) -> io::Result<Box<dyn BufRead>> {
     }
 }
 
-fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&Path>) -> ExitCode {
-    let scorer = match Scorer::from_dir(rules) {
-        Ok(scorer) => scorer,
-        Err(e) => {
-            eprintln!("riskgate: cannot load rules from {}: {e}", rules.display());
-            return ExitCode::from(UNUSABLE);
-        }
+fn score(
+    rules: &Path,
+    input: Option<&Path>,
+    state: Option<&Path>,
+    log: Option<&Path>,
+    store: &StoreArgs,
+) -> ExitCode {
+    let rules = match load_rules(rules) {
+        Ok(rules) => rules,
+        Err(code) => return code,
+    };
+    let scorer = match store.open(state) {
+        Ok(store) => Scorer::with_store(rules, store),
+        Err(code) => return code,
     };
     let mut stream = EventStream::new();
     if let Some(path) = state.filter(|p| p.exists()) {
@@ -332,6 +381,13 @@ fn score(rules: &Path, input: Option<&Path>, state: Option<&Path>, log: Option<&
                 writeln!(out, "{}", decision.to_json())
             }
             Ok(_) => Ok(()),
+            Err(e) if matches!(e.kind(), riskgate::ErrorKind::Store { .. }) => {
+                // Never a decision on state that could not be read or written: stop here.
+                let _ = out.flush();
+                let _ = close_log(log);
+                eprintln!("riskgate: {e}; stopped at line {}", stream.line());
+                return ExitCode::from(UNUSABLE);
+            }
             Err(e) => {
                 invalid += 1;
                 let message = match e.kind() {
@@ -404,6 +460,7 @@ impl<R: io::Read> io::Read for Counting<R> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn replay(
     rules: &Path,
     baseline: Option<&Path>,
@@ -412,6 +469,7 @@ fn replay(
     json: bool,
     html: Option<&Path>,
     state: Option<&Path>,
+    store: &StoreArgs,
 ) -> ExitCode {
     let candidate = match load_rules(rules) {
         Ok(r) => r,
@@ -421,7 +479,11 @@ fn replay(
         Ok(b) => b,
         Err(code) => return code,
     };
-    let mut replay = riskgate::replay::Replay::new(candidate, baseline, options);
+    let store = match store.open(state) {
+        Ok(store) => store,
+        Err(code) => return code,
+    };
+    let mut replay = riskgate::replay::Replay::with_store(candidate, baseline, options, store);
     if let Some(path) = state.filter(|p| p.exists()) {
         if let Err(e) = replay.load_state(path) {
             eprintln!("riskgate: cannot load state: {e}");

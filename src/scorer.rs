@@ -13,6 +13,8 @@ use crate::error::Error;
 use crate::event::{normalize_address, Event, Withdrawal};
 use crate::rules::{RuleSet, TxView, Watchlists};
 use crate::state::{State, TxFeatures};
+use crate::store::{Store, StoreKind};
+use crate::stream::IdSet;
 
 /// Scores withdrawals against the live rule set and remembers what it observes.
 ///
@@ -22,6 +24,13 @@ use crate::state::{State, TxFeatures};
 pub struct Scorer {
     rules: ArcSwap<RuleSet>,
     state: State,
+    /// Where feature state lives: `state` above (memory) or a shared server.
+    store: Store,
+    /// Withdrawal ids recorded through [`Scorer::try_record`] with the memory store (a shared
+    /// store keeps them itself).
+    processed: parking_lot::Mutex<IdSet>,
+    /// The last store failure met by the infallible [`Scorer::score`] (see its docs).
+    store_failure: parking_lot::Mutex<Option<Error>>,
     /// Every rule set made live, oldest first (at most [`RULESET_HISTORY`]).
     history: parking_lot::Mutex<std::collections::VecDeque<RulesetRecord>>,
     /// Where rule-set changes are logged, when attached.
@@ -84,10 +93,26 @@ impl Scorer {
 
     /// A scorer with no state, deciding with an already shared rule set.
     pub fn new_shared(rules: Arc<RuleSet>) -> Scorer {
+        Scorer::with_store_shared(rules, Store::memory())
+    }
+
+    /// A scorer whose feature state (and processed withdrawal ids) live in `store`: with a
+    /// shared store, any number of scorers in any number of processes decide as one that saw
+    /// all their events (contract section 5). Use [`Scorer::try_score`] and
+    /// [`Scorer::try_record`] with a shared store: they report a store failure.
+    pub fn with_store(rules: RuleSet, store: Store) -> Scorer {
+        Scorer::with_store_shared(Arc::new(rules), store)
+    }
+
+    /// [`Scorer::with_store`] with an already shared rule set.
+    pub fn with_store_shared(rules: Arc<RuleSet>, store: Store) -> Scorer {
         let first = RulesetRecord::now(&rules);
         Scorer {
             rules: ArcSwap::new(rules),
             state: State::default(),
+            store,
+            processed: parking_lot::Mutex::new(IdSet::default()),
+            store_failure: parking_lot::Mutex::new(None),
             history: parking_lot::Mutex::new(std::collections::VecDeque::from([first])),
             audit_log: parking_lot::Mutex::new(None),
         }
@@ -153,32 +178,197 @@ impl Scorer {
 
     /// Decides a withdrawal. Reads state, never changes it: call [`Scorer::observe`] with the
     /// withdrawal afterwards so that it enters history (when completed).
+    ///
+    /// With a shared store ([`Scorer::with_store`]) prefer [`Scorer::try_score`]: this one
+    /// cannot return the store's failure, so it then answers a fail-closed decision (tier
+    /// `cool_off`, the error listed under rule `store`) and keeps the error for
+    /// [`Scorer::take_store_failure`]. It does not check for a duplicate id.
     pub fn score(&self, w: &Withdrawal) -> Decision {
-        self.evaluate(w, None)
+        match &self.store.kind {
+            StoreKind::Memory => self.evaluate(w, None, |d| self.state.features(w, d)),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(_) => self.score_shared(w, None),
+        }
     }
 
     /// Like [`Scorer::score`], also recording how long each rule took (`timings[i]` for rule
     /// `i` of the rule set; `None` when its pack did not apply).
     pub fn score_timed(&self, w: &Withdrawal, timings: &mut Vec<Option<Duration>>) -> Decision {
-        self.evaluate(w, Some(timings))
+        match &self.store.kind {
+            StoreKind::Memory => self.evaluate(w, Some(timings), |d| self.state.features(w, d)),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(_) => self.score_shared(w, Some(timings)),
+        }
+    }
+
+    /// Decides a withdrawal without changing state. `Err` with [`crate::ErrorKind::Store`]
+    /// when the store failed (nothing was decided), with [`crate::ErrorKind::Duplicate`] when
+    /// the withdrawal id was already recorded (through [`Scorer::try_record`], by any process
+    /// sharing the store). With a shared store: one round trip.
+    pub fn try_score(&self, w: &Withdrawal) -> Result<Decision, Error> {
+        match &self.store.kind {
+            StoreKind::Memory => {
+                if self.processed.lock().contains(w.id.as_str()) {
+                    return Err(Error::duplicate(&w.id));
+                }
+                Ok(self.evaluate(w, None, |d| self.state.features(w, d)))
+            }
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => {
+                let destination = normalize_address(&w.destination);
+                let (features, id_seen) = redis.features(w, &destination)?;
+                if id_seen {
+                    return Err(Error::duplicate(&w.id));
+                }
+                Ok(self.evaluate(w, None, |_| features))
+            }
+        }
+    }
+
+    /// Records an event as `riskgate score` does: a withdrawal's id is marked processed
+    /// together with its entering history (when completed); `Err` with
+    /// [`crate::ErrorKind::Duplicate`] and no change when the id was recorded before, with
+    /// [`crate::ErrorKind::Store`] when the store failed (then the event may or may not have
+    /// been recorded: a shared store records it whole or not at all).
+    pub fn try_record(&self, event: &Event) -> Result<(), Error> {
+        match &self.store.kind {
+            StoreKind::Memory => {
+                if let Event::Withdrawal(w) = event {
+                    return self.try_record_withdrawal(w);
+                }
+                self.state.observe(event);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => redis.record(event),
+        }
+    }
+
+    /// [`Scorer::try_record`] of a withdrawal, without wrapping it in an [`Event`].
+    pub(crate) fn try_record_withdrawal(&self, w: &Withdrawal) -> Result<(), Error> {
+        match &self.store.kind {
+            StoreKind::Memory => {
+                let mut processed = self.processed.lock();
+                if processed.contains(w.id.as_str()) {
+                    return Err(Error::duplicate(&w.id));
+                }
+                processed.insert(w.id.as_str().into());
+                self.state.observe_withdrawal(w);
+                Ok(())
+            }
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => redis.record_withdrawal_event(w),
+        }
+    }
+
+    /// `Ok` while the store answers (always, for the memory store).
+    pub fn check_store(&self) -> Result<(), Error> {
+        match &self.store.kind {
+            StoreKind::Memory => Ok(()),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => redis.check(),
+        }
+    }
+
+    /// The store this scorer keeps its state in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The store failure the infallible [`Scorer::score`] last met, if any (taken: the next
+    /// call answers `None` until another failure).
+    pub fn take_store_failure(&self) -> Option<Error> {
+        self.store_failure.lock().take()
+    }
+
+    /// [`Scorer::score`] through a shared store: the features in one round trip, then the
+    /// rules; on a store failure, the fail-closed decision.
+    #[cfg(feature = "redis")]
+    fn score_shared(
+        &self,
+        w: &Withdrawal,
+        timings: Option<&mut Vec<Option<Duration>>>,
+    ) -> Decision {
+        let StoreKind::Redis(redis) = &self.store.kind else {
+            return self.evaluate(w, timings, |d| self.state.features(w, d));
+        };
+        let destination = normalize_address(&w.destination);
+        let fetched = redis.features(w, &destination).map(|(f, _)| f);
+        match fetched {
+            Ok(features) => self.evaluate(w, timings, |_| features),
+            Err(e) => {
+                let decision = self.fail_closed(w, &destination, &e);
+                *self.store_failure.lock() = Some(e);
+                decision
+            }
+        }
+    }
+
+    /// The decision when state could not be read: `cool_off`, the policy's default warning,
+    /// the failure listed as an error of rule `store`.
+    #[cfg(feature = "redis")]
+    fn fail_closed(&self, w: &Withdrawal, destination: &str, e: &Error) -> Decision {
+        let rules = self.rules.load();
+        let mut decision = DecisionBuilder::new(&rules).finish(w, destination);
+        let policy = rules.policy();
+        decision.tier = crate::decision::Tier::CoolOff;
+        decision.floor = crate::decision::Tier::CoolOff;
+        decision.cool_off_hours = Some(policy.cool_off_hours);
+        decision.warning = policy
+            .default_warning
+            .render(&w.user.locale, w, destination);
+        decision.errors.push(crate::decision::RuleError {
+            rule: "store".to_owned(),
+            error: e.to_string(),
+        });
+        decision
     }
 
     /// Records an event: completed withdrawals enter history, logins and password resets are
-    /// remembered, cancelled withdrawals change nothing.
+    /// remembered, cancelled withdrawals change nothing. With a shared store, use
+    /// [`Scorer::try_record`] (this one keeps a failure for [`Scorer::take_store_failure`]
+    /// and ignores a duplicate id).
     pub fn observe(&self, event: &Event) {
-        self.state.observe(event);
+        match &self.store.kind {
+            StoreKind::Memory => self.state.observe(event),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => match redis.record(event) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), crate::ErrorKind::Duplicate { .. }) => {}
+                Err(e) => *self.store_failure.lock() = Some(e),
+            },
+        }
     }
 
     /// Records a withdrawal (the same as [`Scorer::observe`] with [`Event::Withdrawal`]).
     pub fn observe_withdrawal(&self, w: &Withdrawal) {
-        self.state.observe_withdrawal(w);
+        match &self.store.kind {
+            StoreKind::Memory => self.state.observe_withdrawal(w),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => match redis.record_withdrawal_event(w) {
+                Ok(()) => {}
+                Err(e) if matches!(e.kind(), crate::ErrorKind::Duplicate { .. }) => {}
+                Err(e) => *self.store_failure.lock() = Some(e),
+            },
+        }
     }
 
     /// The `tx` a rule would see for this withdrawal now.
     pub fn tx(&self, w: &Withdrawal) -> Tx {
         let rules = self.rules.load();
         let destination = normalize_address(&w.destination).into_owned();
-        let features = self.state.features(w, &destination);
+        let features = match &self.store.kind {
+            StoreKind::Memory => self.state.features(w, &destination),
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => match redis.features(w, &destination) {
+                Ok((features, _)) => features,
+                Err(e) => {
+                    // Inspection only (never a decision); the failure is kept as for `score`.
+                    *self.store_failure.lock() = Some(e);
+                    TxFeatures::empty(w)
+                }
+            },
+        };
         let watchlists = rules
             .watchlists_of(&destination)
             .map(|ids| ids.iter().map(|d| d.to_string()).collect())
@@ -207,10 +397,13 @@ impl Scorer {
         &self.state
     }
 
+    /// Runs the rules on `w`; `features` computes the state-derived fields from the
+    /// normalized destination (only when some rule applies).
     fn evaluate(
         &self,
         w: &Withdrawal,
         mut timings: Option<&mut Vec<Option<Duration>>>,
+        features: impl FnOnce(&str) -> TxFeatures,
     ) -> Decision {
         let rules = self.rules.load();
         let destination = normalize_address(&w.destination);
@@ -253,7 +446,7 @@ impl Scorer {
                     &destination,
                 ],
                 w.amount_usd,
-                self.state.features(w, &destination),
+                features(&destination),
                 Watchlists::Dynamic(watchlists),
             );
             rules.run_rules(&tx, applies, timings.is_some(), |i, outcome, took| {

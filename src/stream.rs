@@ -78,16 +78,48 @@ impl EventStream {
                         ),
                     ));
                 }
+                if !scorer.store().is_memory() {
+                    return self.process_shared(scorer, w, line_no, score);
+                }
                 self.withdrawal_ids.insert(w.id.as_str().into());
                 let decision = score(scorer, &w);
                 scorer.observe_withdrawal(&w);
                 Ok(Processed::Scored(Box::new(w), decision))
+            }
+            other if !scorer.store().is_memory() => {
+                scorer.try_record(&other)?;
+                Ok(Processed::Observed(other))
             }
             other => {
                 scorer.observe(&other);
                 Ok(Processed::Observed(other))
             }
         }
+    }
+
+    /// A withdrawal through a shared store: a store failure is returned as
+    /// [`crate::ErrorKind::Store`] (the caller stops; the decision made meanwhile is dropped),
+    /// an id another process recorded first is an invalid line like any duplicate.
+    fn process_shared(
+        &mut self,
+        scorer: &Scorer,
+        w: Withdrawal,
+        line_no: usize,
+        score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
+    ) -> Result<Processed, Error> {
+        let decision = score(scorer, &w);
+        if let Some(e) = scorer.take_store_failure() {
+            return Err(e);
+        }
+        match scorer.try_record_withdrawal(&w) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), crate::ErrorKind::Duplicate { .. }) => {
+                return Err(Error::invalid_event(line_no, e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        self.withdrawal_ids.insert(w.id.as_str().into());
+        Ok(Processed::Scored(Box::new(w), decision))
     }
 
     /// The number of the last line processed.

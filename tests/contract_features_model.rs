@@ -8,7 +8,7 @@ mod contract_support;
 
 use contract_support::*;
 use proptest::prelude::*;
-use riskgate::{normalize_address, Event, EventStream, Scorer};
+use riskgate::{normalize_address, Event, EventStream};
 
 const DESTS: [&str; 4] = [
     "0xAbCdEf0123456789abcdef0123456789ABCDEF01",
@@ -82,7 +82,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
-    let scorer = Scorer::new(Rules::new().load());
+    let scorer = scorer_for(Rules::new().load());
     let mut stream = EventStream::new();
     let mut past: Vec<Past> = Vec::new();
     let mut logins: Vec<(String, i64, String)> = Vec::new();

@@ -8,7 +8,7 @@ mod contract_support;
 use std::path::Path;
 
 use contract_support::*;
-use riskgate::{Event, EventStream, Processed, Scorer, Tx};
+use riskgate::{Event, EventStream, Processed, Tx};
 use serde_json::{json, Value};
 
 /// A `tx` field as JSON, with infinity spelled "inf".
@@ -52,7 +52,7 @@ fn same(expected: &Value, got: &Value) -> bool {
 
 /// Replays one fixture; returns (line numbers of invalid lines, expectations checked).
 fn replay(path: &Path) -> (Vec<usize>, usize) {
-    let scorer = Scorer::from_dir(repo().join("rules")).unwrap();
+    let scorer = scorer_for(riskgate::RuleSet::load(repo().join("rules")).unwrap());
     let text = std::fs::read_to_string(path).unwrap();
     let mut stream = EventStream::new();
     let mut invalid = Vec::new();

@@ -322,6 +322,20 @@ impl Replay {
         }
     }
 
+    /// Like [`Replay::new`], the candidate keeping its feature state in `store` (e.g. a shared
+    /// Redis store, which may already hold state); the baseline is scored with in-process state
+    /// of this replay's events. A store failure stops [`Replay::feed`] with the error.
+    pub fn with_store(
+        rules: RuleSet,
+        baseline: Option<RuleSet>,
+        options: ReplayOptions,
+        store: crate::Store,
+    ) -> Replay {
+        let mut replay = Replay::new(rules, baseline, options);
+        replay.candidate = Scorer::with_store_shared(replay.candidate_rules.clone(), store);
+        replay
+    }
+
     /// Starts from a state snapshot (see [`Scorer::load_state`]) instead of empty state: both
     /// scorers (feature state does not depend on the rules) and the withdrawal ids already seen.
     /// Call before the first [`Replay::feed`].
@@ -355,7 +369,7 @@ impl Replay {
         let first_line = self.stream.line();
         let mut lines = LineReader::new(reader);
         while let Some(line) = lines.next_line() {
-            self.line(name, first_line, line);
+            self.line(name, first_line, line)?;
             self.lines_total += 1;
             if self.lines_total % PROGRESS_EVERY == 0 {
                 progress(Progress {
@@ -380,7 +394,13 @@ impl Replay {
         }
     }
 
-    fn line(&mut self, name: &str, first_line: usize, line: Result<&str, String>) {
+    /// One line; `Err` only when the state store failed (the replay cannot go on).
+    fn line(
+        &mut self,
+        name: &str,
+        first_line: usize,
+        line: Result<&str, String>,
+    ) -> Result<(), Error> {
         let typology = match &line {
             Ok(text) => extract_typology(text),
             Err(_) => None,
@@ -426,6 +446,7 @@ impl Replay {
                     diff.record(&w, &base, &decision);
                 }
             }
+            Err(e) if matches!(e.kind(), ErrorKind::Store { .. }) => return Err(e),
             Err(e) => {
                 self.stats.invalid += 1;
                 if self.stats.invalid_lines.len() < INVALID_SHOWN {
@@ -441,6 +462,7 @@ impl Replay {
                 }
             }
         }
+        Ok(())
     }
 
     fn count_typology(&mut self, typology: &str, label: Option<Label>, tier: Tier) {

@@ -31,7 +31,7 @@ pub use features::TxFeatures;
 use crate::event::{normalize_address, Event, Status, Withdrawal};
 use crate::time::MICROS_PER_DAY;
 use destination::DestinationState;
-use user::UserState;
+pub(crate) use user::UserState;
 
 /// Withdrawals kept per user (newest by time).
 pub const MAX_HISTORY: usize = 256;

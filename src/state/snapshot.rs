@@ -253,6 +253,32 @@ impl State {
     }
 }
 
+/// One user's record alone (its own string table), as the shared store keeps it: the same
+/// encoding as in a snapshot, so one codec serves both.
+pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
+    let mut encoder = Encoder {
+        buf: Vec::with_capacity(64),
+        strings: HashMap::default(),
+    };
+    encoder.user(user);
+    encoder.buf
+}
+
+/// Decodes what [`encode_user`] wrote; an error names the byte offset.
+pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
+    let mut decoder = Decoder {
+        bytes,
+        pos: 0,
+        base: 0,
+        strings: Vec::new(),
+    };
+    let user = decoder.user()?;
+    if decoder.pos != bytes.len() {
+        return decoder.fail("bytes left over after the user record");
+    }
+    Ok(user)
+}
+
 /// A fully decoded and validated payload, not yet live.
 pub(crate) struct Decoded {
     observed: u64,

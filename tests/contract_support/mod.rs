@@ -133,8 +133,27 @@ impl Rules {
     }
 
     pub fn scorer(&self) -> Scorer {
-        Scorer::new(self.load())
+        scorer_for(self.load())
     }
+}
+
+/// A scorer on `rules`, with the store the suite runs against (see [`test_store`]).
+pub fn scorer_for(rules: RuleSet) -> Scorer {
+    match test_store() {
+        Some((url, prefix)) => Scorer::with_store(rules, riskgate::Store::open(&url, &prefix).unwrap()),
+        None => Scorer::new(rules),
+    }
+}
+
+/// With `RISKGATE_TEST_STORE=redis://...` set, the contract suite runs against that shared
+/// store (`.ci/run` does so): every scorer and every `riskgate score` gets a prefix of its own,
+/// so that each starts from empty state as with the memory store.
+pub fn test_store() -> Option<(String, String)> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("RISKGATE_TEST_STORE").ok()?;
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    Some((url, format!("contract-{}-{n}:", std::process::id())))
 }
 
 /// A withdrawal as JSON, with chainable setters.
@@ -225,6 +244,11 @@ pub fn decide(rules: &Rules, w: &W) -> Decision {
 pub fn cli(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_riskgate"));
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if args.first() == Some(&"score") && !args.contains(&"--store") {
+        if let Some((url, prefix)) = test_store() {
+            cmd.args(["--store", &url, "--store-prefix", &prefix]);
+        }
+    }
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {

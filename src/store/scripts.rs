@@ -1,0 +1,102 @@
+//! The two Lua scripts of the Redis store, both on one destination's keys (one hash slot):
+//! `KEYS[1]` the payers hash (user id -> that user's latest withdrawal times to the
+//! destination, newest first, comma-separated microseconds, at most `DEST_TIMES`), `KEYS[2]`
+//! the payers sorted set (user id -> the newest of those times). They keep exactly what the
+//! in-process `DestinationState` keeps (see `state/destination.rs`, whose `record` and
+//! `other_users` they follow step by step), so both stores decide alike.
+//!
+//! Times are integers of microseconds below 2^53, exact in Lua's doubles and in sorted-set
+//! scores; numbers go back to Redis as `%.0f` strings (Lua's own conversion would round).
+
+/// Counts the distinct users other than `ARGV[1]` whose latest time at or before `now`
+/// (`ARGV[2]`) lies in `(ARGV[4], now]` (24 hours) and `(ARGV[3], now]` (30 days); returns
+/// `{day, month}`. A payer whose newest time is at or before `now` is counted by `ZCOUNT`
+/// alone; only payers with a time after `now` (events processed out of order) are read.
+pub(crate) const DEST_USERS: &str = r#"
+local now = tonumber(ARGV[2])
+local month_start = tonumber(ARGV[3])
+local day_start = tonumber(ARGV[4])
+local month = redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], ARGV[2])
+local day = redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[4], ARGV[2])
+local own = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if own then
+  own = tonumber(own)
+  if own <= now and own > month_start then
+    month = month - 1
+    if own > day_start then day = day - 1 end
+  end
+end
+local later = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], '+inf')
+for _, user in ipairs(later) do
+  if user ~= ARGV[1] then
+    local times = redis.call('HGET', KEYS[1], user)
+    if times then
+      for t in string.gmatch(times, '[^,]+') do
+        local x = tonumber(t)
+        if x <= now then
+          if x > month_start then
+            month = month + 1
+            if x > day_start then day = day + 1 end
+          end
+          break
+        end
+      end
+    end
+  end
+end
+return {day, month}
+"#;
+
+/// Remembers that `ARGV[1]` paid the destination at `ARGV[2]`: keeps the user's `ARGV[5]`
+/// latest distinct times, forgets the stalest payer past `ARGV[4]` payers, and forgets payers
+/// whose newest time is `ARGV[3]` microseconds before the earlier of this withdrawal and the
+/// destination's newest before it; refreshes both keys' safety-net TTL (`ARGV[6]` seconds).
+/// Recording the same (user, time) twice changes nothing.
+pub(crate) const DEST_RECORD: &str = r#"
+local user = ARGV[1]
+local ts = tonumber(ARGV[2])
+local keep = tonumber(ARGV[5])
+local newest = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local before = nil
+if newest[2] then before = tonumber(newest[2]) end
+local old = redis.call('HGET', KEYS[1], user)
+local times = {}
+if old then
+  local seen = false
+  for t in string.gmatch(old, '[^,]+') do
+    times[#times + 1] = t
+    if tonumber(t) == ts then seen = true end
+  end
+  if not seen then
+    local pos = nil
+    for i, t in ipairs(times) do
+      if ts > tonumber(t) then pos = i break end
+    end
+    if pos == nil and #times < keep then pos = #times + 1 end
+    if pos then
+      table.insert(times, pos, ARGV[2])
+      while #times > keep do table.remove(times) end
+    end
+  end
+else
+  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+    local stalest = redis.call('ZRANGE', KEYS[2], 0, 0)
+    if stalest[1] then
+      redis.call('HDEL', KEYS[1], stalest[1])
+      redis.call('ZREM', KEYS[2], stalest[1])
+    end
+  end
+  times = {ARGV[2]}
+end
+redis.call('HSET', KEYS[1], user, table.concat(times, ','))
+redis.call('ZADD', KEYS[2], times[1], user)
+if before then
+  local horizon = string.format('%.0f', math.min(before, ts) - tonumber(ARGV[3]))
+  local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', horizon)
+  for _, u in ipairs(stale) do redis.call('HDEL', KEYS[1], u) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', horizon)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+return 1
+"#;
