@@ -124,7 +124,8 @@ enum Command {
         /// The rules directory (policy.toml and one folder per pack).
         #[arg(long, value_name = "DIR")]
         rules: PathBuf,
-        /// Where feature state lives: `memory` (in process).
+        /// Where feature state lives: `memory` (in process) or redis://[:PASSWORD@]HOST:PORT[/DB]
+        /// (shared by every instance using it).
         #[arg(long, value_name = "URL", default_value = "memory")]
         store: String,
         /// Prefix of every key in a shared store.

@@ -1,9 +1,9 @@
 //! Where the service keeps feature state and the set of recorded withdrawal ids: the three
-//! operations it needs (score without changing state, record, check the store).
-
-use dashmap::DashSet;
+//! operations it needs (score without changing state, record, check the store), over the
+//! [`Scorer`]'s store (in process, or Redis shared by a fleet).
 
 use crate::decision::Decision;
+use crate::error::{Error, ErrorKind};
 use crate::event::{Event, Withdrawal};
 use crate::scorer::Scorer;
 
@@ -13,14 +13,27 @@ pub(crate) enum Refusal {
     /// The withdrawal id was already recorded (409).
     Duplicate,
     /// The store could not be reached or failed (503).
-    #[allow(dead_code)] // the in-process store cannot fail; a shared store can
     Store(String),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Refusal {
+        match e.kind() {
+            ErrorKind::Duplicate { .. } => Refusal::Duplicate,
+            ErrorKind::Store { message } => Refusal::Store(message.clone()),
+            _ => Refusal::Store(e.to_string()),
+        }
+    }
 }
 
 /// State behind the service. Every method may be called from many threads at once.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// The scorer (its live rule set; reloads go through it).
     fn scorer(&self) -> &Scorer;
+
+    /// Whether the operations below may wait on the network (a shared store): the service
+    /// then runs them where a blocked thread does not hold up other requests.
+    fn may_block(&self) -> bool;
 
     /// Decides a withdrawal without changing state; a recorded id is a duplicate.
     fn try_score(&self, w: &Withdrawal) -> Result<Decision, Refusal>;
@@ -33,47 +46,24 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn check_store(&self) -> Result<(), Refusal>;
 }
 
-/// In-process state: a [`Scorer`] plus the withdrawal ids recorded so far (as `riskgate score`
-/// remembers the ids of its stream; they are kept for the life of the process).
-pub(crate) struct Memory {
-    scorer: Scorer,
-    recorded: DashSet<Box<str>, crate::state::Hasher>,
-}
-
-impl Memory {
-    pub(crate) fn new(scorer: Scorer) -> Memory {
-        Memory {
-            scorer,
-            recorded: DashSet::with_hasher(crate::state::Hasher::default()),
-        }
-    }
-}
-
-impl Backend for Memory {
+impl Backend for Scorer {
     fn scorer(&self) -> &Scorer {
-        &self.scorer
+        self
+    }
+
+    fn may_block(&self) -> bool {
+        !self.store().is_memory()
     }
 
     fn try_score(&self, w: &Withdrawal) -> Result<Decision, Refusal> {
-        if self.recorded.contains(w.id.as_str()) {
-            return Err(Refusal::Duplicate);
-        }
-        Ok(self.scorer.score(w))
+        Ok(Scorer::try_score(self, w)?)
     }
 
     fn try_record(&self, event: &Event) -> Result<(), Refusal> {
-        if let Event::Withdrawal(w) = event {
-            // Insert-if-absent is one atomic step: of two concurrent posts of one id, exactly
-            // one is recorded.
-            if !self.recorded.insert(w.id.as_str().into()) {
-                return Err(Refusal::Duplicate);
-            }
-        }
-        self.scorer.observe(event);
-        Ok(())
+        Ok(Scorer::try_record(self, event)?)
     }
 
     fn check_store(&self) -> Result<(), Refusal> {
-        Ok(())
+        Ok(Scorer::check_store(self)?)
     }
 }

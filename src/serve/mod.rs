@@ -20,7 +20,9 @@ use axum::serve::ListenerExt;
 
 use crate::audit::DecisionLog;
 use crate::error::Error;
+use crate::rules::RuleSet;
 use crate::scorer::Scorer;
+use crate::store::Store;
 
 pub use routes::MAX_BODY_BYTES;
 
@@ -36,7 +38,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 pub struct ServeOptions {
     /// The rules directory (loaded at start, and again on each reload).
     pub rules: PathBuf,
-    /// `memory` (the default) or a store URL.
+    /// `memory` (the default) or `redis://[:PASSWORD@]HOST:PORT[/DB]` (see [`Store::open`]).
     pub store: String,
     /// The prefix of every key in a shared store.
     pub store_prefix: String,
@@ -84,14 +86,10 @@ fn init_logging() {
 }
 
 fn open_backend(options: &ServeOptions) -> Result<Box<dyn backend::Backend>, Error> {
-    let scorer = Scorer::from_dir(&options.rules)?;
-    match options.store.as_str() {
-        "memory" => Ok(Box::new(backend::Memory::new(scorer))),
-        other => Err(Error::io(
-            Path::new("--store"),
-            format!("unsupported store {other:?}: this build knows `memory`"),
-        )),
-    }
+    let rules = RuleSet::load(&options.rules)?;
+    // An unreachable shared store is an error here, within its connect timeout.
+    let store = Store::open(&options.store, &options.store_prefix)?;
+    Ok(Box::new(Scorer::with_store(rules, store)))
 }
 
 async fn serve(options: ServeOptions) -> Result<(), Error> {
@@ -122,6 +120,7 @@ async fn serve(options: ServeOptions) -> Result<(), Error> {
         let _ = tcp.set_nodelay(true);
     });
     let ruleset = service.backend.scorer().rules().id().to_string();
+    let store = service.backend.scorer().store().describe();
     let stopping = signals.spawn(service.clone());
     let mut until_stop = stopping.clone();
     let server = axum::serve(listener, routes::router(service))
@@ -129,7 +128,7 @@ async fn serve(options: ServeOptions) -> Result<(), Error> {
             let _ = until_stop.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(async move { server.await });
-    tracing::info!(%addr, %ruleset, store = %options.store, "listening");
+    tracing::info!(%addr, %ruleset, %store, "listening");
     let mut grace = stopping;
     let finished = tokio::select! {
         result = &mut server => Some(result),

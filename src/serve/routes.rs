@@ -49,7 +49,7 @@ async fn score(
         );
     };
     let started = Instant::now();
-    match service.backend.try_score(&w) {
+    match on_store(&service, || service.backend.try_score(&w)) {
         Ok(decision) => {
             service.metrics.decided(&decision, started.elapsed());
             if let Some(log) = &service.log {
@@ -76,7 +76,7 @@ async fn events(
         Ok(event) => event,
         Err(response) => return response,
     };
-    match service.backend.try_record(&event) {
+    match on_store(&service, || service.backend.try_record(&event)) {
         Ok(()) => {
             service.metrics.recorded(kind_name(&event));
             tracing::debug!(kind = kind_name(&event), user_id = event.user_id(), "recorded");
@@ -115,7 +115,7 @@ async fn reload(State(service): State<Arc<Service>>) -> Response {
 
 async fn healthz(State(service): State<Arc<Service>>) -> Response {
     let ruleset = service.backend.scorer().rules().id().to_string();
-    match service.backend.check_store() {
+    match on_store(&service, || service.backend.check_store()) {
         Ok(()) => json(
             StatusCode::OK,
             serde_json::json!({ "status": "ok", "ruleset": ruleset }).to_string(),
@@ -176,6 +176,16 @@ fn parse(body: Result<Bytes, BytesRejection>) -> Result<Event, Response> {
         ));
     }
     Event::parse_line(text).map_err(|message| error(StatusCode::BAD_REQUEST, &message))
+}
+
+/// Runs a store operation: inline for the in-process store (microseconds), and for a shared
+/// store on this worker thread with the runtime told it may block (its other tasks move on).
+fn on_store<T>(service: &Service, op: impl FnOnce() -> T) -> T {
+    if service.backend.may_block() {
+        tokio::task::block_in_place(op)
+    } else {
+        op()
+    }
 }
 
 fn refused(service: &Service, refusal: Refusal, id: &str) -> Response {
