@@ -7,10 +7,15 @@
 //!   latency counted from that scheduled instant (not from when it was sent), so a server that
 //!   falls behind shows its queueing in the figures (no coordinated omission).
 //!
-//! `cargo bench --bench serve` (about 20 s). `RISKGATE_BENCH_SECONDS` changes the length of each
+//! Then the same (saturation, 2k req/s) with `--store redis://...` on a local `redis-server`
+//! started here (skipped with `RISKGATE_BENCH_NO_REDIS=1`).
+//!
+//! `cargo bench --bench serve` (about 40 s). `RISKGATE_BENCH_SECONDS` changes the length of each
 //! phase (default 3).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+#[path = "../tests/redis_support/mod.rs"]
+mod redis_support;
 #[path = "../tests/serve_support/mod.rs"]
 mod serve_support;
 
@@ -37,10 +42,16 @@ fn main() {
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default();
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    run(&root, &extra, seconds);
+    run(&root, &extra, seconds, &[(2_000.0, 8), (10_000.0, 32)]);
+    if extra.is_empty() && std::env::var_os("RISKGATE_BENCH_NO_REDIS").is_none() {
+        // The same against a local redis-server started here (no persistence).
+        let redis = redis_support::RedisServer::start();
+        let url = redis.url();
+        run(&root, &["--store", &url], seconds, &[(2_000.0, 8)]);
+    }
 }
 
-fn run(root: &std::path::Path, extra: &[&str], seconds: f64) {
+fn run(root: &std::path::Path, extra: &[&str], seconds: f64, open_loops: &[(f64, usize)]) {
     let server = Server::start(BIN, &root.join("rules"), extra);
     let (history, probes) = stream();
     let started = Instant::now();
@@ -77,7 +88,7 @@ fn run(root: &std::path::Path, extra: &[&str], seconds: f64) {
         ))
         .unwrap_or_default()
     );
-    for (rate, connections) in [(2_000.0, 8), (10_000.0, 32)] {
+    for &(rate, connections) in open_loops {
         let report = open_loop(&server.addr, &probes, rate, connections, seconds);
         println!("{report}");
     }
