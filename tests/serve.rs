@@ -366,3 +366,17 @@ fn log_holds_every_scored_decision_in_a_verified_chain() {
     }
     assert!(text.lines().next().unwrap().contains("\"kind\":\"ruleset\""));
 }
+
+#[test]
+fn a_stalled_request_does_not_keep_the_service_alive_after_sigterm() {
+    let mut server = Server::start(BIN, &rules(), &[]);
+    let mut stalled = server.client();
+    // A head promising a body that never comes.
+    stalled.write_raw(b"POST /v1/score HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{\"kind\":");
+    assert_eq!(server.client().get("/healthz").status, 200);
+    server.signal("TERM");
+    // The contract allows 10 s; `wait` only bounds the test generously (no timing assertion).
+    let status = server.wait();
+    assert!(status.success(), "{status:?}: {}", server.log_text());
+    assert!(server.log_text().contains("grace period"), "{}", server.log_text());
+}

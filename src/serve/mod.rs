@@ -70,7 +70,10 @@ pub fn run(options: ServeOptions) -> Result<(), Error> {
         .thread_name("riskgate-serve")
         .build()
         .map_err(|e| Error::io(Path::new("tokio runtime"), e))?;
-    runtime.block_on(serve(options))
+    let result = runtime.block_on(serve(options));
+    // Tasks still running (a request past the grace period) are dropped, not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 fn init_logging() {
