@@ -20,8 +20,8 @@ mod scorer;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod snapshot;
-mod store;
 mod state;
+mod store;
 pub mod stream;
 mod time;
 
