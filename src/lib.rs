@@ -21,6 +21,8 @@ pub mod review;
 pub mod rules;
 mod scorer;
 pub mod signing;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod snapshot;
 mod state;
 mod store;

@@ -217,6 +217,27 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         input: Option<PathBuf>,
     },
+    /// Run the HTTP/1.1 JSON service: POST /v1/score, /v1/events, /v1/reload; GET /healthz,
+    /// /metrics. SIGHUP reloads the rules; SIGTERM stops it gracefully.
+    #[cfg(feature = "serve")]
+    Serve {
+        /// The rules directory (policy.toml and one folder per pack).
+        #[arg(long, value_name = "DIR")]
+        rules: PathBuf,
+        /// Where feature state lives: `memory` (in process) or redis://[:PASSWORD@]HOST:PORT[/DB]
+        /// (shared by every instance using it).
+        #[arg(long, value_name = "URL", default_value = "memory")]
+        store: String,
+        /// Prefix of every key in a shared store.
+        #[arg(long, value_name = "P", default_value = "riskgate:")]
+        store_prefix: String,
+        /// Address to listen on (`HOST:PORT`; port 0 picks a free one, named in the log).
+        #[arg(long, value_name = "ADDR", default_value = riskgate::serve::DEFAULT_LISTEN)]
+        listen: String,
+        /// Append every /v1/score decision to this hash-chained log (as `score --log`).
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+    },
     /// Move a state snapshot (`--state` file of `score` or `replay`) into a shared store.
     ///
     /// The store's prefix must hold no key yet. Users, destinations and the withdrawal ids saved
@@ -546,6 +567,29 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            }
+        }
+        #[cfg(feature = "serve")]
+        Command::Serve {
+            rules,
+            store,
+            store_prefix,
+            listen,
+            log,
+        } => {
+            let options = riskgate::serve::ServeOptions {
+                rules,
+                store,
+                store_prefix,
+                listen,
+                log,
+            };
+            match riskgate::serve::run(options) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("riskgate: {e}");
+                    ExitCode::from(UNUSABLE)
+                }
             }
         }
         Command::StoreImport { state, store } => {
