@@ -832,64 +832,10 @@ fn replay(
             return ExitCode::from(UNUSABLE);
         }
     }
-    let show_progress = io::stderr().is_terminal();
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let read = std::rc::Rc::new(std::cell::Cell::new(0_u64));
-    let mut shown = false;
-    for file in files {
-        let name = file.display().to_string();
-        let reader: Box<dyn io::Read> = if file.as_os_str() == "-" {
-            Box::new(io::stdin().lock())
-        } else {
-            match File::open(file) {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    eprintln!("riskgate: cannot read {name}: {e}");
-                    return ExitCode::from(UNUSABLE);
-                }
-            }
-        };
-        let reader = BufReader::with_capacity(
-            1 << 16,
-            Counting {
-                inner: reader,
-                count: read.clone(),
-            },
-        );
-        let mut progress = |p: riskgate::replay::Progress| {
-            if show_progress {
-                shown = true;
-                let done = read.get();
-                let fraction = if total > 0 {
-                    (done as f64 / total as f64).min(1.0)
-                } else {
-                    0.0
-                };
-                let filled = (fraction * 30.0) as usize;
-                eprint!(
-                    "\r[{}{}] {:>5.1}%  {} lines, {} withdrawals ",
-                    "#".repeat(filled),
-                    " ".repeat(30 - filled),
-                    fraction * 100.0,
-                    p.lines,
-                    p.withdrawals
-                );
-            }
-        };
-        if let Err(e) = replay.feed(&name, reader, &mut progress) {
-            if shown {
-                eprintln!();
-            }
-            eprintln!("riskgate: {e}");
-            return ExitCode::from(UNUSABLE);
-        }
-    }
-    if shown {
-        eprint!("\r{}\r", " ".repeat(80));
+    if let Err(code) = feed_files(files, |name, reader, progress| {
+        replay.feed(name, reader, progress)
+    }) {
+        return code;
     }
     if let Some(path) = state {
         if let Err(e) = replay.save_state(path) {
@@ -1136,59 +1082,10 @@ fn tune(
             return ExitCode::from(UNUSABLE);
         }
     };
-    let bar = |len: u64, template: &str| {
-        if !io::stderr().is_terminal() {
-            return indicatif::ProgressBar::hidden();
-        }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(len),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-            bar.set_style(style);
-        }
-        bar
-    };
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let reading = bar(total, "reading  [{bar:30}] {percent:>3}%  {msg}");
-    let read = std::rc::Rc::new(std::cell::Cell::new(0_u64));
-    for file in files {
-        let name = file.display().to_string();
-        let reader: Box<dyn io::Read> = if file.as_os_str() == "-" {
-            Box::new(io::stdin().lock())
-        } else {
-            match File::open(file) {
-                Ok(f) => Box::new(f),
-                Err(e) => {
-                    reading.abandon();
-                    eprintln!("riskgate: cannot read {name}: {e}");
-                    return ExitCode::from(UNUSABLE);
-                }
-            }
-        };
-        let reader = BufReader::with_capacity(
-            1 << 16,
-            Counting {
-                inner: reader,
-                count: read.clone(),
-            },
-        );
-        let mut progress = |p: riskgate::replay::Progress| {
-            reading.set_position(read.get());
-            reading.set_message(format!("{} withdrawals", p.withdrawals));
-        };
-        if let Err(e) = tune.feed(&name, reader, &mut progress) {
-            reading.abandon();
-            eprintln!("riskgate: {e}");
-            return ExitCode::from(UNUSABLE);
-        }
+    if let Err(code) = feed_files(files, |name, reader, progress| tune.feed(name, reader, progress)) {
+        return code;
     }
-    reading.finish_and_clear();
-    let searching = bar(0, "searching [{bar:30}] {pos}/{len} combinations");
+    let searching = progress_bar(0, "searching [{bar:30}] {pos}/{len} combinations");
     let report = tune.finish(&mut |done, total| {
         searching.set_length(total as u64);
         searching.set_position(done as u64);
@@ -1211,4 +1108,70 @@ fn tune(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A progress bar on standard error, drawn only when it is a terminal (nothing else goes there).
+fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    if !io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Opens each file (`-`: standard input) in order and hands it to `feed` with a progress
+/// callback, showing the bytes read over all files on a progress bar. A file that cannot be
+/// opened or fed stops everything with the exit status for an unusable input.
+fn feed_files(
+    files: &[PathBuf],
+    mut feed: impl FnMut(
+        &str,
+        BufReader<Counting<Box<dyn io::Read + '_>>>,
+        &mut dyn FnMut(riskgate::replay::Progress),
+    ) -> Result<(), riskgate::Error>,
+) -> Result<(), ExitCode> {
+    let total: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let reading = progress_bar(total, "reading  [{bar:30}] {percent:>3}%  {msg}");
+    let read = std::rc::Rc::new(std::cell::Cell::new(0_u64));
+    for file in files {
+        let name = file.display().to_string();
+        let reader: Box<dyn io::Read> = if file.as_os_str() == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            match File::open(file) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    reading.abandon();
+                    eprintln!("riskgate: cannot read {name}: {e}");
+                    return Err(ExitCode::from(UNUSABLE));
+                }
+            }
+        };
+        let reader = BufReader::with_capacity(
+            1 << 16,
+            Counting {
+                inner: reader,
+                count: read.clone(),
+            },
+        );
+        let mut progress = |p: riskgate::replay::Progress| {
+            reading.set_position(read.get());
+            reading.set_message(format!("{} lines, {} withdrawals", p.lines, p.withdrawals));
+        };
+        if let Err(e) = feed(&name, reader, &mut progress) {
+            reading.abandon();
+            eprintln!("riskgate: {e}");
+            return Err(ExitCode::from(UNUSABLE));
+        }
+    }
+    reading.finish_and_clear();
+    Ok(())
 }
