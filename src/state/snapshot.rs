@@ -127,32 +127,32 @@ impl Encoder {
     fn user(&mut self, u: &UserState) {
         self.varint(u.completed);
         self.varint(u.destinations.len() as u64);
-        for d in &u.destinations {
+        for d in u.destinations.iter() {
             self.shared(&d.address);
             self.i64(d.first_ts);
             self.i64(d.last_ts);
         }
         self.varint(u.history.len() as u64);
-        for e in &u.history {
+        for e in u.history.iter() {
             self.i64(e.ts);
             self.f64(e.amount_usd);
             self.varint(u64::from(e.dest));
         }
         self.varint(u.devices.len() as u64);
-        for d in &u.devices {
+        for d in u.devices.iter() {
             self.str(&d.id);
             self.i64(d.first_ts);
             self.i64(d.last_ts);
         }
         self.varint(u.resets.len() as u64);
-        for &r in &u.resets {
+        for &r in u.resets.iter() {
             self.i64(r);
         }
     }
 
     fn destination(&mut self, d: &DestinationState) {
         self.varint(d.payers.len() as u64);
-        for p in &d.payers {
+        for p in d.payers.iter() {
             self.shared(&p.user);
             for &t in &p.times {
                 self.i64(t);
@@ -428,8 +428,8 @@ impl<'a> Decoder<'a> {
             let ts = self.i64()?;
             let amount_usd = self.f64()?;
             let dest = self.varint()?;
-            match u32::try_from(dest) {
-                Ok(dest) if (dest as usize) < destinations.len() => history.push(Entry {
+            match u8::try_from(dest) {
+                Ok(dest) if usize::from(dest) < destinations.len() => history.push(Entry {
                     ts,
                     amount_usd,
                     dest,
@@ -459,10 +459,10 @@ impl<'a> Decoder<'a> {
         }
         Ok(UserState {
             completed,
-            history,
-            destinations,
-            devices,
-            resets,
+            history: history.into_boxed_slice(),
+            destinations: destinations.into_boxed_slice(),
+            devices: devices.into_boxed_slice(),
+            resets: resets.into_boxed_slice(),
         })
     }
 
@@ -483,7 +483,9 @@ impl<'a> Decoder<'a> {
                 times,
             });
         }
-        Ok(DestinationState { payers })
+        Ok(DestinationState {
+            payers: payers.into_boxed_slice(),
+        })
     }
 }
 
