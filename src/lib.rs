@@ -18,8 +18,8 @@ pub mod replay;
 pub mod rules;
 mod scorer;
 pub mod snapshot;
-mod store;
 mod state;
+mod store;
 pub mod stream;
 mod time;
 

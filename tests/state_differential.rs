@@ -300,7 +300,10 @@ fn generated_streams_match_the_model_exactly() {
     for (seed, users, days) in [(5, 300, 30), (11, 120, 90)] {
         let lines = generated(seed, users, days);
         let checked = check(&lines, &format!("gen seed {seed}"));
-        assert!(checked > 100, "only {checked} withdrawals in gen seed {seed}");
+        assert!(
+            checked > 100,
+            "only {checked} withdrawals in gen seed {seed}"
+        );
     }
 }
 
