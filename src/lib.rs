@@ -18,8 +18,8 @@ pub mod replay;
 pub mod rules;
 mod scorer;
 pub mod snapshot;
-mod state;
 mod store;
+mod state;
 pub mod stream;
 mod time;
 

@@ -123,9 +123,7 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
-        let e = Store::open("postgres://x", "p:")
-            .err()
-            .map(|e| e.to_string());
+        let e = Store::open("postgres://x", "p:").err().map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("unknown store")));
         assert!(Store::open("memory", "p:").is_ok_and(|s| s.is_memory()));
     }

@@ -110,9 +110,9 @@ impl RedisStore {
             None => self.connect()?,
         };
         let result = match op(&mut con) {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                self.load_scripts(&mut con).and_then(|()| op(&mut con))
-            }
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => self
+                .load_scripts(&mut con)
+                .and_then(|()| op(&mut con)),
             other => other,
         };
         match result {
@@ -306,8 +306,7 @@ impl RedisStore {
                 read.arg(id_key);
             }
             read.ignore().cmd("GET").arg(&user_key);
-            read.cmd("EXISTS")
-                .arg(id_key.as_deref().unwrap_or(&user_key));
+            read.cmd("EXISTS").arg(id_key.as_deref().unwrap_or(&user_key));
             let (bytes, exists): (Option<Vec<u8>>, bool) = read.query(con)?;
             if id_key.is_some() && exists {
                 redis::cmd("UNWATCH").query::<()>(con)?;
