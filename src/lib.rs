@@ -15,13 +15,16 @@ mod error;
 pub mod event;
 pub mod gen;
 pub mod replay;
+mod problem;
 pub mod rules;
 mod scorer;
 pub mod snapshot;
 mod store;
 mod state;
 pub mod stream;
+mod tier;
 mod time;
+mod tx;
 
 pub use audit::{verify_log, DecisionLog, LogOptions, LogReport, RulesetRecord};
 pub use check::{check, CheckReport};
