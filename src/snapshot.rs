@@ -1,9 +1,9 @@
 //! State snapshots: [`Scorer::save_state`] and [`Scorer::load_state`].
 //!
-//! # File format (version 1)
+//! # File format (version 2; version 1 files are still read)
 //! ```text
 //! "RGSTATE\0"  8 bytes   magic
-//! version      u32 LE    1
+//! version      u32 LE    2 (or 1: the same frame, a payload with 8-byte times and amounts)
 //! payload      ...       every user and destination record (see below)
 //! "RGSTEND\0"  8 bytes   trailer magic
 //! length       u64 LE    payload length in bytes

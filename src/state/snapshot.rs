@@ -3,25 +3,40 @@
 //! The framing (magic, version, checksum, atomic write) is in `crate::snapshot`; this module
 //! only turns [`State`] into bytes and back.
 //!
-//! # Encoding (format version 1)
-//! Integers that count things are LEB128 varints; timestamps and amounts are 8-byte little
-//! endian (`i64`, `f64`). Strings shared between records (user ids, destination addresses) go
+//! # Encoding (format versions 1 and 2)
+//! Integers that count things are LEB128 varints. In version 1, timestamps and amounts are
+//! 8-byte little endian (`i64`, `f64`) and every payer has `dest_times` times (`i64::MIN` for
+//! an unused slot). Version 2 (written since issue 14; version 1 is still read, and a
+//! snapshot loaded from version 1 is saved as version 2) writes the same records with:
+//! - `time`: the difference from the previous time written in the payload (the first from 0),
+//!   zig-zag encoded, as a varint whose two low bits say the unit (`0` whole seconds, `1`
+//!   milliseconds, `2` microseconds), or the varint `3` followed by the 8-byte difference when
+//!   it does not fit;
+//! - `amount`: a varint of whole cents shifted left once when `cents / 100.0` gives back the
+//!   very same `f64` (checked bit for bit when writing), else the varint `1` and the 8 bytes;
+//! - a payer's times as a count and that many times (only the used slots).
+//!
+//! Every value reads back bit for bit in both versions. The shared store (Redis) keeps each
+//! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
+//! the deltas, and the stored records stay readable by the builds that share the store. Strings shared between records (user ids, destination addresses) go
 //! through a string table built on the fly: `0` followed by the string (varint length + UTF-8)
 //! defines the next entry, `n > 0` refers to entry `n - 1`. A string shared in memory (one `Arc`
 //! used as a map key and inside other records) is written once, and on load every reference to
 //! it shares one allocation again, as in a running scorer.
 //!
 //! ```text
+//! (`time` and `amount` below: `i64`/`f64` in version 1, see above for version 2)
 //! payload  = observed:varint newest_ts:i64 dest_times:varint
 //!            users  { 1 user_id:shared user }*        0
 //!            dests  { 1 address:shared destination }* 0
 //!            ids    { 1 withdrawal_id:str }*           0
 //! user     = completed:varint
-//!            n:varint { address:shared first_ts:i64 last_ts:i64 }^n      (destinations)
-//!            n:varint { ts:i64 amount_usd:f64 dest_index:varint }^n      (history)
-//!            n:varint { device_id:str first_ts:i64 last_ts:i64 }^n       (devices)
-//!            n:varint { ts:i64 }^n                                       (password resets)
-//! destination = n:varint { user:shared ts:i64^dest_times }^n
+//!            n:varint { address:shared first_ts:time last_ts:time }^n    (destinations)
+//!            n:varint { ts:time amount_usd:amount dest_index:varint }^n  (history)
+//!            n:varint { device_id:str first_ts:time last_ts:time }^n     (devices)
+//!            n:varint { ts:time }^n                                      (password resets)
+//! destination = n:varint { user:shared times }^n
+//! times    = ts:i64^dest_times (version 1) | k:varint ts:time^k (version 2, k <= dest_times)
 //! ```
 //!
 //! # Consistency while other threads keep scoring
