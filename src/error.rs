@@ -129,7 +129,10 @@ impl fmt::Display for Error {
             ErrorKind::Corrupt { path, message } => write!(f, "{}: {message}", path.display()),
             ErrorKind::Store { message } => write!(f, "state store: {message}"),
             ErrorKind::Duplicate { id } => {
-                write!(f, "withdrawal id \"{id}\" was seen before; ids must be unique")
+                write!(
+                    f,
+                    "withdrawal id \"{id}\" was seen before; ids must be unique"
+                )
             }
         }
     }

@@ -117,6 +117,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Move a state snapshot (`--state` file of `score` or `replay`) into a shared store.
+    ///
+    /// The store's prefix must hold no key yet. Users, destinations and the withdrawal ids saved
+    /// with the snapshot are written; then `riskgate score --store URL` goes on from there.
+    StoreImport {
+        /// The snapshot file.
+        #[arg(long, value_name = "FILE")]
+        state: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Load the policy and every pack, then run each pack's tests/*.jsonl with that pack alone.
     ///
     /// Exit status 0 only when everything loads and every expectation holds.
@@ -241,6 +252,24 @@ fn main() -> ExitCode {
             scam_share,
             out.as_deref(),
         ),
+        Command::StoreImport { state, store } => {
+            let imported = store.open(None).and_then(|s| {
+                s.import_snapshot(&state).map_err(|e| {
+                    eprintln!("riskgate: {e}");
+                    ExitCode::from(UNUSABLE)
+                })
+            });
+            match imported {
+                Ok(info) => {
+                    println!(
+                        "imported {} users, {} destinations, {} withdrawal ids",
+                        info.users, info.destinations, info.withdrawal_ids
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
         Command::Check { dir } => {
             let report = riskgate::check(&dir);
             println!("{report}");

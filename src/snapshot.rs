@@ -124,6 +124,21 @@ impl Scorer {
     }
 }
 
+/// Reads and checks a snapshot into a fresh state, without a scorer (`riskgate store-import`).
+pub(crate) fn read_state(
+    path: &Path,
+) -> Result<(crate::state::State, Vec<Box<str>>, SnapshotInfo), Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (version, payload) = check_frame(path, &bytes)?;
+    let mut decoded = decode(payload, HEADER_LEN, version)
+        .map_err(|m| Error::corrupt(path, format!("state snapshot is corrupt {m}")))?;
+    let info = SnapshotInfo::new(decoded.counts(), bytes.len() as u64);
+    let ids = std::mem::take(&mut decoded.withdrawal_ids);
+    let state = crate::state::State::default();
+    state.restore(decoded);
+    Ok((state, ids, info))
+}
+
 /// Checks magic, version, trailer, length and digest; returns the version and the payload.
 fn check_frame<'a>(path: &Path, bytes: &'a [u8]) -> Result<(u32, &'a [u8]), Error> {
     let corrupt = |m: String| Error::corrupt(path, m);

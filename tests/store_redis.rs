@@ -23,7 +23,11 @@ fn riskgate() -> Command {
 /// A prefix no other test of this process uses.
 fn fresh_prefix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("t{}-{}:", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "t{}-{}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `riskgate score --rules rules FILE` with extra arguments: (exit code, stdout).
@@ -44,13 +48,14 @@ fn score_file(file: &Path, extra: &[&str]) -> (i32, String) {
 
 fn streams() -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for dir in [repo().join("fixtures")]
-        .into_iter()
-        .chain(std::fs::read_dir(repo().join("rules")).unwrap().filter_map(|e| {
-            let path = e.ok()?.path().join("tests");
-            path.is_dir().then_some(path)
-        }))
-    {
+    for dir in [repo().join("fixtures")].into_iter().chain(
+        std::fs::read_dir(repo().join("rules"))
+            .unwrap()
+            .filter_map(|e| {
+                let path = e.ok()?.path().join("tests");
+                path.is_dir().then_some(path)
+            }),
+    ) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "jsonl") {
@@ -65,7 +70,13 @@ fn streams() -> Vec<PathBuf> {
 /// A generated, labeled stream (the `gen` command), as lines.
 fn generated(users: u32, days: u32, seed: u64) -> Vec<String> {
     let out = riskgate()
-        .args(["gen", "--users", &users.to_string(), "--days", &days.to_string()])
+        .args([
+            "gen",
+            "--users",
+            &users.to_string(),
+            "--days",
+            &days.to_string(),
+        ])
         .args(["--seed", &seed.to_string()])
         .output()
         .expect("run riskgate gen");
@@ -132,7 +143,15 @@ fn separate_processes_on_consecutive_chunks_decide_as_one_process() {
     let mut got = String::new();
     for chunk in lines.chunks(97) {
         let (code, out, err) = cli(
-            &["score", "--rules", repo().join("rules").to_str().unwrap(), "--store", &server.url(), "--store-prefix", &prefix],
+            &[
+                "score",
+                "--rules",
+                repo().join("rules").to_str().unwrap(),
+                "--store",
+                &server.url(),
+                "--store-prefix",
+                &prefix,
+            ],
             Some(&(chunk.join("\n") + "\n")),
         );
         assert_eq!(code, 0, "{err}");
@@ -158,7 +177,10 @@ fn two_long_running_processes_on_alternating_chunks_decide_as_one_process() {
             .expect("spawn riskgate score")
     };
     let mut children = [spawn(), spawn()];
-    let mut inputs: Vec<_> = children.iter_mut().map(|c| c.stdin.take().unwrap()).collect();
+    let mut inputs: Vec<_> = children
+        .iter_mut()
+        .map(|c| c.stdin.take().unwrap())
+        .collect();
     // Read each process's output as it comes, so that a full pipe never blocks it.
     let readers: Vec<_> = children
         .iter_mut()
@@ -184,10 +206,19 @@ fn two_long_running_processes_on_alternating_chunks_decide_as_one_process() {
         // The chunk ends on a withdrawal: once its id is in the store, the whole chunk was
         // recorded and the other process may go on.
         let key = format!("{prefix}{{w:{}}}", withdrawal_id(chunk.last().unwrap()));
-        while !redis::cmd("EXISTS").arg(&key).query::<bool>(&mut con).unwrap() {
+        while !redis::cmd("EXISTS")
+            .arg(&key)
+            .query::<bool>(&mut con)
+            .unwrap()
+        {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
-        counts[who].push(chunk.iter().filter(|l| l.contains("\"withdrawal\"")).count());
+        counts[who].push(
+            chunk
+                .iter()
+                .filter(|l| l.contains("\"withdrawal\""))
+                .count(),
+        );
     }
     drop(inputs);
     let outputs: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
@@ -234,16 +265,30 @@ fn concurrency_worker() {
                 for i in 0..WORKER_EACH {
                     for u in 0..WORKER_USERS {
                         let id = format!("{name}-{thread}-{u}-{i}");
-                        let w = wd(&id, &format!("u{u}"), &at(i as i64), 10.0 + i as f64, "dest-shared");
+                        let w = wd(
+                            &id,
+                            &format!("u{u}"),
+                            &at(i as i64),
+                            10.0 + i as f64,
+                            "dest-shared",
+                        );
                         scorer.try_record(&w.event()).unwrap();
                     }
                     if i < CLAIMS {
-                        let w = wd(&format!("claim-{i}"), "claimer", &at(i as i64), 1.0, "claim-dest");
+                        let w = wd(
+                            &format!("claim-{i}"),
+                            "claimer",
+                            &at(i as i64),
+                            1.0,
+                            "claim-dest",
+                        );
                         match scorer.try_record(&w.event()) {
                             Ok(()) => {
                                 claimed.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(e) => assert!(matches!(e.kind(), ErrorKind::Duplicate { .. }), "{e}"),
+                            Err(e) => {
+                                assert!(matches!(e.kind(), ErrorKind::Duplicate { .. }), "{e}")
+                            }
                         }
                     }
                 }
@@ -261,7 +306,14 @@ fn two_processes_with_two_threads_each_lose_no_update() {
         .iter()
         .map(|name| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "concurrency_worker", "--ignored", "--nocapture", "--test-threads", "1"])
+                .args([
+                    "--exact",
+                    "concurrency_worker",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
                 .env("RISKGATE_TEST_WORKER_URL", server.url())
                 .env("RISKGATE_TEST_WORKER_PREFIX", &prefix)
                 .env("RISKGATE_TEST_WORKER_NAME", name)
@@ -282,7 +334,10 @@ fn two_processes_with_two_threads_each_lose_no_update() {
     }
     // Every contested id was recorded exactly once, by one process or the other.
     assert_eq!(claimed, CLAIMS);
-    let scorer = Scorer::with_store(Rules::new().load(), Store::open(&server.url(), &prefix).unwrap());
+    let scorer = Scorer::with_store(
+        Rules::new().load(),
+        Store::open(&server.url(), &prefix).unwrap(),
+    );
     let recorded = 2 * 2 * WORKER_EACH;
     let amounts: f64 = 4.0 * (0..WORKER_EACH).map(|i| 10.0 + i as f64).sum::<f64>();
     for u in 0..WORKER_USERS {
@@ -313,18 +368,31 @@ fn a_store_lost_mid_stream_stops_score_with_no_decision_after_it() {
         .unwrap();
     let mut input = child.stdin.take().unwrap();
     for i in 0..5 {
-        writeln!(input, "{}", wd(&format!("before-{i}"), "u1", &at(i), 10.0, "d1").line()).unwrap();
+        writeln!(
+            input,
+            "{}",
+            wd(&format!("before-{i}"), "u1", &at(i), 10.0, "d1").line()
+        )
+        .unwrap();
     }
     input.flush().unwrap();
     let mut con = server.connection().unwrap();
     let key = format!("{prefix}{{w:before-4}}");
-    while !redis::cmd("EXISTS").arg(&key).query::<bool>(&mut con).unwrap() {
+    while !redis::cmd("EXISTS")
+        .arg(&key)
+        .query::<bool>(&mut con)
+        .unwrap()
+    {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     server.kill();
     for i in 0..5 {
         // The process may already have stopped: a broken pipe is expected then.
-        let _ = writeln!(input, "{}", wd(&format!("after-{i}"), "u1", &at(100 + i), 10.0, "d1").line());
+        let _ = writeln!(
+            input,
+            "{}",
+            wd(&format!("after-{i}"), "u1", &at(100 + i), 10.0, "d1").line()
+        );
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
@@ -334,7 +402,10 @@ fn a_store_lost_mid_stream_stops_score_with_no_decision_after_it() {
         .iter()
         .map(|d| d["id"].as_str().unwrap_or("(not a decision)").to_owned())
         .collect();
-    assert_eq!(ids, (0..5).map(|i| format!("before-{i}")).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        (0..5).map(|i| format!("before-{i}")).collect::<Vec<_>>()
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("state store"), "{stderr}");
 }
@@ -343,7 +414,13 @@ fn a_store_lost_mid_stream_stops_score_with_no_decision_after_it() {
 fn a_store_unreachable_at_start_is_an_error() {
     let port = redis_support::free_port();
     let (code, out, err) = cli(
-        &["score", "--rules", repo().join("rules").to_str().unwrap(), "--store", &format!("redis://127.0.0.1:{port}")],
+        &[
+            "score",
+            "--rules",
+            repo().join("rules").to_str().unwrap(),
+            "--store",
+            &format!("redis://127.0.0.1:{port}"),
+        ],
         Some(&(wd("w1", "u1", &at(0), 10.0, "d1").line() + "\n")),
     );
     assert_ne!(code, 0);
@@ -351,6 +428,24 @@ fn a_store_unreachable_at_start_is_an_error() {
     assert!(err.contains("cannot connect"), "{err}");
     let e = Store::open(&format!("redis://127.0.0.1:{port}"), "p:").unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Store { .. }));
+    // TLS is not built in: said so, not attempted in clear text.
+    let e = Store::open(&format!("rediss://127.0.0.1:{port}"), "p:").unwrap_err();
+    assert!(e.to_string().contains("TLS"), "{e}");
+    // A snapshot file belongs to the memory store.
+    let (code, _, err) = cli(
+        &[
+            "score",
+            "--rules",
+            repo().join("rules").to_str().unwrap(),
+            "--store",
+            &format!("redis://127.0.0.1:{port}"),
+            "--state",
+            "x.bin",
+        ],
+        Some(""),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("store-import"), "{err}");
 }
 
 #[test]
@@ -365,11 +460,23 @@ fn every_key_begins_with_the_prefix_exactly_as_given() {
     for key in &keys {
         assert!(key.starts_with(prefix), "{key}");
     }
+    // Every key carries the wall-clock safety net, longer than the 400-day horizon.
+    let mut con = server.connection().unwrap();
+    for key in &keys {
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut con).unwrap();
+        assert!(ttl > 400 * 86_400, "{key}: TTL {ttl}");
+    }
     for kind in ["{u:", "{d:", "{w:"] {
-        assert!(keys.iter().any(|k| k[prefix.len()..].starts_with(kind)), "no {kind} key");
+        assert!(
+            keys.iter().any(|k| k[prefix.len()..].starts_with(kind)),
+            "no {kind} key"
+        );
     }
     // Another prefix is another, empty, state: the same stream decides as on a fresh store.
-    let (_, first) = score_file(&file, &["--store", &server.url(), "--store-prefix", "other:"]);
+    let (_, first) = score_file(
+        &file,
+        &["--store", &server.url(), "--store-prefix", "other:"],
+    );
     assert_eq!(first, score_file(&file, &[]).1);
 }
 
@@ -378,7 +485,15 @@ fn a_withdrawal_id_recorded_by_another_process_is_an_invalid_line() {
     let server = RedisServer::start();
     let prefix = fresh_prefix();
     let rules = repo().join("rules");
-    let args = ["score", "--rules", rules.to_str().unwrap(), "--store", &server.url(), "--store-prefix", &prefix];
+    let args = [
+        "score",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--store",
+        &server.url(),
+        "--store-prefix",
+        &prefix,
+    ];
     let first = wd("w1", "u1", &at(0), 10.0, "d1").line() + "\n";
     let (code, out, _) = cli(&args, Some(&first));
     assert_eq!((code, json_lines(&out).len()), (0, 1));
@@ -394,7 +509,10 @@ fn a_withdrawal_id_recorded_by_another_process_is_an_invalid_line() {
     assert_eq!(lines[0]["line"], 1);
     assert!(lines[0]["error"].as_str().unwrap().contains("w1"));
     assert_eq!(lines[1]["id"], "w2");
-    let scorer = Scorer::with_store(Rules::new().load(), Store::open(&server.url(), &prefix).unwrap());
+    let scorer = Scorer::with_store(
+        Rules::new().load(),
+        Store::open(&server.url(), &prefix).unwrap(),
+    );
     let tx = scorer.tx(&wd("probe", "u2", &at(30), 1.0, "d1").w());
     assert_eq!(tx.features.prior_withdrawals, 1); // w2 only
     assert_eq!(tx.features.dest_users_24h, 1); // u1
@@ -403,15 +521,24 @@ fn a_withdrawal_id_recorded_by_another_process_is_an_invalid_line() {
 #[test]
 fn the_library_api_reports_duplicates_and_a_failing_store() {
     let mut server = RedisServer::start();
-    let scorer = Scorer::with_store(Rules::new().load(), Store::open(&server.url(), &fresh_prefix()).unwrap());
+    let scorer = Scorer::with_store(
+        Rules::new().load(),
+        Store::open(&server.url(), &fresh_prefix()).unwrap(),
+    );
     scorer.check_store().unwrap();
     let w = wd("w1", "u1", &at(0), 10.0, "d1");
     assert!(scorer.try_score(&w.w()).is_ok());
     scorer.try_record(&w.event()).unwrap();
     let again = scorer.try_score(&w.w()).unwrap_err();
-    assert!(matches!(again.kind(), ErrorKind::Duplicate { .. }), "{again}");
+    assert!(
+        matches!(again.kind(), ErrorKind::Duplicate { .. }),
+        "{again}"
+    );
     let again = scorer.try_record(&w.event()).unwrap_err();
-    assert!(matches!(again.kind(), ErrorKind::Duplicate { .. }), "{again}");
+    assert!(
+        matches!(again.kind(), ErrorKind::Duplicate { .. }),
+        "{again}"
+    );
     // A cancelled withdrawal's id is recorded too.
     let c = wd("c1", "u1", &at(1), 10.0, "d1").cancelled();
     scorer.try_record(&c.event()).unwrap();
@@ -419,7 +546,9 @@ fn the_library_api_reports_duplicates_and_a_failing_store() {
     server.kill();
     let e = scorer.check_store().unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Store { .. }), "{e}");
-    let e = scorer.try_score(&wd("w2", "u1", &at(2), 10.0, "d1").w()).unwrap_err();
+    let e = scorer
+        .try_score(&wd("w2", "u1", &at(2), 10.0, "d1").w())
+        .unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Store { .. }), "{e}");
     // The infallible API never decides on empty state: it fails closed and keeps the error.
     let d = scorer.score(&wd("w3", "u1", &at(3), 10.0, "d1").w());
@@ -429,11 +558,20 @@ fn the_library_api_reports_duplicates_and_a_failing_store() {
 
 #[test]
 fn the_memory_store_reports_duplicates_through_the_same_api() {
-    let scorer = Scorer::with_store(Rules::new().load(), Store::open("memory", "ignored").unwrap());
+    let scorer = Scorer::with_store(
+        Rules::new().load(),
+        Store::open("memory", "ignored").unwrap(),
+    );
     let w = wd("w1", "u1", &at(0), 10.0, "d1");
     scorer.try_record(&w.event()).unwrap();
-    assert!(matches!(scorer.try_score(&w.w()).unwrap_err().kind(), ErrorKind::Duplicate { .. }));
-    assert!(matches!(scorer.try_record(&w.event()).unwrap_err().kind(), ErrorKind::Duplicate { .. }));
+    assert!(matches!(
+        scorer.try_score(&w.w()).unwrap_err().kind(),
+        ErrorKind::Duplicate { .. }
+    ));
+    assert!(matches!(
+        scorer.try_record(&w.event()).unwrap_err().kind(),
+        ErrorKind::Duplicate { .. }
+    ));
     let tx = scorer.tx(&wd("w2", "u1", &at(1), 1.0, "d1").w());
     assert_eq!(tx.features.prior_withdrawals, 1);
 }
@@ -455,5 +593,56 @@ fn replay_through_the_shared_store_reports_as_in_memory() {
     };
     let memory = run(&[]);
     assert_eq!(memory.0, Some(0));
-    assert_eq!(run(&["--store", &server.url(), "--store-prefix", &fresh_prefix()]), memory);
+    assert_eq!(
+        run(&["--store", &server.url(), "--store-prefix", &fresh_prefix()]),
+        memory
+    );
+}
+
+#[test]
+fn a_snapshot_moved_into_redis_continues_the_stream_as_one_process() {
+    let server = RedisServer::start();
+    let lines = generated(120, 20, 11);
+    let expected = memory_decisions(&lines);
+    let (first, second) = lines.split_at(lines.len() / 2);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, state) = (
+        dir.path().join("a.jsonl"),
+        dir.path().join("b.jsonl"),
+        dir.path().join("state.bin"),
+    );
+    std::fs::write(&a, first.join("\n") + "\n").unwrap();
+    std::fs::write(&b, second.join("\n") + "\n").unwrap();
+    let (code, mut got) = score_file(&a, &["--state", state.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let prefix = fresh_prefix();
+    let import = |prefix: &str| {
+        riskgate()
+            .args(["store-import", "--state"])
+            .arg(&state)
+            .args(["--store", &server.url(), "--store-prefix", prefix])
+            .output()
+            .unwrap()
+    };
+    let out = import(&prefix);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("imported "));
+    // A second import into the same prefix is refused: it would mix two states.
+    assert!(!import(&prefix).status.success());
+    let (code, rest) = score_file(&b, &["--store", &server.url(), "--store-prefix", &prefix]);
+    assert_eq!(code, 0);
+    got.push_str(&rest);
+    assert_eq!(got, expected);
+    // The withdrawal ids came along: the first half again is all duplicates.
+    let (code, again) = score_file(&a, &["--store", &server.url(), "--store-prefix", &prefix]);
+    assert_eq!(code, 1);
+    assert!(json_lines(&again)
+        .iter()
+        .all(|l| l.get("error").is_some() || l.get("id").is_none()));
 }

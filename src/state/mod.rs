@@ -153,10 +153,38 @@ impl State {
         self.destinations.retain(|_, d| d.newest() > dest_horizon);
     }
 
+    /// Calls `visit` with every user (id, record) and then every destination (address, its
+    /// payers: user id and latest times newest first, unused slots dropped).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
+    pub(crate) fn for_each_record(&self, mut visit: impl FnMut(Record<'_>)) {
+        for entry in self.users.iter() {
+            visit(Record::User(entry.key(), entry.value()));
+        }
+        for entry in self.destinations.iter() {
+            let payers = entry
+                .value()
+                .payers
+                .iter()
+                .map(|p| {
+                    let times = p.times.iter().copied().filter(|&t| t != i64::MIN);
+                    (&*p.user, times.collect())
+                })
+                .collect();
+            visit(Record::Destination(entry.key(), payers));
+        }
+    }
+
     /// Number of users with state.
     pub(crate) fn user_count(&self) -> usize {
         self.users.len()
     }
+}
+
+/// One record of [`State::for_each_record`].
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum Record<'a> {
+    User(&'a str, &'a UserState),
+    Destination(&'a str, Vec<(&'a str, Vec<i64>)>),
 }
 
 /// A fixed-seed hash of an id or address (foldhash: a few nanoseconds for an address), kept

@@ -337,6 +337,7 @@ impl State {
 
 /// One user's record alone (its own string table), as the shared store keeps it: the same
 /// encoding as in a snapshot, so one codec serves both.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
 pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
     let mut encoder = Encoder {
         buf: Vec::with_capacity(64),
@@ -349,6 +350,7 @@ pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_user`] wrote; an error names the byte offset.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
     let mut decoder = Decoder {
         bytes,

@@ -82,6 +82,26 @@ impl Store {
         )))
     }
 
+    /// Moves a state snapshot (a `--state` file, see [`crate::Scorer::save_state`]) into this
+    /// shared store, whose prefix must hold no key yet: every user and destination record and
+    /// the withdrawal ids saved with it. Returns what the snapshot held.
+    pub fn import_snapshot(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<crate::SnapshotInfo, Error> {
+        let (state, ids, info) = crate::snapshot::read_state(path.as_ref())?;
+        match &self.kind {
+            StoreKind::Memory => {
+                let _ = (state, ids, info);
+                Err(Error::store(
+                    "the memory store takes a snapshot with `--state`, not an import",
+                ))
+            }
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => redis.import(&state, &ids).map(|_| info),
+        }
+    }
+
     /// `true` for the in-process store.
     pub fn is_memory(&self) -> bool {
         matches!(self.kind, StoreKind::Memory)
@@ -123,7 +143,9 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
-        let e = Store::open("postgres://x", "p:").err().map(|e| e.to_string());
+        let e = Store::open("postgres://x", "p:")
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|m| m.contains("unknown store")));
         assert!(Store::open("memory", "p:").is_ok_and(|s| s.is_memory()));
     }

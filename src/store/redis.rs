@@ -47,6 +47,9 @@ pub(crate) struct RedisStore {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// A withdrawal's id and the commands that record it besides the user (for `update_user`).
+type WithRecord<'a> = (&'a str, &'a dyn Fn(&mut redis::Pipeline));
+
 /// What a state read returned.
 struct Fetched {
     user: Option<UserState>,
@@ -110,9 +113,9 @@ impl RedisStore {
             None => self.connect()?,
         };
         let result = match op(&mut con) {
-            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => self
-                .load_scripts(&mut con)
-                .and_then(|()| op(&mut con)),
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.load_scripts(&mut con).and_then(|()| op(&mut con))
+            }
             other => other,
         };
         match result {
@@ -291,7 +294,7 @@ impl RedisStore {
     fn update_user(
         &self,
         user_id: &str,
-        with: Option<(&str, &dyn Fn(&mut redis::Pipeline))>,
+        with: Option<WithRecord<'_>>,
         update: impl Fn(&mut UserState),
     ) -> Result<(), Error> {
         let user_key = self.user_key(user_id);
@@ -306,7 +309,8 @@ impl RedisStore {
                 read.arg(id_key);
             }
             read.ignore().cmd("GET").arg(&user_key);
-            read.cmd("EXISTS").arg(id_key.as_deref().unwrap_or(&user_key));
+            read.cmd("EXISTS")
+                .arg(id_key.as_deref().unwrap_or(&user_key));
             let (bytes, exists): (Option<Vec<u8>>, bool) = read.query(con)?;
             if id_key.is_some() && exists {
                 redis::cmd("UNWATCH").query::<()>(con)?;
@@ -349,5 +353,120 @@ impl RedisStore {
             )));
         }
         outcome
+    }
+
+    /// Writes a snapshot's state (read by `crate::snapshot::read_state`) into the store, whose
+    /// prefix must hold no key yet: each user's record, each destination's payers and the
+    /// withdrawal ids, pipelined in batches. Returns the number of keys written.
+    pub(crate) fn import(
+        &self,
+        state: &crate::state::State,
+        ids: &[Box<str>],
+    ) -> Result<usize, Error> {
+        if let Some(key) = self.any_key()? {
+            return Err(Error::store(format!(
+                "{}: the prefix {:?} already holds keys (e.g. {key:?}); import into an empty one",
+                self.url, self.prefix
+            )));
+        }
+        let mut pipe = redis::pipe();
+        let mut pending = 0;
+        let mut written = 0;
+        let mut failed = None;
+        let mut flush = |pipe: &mut redis::Pipeline, pending: &mut usize, force: bool| {
+            if failed.is_none() && (*pending >= 512 || (force && *pending > 0)) {
+                if let Err(e) = self.with_connection(|con| pipe.query::<()>(con)) {
+                    failed = Some(e);
+                }
+                pipe.clear();
+                *pending = 0;
+            }
+        };
+        state.for_each_record(|record| {
+            match record {
+                crate::state::Record::User(user, record) => {
+                    pipe.cmd("SET")
+                        .arg(self.user_key(user))
+                        .arg(encode_user(record))
+                        .arg("EX")
+                        .arg(KEY_TTL_SECONDS)
+                        .ignore();
+                    pending += 1;
+                    written += 1;
+                }
+                crate::state::Record::Destination(destination, payers) => {
+                    let (hash, zset) = self.dest_keys(destination);
+                    for (user, times) in &payers {
+                        let Some(newest) = times.first() else {
+                            continue;
+                        };
+                        let list: Vec<String> = times.iter().map(i64::to_string).collect();
+                        pipe.cmd("HSET")
+                            .arg(&hash)
+                            .arg(*user)
+                            .arg(list.join(","))
+                            .ignore();
+                        pipe.cmd("ZADD")
+                            .arg(&zset)
+                            .arg(newest.to_string())
+                            .arg(*user)
+                            .ignore();
+                        pending += 2;
+                    }
+                    pipe.cmd("EXPIRE").arg(&hash).arg(KEY_TTL_SECONDS).ignore();
+                    pipe.cmd("EXPIRE").arg(&zset).arg(KEY_TTL_SECONDS).ignore();
+                    pending += 2;
+                    written += 2;
+                }
+            }
+            flush(&mut pipe, &mut pending, false);
+        });
+        for id in ids {
+            pipe.cmd("SET")
+                .arg(self.id_key(id))
+                .arg(1)
+                .arg("EX")
+                .arg(KEY_TTL_SECONDS)
+                .ignore();
+            pending += 1;
+            written += 1;
+            flush(&mut pipe, &mut pending, false);
+        }
+        flush(&mut pipe, &mut pending, true);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
+    }
+
+    /// Some key under the prefix, if any (SCAN, the prefix's glob characters escaped).
+    fn any_key(&self) -> Result<Option<String>, Error> {
+        let mut pattern = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        self.with_connection(|con| {
+            let mut cursor = 0_u64;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query(con)?;
+                if let Some(key) = keys.into_iter().next() {
+                    return Ok(Some(key));
+                }
+                if next == 0 {
+                    return Ok(None);
+                }
+                cursor = next;
+            }
+        })
     }
 }

@@ -140,7 +140,9 @@ impl Rules {
 /// A scorer on `rules`, with the store the suite runs against (see [`test_store`]).
 pub fn scorer_for(rules: RuleSet) -> Scorer {
     match test_store() {
-        Some((url, prefix)) => Scorer::with_store(rules, riskgate::Store::open(&url, &prefix).unwrap()),
+        Some((url, prefix)) => {
+            Scorer::with_store(rules, riskgate::Store::open(&url, &prefix).unwrap())
+        }
         None => Scorer::new(rules),
     }
 }
