@@ -790,9 +790,14 @@ mod tests {
         assert!(v2.len() < v1.len());
         for (bytes, version) in [(&v1, 1), (&v2, 2)] {
             let restored = State::default();
-            match decode(bytes, 0, version) {
-                Ok(decoded) => restored.restore(decoded),
-                Err(e) => panic!("version {version}: {e}"),
+            let decoded = decode(bytes, 0, version);
+            assert!(
+                decoded.is_ok(),
+                "version {version}: {:?}",
+                decoded.as_ref().err()
+            );
+            if let Ok(decoded) = decoded {
+                restored.restore(decoded);
             }
             // Every record, time and amount came back (`f64`'s `Debug` tells every value
             // apart, `-0.0` included).
