@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::rules::Problem;
+use crate::problem::Problem;
 
 /// An error from riskgate. [`Error::kind`] says which.
 #[derive(Debug)]

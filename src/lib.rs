@@ -16,6 +16,7 @@ pub mod event;
 pub mod gen;
 pub mod live_effect;
 pub mod replay;
+mod problem;
 pub mod respond;
 pub mod review;
 pub mod rules;
@@ -27,7 +28,9 @@ pub mod snapshot;
 mod state;
 mod store;
 pub mod stream;
+mod tier;
 mod time;
+mod tx;
 
 pub use audit::{verify_log, DecisionLog, LogOptions, LogReport, RulesetRecord};
 pub use check::{check, CheckReport};

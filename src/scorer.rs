@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 
 use crate::audit::{DecisionLog, RulesetRecord};
 use crate::decision::{Decision, DecisionBuilder};
@@ -49,41 +48,7 @@ impl std::fmt::Debug for Scorer {
     }
 }
 
-/// Every `tx` field a rule sees for one withdrawal (contract section 2), for inspection.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Tx {
-    /// Withdrawal id.
-    pub id: String,
-    /// User id.
-    pub user_id: String,
-    /// Asset.
-    pub asset: String,
-    /// Network.
-    pub network: String,
-    /// `user.country`.
-    pub country: String,
-    /// `user.locale`.
-    pub locale: String,
-    /// `user.referral`.
-    pub referral: String,
-    /// Normalized destination.
-    pub destination: String,
-    /// Amount in USD.
-    pub amount_usd: f64,
-    /// The state-derived fields.
-    #[serde(flatten)]
-    pub features: TxFeatures,
-    /// Ids of the watchlists holding the destination, sorted.
-    pub watchlists: Vec<String>,
-}
-
-impl Tx {
-    /// The `tx` object map a rule run by the Rhai interpreter sees (for tools and benches that
-    /// drive Rhai directly; scoring builds it only when an applicable rule needs it).
-    pub fn to_rhai_map(&self) -> rhai::Map {
-        crate::rules::TxView::from(self).to_map()
-    }
-}
+pub use crate::tx::Tx;
 
 impl Scorer {
     /// A scorer with no state, deciding with `rules`.

@@ -1,9 +1,9 @@
 //! State snapshots: [`Scorer::save_state`] and [`Scorer::load_state`].
 //!
-//! # File format (version 1)
+//! # File format (version 2; version 1 files are still read)
 //! ```text
 //! "RGSTATE\0"  8 bytes   magic
-//! version      u32 LE    1
+//! version      u32 LE    2 (or 1: the same frame, a payload with 8-byte times and amounts)
 //! payload      ...       every user and destination record (see below)
 //! "RGSTEND\0"  8 bytes   trailer magic
 //! length       u64 LE    payload length in bytes
@@ -35,8 +35,11 @@ use crate::stream::EventStream;
 
 /// First bytes of a snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGSTATE\0";
-/// The format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The format version this build writes; it reads this one and version 1 (the same records
+/// with 8-byte times and amounts, written by earlier builds).
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest format version this build still reads.
+const OLDEST_VERSION: u32 = 1;
 const TRAILER_MAGIC: &[u8; 8] = b"RGSTEND\0";
 const HEADER_LEN: usize = 12;
 const TRAILER_LEN: usize = 8 + 8 + 32;
@@ -107,8 +110,8 @@ impl Scorer {
     pub fn load_state(&self, path: impl AsRef<Path>) -> Result<Restored, Error> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let payload = check_frame(path, &bytes)?;
-        let decoded = decode(payload, HEADER_LEN)
+        let (version, payload) = check_frame(path, &bytes)?;
+        let decoded = decode(payload, HEADER_LEN, version)
             .map_err(|m| Error::corrupt(path, format!("state snapshot is corrupt {m}")))?;
         let info = SnapshotInfo::new(decoded.counts(), bytes.len() as u64);
         let mut decoded = decoded;
@@ -126,8 +129,8 @@ pub(crate) fn read_state(
     path: &Path,
 ) -> Result<(crate::state::State, Vec<Box<str>>, SnapshotInfo), Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let payload = check_frame(path, &bytes)?;
-    let mut decoded = decode(payload, HEADER_LEN)
+    let (version, payload) = check_frame(path, &bytes)?;
+    let mut decoded = decode(payload, HEADER_LEN, version)
         .map_err(|m| Error::corrupt(path, format!("state snapshot is corrupt {m}")))?;
     let info = SnapshotInfo::new(decoded.counts(), bytes.len() as u64);
     let ids = std::mem::take(&mut decoded.withdrawal_ids);
@@ -136,8 +139,8 @@ pub(crate) fn read_state(
     Ok((state, ids, info))
 }
 
-/// Checks magic, version, trailer, length and digest; returns the payload.
-fn check_frame<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], Error> {
+/// Checks magic, version, trailer, length and digest; returns the version and the payload.
+fn check_frame<'a>(path: &Path, bytes: &'a [u8]) -> Result<(u32, &'a [u8]), Error> {
     let corrupt = |m: String| Error::corrupt(path, m);
     if bytes.len() < 8 || bytes.get(..8) != Some(SNAPSHOT_MAGIC.as_slice()) {
         return Err(corrupt(
@@ -149,9 +152,9 @@ fn check_frame<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], Error> {
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map(u32::from_le_bytes)
         .ok_or_else(|| corrupt("state snapshot is truncated (no version)".into()))?;
-    if version != SNAPSHOT_VERSION {
+    if !(OLDEST_VERSION..=SNAPSHOT_VERSION).contains(&version) {
         return Err(corrupt(format!(
-            "state snapshot has format version {version}; this riskgate reads version {SNAPSHOT_VERSION} only"
+            "state snapshot has format version {version}; this riskgate reads versions {OLDEST_VERSION} to {SNAPSHOT_VERSION}"
         )));
     }
     let truncated = || {
@@ -186,7 +189,10 @@ fn check_frame<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8], Error> {
             "state snapshot is corrupt: checksum does not match its contents".into(),
         ));
     }
-    Ok(bytes.get(HEADER_LEN..trailer_at).unwrap_or_default())
+    Ok((
+        version,
+        bytes.get(HEADER_LEN..trailer_at).unwrap_or_default(),
+    ))
 }
 
 /// Distinguishes temporary files of concurrent saves in one process.

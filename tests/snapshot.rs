@@ -347,11 +347,11 @@ fn an_unknown_version_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, _, _) = saved_state(dir.path(), 60);
     let mut bytes = std::fs::read(&path).expect("read");
-    bytes[8..12].copy_from_slice(&2_u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3_u32.to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
     let message = corrupt_message(scorer().load_state(&path));
     assert!(
-        message.contains("format version 2") && message.contains("reads version 1"),
+        message.contains("format version 3") && message.contains("reads versions 1 to 2"),
         "{message}"
     );
 

@@ -37,7 +37,7 @@ pub(crate) use sandbox::Sandbox;
 pub(crate) use tx::{TxView, Watchlists};
 pub(crate) use warning::Warning;
 
-use crate::decision::Tier;
+use crate::tier::Tier;
 use crate::error::Error;
 use problem::{Problems, Source};
 

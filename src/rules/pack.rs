@@ -9,7 +9,7 @@ use super::problem::{Problems, Source};
 use super::sandbox::Sandbox;
 use super::warning::{RawWarnings, Warning};
 use super::{read_text, watchlist};
-use crate::decision::Tier;
+use crate::tier::Tier;
 use crate::time::Timestamp;
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::{Problems, Source};
 use super::warning::{RawWarnings, Warning};
-use crate::decision::Tier;
+use crate::tier::Tier;
 
 /// The Rhai sandbox limits, per rule evaluation (`[limits]` in `policy.toml`).
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]

@@ -5,6 +5,7 @@
 use rhai::{Dynamic, Map};
 
 use crate::state::TxFeatures;
+use crate::tx::Tx;
 
 /// The watchlists holding a destination, as the rule set keeps them or as a [`crate::Tx`] does.
 #[derive(Clone, Copy, Debug)]
@@ -168,8 +169,16 @@ impl<'a> TxView<'a> {
     }
 }
 
-impl<'a> From<&'a crate::scorer::Tx> for TxView<'a> {
-    fn from(tx: &'a crate::scorer::Tx) -> TxView<'a> {
+impl Tx {
+    /// The `tx` object map a rule run by the Rhai interpreter sees (for tools and benches that
+    /// drive Rhai directly; scoring builds it only when an applicable rule needs it).
+    pub fn to_rhai_map(&self) -> rhai::Map {
+        TxView::from(self).to_map()
+    }
+}
+
+impl<'a> From<&'a Tx> for TxView<'a> {
+    fn from(tx: &'a Tx) -> TxView<'a> {
         TxView::new(
             [
                 &tx.id,

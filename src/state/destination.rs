@@ -10,7 +10,7 @@ const NONE: i64 = i64::MIN;
 /// The users who paid one destination, each with their latest few withdrawal times.
 #[derive(Default, Clone, Debug)]
 pub(crate) struct DestinationState {
-    pub(crate) payers: Vec<Payer>,
+    pub(crate) payers: Box<[Payer]>,
 }
 
 /// One user's latest withdrawal times to a destination, newest first (`i64::MIN` when unused).
@@ -58,7 +58,7 @@ impl DestinationState {
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let mut day = 0;
         let mut month = 0;
-        for payer in &self.payers {
+        for payer in self.payers.iter() {
             // In `(now - span, now]` for some time iff the latest at or before `now` is.
             let latest = payer.latest_at_or_before(now);
             if latest != NONE && latest > month_start && !payer.is(user, hash) {
@@ -86,36 +86,33 @@ impl DestinationState {
         }
         match found.and_then(|i| self.payers.get_mut(i)) {
             Some(payer) => insert_time(&mut payer.times, ts),
-            None => {
-                if self.payers.len() >= MAX_DEST_USERS {
-                    self.forget_stalest_payer();
+            None => super::edit(&mut self.payers, |payers| {
+                if payers.len() >= MAX_DEST_USERS {
+                    let stalest = payers
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, p)| p.times[0])
+                        .map(|(i, _)| i);
+                    if let Some(i) = stalest {
+                        payers.swap_remove(i);
+                    }
+                } else {
+                    payers.reserve_exact(1);
                 }
-                super::push_compact(&mut self.payers, Payer::new(user.clone(), ts));
-            }
+                payers.push(Payer::new(user.clone(), ts));
+            }),
         }
         // As of the earlier of this withdrawal and the newest before it: one dated far in the
         // future must not drop every other payer.
         let horizon = before.min(ts).saturating_sub(DEST_RETENTION);
         if oldest <= horizon {
-            self.payers.retain(|p| p.times[0] > horizon);
+            super::edit(&mut self.payers, |p| p.retain(|p| p.times[0] > horizon));
         }
     }
 
     /// The latest withdrawal time to this destination.
     pub(crate) fn newest(&self) -> i64 {
         self.payers.iter().map(|p| p.times[0]).max().unwrap_or(NONE)
-    }
-
-    fn forget_stalest_payer(&mut self) {
-        let stalest = self
-            .payers
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, p)| p.times[0])
-            .map(|(i, _)| i);
-        if let Some(i) = stalest {
-            self.payers.swap_remove(i);
-        }
     }
 }
 

@@ -3,25 +3,40 @@
 //! The framing (magic, version, checksum, atomic write) is in `crate::snapshot`; this module
 //! only turns [`State`] into bytes and back.
 //!
-//! # Encoding (format version 1)
-//! Integers that count things are LEB128 varints; timestamps and amounts are 8-byte little
-//! endian (`i64`, `f64`). Strings shared between records (user ids, destination addresses) go
+//! # Encoding (format versions 1 and 2)
+//! Integers that count things are LEB128 varints. In version 1, timestamps and amounts are
+//! 8-byte little endian (`i64`, `f64`) and every payer has `dest_times` times (`i64::MIN` for
+//! an unused slot). Version 2 (written since issue 14; version 1 is still read, and a
+//! snapshot loaded from version 1 is saved as version 2) writes the same records with:
+//! - `time`: the difference from the previous time written in the payload (the first from 0),
+//!   zig-zag encoded, as a varint whose two low bits say the unit (`0` whole seconds, `1`
+//!   milliseconds, `2` microseconds), or the varint `3` followed by the 8-byte difference when
+//!   it does not fit;
+//! - `amount`: a varint of whole cents shifted left once when `cents / 100.0` gives back the
+//!   very same `f64` (checked bit for bit when writing), else the varint `1` and the 8 bytes;
+//! - a payer's times as a count and that many times (only the used slots).
+//!
+//! Every value reads back bit for bit in both versions. The shared store (Redis) keeps each
+//! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
+//! the deltas, and the stored records stay readable by the builds that share the store. Strings shared between records (user ids, destination addresses) go
 //! through a string table built on the fly: `0` followed by the string (varint length + UTF-8)
 //! defines the next entry, `n > 0` refers to entry `n - 1`. A string shared in memory (one `Arc`
 //! used as a map key and inside other records) is written once, and on load every reference to
 //! it shares one allocation again, as in a running scorer.
 //!
 //! ```text
+//! (`time` and `amount` below: `i64`/`f64` in version 1, see above for version 2)
 //! payload  = observed:varint newest_ts:i64 dest_times:varint
 //!            users  { 1 user_id:shared user }*        0
 //!            dests  { 1 address:shared destination }* 0
 //!            ids    { 1 withdrawal_id:str }*           0
 //! user     = completed:varint
-//!            n:varint { address:shared first_ts:i64 last_ts:i64 }^n      (destinations)
-//!            n:varint { ts:i64 amount_usd:f64 dest_index:varint }^n      (history)
-//!            n:varint { device_id:str first_ts:i64 last_ts:i64 }^n       (devices)
-//!            n:varint { ts:i64 }^n                                       (password resets)
-//! destination = n:varint { user:shared ts:i64^dest_times }^n
+//!            n:varint { address:shared first_ts:time last_ts:time }^n    (destinations)
+//!            n:varint { ts:time amount_usd:amount dest_index:varint }^n  (history)
+//!            n:varint { device_id:str first_ts:time last_ts:time }^n     (devices)
+//!            n:varint { ts:time }^n                                      (password resets)
+//! destination = n:varint { user:shared times }^n
+//! times    = ts:i64^dest_times (version 1) | k:varint ts:time^k (version 2, k <= dest_times)
 //! ```
 //!
 //! # Consistency while other threads keep scoring
@@ -58,6 +73,10 @@ pub(crate) struct Counts {
 /// Writes primitives and interned strings into a buffer.
 struct Encoder {
     buf: Vec<u8>,
+    /// Format version 2 (compact times and amounts) rather than 1.
+    compact: bool,
+    /// The last time written (version 2 writes each time as the difference from it).
+    prev_ts: i64,
     /// Shared strings already written, by the address of their allocation (the `Arc` kept
     /// alongside keeps that address from being reused while the save runs), with their index.
     strings: HashMap<usize, (Arc<str>, u64), BuildHasherDefault<AddressHasher>>,
@@ -106,6 +125,48 @@ impl Encoder {
         self.buf.extend_from_slice(&v.to_le_bytes());
     }
 
+    /// A timestamp: version 1 as 8 bytes; version 2 as the difference from the previous one,
+    /// zig-zag varint, in whole seconds, milliseconds or microseconds (2-bit tag), or 8 raw
+    /// bytes when the difference does not fit.
+    fn ts(&mut self, ts: i64) {
+        if !self.compact {
+            return self.i64(ts);
+        }
+        let delta = ts.wrapping_sub(self.prev_ts);
+        self.prev_ts = ts;
+        let (tag, units) = if delta % 1_000_000 == 0 {
+            (0, delta / 1_000_000)
+        } else if delta % 1_000 == 0 {
+            (1, delta / 1_000)
+        } else {
+            (2, delta)
+        };
+        if (-(1_i64 << 60)..1 << 60).contains(&units) {
+            let zigzag = ((units << 1) ^ (units >> 63)) as u64;
+            self.varint(zigzag << 2 | tag);
+        } else {
+            self.varint(3);
+            self.i64(delta);
+        }
+    }
+
+    /// An amount: version 1 as 8 bytes; version 2 as a varint of whole cents (shifted left
+    /// once) when that gives back exactly the same `f64`, else `1` and the 8 bytes.
+    fn amount(&mut self, v: f64) {
+        if !self.compact {
+            return self.f64(v);
+        }
+        let cents = (v * 100.0).round();
+        if (0.0..9.0e15).contains(&cents)
+            && ((cents as u64) as f64 / 100.0).to_bits() == v.to_bits()
+        {
+            self.varint((cents as u64) << 1);
+        } else {
+            self.varint(1);
+            self.f64(v);
+        }
+    }
+
     fn str(&mut self, s: &str) {
         self.varint(s.len() as u64);
         self.buf.extend_from_slice(s.as_bytes());
@@ -127,35 +188,44 @@ impl Encoder {
     fn user(&mut self, u: &UserState) {
         self.varint(u.completed);
         self.varint(u.destinations.len() as u64);
-        for d in &u.destinations {
+        for d in u.destinations.iter() {
             self.shared(&d.address);
-            self.i64(d.first_ts);
-            self.i64(d.last_ts);
+            self.ts(d.first_ts);
+            self.ts(d.last_ts);
         }
         self.varint(u.history.len() as u64);
-        for e in &u.history {
-            self.i64(e.ts);
-            self.f64(e.amount_usd);
+        for e in u.history.iter() {
+            self.ts(e.ts);
+            self.amount(e.amount_usd);
             self.varint(u64::from(e.dest));
         }
         self.varint(u.devices.len() as u64);
-        for d in &u.devices {
+        for d in u.devices.iter() {
             self.str(&d.id);
-            self.i64(d.first_ts);
-            self.i64(d.last_ts);
+            self.ts(d.first_ts);
+            self.ts(d.last_ts);
         }
         self.varint(u.resets.len() as u64);
-        for &r in &u.resets {
-            self.i64(r);
+        for &r in u.resets.iter() {
+            self.ts(r);
         }
     }
 
     fn destination(&mut self, d: &DestinationState) {
         self.varint(d.payers.len() as u64);
-        for p in &d.payers {
+        for p in d.payers.iter() {
             self.shared(&p.user);
-            for &t in &p.times {
-                self.i64(t);
+            if self.compact {
+                // The used times (newest first, unused slots last).
+                let used = p.times.iter().take_while(|&&t| t != i64::MIN).count();
+                self.varint(used as u64);
+                for &t in p.times.iter().take(used) {
+                    self.ts(t);
+                }
+            } else {
+                for &t in &p.times {
+                    self.i64(t);
+                }
             }
         }
     }
@@ -180,6 +250,16 @@ impl State {
     pub(crate) fn encode<E>(
         &self,
         withdrawal_ids: Option<&crate::stream::IdSet>,
+        sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Counts, E> {
+        self.encode_version(true, withdrawal_ids, sink)
+    }
+
+    /// [`State::encode`] in format version 2 (`compact`) or 1.
+    fn encode_version<E>(
+        &self,
+        compact: bool,
+        withdrawal_ids: Option<&crate::stream::IdSet>,
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
         // The string table is sized up front (users and destinations are most of its strings),
@@ -187,6 +267,8 @@ impl State {
         let expected_strings = self.users.len() + self.destinations.len() + 1024;
         let mut enc = Encoder {
             buf: Vec::with_capacity(CHUNK + 4096),
+            compact,
+            prev_ts: 0,
             strings: HashMap::with_capacity_and_hasher(
                 expected_strings,
                 BuildHasherDefault::default(),
@@ -259,6 +341,8 @@ impl State {
 pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
     let mut encoder = Encoder {
         buf: Vec::with_capacity(64),
+        compact: false,
+        prev_ts: 0,
         strings: HashMap::default(),
     };
     encoder.user(user);
@@ -272,6 +356,8 @@ pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
         bytes,
         pos: 0,
         base: 0,
+        compact: false,
+        prev_ts: 0,
         strings: Vec::new(),
     };
     let user = decoder.user()?;
@@ -306,6 +392,9 @@ struct Decoder<'a> {
     pos: usize,
     /// Offset of `bytes` in the file, for messages.
     base: usize,
+    /// Format version 2 rather than 1 (see [`Encoder::ts`] and [`Encoder::amount`]).
+    compact: bool,
+    prev_ts: i64,
     strings: Vec<Arc<str>>,
 }
 
@@ -366,6 +455,41 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    fn ts(&mut self) -> DecodeResult<i64> {
+        if !self.compact {
+            return self.i64();
+        }
+        let v = self.varint()?;
+        let units = {
+            let n = v >> 2;
+            ((n >> 1) as i64) ^ -((n & 1) as i64)
+        };
+        let delta = match v & 3 {
+            0 => units.checked_mul(1_000_000),
+            1 => units.checked_mul(1_000),
+            2 => Some(units),
+            _ => Some(self.i64()?),
+        };
+        match delta {
+            Some(delta) => {
+                self.prev_ts = self.prev_ts.wrapping_add(delta);
+                Ok(self.prev_ts)
+            }
+            None => self.fail("time out of range"),
+        }
+    }
+
+    fn amount(&mut self) -> DecodeResult<f64> {
+        if !self.compact {
+            return self.f64();
+        }
+        match self.varint()? {
+            1 => self.f64(),
+            v if v & 1 == 0 => Ok((v >> 1) as f64 / 100.0),
+            v => self.fail(format!("unknown amount tag {v}")),
+        }
+    }
+
     /// A count of items that must not exceed `cap`.
     fn count(&mut self, cap: usize, what: &str) -> DecodeResult<usize> {
         let n = self.varint()?;
@@ -421,17 +545,17 @@ impl<'a> Decoder<'a> {
         let mut destinations = Vec::with_capacity(n);
         for _ in 0..n {
             let address = self.shared()?;
-            let (first_ts, last_ts) = (self.i64()?, self.i64()?);
+            let (first_ts, last_ts) = (self.ts()?, self.ts()?);
             destinations.push(KnownDestination::new(address, first_ts, last_ts));
         }
         let n = self.count(MAX_HISTORY, "history entries")?;
         let mut history = Vec::with_capacity(n);
         for _ in 0..n {
-            let ts = self.i64()?;
-            let amount_usd = self.f64()?;
+            let ts = self.ts()?;
+            let amount_usd = self.amount()?;
             let dest = self.varint()?;
-            match u32::try_from(dest) {
-                Ok(dest) if (dest as usize) < destinations.len() => history.push(Entry {
+            match u8::try_from(dest) {
+                Ok(dest) if usize::from(dest) < destinations.len() => history.push(Entry {
                     ts,
                     amount_usd,
                     dest,
@@ -448,23 +572,23 @@ impl<'a> Decoder<'a> {
         let mut devices = Vec::with_capacity(n);
         for _ in 0..n {
             let id: Box<str> = self.str()?.into();
-            let (first_ts, last_ts) = (self.i64()?, self.i64()?);
+            let (first_ts, last_ts) = (self.ts()?, self.ts()?);
             devices.push(Device::new(id, first_ts, last_ts));
         }
         let n = self.count(MAX_RESETS, "password resets")?;
         let mut resets = Vec::with_capacity(n);
         for _ in 0..n {
-            resets.push(self.i64()?);
+            resets.push(self.ts()?);
         }
         if resets.windows(2).any(|w| w.first() > w.get(1)) {
             return self.fail("password resets out of order");
         }
         Ok(UserState {
             completed,
-            history,
-            destinations,
-            devices,
-            resets,
+            history: history.into_boxed_slice(),
+            destinations: destinations.into_boxed_slice(),
+            devices: devices.into_boxed_slice(),
+            resets: resets.into_boxed_slice(),
         })
     }
 
@@ -473,9 +597,14 @@ impl<'a> Decoder<'a> {
         let mut payers = Vec::with_capacity(n);
         for _ in 0..n {
             let user = self.shared()?;
-            let mut times = [0_i64; DEST_TIMES];
-            for t in &mut times {
-                *t = self.i64()?;
+            let mut times = [i64::MIN; DEST_TIMES];
+            let used = if self.compact {
+                self.count(DEST_TIMES, "times for one payer")?
+            } else {
+                DEST_TIMES
+            };
+            for t in times.iter_mut().take(used) {
+                *t = self.ts()?;
             }
             // Newest first, unused slots (`i64::MIN`) last: what the window counts rely on.
             times.sort_unstable_by(|a, b| b.cmp(a));
@@ -485,16 +614,21 @@ impl<'a> Decoder<'a> {
                 times,
             });
         }
-        Ok(DestinationState { payers })
+        Ok(DestinationState {
+            payers: payers.into_boxed_slice(),
+        })
     }
 }
 
-/// Decodes and validates a whole payload (`base` is its offset in the file, for messages).
-pub(crate) fn decode(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
+/// Decodes and validates a whole payload of format `version` (1 or 2; `base` is its offset in
+/// the file, for messages).
+pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
     let mut d = Decoder {
         bytes,
         pos: 0,
         base,
+        compact: version >= 2,
+        prev_ts: 0,
         strings: Vec::new(),
     };
     let observed = d.varint()?;
@@ -506,7 +640,7 @@ pub(crate) fn decode(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
         ));
     }
     let mut users = Vec::new();
-    let mut seen: HashSet<Arc<str>> = HashSet::new();
+    let mut seen: HashSet<Arc<str>, super::Hasher> = HashSet::default();
     while d.more()? {
         let key = d.shared()?;
         if !seen.insert(key.clone()) {
@@ -551,6 +685,8 @@ mod tests {
         for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
             let mut enc = Encoder {
                 buf: Vec::new(),
+                compact: true,
+                prev_ts: 0,
                 strings: HashMap::default(),
             };
             enc.varint(v);
@@ -558,10 +694,125 @@ mod tests {
                 bytes: &enc.buf,
                 pos: 0,
                 base: 0,
+                compact: true,
+                prev_ts: 0,
                 strings: Vec::new(),
             };
             assert_eq!(dec.varint(), Ok(v));
             assert_eq!(dec.pos, enc.buf.len());
+        }
+    }
+
+    /// Every record as text, sorted (the maps' order is random).
+    fn canonical(state: &State) -> Vec<String> {
+        let mut records: Vec<String> = state
+            .users
+            .iter()
+            .map(|e| format!("user {} {:?}", e.key(), e.value()))
+            .chain(
+                state
+                    .destinations
+                    .iter()
+                    .map(|e| format!("destination {} {:?}", e.key(), e.value())),
+            )
+            .collect();
+        records.sort();
+        records
+    }
+
+    fn encoded(state: &State, compact: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        let written = state.encode_version(compact, None, |chunk| {
+            out.extend_from_slice(chunk);
+            Ok::<(), ()>(())
+        });
+        assert!(written.is_ok());
+        out
+    }
+
+    /// Times and amounts that the compact encoding writes in each of its forms (whole seconds,
+    /// milliseconds, microseconds, raw; cents and raw amounts; far past and future times).
+    #[test]
+    fn version_1_and_version_2_payloads_decode_to_the_same_state() {
+        use crate::event::{Event, Status, UserProfile, Withdrawal};
+        use crate::time::Timestamp;
+        let state = State::default();
+        let base = 1_790_000_000_000_000_i64;
+        let times = [
+            base,
+            base + 1,
+            base + 1_000,
+            base + 86_400_000_000,
+            base - 7_777_777,
+            i64::MIN / 2,
+            i64::MAX / 2,
+            base + 123_456_789_012,
+        ];
+        let amounts = [
+            0.0,
+            -0.0,
+            0.01,
+            12.34,
+            0.1 + 0.2,
+            1e300,
+            5e-324,
+            99_999_999.99,
+        ];
+        for (i, &ts) in times.iter().enumerate() {
+            for (j, &amount_usd) in amounts.iter().enumerate() {
+                let user_id = format!("u{}", (i + j) % 5);
+                state.observe(&Event::Withdrawal(Withdrawal {
+                    id: format!("w{i}-{j}"),
+                    ts: Timestamp::from_micros(ts + j as i64),
+                    user_id: user_id.clone(),
+                    asset: "USDT".into(),
+                    network: "TRON".into(),
+                    amount_usd,
+                    destination: format!("T{}", (i * 3 + j) % 7),
+                    user: UserProfile {
+                        country: "HK".into(),
+                        created_at: Timestamp::from_micros(base),
+                        locale: "en".into(),
+                        referral: String::new(),
+                    },
+                    device_id: Some(format!("d{j}")),
+                    status: Status::Completed,
+                    label: None,
+                }));
+                state.observe(&Event::PasswordReset {
+                    ts: Timestamp::from_micros(ts - 5),
+                    user_id,
+                });
+            }
+        }
+        let v1 = encoded(&state, false);
+        let v2 = encoded(&state, true);
+        assert!(v2.len() < v1.len());
+        for (bytes, version) in [(&v1, 1), (&v2, 2)] {
+            let restored = State::default();
+            let decoded = decode(bytes, 0, version);
+            assert!(
+                decoded.is_ok(),
+                "version {version}: {:?}",
+                decoded.as_ref().err()
+            );
+            if let Ok(decoded) = decoded {
+                restored.restore(decoded);
+            }
+            // Every record, time and amount came back (`f64`'s `Debug` tells every value
+            // apart, `-0.0` included).
+            assert!(
+                canonical(&restored) == canonical(&state),
+                "version {version} decodes to another state"
+            );
+            assert_eq!(
+                restored.observed.load(Ordering::Relaxed),
+                state.observed.load(Ordering::Relaxed)
+            );
+            assert_eq!(
+                restored.newest_ts.load(Ordering::Relaxed),
+                state.newest_ts.load(Ordering::Relaxed)
+            );
         }
     }
 
@@ -570,6 +821,8 @@ mod tests {
         let a: Arc<str> = Arc::from("0xabc");
         let mut enc = Encoder {
             buf: Vec::new(),
+            compact: true,
+            prev_ts: 0,
             strings: HashMap::default(),
         };
         enc.shared(&a);
@@ -579,6 +832,8 @@ mod tests {
             bytes: &enc.buf,
             pos: 0,
             base: 0,
+            compact: true,
+            prev_ts: 0,
             strings: Vec::new(),
         };
         let (first, second) = (dec.shared(), dec.shared());

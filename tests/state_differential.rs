@@ -1,0 +1,345 @@
+//! The feature state against a plain model of it, bit for bit (issue 14): generated streams
+//! (`riskgate::gen`, and a shuffled copy with cancellations, future-dated and out-of-order
+//! events) are replayed through the scorer while a model keeps every processed event in plain
+//! lists and computes each withdrawal's state-derived `tx` fields straight from the contract's
+//! wording, with the same arithmetic in the same order as the state (sums in processing order,
+//! the median as the mean of the two middle values). Every field of every withdrawal must be
+//! identical (floats compared by their bits), so any change of the state's layout (compact
+//! entries, other containers, interned ids) that is not exact fails here.
+//!
+//! The streams stay inside the state's documented bounds (fewer than `MAX_HISTORY`
+//! withdrawals, `MAX_DESTINATIONS` destinations and `MAX_DEVICES` devices per user, no
+//! history older than `RETENTION_DAYS`, at most `DEST_TIMES` distinct times per payer when out
+//! of order), which the model does not have.
+
+use std::collections::HashMap;
+
+use riskgate::gen::{generate, GenConfig};
+use riskgate::{
+    normalize_address, Event, EventStream, Scorer, Status, TxFeatures, Withdrawal, DEST_TIMES,
+};
+
+const H: f64 = 3_600_000_000.0;
+const D: i64 = 86_400_000_000;
+
+struct Past {
+    at: i64,
+    amount: f64,
+    dest: String,
+    device: Option<String>,
+}
+
+#[derive(Default)]
+struct UserModel {
+    /// Completed withdrawals, in processing order.
+    history: Vec<Past>,
+    logins: Vec<(i64, String)>,
+    resets: Vec<i64>,
+}
+
+#[derive(Default)]
+struct Model {
+    users: HashMap<String, UserModel>,
+    /// Per destination: (user, ts) of completed withdrawals.
+    dests: HashMap<String, Vec<(String, i64)>>,
+}
+
+fn in_window(ts: i64, t: i64, span: i64) -> bool {
+    t - span < ts && ts <= t
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+impl Model {
+    fn features(&self, w: &Withdrawal) -> TxFeatures {
+        let t = w.ts.as_micros();
+        let dest = normalize_address(&w.destination).into_owned();
+        let empty = UserModel::default();
+        let user = self.users.get(&w.user_id).unwrap_or(&empty);
+        let history = &user.history;
+        let to_dest: Vec<&Past> = history.iter().filter(|p| p.dest == dest).collect();
+        let day: Vec<&Past> = history.iter().filter(|p| in_window(p.at, t, D)).collect();
+        let quarter: Vec<f64> = history
+            .iter()
+            .filter(|p| in_window(p.at, t, 90 * D))
+            .map(|p| p.amount)
+            .collect();
+        let reset = user.resets.iter().copied().filter(|&r| r <= t).max();
+        let device_age_hours = match &w.device_id {
+            None => f64::INFINITY,
+            Some(d) => user
+                .logins
+                .iter()
+                .filter(|(at, ld)| ld == d && *at <= t)
+                .map(|(at, _)| *at)
+                .chain(
+                    history
+                        .iter()
+                        .filter(|p| p.device.as_ref() == Some(d) && p.at <= t)
+                        .map(|p| p.at),
+                )
+                .min()
+                .map_or(0.0, |first| (t - first) as f64 / H),
+        };
+        let others = |span: i64| {
+            let mut users: Vec<&str> = self
+                .dests
+                .get(&dest)
+                .into_iter()
+                .flatten()
+                .filter(|(u, at)| *u != w.user_id && in_window(*at, t, span))
+                .map(|(u, _)| u.as_str())
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            users.len() as i64
+        };
+        TxFeatures {
+            account_age_days: (t - w.user.created_at.as_micros()).div_euclid(D).max(0),
+            is_new_address: to_dest.is_empty(),
+            prior_withdrawals: history.len() as i64,
+            withdrawals_24h: day.len() as i64,
+            amount_usd_24h: day.iter().fold(0.0, |s, p| s + p.amount),
+            median_amount_usd_90d: median(quarter),
+            hours_since_password_reset: reset.map_or(f64::INFINITY, |r| (t - r) as f64 / H),
+            device_age_hours,
+            dest_users_24h: others(D),
+            dest_users_30d: others(30 * D),
+            dest_first_used_days: to_dest
+                .iter()
+                .map(|p| p.at)
+                .min()
+                .map_or(0.0, |f| ((t - f) as f64 / D as f64).max(0.0)),
+            dest_amount_usd_30d: to_dest
+                .iter()
+                .filter(|p| in_window(p.at, t, 30 * D))
+                .fold(0.0, |s, p| s + p.amount),
+        }
+    }
+
+    fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Withdrawal(w) if w.status == Status::Completed => {
+                let dest = normalize_address(&w.destination).into_owned();
+                let at = w.ts.as_micros();
+                self.dests
+                    .entry(dest.clone())
+                    .or_default()
+                    .push((w.user_id.clone(), at));
+                self.users
+                    .entry(w.user_id.clone())
+                    .or_default()
+                    .history
+                    .push(Past {
+                        at,
+                        amount: w.amount_usd,
+                        dest,
+                        device: w.device_id.clone(),
+                    });
+            }
+            Event::Withdrawal(_) => {}
+            Event::Login {
+                user_id,
+                ts,
+                device_id,
+            } => self
+                .users
+                .entry(user_id.clone())
+                .or_default()
+                .logins
+                .push((ts.as_micros(), device_id.clone())),
+            Event::PasswordReset { user_id, ts } => self
+                .users
+                .entry(user_id.clone())
+                .or_default()
+                .resets
+                .push(ts.as_micros()),
+        }
+    }
+}
+
+/// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 12] {
+    [
+        ("account_age_days", f.account_age_days as u64),
+        ("is_new_address", u64::from(f.is_new_address)),
+        ("prior_withdrawals", f.prior_withdrawals as u64),
+        ("withdrawals_24h", f.withdrawals_24h as u64),
+        ("amount_usd_24h", f.amount_usd_24h.to_bits()),
+        ("median_amount_usd_90d", f.median_amount_usd_90d.to_bits()),
+        (
+            "hours_since_password_reset",
+            f.hours_since_password_reset.to_bits(),
+        ),
+        ("device_age_hours", f.device_age_hours.to_bits()),
+        ("dest_users_24h", f.dest_users_24h as u64),
+        ("dest_users_30d", f.dest_users_30d as u64),
+        ("dest_first_used_days", f.dest_first_used_days.to_bits()),
+        ("dest_amount_usd_30d", f.dest_amount_usd_30d.to_bits()),
+    ]
+}
+
+fn rules() -> riskgate::RuleSet {
+    riskgate::RuleSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")).unwrap()
+}
+
+/// Replays `lines` through a scorer and the model; every withdrawal's features must match.
+/// Returns the number of withdrawals checked.
+fn check(lines: &[String], what: &str) -> usize {
+    let scorer = Scorer::new(rules());
+    let mut stream = EventStream::new();
+    let mut model = Model::default();
+    let mut checked = 0;
+    for (i, line) in lines.iter().enumerate() {
+        // Lines that are not valid events (in the fixtures) change nothing.
+        let Ok(event) = Event::parse_line(line) else {
+            continue;
+        };
+        if let Event::Withdrawal(w) = &event {
+            let got = scorer.tx(w).features;
+            let want = model.features(w);
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{what}, line {i}: {line}\n state {got:?}\n model {want:?}"
+            );
+            checked += 1;
+        }
+        // A refused line (a repeated withdrawal id) is not observed, by either side.
+        if stream.process(&scorer, Ok(line)).is_ok() {
+            model.observe(&event);
+        }
+    }
+    checked
+}
+
+fn generated(seed: u64, users: u32, days: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    generate(&GenConfig::new(seed, users, days), &mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// SplitMix64, for the shuffles.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49EB_00D1_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Rewrites a generated stream: about one withdrawal in eight cancelled, one event in
+/// twenty moved up to three days into the future, and neighbouring events swapped, so that
+/// events arrive out of order. Withdrawals that would give a (user, destination) pair more
+/// than `DEST_TIMES` distinct times out of order are cancelled (the state's documented bound).
+fn disordered(lines: &[String], seed: u64) -> Vec<String> {
+    let mut rng = Rng(seed);
+    let mut values: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for v in &mut values {
+        let kind = v["kind"].as_str().unwrap().to_string();
+        if rng.below(20) == 0 {
+            let ts = riskgate::Timestamp::parse(v["ts"].as_str().unwrap()).unwrap();
+            let shift = rng.below(3 * D as u64) as i64;
+            v["ts"] = serde_json::json!(
+                riskgate::Timestamp::from_micros(ts.as_micros() + shift).to_string()
+            );
+        }
+        if kind == "withdrawal" && rng.below(8) == 0 {
+            v["status"] = serde_json::json!("cancelled");
+        }
+    }
+    for i in 1..values.len() {
+        if rng.below(4) == 0 {
+            values.swap(i - 1, i);
+        }
+    }
+    let mut times: HashMap<(String, String), Vec<i64>> = HashMap::new();
+    for v in &mut values {
+        if v["kind"] != "withdrawal" || v["status"] == "cancelled" {
+            continue;
+        }
+        let key = (
+            v["user_id"].as_str().unwrap().to_string(),
+            normalize_address(v["destination"].as_str().unwrap()).into_owned(),
+        );
+        let ts = riskgate::Timestamp::parse(v["ts"].as_str().unwrap())
+            .unwrap()
+            .as_micros();
+        let seen = times.entry(key).or_default();
+        if !seen.contains(&ts) {
+            if seen.len() == DEST_TIMES {
+                v["status"] = serde_json::json!("cancelled");
+            } else {
+                seen.push(ts);
+            }
+        }
+    }
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+#[test]
+fn generated_streams_match_the_model_exactly() {
+    for (seed, users, days) in [(5, 300, 30), (11, 120, 90)] {
+        let lines = generated(seed, users, days);
+        let checked = check(&lines, &format!("gen seed {seed}"));
+        assert!(
+            checked > 100,
+            "only {checked} withdrawals in gen seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn disordered_streams_match_the_model_exactly() {
+    for seed in [1, 2] {
+        let lines = disordered(&generated(seed + 40, 150, 30), seed);
+        let checked = check(&lines, &format!("disordered stream {seed}"));
+        assert!(checked > 100, "only {checked} withdrawals in stream {seed}");
+    }
+}
+
+/// The contract's boundary fixtures (windows hit exactly and a microsecond either side,
+/// devices and resets, a shared mule address, invalid lines) and the packs' own streams.
+#[test]
+fn the_fixtures_match_the_model_exactly() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(format!("{root}/fixtures"))
+        .unwrap()
+        .chain(std::fs::read_dir(format!("{root}/rules/hk-police/tests")).unwrap())
+        .chain(std::fs::read_dir(format!("{root}/rules/community-darklist/tests")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        checked += check(&lines, &file.display().to_string());
+    }
+    assert!(checked > 20, "only {checked} withdrawals in the fixtures");
+}
