@@ -12,7 +12,12 @@
 //!
 //! `cargo bench --bench serve` (about 40 s). `RISKGATE_BENCH_SECONDS` changes the length of each
 //! phase (default 3).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../tests/redis_support/mod.rs"]
 mod redis_support;
@@ -62,14 +67,20 @@ fn run(root: &std::path::Path, extra: &[&str], seconds: f64, open_loops: &[(f64,
     }
     println!(
         "serve bench ({}): recorded {} events in {:.1} s; {} withdrawals to score",
-        if extra.is_empty() { "memory store".to_string() } else { extra.join(" ") },
+        if extra.is_empty() {
+            "memory store".to_string()
+        } else {
+            extra.join(" ")
+        },
         history.len(),
         started.elapsed().as_secs_f64(),
         probes.len()
     );
     println!(
         "load average before: {}",
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     let probes = Arc::new(probes);
     let cpu_before = process_cpu_seconds(server.pid());
@@ -119,7 +130,9 @@ fn saturate(addr: &str, probes: &Arc<Vec<String>>, length: Duration) -> (u64, f6
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // Warm up the connections first.
-    let mut clients: Vec<Client> = (0..SAT_CONNECTIONS).map(|_| Client::connect(addr)).collect();
+    let mut clients: Vec<Client> = (0..SAT_CONNECTIONS)
+        .map(|_| Client::connect(addr))
+        .collect();
     for client in &mut clients {
         assert_eq!(client.post("/v1/score", &probes[0]).status, 200);
     }

@@ -15,15 +15,15 @@ mod error;
 pub mod event;
 pub mod gen;
 pub mod live_effect;
-pub mod replay;
 mod problem;
+pub mod replay;
 pub mod respond;
 pub mod review;
 pub mod rules;
 mod scorer;
-pub mod signing;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod signing;
 pub mod snapshot;
 mod state;
 mod store;

@@ -1082,7 +1082,9 @@ fn tune(
             return ExitCode::from(UNUSABLE);
         }
     };
-    if let Err(code) = feed_files(files, |name, reader, progress| tune.feed(name, reader, progress)) {
+    if let Err(code) = feed_files(files, |name, reader, progress| {
+        tune.feed(name, reader, progress)
+    }) {
         return code;
     }
     let searching = progress_bar(0, "searching [{bar:30}] {pos}/{len} combinations");
@@ -1115,8 +1117,10 @@ fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
     if !io::stderr().is_terminal() {
         return indicatif::ProgressBar::hidden();
     }
-    let bar =
-        indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
         bar.set_style(style);
     }

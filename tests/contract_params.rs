@@ -100,10 +100,7 @@ fn integer_bool_and_string_params_keep_their_types() {
             ),
         ],
     );
-    let d = decide(
-        &rules,
-        &amount(10.0).user("referral", json!("telegram")),
-    );
+    let d = decide(&rules, &amount(10.0).user("referral", json!("telegram")));
     assert_eq!(ids(&d.hits), ["p/typed", "p/uses"], "{d:?}");
     assert!(d.errors.is_empty(), "{d:?}");
 }
@@ -127,7 +124,10 @@ fn reading_a_param_that_is_not_there_is_a_rule_error_as_for_tx() {
     let d = decide(&rules, &amount(10.0));
     assert!(d.hits.is_empty(), "{d:?}");
     let failed: Vec<&str> = d.errors.iter().map(|e| e.rule.as_str()).collect();
-    assert_eq!(failed, ["p/missing-field", "p/missing-param", "p/no-params"]);
+    assert_eq!(
+        failed,
+        ["p/missing-field", "p/missing-param", "p/no-params"]
+    );
     assert_eq!(d.tier, Tier::Warn, "on_rule_error = warn applies");
 }
 
@@ -138,7 +138,11 @@ fn a_rule_without_params_sees_an_empty_map() {
         "p",
         "regions = [\"*\"]",
         &[
-            ("empty", "type_of(params) == \"map\" && params.len() == 0", ""),
+            (
+                "empty",
+                "type_of(params) == \"map\" && params.len() == 0",
+                "",
+            ),
             ("absent", "!(\"x\" in params)", ""),
             (
                 "has-one",
@@ -191,13 +195,20 @@ fn a_param_that_is_an_array_a_table_or_a_date_is_refused_at_load() {
         rules.pack(
             "p",
             "regions = [\"*\"]",
-            &[("r", "true", &format!("params = {{ ok = 1, bad = {value} }}"))],
+            &[(
+                "r",
+                "true",
+                &format!("params = {{ ok = 1, bad = {value} }}"),
+            )],
         );
         let problem = only_problem(&rules);
         // The manifest: id, name, version, regions, blank, [[rules]], id, script, score,
         // reason, then params on line 11.
         assert!(problem.starts_with("p/pack.toml:11:"), "{value}: {problem}");
-        assert!(problem.contains("bad") && problem.contains(what), "{problem}");
+        assert!(
+            problem.contains("bad") && problem.contains(what),
+            "{problem}"
+        );
     }
 }
 
@@ -251,9 +262,7 @@ fn an_override_changes_the_decision() {
 
 #[test]
 fn an_integer_override_of_a_float_param_becomes_a_float() {
-    let rules = Rules::with_policy(&policy_with(
-        "[params.\"p/r\"]\nmin = 3000\n",
-    ));
+    let rules = Rules::with_policy(&policy_with("[params.\"p/r\"]\nmin = 3000\n"));
     rules.pack(
         "p",
         "regions = [\"*\"]",
@@ -296,18 +305,50 @@ const FIRST_EXTRA_LINE: usize = 20;
 #[test]
 fn every_bad_override_is_refused_naming_policy_toml_line_and_column() {
     let cases: [(&str, &str, usize); 12] = [
-        ("no such rule", "[params.\"p/nope\"]\nmin_amount_usd = 1.0\n", 0),
-        ("no such pack", "[params.\"q/big\"]\nmin_amount_usd = 1.0\n", 0),
+        (
+            "no such rule",
+            "[params.\"p/nope\"]\nmin_amount_usd = 1.0\n",
+            0,
+        ),
+        (
+            "no such pack",
+            "[params.\"q/big\"]\nmin_amount_usd = 1.0\n",
+            0,
+        ),
         ("not pack/rule", "[params.big]\nmin_amount_usd = 1.0\n", 0),
         ("empty table of no rule", "[params.\"p/nope\"]\n", 0),
         ("no such param", "[params.\"p/big\"]\nmin_amount = 1.0\n", 1),
-        ("string for a float", "[params.\"p/big\"]\nmin_amount_usd = \"1\"\n", 1),
-        ("bool for a float", "[params.\"p/big\"]\nmin_amount_usd = true\n", 1),
-        ("float for an integer", "[params.\"p/big\"]\nmax_account_days = 30.0\n", 1),
-        ("string for an integer", "[params.\"p/big\"]\nmax_account_days = \"30\"\n", 1),
+        (
+            "string for a float",
+            "[params.\"p/big\"]\nmin_amount_usd = \"1\"\n",
+            1,
+        ),
+        (
+            "bool for a float",
+            "[params.\"p/big\"]\nmin_amount_usd = true\n",
+            1,
+        ),
+        (
+            "float for an integer",
+            "[params.\"p/big\"]\nmax_account_days = 30.0\n",
+            1,
+        ),
+        (
+            "string for an integer",
+            "[params.\"p/big\"]\nmax_account_days = \"30\"\n",
+            1,
+        ),
         ("array", "[params.\"p/big\"]\nmax_account_days = [30]\n", 1),
-        ("table", "[params.\"p/big\"]\nmax_account_days = { a = 1 }\n", 1),
-        ("date", "[params.\"p/big\"]\nmax_account_days = 2026-01-01\n", 1),
+        (
+            "table",
+            "[params.\"p/big\"]\nmax_account_days = { a = 1 }\n",
+            1,
+        ),
+        (
+            "date",
+            "[params.\"p/big\"]\nmax_account_days = 2026-01-01\n",
+            1,
+        ),
     ];
     for (what, extra, line_offset) in cases {
         let rules = big_amount(extra);
@@ -356,7 +397,11 @@ fn check_ignores_overrides_of_other_packs_rules() {
     rules.pack(
         "q",
         "regions = [\"*\"]",
-        &[("r", "tx.amount_usd >= params.limit", "params = { limit = 10 }")],
+        &[(
+            "r",
+            "tx.amount_usd >= params.limit",
+            "params = { limit = 10 }",
+        )],
     );
     let p = RuleSet::load_pack(rules.path(), "p").expect("p loads alone");
     // Its own override applies.

@@ -39,27 +39,26 @@ fn param_value() -> impl Strategy<Value = ParamValue> {
 
 /// Params with some of the names (so reads of missing names happen too).
 fn params() -> impl Strategy<Value = Params> {
-    proptest::collection::vec(
-        (proptest::sample::select(&NAMES[..]), param_value()),
-        0..4,
-    )
-    .prop_map(Params::from_pairs)
+    proptest::collection::vec((proptest::sample::select(&NAMES[..]), param_value()), 0..4)
+        .prop_map(Params::from_pairs)
 }
 
 fn operand() -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::sample::select(&NAMES[..]).prop_map(|n| format!("params.{n}")),
-        proptest::sample::select(&[
-            "tx.amount_usd",
-            "tx.account_age_days",
-            "tx.referral",
-            "tx.is_new_address",
-            "tx.hours_since_password_reset",
-            "3",
-            "2.5",
-            "\"telegram\"",
-            "true",
-        ][..])
+        proptest::sample::select(
+            &[
+                "tx.amount_usd",
+                "tx.account_age_days",
+                "tx.referral",
+                "tx.is_new_address",
+                "tx.hours_since_password_reset",
+                "3",
+                "2.5",
+                "\"telegram\"",
+                "true",
+            ][..]
+        )
         .prop_map(str::to_string),
     ]
 }
@@ -160,7 +159,10 @@ proptest! {
 
 #[test]
 fn zz_print_generated_script_stats() {
-    println!("generated scripts on the fast path: {}", FAST.load(Ordering::Relaxed));
+    println!(
+        "generated scripts on the fast path: {}",
+        FAST.load(Ordering::Relaxed)
+    );
 }
 
 /// The rules analysts write with params take the fast path, and agree with the interpreter.
@@ -181,7 +183,8 @@ fn typical_param_rules_take_the_fast_path() {
         "params.missing > 1",
     ];
     for script in scripts {
-        let probe = RuleProbe::with_params(script, &params).unwrap_or_else(|e| panic!("{script}: {e}"));
+        let probe =
+            RuleProbe::with_params(script, &params).unwrap_or_else(|e| panic!("{script}: {e}"));
         assert!(probe.is_fast(), "{script} should take the fast path");
         for t in [
             tx(6000.0, 3, "telegram", &[]),
@@ -189,8 +192,13 @@ fn typical_param_rules_take_the_fast_path() {
             tx(100.0, 0, "", &[]),
         ] {
             let slow = probe.interpreted(&t, 10);
-            let fast = probe.fast(&t, 10).unwrap_or_else(|| panic!("{script}: no fast outcome"));
-            assert!(same(&fast, &slow), "{script}: fast {fast:?}, interpreter {slow:?}");
+            let fast = probe
+                .fast(&t, 10)
+                .unwrap_or_else(|| panic!("{script}: no fast outcome"));
+            assert!(
+                same(&fast, &slow),
+                "{script}: fast {fast:?}, interpreter {slow:?}"
+            );
         }
     }
     // A missing name is an error both ways.
@@ -210,7 +218,8 @@ fn other_uses_of_params_go_to_the_interpreter() {
         ("params[\"x\"] == 2", Outcome::Hit(10)),
         ("let params = #{ x: 5 }; params.x == 5", Outcome::Hit(10)),
     ] {
-        let probe = RuleProbe::with_params(script, &params).unwrap_or_else(|e| panic!("{script}: {e}"));
+        let probe =
+            RuleProbe::with_params(script, &params).unwrap_or_else(|e| panic!("{script}: {e}"));
         let t = tx(1.0, 1, "", &[]);
         assert_eq!(probe.interpreted(&t, 10), expected, "{script}");
         if let Some(fast) = probe.fast(&t, 10) {

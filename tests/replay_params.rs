@@ -92,15 +92,24 @@ fn rules_dir(dir: &Path, overrides: &str) {
     let files = [
         ("policy.toml", format!("{POLICY}\n{overrides}")),
         ("a/pack.toml", PACK_A.to_string()),
-        ("a/big.rhai", "tx.amount_usd >= params.min_amount_usd".into()),
-        ("a/shared.rhai", "tx.dest_users_24h >= params.min_users".into()),
+        (
+            "a/big.rhai",
+            "tx.amount_usd >= params.min_amount_usd".into(),
+        ),
+        (
+            "a/shared.rhai",
+            "tx.dest_users_24h >= params.min_users".into(),
+        ),
         (
             "a/flaky.rhai",
             "if tx.amount_usd > params.error_above { tx.no_such_field } else { tx.is_new_address }"
                 .into(),
         ),
         // Arrays keep this one in the interpreter.
-        ("a/interp.rhai", "let v = [tx.amount_usd];\nv[0] >= params.limit".into()),
+        (
+            "a/interp.rhai",
+            "let v = [tx.amount_usd];\nv[0] >= params.limit".into(),
+        ),
         ("a/steady.rhai", "tx.prior_withdrawals == 0".into()),
         ("b/pack.toml", PACK_B.to_string()),
         (
@@ -127,7 +136,11 @@ fn replay(rules: RuleSet, specs: Vec<ParamSpec>, input: &str) -> Report {
     let mut replay = Replay::new(rules, None, options());
     replay.sweep_params(specs).expect("sweep accepted");
     replay
-        .feed("hk-sample.jsonl", Cursor::new(input.as_bytes()), &mut |_| {})
+        .feed(
+            "hk-sample.jsonl",
+            Cursor::new(input.as_bytes()),
+            &mut |_| {},
+        )
         .expect("in-memory read");
     replay.finish()
 }
@@ -252,7 +265,11 @@ fn replay_param_on_the_command_line_text_and_json() {
         "--param",
         "b/reset.hours=1,72",
     ]);
-    assert!(json.status.success(), "{}", String::from_utf8_lossy(&json.stderr));
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     let points = report["param_sweep"]["points"].as_array().expect("points");
     assert_eq!(points.len(), 4);

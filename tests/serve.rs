@@ -1,5 +1,10 @@
 //! `riskgate serve` (contract section 6), tested through the real binary over HTTP/1.1.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod serve_support;
 
@@ -66,22 +71,41 @@ fn the_service_decides_every_shipped_stream_exactly_as_riskgate_score() {
 fn malformed_bodies_get_400_and_change_no_state() {
     let dir = tempfile::tempdir().unwrap();
     let (lines, expected) = sample_head(600, dir.path());
-    let login = r#"{"kind":"login","ts":"2026-11-01T00:00:00Z","user_id":"u-0001","device_id":"d-x"}"#;
+    let login =
+        r#"{"kind":"login","ts":"2026-11-01T00:00:00Z","user_id":"u-0001","device_id":"d-x"}"#;
     let bad: Vec<(&str, Vec<u8>)> = vec![
         ("/v1/score", b"this is not JSON".to_vec()),
         ("/v1/events", b"{\"kind\":".to_vec()),
         ("/v1/score", b"".to_vec()),
         ("/v1/events", b"   \n".to_vec()),
         ("/v1/score", b"[1,2,3]".to_vec()),
-        ("/v1/events", b"{\"kind\":\"deposit\",\"ts\":\"2026-11-01T00:00:00Z\",\"user_id\":\"u-0001\"}".to_vec()),
+        (
+            "/v1/events",
+            b"{\"kind\":\"deposit\",\"ts\":\"2026-11-01T00:00:00Z\",\"user_id\":\"u-0001\"}"
+                .to_vec(),
+        ),
         ("/v1/score", login.as_bytes().to_vec()),
         ("/v1/score", a_withdrawal("bad-1", -5.0).into_bytes()),
         ("/v1/events", a_withdrawal("bad-1", -5.0).into_bytes()),
-        ("/v1/events", a_withdrawal("bad-2", 5.0).replace("2026-11-20T10:00:00Z", "2026-11-20 10:00").into_bytes()),
-        ("/v1/events", a_withdrawal("bad-3", 5.0).replace("\"HK\"", "\"HKG\"").into_bytes()),
+        (
+            "/v1/events",
+            a_withdrawal("bad-2", 5.0)
+                .replace("2026-11-20T10:00:00Z", "2026-11-20 10:00")
+                .into_bytes(),
+        ),
+        (
+            "/v1/events",
+            a_withdrawal("bad-3", 5.0)
+                .replace("\"HK\"", "\"HKG\"")
+                .into_bytes(),
+        ),
         ("/v1/score", vec![0xff, 0xfe, b'{', b'}']),
         ("/v1/events", format!("\u{feff}{login}").into_bytes()),
-        ("/v1/events", br#"{"kind":"login","ts":"2026-11-01T00:00:00Z","user_id":"","device_id":"d"}"#.to_vec()),
+        (
+            "/v1/events",
+            br#"{"kind":"login","ts":"2026-11-01T00:00:00Z","user_id":"","device_id":"d"}"#
+                .to_vec(),
+        ),
     ];
     let server = Server::start(BIN, &rules(), &[]);
     let mut client = server.client();
@@ -89,12 +113,21 @@ fn malformed_bodies_get_400_and_change_no_state() {
         if i % 7 == 0 {
             let (path, body) = &bad[(i / 7) % bad.len()];
             let answer = client.send("POST", path, body);
-            assert_eq!(answer.status, 400, "{path} {:?}: {}", String::from_utf8_lossy(body), answer.body);
+            assert_eq!(
+                answer.status,
+                400,
+                "{path} {:?}: {}",
+                String::from_utf8_lossy(body),
+                answer.body
+            );
             let error = answer.json()["error"].as_str().unwrap().to_string();
             assert!(!error.is_empty());
         }
     });
-    assert_eq!(got, expected, "bad requests changed what the stream decides");
+    assert_eq!(
+        got, expected,
+        "bad requests changed what the stream decides"
+    );
     // A refused withdrawal left its id free.
     let answer = client.post("/v1/events", &a_withdrawal("bad-1", 5.0));
     assert_eq!(answer.status, 204, "{}", answer.body);
@@ -137,11 +170,13 @@ fn a_recorded_withdrawal_id_gets_409_on_both_endpoints_and_changes_nothing() {
     // Scoring changes nothing: the id is still free, and scoring again gives the same.
     assert_eq!(client.post("/v1/score", &first).status, 200);
     assert_eq!(client.post("/v1/events", &first).status, 204);
-    let probe = a_withdrawal("probe-2", 2500.0).replace("2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z");
+    let probe =
+        a_withdrawal("probe-2", 2500.0).replace("2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z");
     let before = client.post("/v1/score", &probe);
     assert_eq!(before.status, 200);
     // The same id again, even with other fields: 409, and nothing recorded.
-    let again = a_withdrawal("dup-1", 5000.0).replace("2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z");
+    let again =
+        a_withdrawal("dup-1", 5000.0).replace("2026-11-20T10:00:00Z", "2026-11-20T10:30:00Z");
     for path in ["/v1/score", "/v1/events"] {
         let answer = client.post(path, &again);
         assert_eq!(answer.status, 409, "{path}: {}", answer.body);
@@ -172,10 +207,19 @@ fn reload_makes_a_good_set_live_and_keeps_the_current_one_on_problems() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     let new_id = answer.json()["ruleset"].as_str().unwrap().to_string();
     assert_ne!(new_id, old_id);
-    assert_eq!(client.post("/v1/score", &probe).json()["ruleset"], new_id.as_str());
+    assert_eq!(
+        client.post("/v1/score", &probe).json()["ruleset"],
+        new_id.as_str()
+    );
     let metrics = client.get("/metrics").body;
-    assert!(metrics.contains(&format!("riskgate_ruleset_info{{ruleset=\"{new_id}\"}} 1")), "{metrics}");
-    assert!(!metrics.contains(&old_id), "only the live set is shown: {metrics}");
+    assert!(
+        metrics.contains(&format!("riskgate_ruleset_info{{ruleset=\"{new_id}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(&old_id),
+        "only the live set is shown: {metrics}"
+    );
 
     // A broken script: 422 with every problem as file:line:column, and the set kept.
     let script = rules_dir.join("hk-police/new_device.rhai");
@@ -223,7 +267,12 @@ fn sighup_reloads_the_rules_directory() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert_ne!(new_id, old_id, "SIGHUP did not reload: {}", server.log_text());
+    assert_ne!(
+        new_id,
+        old_id,
+        "SIGHUP did not reload: {}",
+        server.log_text()
+    );
     // A broken set on SIGHUP is refused and the current one kept; the process lives on.
     std::fs::write(rules_dir.join("policy.toml"), "[tiers\n").unwrap();
     server.signal("HUP");
@@ -233,8 +282,15 @@ fn sighup_reloads_the_rules_directory() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    assert!(server.log_text().contains("reload refused"), "{}", server.log_text());
-    assert_eq!(client.post("/v1/score", &probe).json()["ruleset"], new_id.as_str());
+    assert!(
+        server.log_text().contains("reload refused"),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(
+        client.post("/v1/score", &probe).json()["ruleset"],
+        new_id.as_str()
+    );
 }
 
 #[test]
@@ -263,7 +319,11 @@ fn sigterm_finishes_the_request_in_flight_then_exits() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(refused, "still accepting after SIGTERM: {}", server.log_text());
+    assert!(
+        refused,
+        "still accepting after SIGTERM: {}",
+        server.log_text()
+    );
     in_flight.write_raw(tail.as_bytes());
     let answer = in_flight.read_response();
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -325,7 +385,10 @@ fn metrics_name_what_was_decided_and_healthz_answers() {
         .iter()
         .filter(|l| l.contains("\"rule\":\"hk-police/new-device\""))
         .count();
-    assert_eq!(value("riskgate_rule_hits_total{rule=\"hk-police/new-device\"}") as usize, hits);
+    assert_eq!(
+        value("riskgate_rule_hits_total{rule=\"hk-police/new-device\"}") as usize,
+        hits
+    );
     // An unknown path is a JSON 404.
     let missing = client.get("/v2/nothing");
     assert_eq!(missing.status, 404);
@@ -351,7 +414,11 @@ fn log_holds_every_scored_decision_in_a_verified_chain() {
         .arg(&log)
         .output()
         .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
     let text = std::fs::read_to_string(&log).unwrap();
     let logged: Vec<serde_json::Value> = text
         .lines()
@@ -364,7 +431,11 @@ fn log_holds_every_scored_decision_in_a_verified_chain() {
         assert_eq!(line["decision"]["tier"], answer["tier"]);
         assert_eq!(line["decision"]["score"], answer["score"]);
     }
-    assert!(text.lines().next().unwrap().contains("\"kind\":\"ruleset\""));
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .contains("\"kind\":\"ruleset\""));
 }
 
 #[test]
@@ -372,11 +443,17 @@ fn a_stalled_request_does_not_keep_the_service_alive_after_sigterm() {
     let mut server = Server::start(BIN, &rules(), &[]);
     let mut stalled = server.client();
     // A head promising a body that never comes.
-    stalled.write_raw(b"POST /v1/score HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{\"kind\":");
+    stalled.write_raw(
+        b"POST /v1/score HTTP/1.1\r\nhost: localhost\r\ncontent-length: 100\r\n\r\n{\"kind\":",
+    );
     assert_eq!(server.client().get("/healthz").status, 200);
     server.signal("TERM");
     // The contract allows 10 s; `wait` only bounds the test generously (no timing assertion).
     let status = server.wait();
     assert!(status.success(), "{status:?}: {}", server.log_text());
-    assert!(server.log_text().contains("grace period"), "{}", server.log_text());
+    assert!(
+        server.log_text().contains("grace period"),
+        "{}",
+        server.log_text()
+    );
 }

@@ -1,6 +1,11 @@
 //! `riskgate serve --store redis://...` (contract sections 5 and 6): the service over a real
 //! `redis-server` started by the test on a free local port.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod redis_support;
 mod serve_support;

@@ -63,8 +63,14 @@ fn rules_dir(dir: &Path, extra_policy: &str) {
     let files = [
         ("policy.toml", format!("{POLICY}\n{extra_policy}")),
         ("a/pack.toml", PACK.to_string()),
-        ("a/big.rhai", "tx.amount_usd >= params.min_amount_usd".into()),
-        ("a/shared.rhai", "tx.dest_users_24h >= params.min_users".into()),
+        (
+            "a/big.rhai",
+            "tx.amount_usd >= params.min_amount_usd".into(),
+        ),
+        (
+            "a/shared.rhai",
+            "tx.dest_users_24h >= params.min_users".into(),
+        ),
         (
             "a/young.rhai",
             "tx.account_age_days <= params.max_days && tx.is_new_address".into(),
@@ -121,11 +127,19 @@ fn the_output_is_byte_identical_across_runs() {
         args.extend(["--param", p]);
     }
     let first = cli(&args, dir.path());
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let second = cli(&args, dir.path());
     assert_eq!(first.stdout, second.stdout);
     // Not a terminal: no progress bar on stderr.
-    assert!(first.stderr.is_empty(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let text = String::from_utf8_lossy(&first.stdout);
     for part in [
         "tuning half",
@@ -192,7 +206,10 @@ fn the_suggestion_written_into_policy_toml_decides_as_reported() {
     .expect("write");
     let rules = RuleSet::load(written.path()).expect("the suggestion loads");
     let t = rules.policy().thresholds;
-    assert_eq!((t.notice, t.warn, t.cool_off), (best.notice, best.warn, best.cool_off));
+    assert_eq!(
+        (t.notice, t.warn, t.cool_off),
+        (best.notice, best.warn, best.cool_off)
+    );
     let mut replay = Replay::new(
         rules,
         None,
@@ -209,11 +226,21 @@ fn the_suggestion_written_into_policy_toml_decides_as_reported() {
     // Over all users, the two halves' figures add up.
     for (level, tuning, checking) in [
         (Tier::Warn, &best.tuning.at_warn, &best.checking.at_warn),
-        (Tier::CoolOff, &best.tuning.at_cool_off, &best.checking.at_cool_off),
+        (
+            Tier::CoolOff,
+            &best.tuning.at_cool_off,
+            &best.checking.at_cool_off,
+        ),
     ] {
         let all = plain.level(level).expect("level");
-        assert_eq!(all.scam_flagged, tuning.scam_flagged + checking.scam_flagged);
-        assert_eq!(all.legit_flagged, tuning.legit_flagged + checking.legit_flagged);
+        assert_eq!(
+            all.scam_flagged,
+            tuning.scam_flagged + checking.scam_flagged
+        );
+        assert_eq!(
+            all.legit_flagged,
+            tuning.legit_flagged + checking.legit_flagged
+        );
     }
 }
 
@@ -221,8 +248,15 @@ fn the_suggestion_written_into_policy_toml_decides_as_reported() {
 fn tune_without_params_searches_the_thresholds_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     rules_dir(dir.path(), "");
-    let out = cli(&["--max-friction", "3", "--max-cool-off", "0.5"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        &["--max-friction", "3", "--max-cool-off", "0.5"],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(the rules' own params)"), "{text}");
     assert!(!text.contains("[params."), "{text}");

@@ -54,8 +54,8 @@ pub use effect::{
 };
 pub use metrics::{LevelMetrics, RuleRow, TierRow};
 pub use params::{
-    describe as describe_params, user_half, ParamPoint, ParamSetting, ParamSpec, ParamSweepReport, MAX_COMBINATIONS,
-    MAX_SWEPT_RULES,
+    describe as describe_params, user_half, ParamPoint, ParamSetting, ParamSpec, ParamSweepReport,
+    MAX_COMBINATIONS, MAX_SWEPT_RULES,
 };
 pub use render_html::render_html;
 pub use render_text::render_text;

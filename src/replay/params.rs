@@ -377,7 +377,10 @@ impl Recorder {
         let mut sums = vec![0_i64; open_len];
         let mut hists = [Histogram::new(), Histogram::new()];
         for (r, row) in self.rows.iter().enumerate() {
-            let base = self.open.get(r * open_len..(r + 1) * open_len).unwrap_or(&[]);
+            let base = self
+                .open
+                .get(r * open_len..(r + 1) * open_len)
+                .unwrap_or(&[]);
             sums.clear();
             sums.extend_from_slice(base);
             sums.resize(open_len, 0);
@@ -429,7 +432,9 @@ impl Recorder {
                 }
             }
             if let Some(hist) = hists.get_mut(usize::from(row.half)) {
-                hist.entry((score, floor, row.truth)).or_default().add(row.usd);
+                hist.entry((score, floor, row.truth))
+                    .or_default()
+                    .add(row.usd);
             }
         }
         hists

@@ -178,7 +178,10 @@ impl Tune {
             let opt = optimize(&hists[0], policy, max_friction, max_cool);
             let fits = match (opt.notice, opt.warn, opt.cool_off, &opt.at_warn) {
                 (Some(notice), Some(warn), Some(cool_off), Some(at_warn)) => Some((
-                    (at_warn.scam_flagged, std::cmp::Reverse(at_warn.legit_flagged)),
+                    (
+                        at_warn.scam_flagged,
+                        std::cmp::Reverse(at_warn.legit_flagged),
+                    ),
                     Thresholds {
                         notice,
                         warn,
@@ -216,7 +219,12 @@ impl Tune {
 
 /// The best so far: rank key (scam flagged, fewer legit flagged), thresholds, both halves'
 /// histograms, combination index.
-type Best = ((u64, std::cmp::Reverse<u64>), Thresholds, [Histogram; 2], usize);
+type Best = (
+    (u64, std::cmp::Reverse<u64>),
+    Thresholds,
+    [Histogram; 2],
+    usize,
+);
 
 fn half_stats(hist: &Histogram) -> HalfStats {
     let totals = label_totals(hist);
@@ -354,8 +362,10 @@ impl TuneReport {
                     "scam caught",
                     "legit flagged"
                 );
-                for (name, f) in [("tuning half", &best.tuning), ("checking half", &best.checking)]
-                {
+                for (name, f) in [
+                    ("tuning half", &best.tuning),
+                    ("checking half", &best.checking),
+                ] {
                     for m in [&f.at_warn, &f.at_cool_off] {
                         let _ = writeln!(
                             o,

@@ -37,8 +37,8 @@ pub(crate) use sandbox::Sandbox;
 pub(crate) use tx::{TxView, Watchlists};
 pub(crate) use warning::Warning;
 
-use crate::tier::Tier;
 use crate::error::Error;
+use crate::tier::Tier;
 use problem::{Problems, Source};
 
 /// Files larger than this are refused (watchlists included).
@@ -240,8 +240,12 @@ impl RuleSet {
                         scope.push_constant("tx", tx.to_map());
                         scope
                     });
-                    self.sandbox
-                        .run_with_params(&rule.ast, scope, rule.params_map.as_ref(), rule.score)
+                    self.sandbox.run_with_params(
+                        &rule.ast,
+                        scope,
+                        rule.params_map.as_ref(),
+                        rule.score,
+                    )
                 }
             };
             sink(i, outcome, started.map(|s| s.elapsed()));

@@ -19,8 +19,7 @@ type Label = [(&'static str, Arc<str>); 1];
 
 /// Upper bounds of the `riskgate_decision_seconds` buckets: 25 µs to 100 ms.
 const DECISION_BUCKETS: [f64; 12] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05,
-    0.1,
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
 
 /// The service's metrics. Counting a decision takes a few atomic increments and no allocation
@@ -48,7 +47,8 @@ impl Metrics {
     pub(crate) fn new(rules: &RuleSet) -> Metrics {
         let by_tier = Family::<Label, Counter>::default();
         // Counters cloned out of a family share its values: `inc` on ours shows under the label.
-        let decisions = Tier::ALL.map(|tier| by_tier.get_or_create_owned(&[("tier", tier.name().into())]));
+        let decisions =
+            Tier::ALL.map(|tier| by_tier.get_or_create_owned(&[("tier", tier.name().into())]));
         let mut metrics = Metrics {
             registry: Registry::default(),
             decisions,
@@ -148,7 +148,9 @@ impl Metrics {
     /// Counts a reload attempt.
     pub(crate) fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "refused" };
-        self.reloads.get_or_create(&[("result", result.into())]).inc();
+        self.reloads
+            .get_or_create(&[("result", result.into())])
+            .inc();
     }
 
     /// Shows `rules` as the one live rule set, and every rule of it in the hit and error
@@ -182,7 +184,6 @@ impl Metrics {
         text
     }
 }
-
 
 fn count(
     cache: &DashMap<Box<str>, Counter, crate::state::Hasher>,

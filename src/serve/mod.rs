@@ -126,8 +126,8 @@ async fn serve(options: ServeOptions) -> Result<(), Error> {
     let store = service.backend.scorer().store().describe();
     let stopping = signals.spawn(service.clone());
     let mut until_stop = stopping.clone();
-    let server = axum::serve(listener, routes::router(service))
-        .with_graceful_shutdown(async move {
+    let server =
+        axum::serve(listener, routes::router(service)).with_graceful_shutdown(async move {
             let _ = until_stop.wait_for(|stop| *stop).await;
         });
     let mut server = tokio::spawn(async move { server.await });

@@ -79,7 +79,11 @@ async fn events(
     match on_store(&service, || service.backend.try_record(&event)) {
         Ok(()) => {
             service.metrics.recorded(kind_name(&event));
-            tracing::debug!(kind = kind_name(&event), user_id = event.user_id(), "recorded");
+            tracing::debug!(
+                kind = kind_name(&event),
+                user_id = event.user_id(),
+                "recorded"
+            );
             Response::builder()
                 .status(StatusCode::NO_CONTENT)
                 .body(Body::empty())

@@ -257,7 +257,11 @@ pub fn score_outcomes(lines: &[String]) -> Vec<String> {
 pub fn is_withdrawal(line: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(line)
         .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(|k| k == "withdrawal"))
+        .and_then(|v| {
+            v.get("kind")
+                .and_then(|k| k.as_str())
+                .map(|k| k == "withdrawal")
+        })
         .unwrap_or(false)
 }
 
@@ -285,11 +289,21 @@ pub fn stream_through(
                     out.push(scored.body);
                 }
                 400 | 409 => {
-                    assert_eq!(recorded.status, scored.status, "line {}: {:?}", i + 1, recorded);
+                    assert_eq!(
+                        recorded.status,
+                        scored.status,
+                        "line {}: {:?}",
+                        i + 1,
+                        recorded
+                    );
                     assert!(scored.json().get("error").is_some());
                     out.push("invalid".into());
                 }
-                other => panic!("line {}: /v1/score answered {other}: {}", i + 1, scored.body),
+                other => panic!(
+                    "line {}: /v1/score answered {other}: {}",
+                    i + 1,
+                    scored.body
+                ),
             }
         } else {
             let recorded = client.post("/v1/events", line);
@@ -299,7 +313,11 @@ pub fn stream_through(
                     assert!(recorded.json().get("error").is_some());
                     out.push("invalid".into());
                 }
-                other => panic!("line {}: /v1/events answered {other}: {}", i + 1, recorded.body),
+                other => panic!(
+                    "line {}: /v1/events answered {other}: {}",
+                    i + 1,
+                    recorded.body
+                ),
             }
         }
     }
@@ -320,7 +338,10 @@ pub fn shipped_streams(root: &Path) -> Vec<PathBuf> {
         }
     };
     add(root.join("fixtures"));
-    for pack in std::fs::read_dir(root.join("rules")).expect("rules dir").flatten() {
+    for pack in std::fs::read_dir(root.join("rules"))
+        .expect("rules dir")
+        .flatten()
+    {
         add(pack.path().join("tests"));
     }
     files.sort();

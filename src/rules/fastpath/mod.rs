@@ -208,8 +208,8 @@ impl RuleProbe {
             .compile(script)
             .map_err(|(line, column, message)| format!("{line}:{column}: {message}"))?;
         let fast = compile(&ast, &limits, params);
-        let params = super::params::reads_params(&ast)
-            .then(|| rhai::Dynamic::from_map(params.to_map()));
+        let params =
+            super::params::reads_params(&ast).then(|| rhai::Dynamic::from_map(params.to_map()));
         Ok(RuleProbe {
             sandbox,
             ast,
