@@ -8,7 +8,7 @@
 //! they build history and count in no labeled figure of `riskgate replay`.
 //!
 //! The typologies, their default shares and every knob are described in the README section
-//! "Generating labeled streams: `riskgate gen`"; the code of each is in [`user`].
+//! "Generating labeled streams: `riskgate gen`"; the code of each is in `user.rs`.
 
 mod rng;
 mod typology;

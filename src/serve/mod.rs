@@ -3,8 +3,8 @@
 //! Built with the `serve` cargo feature (on by default). A host that embeds the library sets
 //! `default-features = false` and compiles no web stack.
 //!
-//! One module per concept: [`backend`] (state and recorded ids), [`routes`] (the API),
-//! [`metrics`] (Prometheus), [`signals`] (SIGTERM, SIGHUP), `service` (what requests share).
+//! One module per concept: `backend` (state and recorded ids), `routes` (the API),
+//! `metrics` (Prometheus), `signals` (SIGTERM, SIGHUP), `service` (what requests share).
 
 mod backend;
 mod metrics;
