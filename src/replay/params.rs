@@ -296,16 +296,7 @@ impl Recorder {
             tx_index = u32::try_from(self.txs.len()).unwrap_or(u32::MAX);
             let start = self.texts.len();
             let mut lens = [0_u32; 8];
-            let fields = [
-                &tx.id,
-                &tx.user_id,
-                &tx.asset,
-                &tx.network,
-                &tx.country,
-                &tx.locale,
-                &tx.referral,
-                &tx.destination,
-            ];
+            let fields = tx.strings();
             for (len, field) in lens.iter_mut().zip(fields) {
                 self.texts.push_str(field);
                 *len = u32::try_from(field.len()).unwrap_or(u32::MAX);

@@ -175,21 +175,27 @@ impl Tx {
     pub fn to_rhai_map(&self) -> rhai::Map {
         TxView::from(self).to_map()
     }
+
+    /// The string fields in [`TxView`]'s order: id, user_id, asset, network, country, locale,
+    /// referral, destination.
+    pub(crate) fn strings(&self) -> [&str; 8] {
+        [
+            &self.id,
+            &self.user_id,
+            &self.asset,
+            &self.network,
+            &self.country,
+            &self.locale,
+            &self.referral,
+            &self.destination,
+        ]
+    }
 }
 
 impl<'a> From<&'a Tx> for TxView<'a> {
     fn from(tx: &'a Tx) -> TxView<'a> {
         TxView::new(
-            [
-                &tx.id,
-                &tx.user_id,
-                &tx.asset,
-                &tx.network,
-                &tx.country,
-                &tx.locale,
-                &tx.referral,
-                &tx.destination,
-            ],
+            tx.strings(),
             tx.amount_usd,
             tx.features,
             Watchlists::Strings(&tx.watchlists),
