@@ -376,14 +376,11 @@ fn main() -> ExitCode {
             store,
             files,
         } => {
-            for (name, value) in [
+            if let Err(code) = check_percentages(&[
                 ("--max-friction", max_friction),
                 ("--max-cool-off-friction", max_cool_off_friction),
-            ] {
-                if value.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-                    eprintln!("riskgate: {name} is a percentage between 0 and 100");
-                    return ExitCode::from(UNUSABLE);
-                }
+            ]) {
+                return code;
             }
             let options = riskgate::replay::ReplayOptions {
                 max_friction: max_friction.map(|p| p / 100.0),
@@ -802,16 +799,9 @@ fn replay(
         Ok(r) => r,
         Err(code) => return code,
     };
-    let specs = match params
-        .iter()
-        .map(|p| riskgate::replay::ParamSpec::parse(p, &candidate))
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let specs = match param_specs(params, &candidate) {
         Ok(specs) => specs,
-        Err(e) => {
-            eprintln!("riskgate: {e}");
-            return ExitCode::from(UNUSABLE);
-        }
+        Err(code) => return code,
     };
     let baseline = match baseline.map(load_rules).transpose() {
         Ok(b) => b,
@@ -1047,29 +1037,19 @@ fn tune(
     json: bool,
     files: &[PathBuf],
 ) -> ExitCode {
-    for (name, value) in [
+    if let Err(code) = check_percentages(&[
         ("--max-friction", Some(max_friction)),
         ("--max-cool-off", max_cool_off),
-    ] {
-        if value.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
-            eprintln!("riskgate: {name} is a percentage between 0 and 100");
-            return ExitCode::from(UNUSABLE);
-        }
+    ]) {
+        return code;
     }
     let rules = match load_rules(rules) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let specs = match params
-        .iter()
-        .map(|p| riskgate::replay::ParamSpec::parse(p, &rules))
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let specs = match param_specs(params, &rules) {
         Ok(specs) => specs,
-        Err(e) => {
-            eprintln!("riskgate: {e}");
-            return ExitCode::from(UNUSABLE);
-        }
+        Err(code) => return code,
     };
     let options = riskgate::replay::TuneOptions {
         max_friction: max_friction / 100.0,
@@ -1178,4 +1158,30 @@ fn feed_files(
     }
     reading.finish_and_clear();
     Ok(())
+}
+
+/// Each option given must be a percentage between 0 and 100.
+fn check_percentages(options: &[(&str, Option<f64>)]) -> Result<(), ExitCode> {
+    for (name, value) in options {
+        if value.is_some_and(|p| !(0.0..=100.0).contains(&p)) {
+            eprintln!("riskgate: {name} is a percentage between 0 and 100");
+            return Err(ExitCode::from(UNUSABLE));
+        }
+    }
+    Ok(())
+}
+
+/// Parses the `--param pack/rule.name=V1,V2,...` arguments against the rules they sweep.
+fn param_specs(
+    params: &[String],
+    rules: &riskgate::RuleSet,
+) -> Result<Vec<riskgate::replay::ParamSpec>, ExitCode> {
+    params
+        .iter()
+        .map(|p| riskgate::replay::ParamSpec::parse(p, rules))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            eprintln!("riskgate: {e}");
+            ExitCode::from(UNUSABLE)
+        })
 }
