@@ -2,11 +2,11 @@
 //! caps, thresholds, floors, `on_rule_error`, warning choice, locale fallback, placeholders,
 //! cooling-off hours, sorted lists and the ruleset id.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Decision, Tier};
 use serde_json::json;
+use support::contract::*;
 
 /// A pack applying everywhere whose rules each return a fixed value.
 fn fixed(rules: &Rules, pack: &str, header: &str, entries: &[(&str, &str, &str)]) {

@@ -3,11 +3,11 @@
 //! floors and modes; a random `on_rule_error`) decide a withdrawal by a user of a random country
 //! and locale, and the decision is compared with one computed by brute force from the contract.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use proptest::prelude::*;
 use riskgate::Tier;
+use support::contract::*;
 
 #[derive(Clone, Debug)]
 enum Ret {

@@ -2,12 +2,12 @@
 //! rule, the `holdout` field on every decision, warnings withheld only at the listed tiers and
 //! never at cool_off, and every load refusal naming `holdout`.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Holdout, Tier};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use support::contract::*;
 
 /// The standard test policy plus a `[holdout]` table.
 fn policy_with(holdout: &str) -> String {

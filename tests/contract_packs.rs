@@ -2,10 +2,10 @@
 //! load problems as `pack/file:line:column: message` (all of them at once), scripts refused at
 //! load, what a script's value means, sandbox limits, and reload keeping the old set.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Decision, Scorer, Tier};
+use support::contract::*;
 
 /// Runs `script` as the one rule (score 40) of a pack applying everywhere, on a plain
 /// withdrawal.

@@ -3,11 +3,11 @@
 //! every refusal at load naming `file:line:column`. The whole file also runs with the fast
 //! path off (`RISKGATE_NO_FASTPATH=1 cargo test`); `tests/fastpath_params.rs` compares the two.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{ParamValue, RuleSet, Tier};
 use serde_json::json;
+use support::contract::*;
 
 /// The policy with `extra` appended (overrides go there).
 fn policy_with(extra: &str) -> String {

@@ -3,13 +3,13 @@
 //! line), signatures (ours, one made with OpenSSL, tampering), and that nothing outside the
 //! rule set is read (links and special files are refused).
 
-mod contract_support;
+mod support;
 
 use std::path::Path;
 
-use contract_support::*;
 use riskgate::signing::{self, PublicKey, SecretKey};
 use riskgate::{RuleSet, Tier};
+use support::contract::*;
 
 /// The standard test policy followed by `partners` (TOML).
 fn with_partners(partners: &str) -> Rules {

@@ -8,15 +8,15 @@
 //! `tests/malformed/packs.toml`, each a change to a valid rule set.
 //! `MALFORMED_SHOW=1 cargo test --test malformed -- --nocapture` prints every error.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use riskgate::{ErrorKind, EventStream, LineReader, Processed, Scorer};
 use serde::Deserialize;
+use support::hardening::*;
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/malformed")

@@ -3,7 +3,7 @@
 //! alternating good and broken rule sets. No decision fails, every decision carries the id of
 //! a set that was live and is consistent with that set, and broken sets never go live.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
 use riskgate::{Event, RuleSet, Scorer};
+use support::hardening::*;
 
 /// A good rule set whose only rule always hits with `score`.
 fn good_set(dir: &Path, score: i64) {
