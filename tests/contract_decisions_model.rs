@@ -175,7 +175,7 @@ fn check(
     } else {
         on_error.name()
     };
-    let rules = Rules::with_policy(&policy(on_error_name));
+    let rules = Rules::with_policy(&policy_default_limits(on_error_name));
     for (p, spec) in packs.iter().enumerate() {
         let id = format!("p{p}");
         let regions = ["[\"*\"]", "[\"HK\"]", "[\"SG\", \"MO\"]"][spec.regions as usize];

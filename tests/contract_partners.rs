@@ -13,7 +13,10 @@ use support::contract::*;
 
 /// The standard test policy followed by `partners` (TOML).
 fn with_partners(partners: &str) -> Rules {
-    Rules::with_policy(&format!("{}\n{partners}\n", policy("ignore")))
+    Rules::with_policy(&format!(
+        "{}\n{partners}\n",
+        policy_default_limits("ignore")
+    ))
 }
 
 /// A pack `id` for `regions` with one rule that always hits, scoring `score`, plus `extra`
@@ -611,7 +614,11 @@ mod links_and_special_files {
     fn a_linked_policy_or_rules_directory_is_refused() {
         let rules = plain();
         let elsewhere = tempfile::tempdir().unwrap();
-        std::fs::write(elsewhere.path().join("policy.toml"), policy("ignore")).unwrap();
+        std::fs::write(
+            elsewhere.path().join("policy.toml"),
+            policy_default_limits("ignore"),
+        )
+        .unwrap();
         std::fs::remove_file(rules.path().join("policy.toml")).unwrap();
         symlink(
             elsewhere.path().join("policy.toml"),

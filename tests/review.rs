@@ -60,7 +60,7 @@ fn world() -> World {
     let public = keygen(&key);
     let live = Rules::with_policy(&format!(
         "{}\n[partners.p]\nregions = [\"HK\"]\npublic_key = \"{public}\"\n\n[partners.q]\nregions = [\"HK\", \"SG\"]\n\n[partners.n]\nregions = [\"SG\"]\nmode = \"shadow\"\n",
-        policy("ignore")
+        policy_default_limits("ignore")
     ));
     write_p(live.path(), 1);
     sign(&key, &live.path().join("p"));

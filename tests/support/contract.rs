@@ -29,8 +29,11 @@ pub fn at_us(micros: i64) -> String {
         .to_string()
 }
 
-/// A policy with thresholds 20/50/90, 24 cooling-off hours, errors ignored, default limits.
-pub fn policy(on_rule_error: &str) -> String {
+/// The contract tests' policy: thresholds 20/50/90, 24 cooling-off hours, `on_rule_error` as
+/// given, no `[limits]` section (so the contract's default limits), and default warnings in `en`
+/// and `fr` (the locale tests rely on both). Unlike [`super::hardening::policy_with_limits`],
+/// whose `[limits]` body is explicit and whose only warning is in `en`, with other texts.
+pub fn policy_default_limits(on_rule_error: &str) -> String {
     format!(
         r#"[tiers]
 notice = 20
@@ -62,7 +65,7 @@ pub struct Rules {
 impl Rules {
     /// A rules dir with the standard policy and no packs.
     pub fn new() -> Rules {
-        Rules::with_policy(&policy("ignore"))
+        Rules::with_policy(&policy_default_limits("ignore"))
     }
 
     pub fn with_policy(text: &str) -> Rules {

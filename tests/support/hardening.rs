@@ -4,8 +4,11 @@
 
 use std::path::Path;
 
-/// The policy every temporary rule set starts from; `limits` is inserted as the `[limits]` body.
-pub fn policy_toml(on_rule_error: &str, limits: &str) -> String {
+/// The policy every temporary rule set of the hardening and hostile tests starts from: thresholds
+/// 20/50/90, 24 cooling-off hours, `on_rule_error` as given, `limits` inserted as the `[limits]`
+/// body, and one default warning, in `en`. Unlike [`super::contract::policy_default_limits`],
+/// which has no `[limits]` section and default warnings in `en` and `fr`, with other texts.
+pub fn policy_with_limits(on_rule_error: &str, limits: &str) -> String {
     format!(
         r#"[tiers]
 notice = 20

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::hardening::{policy_toml, withdrawal};
+use super::hardening::{policy_with_limits, withdrawal};
 
 /// What the hostile test runs with: the default limits but a 20 ms deadline, so that the legal
 /// scripts of the corpus never reach it on a loaded debug build (the bench uses the real 2 ms).
@@ -70,7 +70,11 @@ file = "watchlists/w.txt"
 "#
     );
     std::fs::create_dir_all(dir.join("hostile/watchlists")).expect("create pack");
-    std::fs::write(dir.join("policy.toml"), policy_toml("ignore", limits)).expect("policy");
+    std::fs::write(
+        dir.join("policy.toml"),
+        policy_with_limits("ignore", limits),
+    )
+    .expect("policy");
     std::fs::write(dir.join("hostile/pack.toml"), pack).expect("pack");
     std::fs::write(dir.join("hostile/before.rhai"), "true\n").expect("before");
     std::fs::write(dir.join("hostile/after.rhai"), WITNESS_RULE).expect("after");
