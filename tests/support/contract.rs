@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use riskgate::{Decision, Event, EventStream, Processed, RuleSet, Scorer, Withdrawal};
 use serde_json::{json, Value};
 
+use super::hardening::write_files;
+
 /// The instant most tests start from.
 pub const T0: &str = "2026-03-01T00:00:00Z";
 pub const HOUR: i64 = 3600;
@@ -82,9 +84,7 @@ impl Rules {
 
     /// Writes `relative` (creating folders).
     pub fn file(&self, relative: &str, text: &str) -> &Rules {
-        let path = self.dir.path().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        write_files(self.path(), &[(relative, text)]);
         self
     }
 

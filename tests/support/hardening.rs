@@ -48,7 +48,9 @@ pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
-/// A withdrawal event line. `extra` is spliced into the object (e.g. `,"device_id":"d1"`).
+/// A withdrawal event line. `extra` is spliced into the object (e.g. `,"device_id":"d1"`). The
+/// user was created 2026-01-01, locale `en`, referral `organic`: not the user of
+/// [`super::contract::wd`] (created 2025-03-01, no locale), so the two are kept apart.
 pub fn withdrawal(
     id: &str,
     user: &str,
