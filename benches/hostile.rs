@@ -11,15 +11,16 @@
 //! `cargo bench --no-run --bench hostile` then `chrt -f 50 target/release/deps/hostile-* --test`
 //! (`--test` skips criterion's timing loops).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use common::*;
 use criterion::{criterion_group, criterion_main, Criterion};
 use riskgate::{RuleSet, Scorer};
+use support::hardening::*;
+use support::hostile::*;
 
 const REPEAT: usize = 20;
 const DEADLINE: Duration = Duration::from_millis(2);

@@ -19,17 +19,15 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../tests/redis_support/mod.rs"]
-mod redis_support;
-#[path = "../tests/serve_support/mod.rs"]
-mod serve_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serve_support::{Client, Server};
+use support::serve::{Client, Server};
 
 const BIN: &str = env!("CARGO_BIN_EXE_riskgate");
 const SAT_CONNECTIONS: usize = 8;
@@ -50,7 +48,7 @@ fn main() {
     run(&root, &extra, seconds, &[(2_000.0, 8), (10_000.0, 32)]);
     if extra.is_empty() && std::env::var_os("RISKGATE_BENCH_NO_REDIS").is_none() {
         // The same against a local redis-server started here (no persistence).
-        let redis = redis_support::RedisServer::start();
+        let redis = support::redis_server::RedisServer::start();
         let url = redis.url();
         run(&root, &["--store", &url], seconds, &[(2_000.0, 8)]);
     }
@@ -120,7 +118,7 @@ fn stream() -> (Vec<String>, Vec<String>) {
     let history = lines[..cut].to_vec();
     let probes = lines[cut..]
         .iter()
-        .filter(|l| serve_support::is_withdrawal(l))
+        .filter(|l| support::serve::is_withdrawal(l))
         .cloned()
         .collect();
     (history, probes)

@@ -8,8 +8,8 @@
 //! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
 
 mod common;
-#[path = "../tests/redis_support/mod.rs"]
-mod redis_support;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -22,7 +22,7 @@ const USERS: usize = 2_000;
 const WITHDRAWALS: usize = 2_000;
 const TIMED: usize = 4_000;
 
-fn used_memory(server: &redis_support::RedisServer) -> u64 {
+fn used_memory(server: &support::redis_server::RedisServer) -> u64 {
     let mut con = server.connection().expect("connect");
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -35,7 +35,7 @@ fn used_memory(server: &redis_support::RedisServer) -> u64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let server = redis_support::RedisServer::start();
+    let server = support::redis_server::RedisServer::start();
     let rules = || RuleSet::load(common::rules_dir()).expect("the shipped rules load");
     let memory = Scorer::new(rules());
     let store = Store::open(&server.url(), "bench:").expect("open the bench redis");

@@ -1,10 +1,10 @@
 //! Contract section 5: the command line. `riskgate score` from a file and from stdin, and
 //! `riskgate check` with its exit status and expectations, passing and failing.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use serde_json::json;
+use support::contract::*;
 
 fn two_pack_rules() -> Rules {
     let rules = Rules::new();

@@ -2,11 +2,11 @@
 //! caps, thresholds, floors, `on_rule_error`, warning choice, locale fallback, placeholders,
 //! cooling-off hours, sorted lists and the ruleset id.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Decision, Tier};
 use serde_json::json;
+use support::contract::*;
 
 /// A pack applying everywhere whose rules each return a fixed value.
 fn fixed(rules: &Rules, pack: &str, header: &str, entries: &[(&str, &str, &str)]) {
@@ -125,7 +125,7 @@ fn the_campaign_window_includes_active_from_and_excludes_active_until() {
 
 #[test]
 fn shadow_packs_and_shadow_rules_are_reported_never_scored() {
-    let rules = Rules::with_policy(&policy("cool_off"));
+    let rules = Rules::with_policy(&policy_default_limits("cool_off"));
     fixed(
         &rules,
         "live",
@@ -262,7 +262,8 @@ fn the_tier_is_the_highest_threshold_the_score_reaches() {
 
 #[test]
 fn cool_off_hours_come_from_the_policy() {
-    let rules = Rules::with_policy(&policy("ignore").replace("hours = 24", "hours = 72"));
+    let rules =
+        Rules::with_policy(&policy_default_limits("ignore").replace("hours = 24", "hours = 72"));
     fixed(&rules, "p", "", &[("r", "95", "")]);
     let d = one(&rules);
     assert_eq!(d.cool_off_hours, Some(72));
@@ -325,7 +326,7 @@ fn on_rule_error_raises_the_tier_only_when_a_live_rule_failed() {
         ("notice", "loop {}", Tier::Notice),
         ("warn", "false", Tier::Allow),
     ] {
-        let rules = Rules::with_policy(&policy(on_error));
+        let rules = Rules::with_policy(&policy_default_limits(on_error));
         fixed(&rules, "p", "", &[("r", failing, "")]);
         let d = one(&rules);
         assert_eq!(
@@ -336,12 +337,12 @@ fn on_rule_error_raises_the_tier_only_when_a_live_rule_failed() {
         assert_eq!(d.cool_off_hours.is_some(), expected == Tier::CoolOff);
     }
     // A failure in a pack that does not apply is no failure.
-    let rules = Rules::with_policy(&policy("warn"));
+    let rules = Rules::with_policy(&policy_default_limits("warn"));
     rules.pack("sg", "regions = [\"SG\"]", &[("r", "throw \"x\"", "")]);
     let d = one(&rules);
     assert_eq!((d.tier, d.errors.len()), (Tier::Allow, 0));
     // ... nor does one outside its campaign window.
-    let rules = Rules::with_policy(&policy("warn"));
+    let rules = Rules::with_policy(&policy_default_limits("warn"));
     fixed(
         &rules,
         "later",

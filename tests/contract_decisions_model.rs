@@ -3,11 +3,11 @@
 //! floors and modes; a random `on_rule_error`) decide a withdrawal by a user of a random country
 //! and locale, and the decision is compared with one computed by brute force from the contract.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use proptest::prelude::*;
 use riskgate::Tier;
+use support::contract::*;
 
 #[derive(Clone, Debug)]
 enum Ret {
@@ -175,7 +175,7 @@ fn check(
     } else {
         on_error.name()
     };
-    let rules = Rules::with_policy(&policy(on_error_name));
+    let rules = Rules::with_policy(&policy_default_limits(on_error_name));
     for (p, spec) in packs.iter().enumerate() {
         let id = format!("p{p}");
         let regions = ["[\"*\"]", "[\"HK\"]", "[\"SG\", \"MO\"]"][spec.regions as usize];

@@ -2,11 +2,11 @@
 //! fractional seconds, cancelled withdrawals, labels, and how `riskgate score` treats blank,
 //! invalid and duplicate lines.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Event, Label, Status};
 use serde_json::{json, Value};
+use support::contract::*;
 
 fn error_of(line: &str) -> String {
     match Event::parse_line(line) {

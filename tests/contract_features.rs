@@ -2,11 +2,11 @@
 //! ((t - D, t]: t - D excluded, t included), EVM normalization, out-of-order events, devices,
 //! password resets and watchlists.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Scorer, Tx};
 use serde_json::json;
+use support::contract::*;
 
 const EVM: &str = "0xAbCdEf0123456789abcdef0123456789ABCDEF01";
 

@@ -4,11 +4,11 @@
 //! through the scorer, and every withdrawal's `tx` is compared with the fields computed by brute
 //! force, straight from the contract's wording, over the list of events processed so far.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use proptest::prelude::*;
 use riskgate::{normalize_address, Event, EventStream};
+use support::contract::*;
 
 const DESTS: [&str; 4] = [
     "0xAbCdEf0123456789abcdef0123456789ABCDEF01",

@@ -3,13 +3,13 @@
 //! string "inf" for positive infinity), computed by hand from the contract. The streams are
 //! replayed with the shipped rules (for the watchlists), through the library and the CLI.
 
-mod contract_support;
+mod support;
 
 use std::path::Path;
 
-use contract_support::*;
 use riskgate::{Event, EventStream, Processed, Tx};
 use serde_json::{json, Value};
+use support::contract::*;
 
 /// A `tx` field as JSON, with infinity spelled "inf".
 fn field(tx: &Tx, name: &str) -> Value {

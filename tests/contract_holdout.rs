@@ -2,16 +2,19 @@
 //! rule, the `holdout` field on every decision, warnings withheld only at the listed tiers and
 //! never at cool_off, and every load refusal naming `holdout`.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Holdout, Tier};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use support::contract::*;
 
 /// The standard test policy plus a `[holdout]` table.
 fn policy_with(holdout: &str) -> String {
-    format!("{}\n[holdout]\n{holdout}\n", policy("ignore"))
+    format!(
+        "{}\n[holdout]\n{holdout}\n",
+        policy_default_limits("ignore")
+    )
 }
 
 /// A rule set whose one rule scores every withdrawal `score` (20 notice, 50 warn, 90 cool_off),
@@ -264,7 +267,7 @@ fn assert_refused(holdout: &str, line: usize) {
         assert!(p.starts_with("policy.toml:"), "{holdout}: {p}");
     }
     // The policy's own lines come first; the [holdout] header is on line `base`.
-    let base = policy("ignore").lines().count() + 2;
+    let base = policy_default_limits("ignore").lines().count() + 2;
     assert!(
         problems
             .iter()
@@ -389,7 +392,7 @@ fn check_expects_the_warning_the_rules_chose_even_when_held_out() {
 #[test]
 fn holdout_that_is_not_a_table_is_refused_naming_it() {
     for value in ["1", "\"0.05\"", "[\"notice\"]", "true", "0.05"] {
-        let text = format!("holdout = {value}\n{}", policy("ignore"));
+        let text = format!("holdout = {value}\n{}", policy_default_limits("ignore"));
         let problems = Rules::with_policy(&text).problems();
         assert_eq!(problems.len(), 1, "{value}: {problems:?}");
         assert!(problems[0].starts_with("policy.toml:1:"), "{problems:?}");
@@ -398,7 +401,7 @@ fn holdout_that_is_not_a_table_is_refused_naming_it() {
     // An inline table is a table.
     let text = format!(
         "holdout = {{ share = 0.5, salt = \"2026-q4\" }}\n{}",
-        policy("ignore")
+        policy_default_limits("ignore")
     );
     let rules = Rules::with_policy(&text);
     rules.pack("p", "regions = [\"*\"]", &[("r", "25", "")]);

@@ -2,15 +2,15 @@
 //! load problems as `pack/file:line:column: message` (all of them at once), scripts refused at
 //! load, what a script's value means, sandbox limits, and reload keeping the old set.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{Decision, Scorer, Tier};
+use support::contract::*;
 
 /// Runs `script` as the one rule (score 40) of a pack applying everywhere, on a plain
 /// withdrawal.
 fn run(script: &str) -> Decision {
-    run_with_policy(&policy("ignore"), script)
+    run_with_policy(&policy_default_limits("ignore"), script)
 }
 
 fn run_with_policy(policy_text: &str, script: &str) -> Decision {
@@ -107,7 +107,7 @@ fn a_full_pack_loads_with_every_manifest_field() {
 
 #[test]
 fn the_policy_sets_tiers_cool_off_errors_and_limits() {
-    let text = policy("warn").replace(
+    let text = policy_default_limits("warn").replace(
         "[warnings.default.en]",
         "[limits]\nmax_rule_ms = 5\nmax_operations = 500\n\n[warnings.default.en]",
     );
@@ -206,7 +206,7 @@ fn scripts_using_import_or_eval_nesting_too_deep_or_not_parsing_are_refused_at_l
 #[test]
 fn nesting_is_measured_against_the_policys_max_expr_depth() {
     let nested = |n: usize| format!("{}1{} > 0", "(".repeat(n), ")".repeat(n));
-    let text = policy("ignore").replace(
+    let text = policy_default_limits("ignore").replace(
         "[warnings.default.en]",
         "[limits]\nmax_expr_depth = 8\n\n[warnings.default.en]",
     );
@@ -223,7 +223,7 @@ fn nesting_is_measured_against_the_policys_max_expr_depth() {
 
 #[test]
 fn every_problem_is_reported_at_once_with_file_line_and_column() {
-    let rules = Rules::with_policy(&policy("sometimes"));
+    let rules = Rules::with_policy(&policy_default_limits("sometimes"));
     rules.pack(
         "one",
         "regions = [\"*\"]",
@@ -293,12 +293,12 @@ fn policy_problems_are_reported() {
         &Rules::with_policy(no_default).problems(),
         "policy.toml:"
     ));
-    let decreasing = policy("ignore").replace("warn = 50", "warn = 10");
+    let decreasing = policy_default_limits("ignore").replace("warn = 50", "warn = 10");
     assert!(has(
         &Rules::with_policy(&decreasing).problems(),
         "policy.toml:"
     ));
-    let bad_error = policy("panic");
+    let bad_error = policy_default_limits("panic");
     let problems = Rules::with_policy(&bad_error).problems();
     assert!(
         has(&problems, "policy.toml:10:"),
@@ -476,7 +476,7 @@ fn sandbox_limits_stop_hostile_scripts_as_rule_errors() {
 
 #[test]
 fn the_wall_clock_deadline_stops_a_rule_that_is_within_its_operation_budget() {
-    let text = policy("ignore").replace(
+    let text = policy_default_limits("ignore").replace(
         "[warnings.default.en]",
         "[limits]\nmax_rule_ms = 1\nmax_operations = 1000000000000\n\n[warnings.default.en]",
     );
@@ -639,7 +639,7 @@ fn hostile_scripts_are_refused_at_load_or_fail_as_rule_errors_without_crashing()
 }
 
 fn with_limits(limits: &str) -> String {
-    policy("ignore").replace(
+    policy_default_limits("ignore").replace(
         "[warnings.default.en]",
         &format!("[limits]\n{limits}\n\n[warnings.default.en]"),
     )

@@ -3,15 +3,15 @@
 //! every refusal at load naming `file:line:column`. The whole file also runs with the fast
 //! path off (`RISKGATE_NO_FASTPATH=1 cargo test`); `tests/fastpath_params.rs` compares the two.
 
-mod contract_support;
+mod support;
 
-use contract_support::*;
 use riskgate::{ParamValue, RuleSet, Tier};
 use serde_json::json;
+use support::contract::*;
 
 /// The policy with `extra` appended (overrides go there).
 fn policy_with(extra: &str) -> String {
-    format!("{}\n{extra}\n", policy("ignore"))
+    format!("{}\n{extra}\n", policy_default_limits("ignore"))
 }
 
 /// One pack `p` with the rule `big` = `tx.amount_usd >= params.min_amount_usd` (score 60,
@@ -107,7 +107,7 @@ fn integer_bool_and_string_params_keep_their_types() {
 
 #[test]
 fn reading_a_param_that_is_not_there_is_a_rule_error_as_for_tx() {
-    let rules = Rules::with_policy(&policy("warn"));
+    let rules = Rules::with_policy(&policy_default_limits("warn"));
     rules.pack(
         "p",
         "regions = [\"*\"]",
@@ -363,7 +363,10 @@ fn every_bad_override_is_refused_naming_policy_toml_line_and_column() {
 fn params_of_the_wrong_shape_are_refused() {
     for extra in ["params = 5\n", "[params]\n\"p/big\" = 5\n"] {
         let rules = big_amount("");
-        rules.file("policy.toml", &format!("{extra}\n{}", policy("ignore")));
+        rules.file(
+            "policy.toml",
+            &format!("{extra}\n{}", policy_default_limits("ignore")),
+        );
         let problem = only_problem(&rules);
         assert!(problem.starts_with("policy.toml:"), "{extra}: {problem}");
     }

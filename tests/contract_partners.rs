@@ -3,17 +3,20 @@
 //! line), signatures (ours, one made with OpenSSL, tampering), and that nothing outside the
 //! rule set is read (links and special files are refused).
 
-mod contract_support;
+mod support;
 
 use std::path::Path;
 
-use contract_support::*;
 use riskgate::signing::{self, PublicKey, SecretKey};
 use riskgate::{RuleSet, Tier};
+use support::contract::*;
 
 /// The standard test policy followed by `partners` (TOML).
 fn with_partners(partners: &str) -> Rules {
-    Rules::with_policy(&format!("{}\n{partners}\n", policy("ignore")))
+    Rules::with_policy(&format!(
+        "{}\n{partners}\n",
+        policy_default_limits("ignore")
+    ))
 }
 
 /// A pack `id` for `regions` with one rule that always hits, scoring `score`, plus `extra`
@@ -611,7 +614,11 @@ mod links_and_special_files {
     fn a_linked_policy_or_rules_directory_is_refused() {
         let rules = plain();
         let elsewhere = tempfile::tempdir().unwrap();
-        std::fs::write(elsewhere.path().join("policy.toml"), policy("ignore")).unwrap();
+        std::fs::write(
+            elsewhere.path().join("policy.toml"),
+            policy_default_limits("ignore"),
+        )
+        .unwrap();
         std::fs::remove_file(rules.path().join("policy.toml")).unwrap();
         symlink(
             elsewhere.path().join("policy.toml"),

@@ -1,14 +1,14 @@
 //! Determinism (issue 5): the same stream and rules give byte-identical decisions, run after
 //! run: `riskgate score` twice on the shipped rules, and the library in process.
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::withdrawal;
 use riskgate::{EventStream, LineReader, Processed, Scorer};
+use support::hardening::withdrawal;
 
 /// A stream touching every feature: logins, resets, repeat and shared destinations, EVM
 /// addresses in both cases, cancelled withdrawals, the watchlists, and a few invalid lines.

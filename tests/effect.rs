@@ -2,13 +2,13 @@
 //! measurement `riskgate effect` over a decision log, and the response model `riskgate respond`
 //! whose true effect replay must recover.
 
-mod contract_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use contract_support::{cli, json_lines, repo};
 use serde_json::Value;
+use support::contract::{cli, json_lines, repo};
 
 /// The shipped rules with a `[holdout]` table appended, in a temp dir.
 fn shipped_rules_with(holdout: &str) -> tempfile::TempDir {

@@ -13,12 +13,13 @@
 //!
 //! `HOSTILE_SHOW=1 cargo test --test hostile -- --nocapture` prints every case's outcome.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
 use riskgate::{RuleSet, Scorer};
+use support::hardening::*;
+use support::hostile::*;
 
 /// The test's deadline (see [`TEST_LIMITS`]) plus a generous margin for a loaded machine.
 const SANITY_BOUND: Duration = Duration::from_millis(20 + 100);

@@ -8,15 +8,15 @@
 //! `tests/malformed/packs.toml`, each a change to a valid rule set.
 //! `MALFORMED_SHOW=1 cargo test --test malformed -- --nocapture` prints every error.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use common::*;
 use riskgate::{ErrorKind, EventStream, LineReader, Processed, Scorer};
 use serde::Deserialize;
+use support::hardening::*;
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/malformed")
@@ -33,7 +33,7 @@ fn rules_dir() -> tempfile::TempDir {
     write_files(
         dir.path(),
         &[
-            ("policy.toml", &policy_toml("notice", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("notice", DEFAULT_LIMITS)),
             (
                 "p/pack.toml",
                 "id = \"p\"\nregions = [\"*\"]\n\n[[rules]]\nid = \"history\"\nscript = \"history.rhai\"\nreason = \"r\"\n\n[[rules]]\nid = \"reset\"\nscript = \"reset.rhai\"\nscore = 30\nreason = \"r\"\n\n[[rules]]\nid = \"device\"\nscript = \"device.rhai\"\nscore = 5\nreason = \"r\"\n",
@@ -321,7 +321,7 @@ fn base_rules(dir: &Path) {
     write_files(
         dir,
         &[
-            ("policy.toml", &policy_toml("notice", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("notice", DEFAULT_LIMITS)),
             ("p/pack.toml", BASE_PACK),
             ("p/big.rhai", "tx.amount_usd >= 1000.0"),
             ("p/listed.rhai", "tx.watchlists.len() > 0"),

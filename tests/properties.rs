@@ -2,14 +2,14 @@
 //! keeps the contract's invariants (section 4); random bytes as event lines always give a line
 //! error and change no state.
 
-mod common;
+mod support;
 
 use std::io::BufReader;
 use std::path::Path;
 
-use common::*;
 use proptest::prelude::*;
 use riskgate::{Decision, ErrorKind, EventStream, LineReader, Processed, RuleSet, Scorer, Tier};
+use support::hardening::*;
 
 /// Rules exercising every part of a decision: two live packs (one capped, one with a campaign
 /// window), a shadow pack, a shadow rule in a live pack, floors, warnings, numbers, errors.
@@ -43,7 +43,7 @@ fn write_rules(dir: &Path, omit: &[&str]) {
     write_files(
         dir,
         &[
-            ("policy.toml", &policy_toml("notice", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("notice", DEFAULT_LIMITS)),
             ("alpha/pack.toml", &alpha),
             ("alpha/big.rhai", "tx.amount_usd >= 1000.0"),
             (

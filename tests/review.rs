@@ -2,12 +2,12 @@
 //! binary: a partner makes a key and signs a new version of its pack, and the exchange reviews
 //! it against the live rule set on a recorded stream.
 
-mod contract_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use contract_support::*;
 use serde_json::{json, Value};
+use support::contract::*;
 
 /// The live set: packs `p` (signed, HK, version 1) and `q` (unsigned, HK), under a policy that
 /// grants both; returns it with the partner's key file (in its own temp dir).
@@ -60,7 +60,7 @@ fn world() -> World {
     let public = keygen(&key);
     let live = Rules::with_policy(&format!(
         "{}\n[partners.p]\nregions = [\"HK\"]\npublic_key = \"{public}\"\n\n[partners.q]\nregions = [\"HK\", \"SG\"]\n\n[partners.n]\nregions = [\"SG\"]\nmode = \"shadow\"\n",
-        policy("ignore")
+        policy_default_limits("ignore")
     ));
     write_p(live.path(), 1);
     sign(&key, &live.path().join("p"));

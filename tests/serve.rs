@@ -6,11 +6,11 @@
     clippy::indexing_slicing
 )]
 
-mod serve_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use serve_support::*;
+use support::serve::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_riskgate");
 

@@ -7,13 +7,12 @@
     clippy::indexing_slicing
 )]
 
-mod redis_support;
-mod serve_support;
+mod support;
 
 use std::path::PathBuf;
 
-use redis_support::RedisServer;
-use serve_support::*;
+use support::redis_server::RedisServer;
+use support::serve::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_riskgate");
 
@@ -103,7 +102,7 @@ fn a_lost_store_gives_503_on_score_events_and_healthz() {
 
 #[test]
 fn an_unreachable_store_at_start_is_an_error() {
-    let port = redis_support::free_port();
+    let port = support::redis_server::free_port();
     let output = std::process::Command::new(BIN)
         .args(["serve", "--rules"])
         .arg(rules())

@@ -1,20 +1,19 @@
 //! Contract section 5, `--store redis://...`: feature state and processed withdrawal ids in a
 //! Redis server shared by several riskgate processes, which together decide exactly as one
 //! process that saw all their events in the same order. Every test starts its own
-//! `redis-server` on a free local port (see `redis_support`) and stops it.
+//! `redis-server` on a free local port (see `support::redis_server`) and stops it.
 #![cfg(feature = "redis")]
 
-mod contract_support;
-mod redis_support;
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use contract_support::*;
-use redis_support::RedisServer;
 use riskgate::{ErrorKind, Event, Scorer, Store};
+use support::contract::*;
+use support::redis_server::RedisServer;
 
 fn riskgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_riskgate"))
@@ -412,7 +411,7 @@ fn a_store_lost_mid_stream_stops_score_with_no_decision_after_it() {
 
 #[test]
 fn a_store_unreachable_at_start_is_an_error() {
-    let port = redis_support::free_port();
+    let port = support::redis_server::free_port();
     let (code, out, err) = cli(
         &[
             "score",

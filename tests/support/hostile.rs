@@ -1,5 +1,6 @@
-//! Helpers shared by the hardening tests and the hostile-script bench: temporary rule sets,
-//! events, and the data-driven hostile-script cases of `tests/hostile/*.toml`.
+//! The hostile-script cases of `tests/hostile/*.toml` (the hostile test and the hostile bench):
+//! the rule set each case is loaded into, between two normal rules, the withdrawal it is scored
+//! on, and the limits the test runs with.
 #![allow(dead_code)] // each test target uses a different part
 
 use std::fmt::Write as _;
@@ -7,35 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// The policy every temporary rule set starts from; `limits` is inserted as the `[limits]` body.
-pub fn policy_toml(on_rule_error: &str, limits: &str) -> String {
-    format!(
-        r#"[tiers]
-notice = 20
-warn = 50
-cool_off = 90
-
-[cool_off]
-hours = 24
-
-[errors]
-on_rule_error = "{on_rule_error}"
-
-[limits]
-{limits}
-
-[warnings.default.en]
-title = "Check before you send"
-body = "About to send {{amount_usd}} USD in {{asset}} to {{destination}}."
-"#
-    )
-}
-
-/// The default limits of the contract, as a `[limits]` body.
-pub const DEFAULT_LIMITS: &str = "max_rule_ms = 2\nmax_operations = 10000\nmax_call_levels = 16\nmax_expr_depth = 64\nmax_string_size = 4096\nmax_array_size = 1024\nmax_map_size = 256\n";
-
-/// The same, with so many operations allowed that only the wall-clock deadline stops a loop.
-pub const HIGH_OPS_LIMITS: &str = "max_rule_ms = 2\nmax_operations = 1000000000000\nmax_call_levels = 16\nmax_expr_depth = 64\nmax_string_size = 4096\nmax_array_size = 1024\nmax_map_size = 256\n";
+use super::hardening::{policy_with_limits, withdrawal};
 
 /// What the hostile test runs with: the default limits but a 20 ms deadline, so that the legal
 /// scripts of the corpus never reach it on a loaded debug build (the bench uses the real 2 ms).
@@ -43,32 +16,6 @@ pub const TEST_LIMITS: &str = "max_rule_ms = 20\nmax_operations = 10000\nmax_cal
 
 /// [`TEST_LIMITS`] with operations unlimited in practice: only the deadline stops a loop.
 pub const TEST_HIGH_OPS_LIMITS: &str = "max_rule_ms = 20\nmax_operations = 1000000000000\nmax_call_levels = 16\nmax_expr_depth = 64\nmax_string_size = 4096\nmax_array_size = 1024\nmax_map_size = 256\n";
-
-/// Writes `files` (relative path, contents) under `dir`, creating folders.
-pub fn write_files(dir: &Path, files: &[(&str, &str)]) {
-    for (relative, contents) in files {
-        let path = dir.join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).expect("create folder");
-        }
-        std::fs::write(&path, contents).expect("write file");
-    }
-}
-
-/// A withdrawal event line. `extra` is spliced into the object (e.g. `,"device_id":"d1"`).
-pub fn withdrawal(
-    id: &str,
-    user: &str,
-    ts: &str,
-    amount: f64,
-    destination: &str,
-    country: &str,
-    extra: &str,
-) -> String {
-    format!(
-        r#"{{"kind":"withdrawal","id":"{id}","ts":"{ts}","user_id":"{user}","asset":"USDT","network":"TRON","amount_usd":{amount:?},"destination":"{destination}","user":{{"country":"{country}","created_at":"2026-01-01T00:00:00Z","locale":"en","referral":"organic"}}{extra}}}"#
-    )
-}
 
 /// The pack id of the hostile rule sets, and the address on its watchlist.
 pub const HOSTILE_PACK: &str = "hostile";
@@ -123,7 +70,11 @@ file = "watchlists/w.txt"
 "#
     );
     std::fs::create_dir_all(dir.join("hostile/watchlists")).expect("create pack");
-    std::fs::write(dir.join("policy.toml"), policy_toml("ignore", limits)).expect("policy");
+    std::fs::write(
+        dir.join("policy.toml"),
+        policy_with_limits("ignore", limits),
+    )
+    .expect("policy");
     std::fs::write(dir.join("hostile/pack.toml"), pack).expect("pack");
     std::fs::write(dir.join("hostile/before.rhai"), "true\n").expect("before");
     std::fs::write(dir.join("hostile/after.rhai"), WITNESS_RULE).expect("after");

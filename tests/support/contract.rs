@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use riskgate::{Decision, Event, EventStream, Processed, RuleSet, Scorer, Withdrawal};
 use serde_json::{json, Value};
 
+use super::hardening::write_files;
+
 /// The instant most tests start from.
 pub const T0: &str = "2026-03-01T00:00:00Z";
 pub const HOUR: i64 = 3600;
@@ -29,8 +31,11 @@ pub fn at_us(micros: i64) -> String {
         .to_string()
 }
 
-/// A policy with thresholds 20/50/90, 24 cooling-off hours, errors ignored, default limits.
-pub fn policy(on_rule_error: &str) -> String {
+/// The contract tests' policy: thresholds 20/50/90, 24 cooling-off hours, `on_rule_error` as
+/// given, no `[limits]` section (so the contract's default limits), and default warnings in `en`
+/// and `fr` (the locale tests rely on both). Unlike [`super::hardening::policy_with_limits`],
+/// whose `[limits]` body is explicit and whose only warning is in `en`, with other texts.
+pub fn policy_default_limits(on_rule_error: &str) -> String {
     format!(
         r#"[tiers]
 notice = 20
@@ -62,7 +67,7 @@ pub struct Rules {
 impl Rules {
     /// A rules dir with the standard policy and no packs.
     pub fn new() -> Rules {
-        Rules::with_policy(&policy("ignore"))
+        Rules::with_policy(&policy_default_limits("ignore"))
     }
 
     pub fn with_policy(text: &str) -> Rules {
@@ -79,9 +84,7 @@ impl Rules {
 
     /// Writes `relative` (creating folders).
     pub fn file(&self, relative: &str, text: &str) -> &Rules {
-        let path = self.dir.path().join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
+        write_files(self.path(), &[(relative, text)]);
         self
     }
 
