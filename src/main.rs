@@ -543,22 +543,16 @@ fn main() -> ExitCode {
                     return ExitCode::from(UNUSABLE);
                 }
             };
-            if let Some(path) = &html {
-                if let Err(e) = std::fs::write(path, riskgate::review::render_html(&report)) {
-                    eprintln!("riskgate: cannot write {}: {e}", path.display());
-                    return ExitCode::from(UNUSABLE);
-                }
-            }
             let text = if json {
                 report.to_json()
             } else {
                 riskgate::review::render_text(&report)
             };
-            if let Err(e) = writeln!(io::stdout().lock(), "{}", text.trim_end()) {
-                if e.kind() != io::ErrorKind::BrokenPipe {
-                    eprintln!("riskgate: cannot write output: {e}");
-                    return ExitCode::from(UNUSABLE);
-                }
+            let html = html
+                .as_deref()
+                .map(|path| (path, riskgate::review::render_html(&report)));
+            if let Err(code) = write_report(html, &text) {
+                return code;
             }
             if report.passed() {
                 ExitCode::SUCCESS
@@ -834,23 +828,14 @@ fn replay(
         }
     }
     let report = replay.finish();
-    if let Some(path) = html {
-        if let Err(e) = std::fs::write(path, riskgate::replay::render_html(&report)) {
-            eprintln!("riskgate: cannot write {}: {e}", path.display());
-            return ExitCode::from(UNUSABLE);
-        }
-    }
     let text = if json {
         report.to_json()
     } else {
         riskgate::replay::render_text(&report)
     };
-    let mut out = io::stdout().lock();
-    if let Err(e) = writeln!(out, "{}", text.trim_end()) {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("riskgate: cannot write output: {e}");
-            return ExitCode::from(UNUSABLE);
-        }
+    let html = html.map(|path| (path, riskgate::replay::render_html(&report)));
+    if let Err(code) = write_report(html, &text) {
+        return code;
     }
     if report.stream.invalid > 0 {
         eprintln!("riskgate: {} invalid line(s)", report.stream.invalid);
@@ -1005,13 +990,27 @@ fn respond(
 
 /// Prints a report; a closed pipe is not an error.
 fn print_out(text: &str) -> ExitCode {
-    let mut out = io::stdout().lock();
-    match writeln!(out, "{}", text.trim_end()) {
+    match write_report(None, text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// Writes the HTML report when asked (path, page), then prints `text` on standard output (a
+/// closed pipe, as with `| head`, is not an error).
+fn write_report(html: Option<(&Path, String)>, text: &str) -> Result<(), ExitCode> {
+    if let Some((path, page)) = html {
+        if let Err(e) = std::fs::write(path, page) {
+            eprintln!("riskgate: cannot write {}: {e}", path.display());
+            return Err(ExitCode::from(UNUSABLE));
+        }
+    }
+    match writeln!(io::stdout().lock(), "{}", text.trim_end()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             eprintln!("riskgate: cannot write output: {e}");
-            ExitCode::from(UNUSABLE)
+            Err(ExitCode::from(UNUSABLE))
         }
-        _ => ExitCode::SUCCESS,
+        _ => Ok(()),
     }
 }
 
