@@ -410,40 +410,43 @@ pub fn render_effect_text(e: &EffectReport) -> String {
         "diff pp",
         "95% CI pp"
     );
-    let mut line = |r: &EffectRow| {
-        let groups = [
-            ("all", Some(&r.all)),
-            ("scam", r.scam.as_ref()),
-            ("legit", r.legit.as_ref()),
-        ];
-        for (name, c) in groups {
-            let Some(c) = c else { continue };
-            if name != "all" && c.warned + c.held_out == 0 {
-                continue;
-            }
-            let _ = writeln!(
-                o,
-                "  {:<8} {:<width$} {:<7} {:<6} {:>8} {:>9} {:>8} {:>9} {:>8} {:>16}",
-                r.tier.name(),
-                r.warning.as_deref().unwrap_or("(all)"),
-                r.locale.as_deref().unwrap_or(""),
-                name,
-                c.warned,
-                pct(c.warned_cancel_share),
-                c.held_out,
-                pct(c.held_out_cancel_share),
-                pp(c.difference),
-                ci(c)
-            );
-        }
-    };
-    for t in &e.tiers {
-        line(t);
-        for r in e.warnings.iter().filter(|r| r.tier == t.tier) {
-            line(r);
-        }
+    for (r, name, c) in display_rows(e) {
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<width$} {:<7} {:<6} {:>8} {:>9} {:>8} {:>9} {:>8} {:>16}",
+            r.tier.name(),
+            r.warning.as_deref().unwrap_or("(all)"),
+            r.locale.as_deref().unwrap_or(""),
+            name,
+            c.warned,
+            pct(c.warned_cancel_share),
+            c.held_out,
+            pct(c.held_out_cancel_share),
+            pp(c.difference),
+            ci(c)
+        );
     }
     o
+}
+
+/// The rows of the effect table in display order: each tier's total, then its warnings; per
+/// row the `all` group, then `scam` and `legit` where labeled withdrawals were seen.
+fn display_rows(e: &EffectReport) -> impl Iterator<Item = (&EffectRow, &'static str, &Comparison)> {
+    e.tiers
+        .iter()
+        .flat_map(|t| std::iter::once(t).chain(e.warnings.iter().filter(|r| r.tier == t.tier)))
+        .flat_map(|r| {
+            [
+                ("all", Some(&r.all)),
+                ("scam", r.scam.as_ref()),
+                ("legit", r.legit.as_ref()),
+            ]
+            .into_iter()
+            .filter_map(move |(name, c)| {
+                c.filter(|c| name == "all" || c.warned + c.held_out > 0)
+                    .map(|c| (r, name, c))
+            })
+        })
 }
 
 /// The effect section of the HTML report.
@@ -467,18 +470,8 @@ pub(crate) fn render_effect_html(e: &EffectReport, esc: impl Fn(&str) -> String)
         );
     }
     let _ = writeln!(o, "<table><tr><th>tier</th><th>warning</th><th>locale</th><th>group</th><th>warned</th><th>cancelled</th><th>held out</th><th>cancelled</th><th>difference (pp)</th><th>95% CI (pp)</th></tr>");
-    let mut line = |r: &EffectRow| {
-        let groups = [
-            ("all", Some(&r.all)),
-            ("scam", r.scam.as_ref()),
-            ("legit", r.legit.as_ref()),
-        ];
-        for (name, c) in groups {
-            let Some(c) = c else { continue };
-            if name != "all" && c.warned + c.held_out == 0 {
-                continue;
-            }
-            let _ = writeln!(
+    for (r, name, c) in display_rows(e) {
+        let _ = writeln!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 r.tier.name(),
@@ -491,13 +484,6 @@ pub(crate) fn render_effect_html(e: &EffectReport, esc: impl Fn(&str) -> String)
                 pp(c.difference),
                 ci(c)
             );
-        }
-    };
-    for t in &e.tiers {
-        line(t);
-        for r in e.warnings.iter().filter(|r| r.tier == t.tier) {
-            line(r);
-        }
     }
     let _ = writeln!(o, "</table><p class=\"note\">Difference: share cancelled when the warning was shown minus share cancelled when it was withheld; 95% interval by Newcombe's hybrid score method on Wilson intervals.</p></section>");
     o
