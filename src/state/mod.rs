@@ -208,11 +208,3 @@ pub(crate) fn edit<T, R>(items: &mut Box<[T]>, change: impl FnOnce(&mut Vec<T>) 
     *items = list.into_boxed_slice();
     result
 }
-
-/// Appends one item to a boxed slice (one reallocation, to the exact size).
-pub(crate) fn push<T>(items: &mut Box<[T]>, item: T) {
-    edit(items, |list| {
-        list.reserve_exact(1);
-        list.push(item);
-    });
-}

@@ -54,7 +54,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::destination::{DestinationState, Payer};
-use super::user::{Device, Entry, KnownDestination, UserState};
+use super::user::{Entry, KnownDestination, Unpacked, UserState};
 use super::{
     State, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
 };
@@ -186,27 +186,27 @@ impl Encoder {
     }
 
     fn user(&mut self, u: &UserState) {
-        self.varint(u.completed);
-        self.varint(u.destinations.len() as u64);
-        for d in u.destinations.iter() {
-            self.shared(&d.address);
+        self.varint(u.completed());
+        self.varint(u.destinations().count() as u64);
+        for d in u.destinations() {
+            self.shared(d.address);
             self.ts(d.first_ts);
             self.ts(d.last_ts);
         }
-        self.varint(u.history.len() as u64);
-        for e in u.history.iter() {
+        self.varint(u.history().count() as u64);
+        for e in u.history() {
             self.ts(e.ts);
             self.amount(e.amount_usd);
             self.varint(u64::from(e.dest));
         }
-        self.varint(u.devices.len() as u64);
-        for d in u.devices.iter() {
-            self.str(&d.id);
+        self.varint(u.devices().count() as u64);
+        for d in u.devices() {
+            self.str(d.id);
             self.ts(d.first_ts);
             self.ts(d.last_ts);
         }
-        self.varint(u.resets.len() as u64);
-        for &r in u.resets.iter() {
+        self.varint(u.resets().count() as u64);
+        for r in u.resets() {
             self.ts(r);
         }
     }
@@ -360,7 +360,7 @@ pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
         prev_ts: 0,
         strings: Vec::new(),
     };
-    let user = decoder.user()?;
+    let user = decoder.user(&mut Unpacked::default())?;
     if decoder.pos != bytes.len() {
         return decoder.fail("bytes left over after the user record");
     }
@@ -539,23 +539,25 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn user(&mut self) -> DecodeResult<UserState> {
-        let completed = self.varint()?;
+    /// A user record, unpacked into `u` (cleared first) and packed: the vectors are reused
+    /// from one record to the next, the record itself is two allocations.
+    fn user(&mut self, u: &mut Unpacked) -> DecodeResult<UserState> {
+        u.clear();
+        u.completed = self.varint()?;
         let n = self.count(MAX_DESTINATIONS, "destinations")?;
-        let mut destinations = Vec::with_capacity(n);
         for _ in 0..n {
             let address = self.shared()?;
             let (first_ts, last_ts) = (self.ts()?, self.ts()?);
-            destinations.push(KnownDestination::new(address, first_ts, last_ts));
+            u.destinations
+                .push(KnownDestination::new(address, first_ts, last_ts));
         }
         let n = self.count(MAX_HISTORY, "history entries")?;
-        let mut history = Vec::with_capacity(n);
         for _ in 0..n {
             let ts = self.ts()?;
             let amount_usd = self.amount()?;
             let dest = self.varint()?;
             match u8::try_from(dest) {
-                Ok(dest) if usize::from(dest) < destinations.len() => history.push(Entry {
+                Ok(dest) if usize::from(dest) < u.destinations.len() => u.history.push(Entry {
                     ts,
                     amount_usd,
                     dest,
@@ -563,33 +565,26 @@ impl<'a> Decoder<'a> {
                 _ => {
                     return self.fail(format!(
                         "history entry names destination {dest} of {}",
-                        destinations.len()
+                        u.destinations.len()
                     ))
                 }
             }
         }
         let n = self.count(MAX_DEVICES, "devices")?;
-        let mut devices = Vec::with_capacity(n);
         for _ in 0..n {
-            let id: Box<str> = self.str()?.into();
+            let id = self.str()?;
             let (first_ts, last_ts) = (self.ts()?, self.ts()?);
-            devices.push(Device::new(id, first_ts, last_ts));
+            u.push_device(id, first_ts, last_ts);
         }
         let n = self.count(MAX_RESETS, "password resets")?;
-        let mut resets = Vec::with_capacity(n);
         for _ in 0..n {
-            resets.push(self.ts()?);
+            let r = self.ts()?;
+            u.resets.push(r);
         }
-        if resets.windows(2).any(|w| w.first() > w.get(1)) {
+        if u.resets.windows(2).any(|w| w.first() > w.get(1)) {
             return self.fail("password resets out of order");
         }
-        Ok(UserState {
-            completed,
-            history: history.into_boxed_slice(),
-            destinations: destinations.into_boxed_slice(),
-            devices: devices.into_boxed_slice(),
-            resets: resets.into_boxed_slice(),
-        })
+        Ok(u.pack())
     }
 
     fn destination(&mut self) -> DecodeResult<DestinationState> {
@@ -640,13 +635,14 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         ));
     }
     let mut users = Vec::new();
+    let mut scratch = Unpacked::default();
     let mut seen: HashSet<Arc<str>, super::Hasher> = HashSet::default();
     while d.more()? {
         let key = d.shared()?;
         if !seen.insert(key.clone()) {
             return d.fail(format!("user \"{key}\" appears twice"));
         }
-        users.push((key, d.user()?));
+        users.push((key, d.user(&mut scratch)?));
     }
     seen.clear();
     let mut destinations = Vec::new();

@@ -1,5 +1,26 @@
 //! Per-user state: history of completed withdrawals, known destinations, devices and resets.
+//!
+//! # Layout
+//! A user is two allocations, whatever they hold: the addresses of their known destinations
+//! (`Arc`s shared with the destination map's keys) and one byte record with everything else,
+//! written sequentially and read in place:
+//!
+//! ```text
+//! completed:u64  n_history:u16  n_resets:u8  n_devices:u8               (header, 12 bytes)
+//! { ts:i64 amount_usd:f64 dest:u8 }^n_history                           (17 bytes each)
+//! { hash:u64 first_ts:i64 last_ts:i64 }^addresses.len()                 (24 bytes each)
+//! { ts:i64 }^n_resets                                                   (ascending)
+//! { len:varint id:bytes first_ts:i64 last_ts:i64 }^n_devices            (device ids inline)
+//! ```
+//!
+//! All little endian, exact (`i64` microseconds, `f64` amounts as given). Before issue 14's
+//! second round a user was a 72-byte struct of four boxed slices, each known destination and
+//! device a 40-byte item, each device id its own allocation. Reading (`fill`, the hot path)
+//! walks the record in place; a change (recording an event, rarer than reading) unpacks it into
+//! reusable per-thread vectors ([`Unpacked`]), changes those, and packs it again into a
+//! record of the exact size.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::{
@@ -7,27 +28,30 @@ use super::{
 };
 use crate::time::{Timestamp, MICROS_PER_DAY};
 
-/// One completed withdrawal in a user's history: 17 bytes, packed (the exact `i64` time and
-/// `f64` amount, and a one-byte destination index: a user keeps at most
-/// [`MAX_DESTINATIONS`] = 128 destinations), instead of 24 with alignment padding. Fields are
-/// only ever read and written by value (no reference to a packed field is taken).
-#[derive(Clone, Copy, Debug)]
-#[repr(C, packed)]
+/// One completed withdrawal in a user's history (17 bytes in the record).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) ts: i64,
     pub(crate) amount_usd: f64,
-    /// Index into [`UserState::destinations`].
+    /// Index into the user's destinations.
     pub(crate) dest: u8,
 }
 
-// A destination index must fit the entry's byte.
+// A destination index must fit the entry's byte, and the counts their header fields.
 const _: () = assert!(MAX_DESTINATIONS <= 1 << 8);
+const _: () = assert!(MAX_HISTORY <= u16::MAX as usize);
+const _: () = assert!(MAX_RESETS <= u8::MAX as usize && MAX_DEVICES <= u8::MAX as usize);
+
+const HEADER: usize = 12;
+const ENTRY: usize = 17;
+const KNOWN: usize = 24;
+const RESET: usize = 8;
 
 /// A destination the user has paid.
 #[derive(Clone, Debug)]
 pub(crate) struct KnownDestination {
     pub(crate) address: Arc<str>,
-    /// [`id_hash`] of `address`.
+    /// [`id_hash`] of `address`, compared before the string (which lives elsewhere).
     hash: u64,
     pub(crate) first_ts: i64,
     pub(crate) last_ts: i64,
@@ -48,43 +72,175 @@ impl KnownDestination {
     }
 }
 
-/// A device the user has been seen on.
-#[derive(Clone, Debug)]
-pub(crate) struct Device {
-    pub(crate) id: Box<str>,
-    /// [`id_hash`] of `id`.
+/// A known destination as read from the record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Known<'a> {
+    pub(crate) address: &'a Arc<str>,
     hash: u64,
     pub(crate) first_ts: i64,
     pub(crate) last_ts: i64,
 }
 
-impl Device {
-    pub(crate) fn new(id: Box<str>, first_ts: i64, last_ts: i64) -> Device {
-        Device {
-            hash: id_hash(&id),
-            id,
-            first_ts,
-            last_ts,
-        }
-    }
+/// A device as read from the record.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeviceSeen<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) first_ts: i64,
+    pub(crate) last_ts: i64,
+}
 
-    fn is(&self, id: &str, hash: u64) -> bool {
-        self.hash == hash && &*self.id == id
+/// One user's state, packed (see the module docs): 32 bytes inline.
+#[derive(Default, Clone, PartialEq, Eq)]
+pub(crate) struct UserState {
+    addresses: Box<[Arc<str>]>,
+    data: Box<[u8]>,
+}
+
+impl std::fmt::Debug for UserState {
+    /// Every field, decoded (snapshot tests compare records through this).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserState")
+            .field("completed", &self.completed())
+            .field("history", &self.history().collect::<Vec<_>>())
+            .field("destinations", &self.destinations().collect::<Vec<_>>())
+            .field("devices", &self.devices().collect::<Vec<_>>())
+            .field("resets", &self.resets().collect::<Vec<_>>())
+            .finish()
     }
 }
 
-#[derive(Default, Clone, Debug)]
-pub(crate) struct UserState {
-    /// Completed withdrawals ever recorded (history trimming does not lower it).
-    pub(crate) completed: u64,
-    pub(crate) history: Box<[Entry]>,
-    pub(crate) destinations: Box<[KnownDestination]>,
-    pub(crate) devices: Box<[Device]>,
-    /// Password reset times, ascending.
-    pub(crate) resets: Box<[i64]>,
+fn u64_at(data: &[u8], at: usize) -> u64 {
+    data.get(at..)
+        .and_then(|rest| rest.first_chunk::<8>())
+        .map_or(0, |b| u64::from_le_bytes(*b))
+}
+
+fn i64_at(data: &[u8], at: usize) -> i64 {
+    u64_at(data, at) as i64
+}
+
+/// A LEB128 varint at `*at`, advancing it; `None` when the record ends inside it.
+fn varint_at(data: &[u8], at: &mut usize) -> Option<usize> {
+    let mut value = 0_usize;
+    for shift in (0..usize::BITS).step_by(7) {
+        let byte = *data.get(*at)?;
+        *at += 1;
+        value |= usize::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: usize) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(mut v: usize) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
 }
 
 impl UserState {
+    /// Completed withdrawals ever recorded (history trimming does not lower it).
+    pub(crate) fn completed(&self) -> u64 {
+        u64_at(&self.data, 0)
+    }
+
+    fn counts(&self) -> (usize, usize, usize) {
+        let header = self.data.get(8..HEADER).unwrap_or_default();
+        match *header {
+            [h0, h1, resets, devices] => (
+                usize::from(u16::from_le_bytes([h0, h1])),
+                usize::from(resets),
+                usize::from(devices),
+            ),
+            _ => (0, 0, 0),
+        }
+    }
+
+    fn history_bytes(&self) -> &[u8] {
+        let (n, _, _) = self.counts();
+        self.data
+            .get(HEADER..HEADER + n * ENTRY)
+            .unwrap_or_default()
+    }
+
+    fn known_start(&self) -> usize {
+        HEADER + self.counts().0 * ENTRY
+    }
+
+    fn resets_start(&self) -> usize {
+        self.known_start() + self.addresses.len() * KNOWN
+    }
+
+    /// The history, in the order it was recorded.
+    pub(crate) fn history(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.history_bytes().chunks_exact(ENTRY).map(|e| Entry {
+            ts: i64_at(e, 0),
+            amount_usd: f64::from_bits(u64_at(e, 8)),
+            dest: e.get(16).copied().unwrap_or(u8::MAX),
+        })
+    }
+
+    /// The known destinations (history entries refer to them by position).
+    pub(crate) fn destinations(&self) -> impl Iterator<Item = Known<'_>> + '_ {
+        let start = self.known_start();
+        let bytes = self
+            .data
+            .get(start..start + self.addresses.len() * KNOWN)
+            .unwrap_or_default();
+        self.addresses
+            .iter()
+            .zip(bytes.chunks_exact(KNOWN))
+            .map(|(address, d)| Known {
+                address,
+                hash: u64_at(d, 0),
+                first_ts: i64_at(d, 8),
+                last_ts: i64_at(d, 16),
+            })
+    }
+
+    /// Password reset times, ascending.
+    pub(crate) fn resets(&self) -> impl Iterator<Item = i64> + DoubleEndedIterator + '_ {
+        let start = self.resets_start();
+        let (_, n, _) = self.counts();
+        self.data
+            .get(start..start + n * RESET)
+            .unwrap_or_default()
+            .chunks_exact(RESET)
+            .map(|r| i64_at(r, 0))
+    }
+
+    /// The devices the user was seen on.
+    pub(crate) fn devices(&self) -> impl Iterator<Item = DeviceSeen<'_>> + '_ {
+        let (_, resets, n) = self.counts();
+        let mut at = self.resets_start() + resets * RESET;
+        let data = &*self.data;
+        (0..n).map_while(move |_| {
+            let len = varint_at(data, &mut at)?;
+            let id = data.get(at..at.checked_add(len)?)?;
+            let id = std::str::from_utf8(id).ok()?;
+            at += len;
+            let device = DeviceSeen {
+                id,
+                first_ts: i64_at(data, at),
+                last_ts: i64_at(data, at + 8),
+            };
+            at += 16;
+            Some(device)
+        })
+    }
+
     /// Fills the state-derived features of a withdrawal at `now`.
     pub(crate) fn fill(
         &self,
@@ -93,12 +249,12 @@ impl UserState {
         destination: &str,
         device: Option<&str>,
     ) {
-        f.prior_withdrawals = i64::try_from(self.completed).unwrap_or(i64::MAX);
+        f.prior_withdrawals = i64::try_from(self.completed()).unwrap_or(i64::MAX);
         let hash = id_hash(destination);
-        let dest = self
-            .destinations
-            .iter()
-            .position(|d| d.is(destination, hash));
+        let known = self
+            .destinations()
+            .enumerate()
+            .find(|(_, d)| d.hash == hash && &**d.address == destination);
         // Amounts in the 90-day window, for the median: on the stack for the usual few, on
         // the heap past that (a zeroed array of MAX_HISTORY would cost more than the rest).
         let mut recent_inline = [0.0_f64; RECENT_INLINE];
@@ -107,8 +263,8 @@ impl UserState {
         let day_start = now.saturating_sub(MICROS_PER_DAY);
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let quarter_start = now.saturating_sub(90 * MICROS_PER_DAY);
-        let dest_index = dest.map(|i| i as u8);
-        for &e in self.history.iter() {
+        let dest_index = known.map(|(i, _)| i as u8);
+        for e in self.history() {
             // Every window is `(now - span, now]`.
             if e.ts > now || e.ts <= quarter_start {
                 continue;
@@ -137,18 +293,17 @@ impl UserState {
         } else {
             median(&mut recent_heap)
         };
-        if let Some(known) = dest.and_then(|i| self.destinations.get(i)) {
+        if let Some((_, known)) = known {
             f.is_new_address = false;
             f.dest_first_used_days =
                 (now.saturating_sub(known.first_ts) as f64 / MICROS_PER_DAY as f64).max(0.0);
         }
         let now_ts = Timestamp::from_micros(now);
-        if let Some(&reset) = self.resets.iter().rev().find(|&&r| r <= now) {
+        if let Some(reset) = self.resets().rev().find(|&r| r <= now) {
             f.hours_since_password_reset = now_ts.hours_since(reset);
         }
         if let Some(device) = device {
-            let hash = id_hash(device);
-            f.device_age_hours = match self.devices.iter().find(|d| d.is(device, hash)) {
+            f.device_age_hours = match self.devices().find(|d| d.id == device) {
                 Some(d) if d.first_ts <= now => now_ts.hours_since(d.first_ts),
                 _ => 0.0,
             };
@@ -156,6 +311,184 @@ impl UserState {
     }
 
     pub(crate) fn record_withdrawal(
+        &mut self,
+        address: Arc<str>,
+        ts: i64,
+        amount_usd: f64,
+        device: Option<&str>,
+    ) {
+        self.edit(|u| u.record_withdrawal(address, ts, amount_usd, device));
+    }
+
+    pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
+        self.edit(|u| u.record_device(id, ts));
+    }
+
+    pub(crate) fn record_reset(&mut self, ts: i64) {
+        self.edit(|u| u.record_reset(ts));
+    }
+
+    /// The newest time anything happened to this user.
+    pub(crate) fn newest(&self) -> i64 {
+        let history = self.history().map(|e| e.ts);
+        let devices = self.devices().map(|d| d.last_ts);
+        history
+            .chain(devices)
+            .chain(self.resets().next_back())
+            .max()
+            .unwrap_or(i64::MIN)
+    }
+
+    /// Unpacks into `u` (cleared first), changes it, packs it back. The addresses move
+    /// (no reference count changes); the vectors keep their capacity for the next change.
+    fn edit<R>(&mut self, change: impl FnOnce(&mut Unpacked) -> R) -> R {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut u) => self.edit_with(&mut u, change),
+            // Only if `change` itself recorded into another user (it does not).
+            Err(_) => self.edit_with(&mut Unpacked::default(), change),
+        })
+    }
+
+    fn edit_with<R>(&mut self, u: &mut Unpacked, change: impl FnOnce(&mut Unpacked) -> R) -> R {
+        self.unpack_into(u);
+        let result = change(u);
+        *self = u.pack();
+        result
+    }
+
+    /// This record, unpacked into `u` (whatever `u` held is dropped); `self` is left empty.
+    pub(crate) fn unpack_into(&mut self, u: &mut Unpacked) {
+        u.clear();
+        u.completed = self.completed();
+        u.history.extend(self.history());
+        u.resets.extend(self.resets());
+        for d in self.devices() {
+            let start = u.device_ids.len();
+            u.device_ids.push_str(d.id);
+            u.devices.push(Device {
+                id: start..u.device_ids.len(),
+                first_ts: d.first_ts,
+                last_ts: d.last_ts,
+            });
+        }
+        let start = self.known_start();
+        let n = self.addresses.len();
+        let addresses = std::mem::take(&mut self.addresses).into_vec();
+        let times = self.data.get(start..start + n * KNOWN).unwrap_or_default();
+        u.destinations
+            .extend(
+                addresses
+                    .into_iter()
+                    .zip(times.chunks_exact(KNOWN))
+                    .map(|(address, d)| KnownDestination {
+                        address,
+                        hash: u64_at(d, 0),
+                        first_ts: i64_at(d, 8),
+                        last_ts: i64_at(d, 16),
+                    }),
+            );
+        self.data = Box::default();
+    }
+}
+
+thread_local! {
+    /// The vectors a change unpacks a user into, reused by every change on this thread.
+    static SCRATCH: RefCell<Unpacked> = RefCell::new(Unpacked::default());
+}
+
+/// A device while unpacked: its id is a range of [`Unpacked::device_ids`].
+#[derive(Clone, Debug)]
+pub(crate) struct Device {
+    id: std::ops::Range<usize>,
+    pub(crate) first_ts: i64,
+    pub(crate) last_ts: i64,
+}
+
+/// A user unpacked into vectors, to be changed and packed again (and what a decoder builds).
+#[derive(Default, Debug)]
+pub(crate) struct Unpacked {
+    pub(crate) completed: u64,
+    pub(crate) history: Vec<Entry>,
+    pub(crate) destinations: Vec<KnownDestination>,
+    devices: Vec<Device>,
+    /// The device ids, back to back (a removed device's bytes stay until the next pack).
+    device_ids: String,
+    /// Password reset times, ascending.
+    pub(crate) resets: Vec<i64>,
+}
+
+impl Unpacked {
+    pub(crate) fn clear(&mut self) {
+        self.completed = 0;
+        self.history.clear();
+        self.destinations.clear();
+        self.devices.clear();
+        self.device_ids.clear();
+        self.resets.clear();
+    }
+
+    /// Adds a device as read from a snapshot or the shared store (no check for duplicates).
+    pub(crate) fn push_device(&mut self, id: &str, first_ts: i64, last_ts: i64) {
+        let start = self.device_ids.len();
+        self.device_ids.push_str(id);
+        self.devices.push(Device {
+            id: start..self.device_ids.len(),
+            first_ts,
+            last_ts,
+        });
+    }
+
+    fn device_id(&self, d: &Device) -> &str {
+        self.device_ids.get(d.id.clone()).unwrap_or_default()
+    }
+
+    /// Packs into a record of the exact size; the destinations' addresses move into it, the
+    /// rest of `self` is left as it was (cleared by the next unpack).
+    pub(crate) fn pack(&mut self) -> UserState {
+        let device_bytes: usize = self
+            .devices
+            .iter()
+            .map(|d| varint_len(d.id.len()) + d.id.len() + 16)
+            .sum();
+        let size = HEADER
+            + self.history.len() * ENTRY
+            + self.destinations.len() * KNOWN
+            + self.resets.len() * RESET
+            + device_bytes;
+        let mut data = Vec::with_capacity(size);
+        data.extend_from_slice(&self.completed.to_le_bytes());
+        // The caps keep the counts inside their fields (asserted at compile time above).
+        data.extend_from_slice(&(self.history.len().min(MAX_HISTORY) as u16).to_le_bytes());
+        data.push(self.resets.len().min(MAX_RESETS) as u8);
+        data.push(self.devices.len().min(MAX_DEVICES) as u8);
+        for e in &self.history {
+            data.extend_from_slice(&e.ts.to_le_bytes());
+            data.extend_from_slice(&e.amount_usd.to_bits().to_le_bytes());
+            data.push(e.dest);
+        }
+        for d in &self.destinations {
+            data.extend_from_slice(&d.hash.to_le_bytes());
+            data.extend_from_slice(&d.first_ts.to_le_bytes());
+            data.extend_from_slice(&d.last_ts.to_le_bytes());
+        }
+        for r in &self.resets {
+            data.extend_from_slice(&r.to_le_bytes());
+        }
+        for d in &self.devices {
+            let id = self.device_ids.get(d.id.clone()).unwrap_or_default();
+            push_varint(&mut data, id.len());
+            data.extend_from_slice(id.as_bytes());
+            data.extend_from_slice(&d.first_ts.to_le_bytes());
+            data.extend_from_slice(&d.last_ts.to_le_bytes());
+        }
+        let addresses: Box<[Arc<str>]> = self.destinations.drain(..).map(|d| d.address).collect();
+        UserState {
+            addresses,
+            data: data.into_boxed_slice(),
+        }
+    }
+
+    fn record_withdrawal(
         &mut self,
         address: Arc<str>,
         ts: i64,
@@ -171,10 +504,8 @@ impl UserState {
                 if self.destinations.len() >= MAX_DESTINATIONS {
                     self.forget_stalest_destination();
                 }
-                super::push(
-                    &mut self.destinations,
-                    KnownDestination::new(address, ts, ts),
-                );
+                self.destinations
+                    .push(KnownDestination::new(address, ts, ts));
                 self.destinations.len() - 1
             }
         };
@@ -188,66 +519,58 @@ impl UserState {
             // `dest < MAX_DESTINATIONS <= 256`.
             dest: u8::try_from(dest).unwrap_or(u8::MAX),
         };
-        super::edit(&mut self.history, |history| {
-            if history.len() >= MAX_HISTORY {
-                // The oldest by time goes, the order of the others is kept.
-                let oldest = history
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, e)| e.ts)
-                    .map(|(i, _)| i);
-                if let Some(i) = oldest {
-                    history.remove(i);
-                }
-            } else {
-                history.reserve_exact(1);
+        if self.history.len() >= MAX_HISTORY {
+            // The oldest by time goes, the order of the others is kept.
+            let oldest = self
+                .history
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, e)| e.ts)
+                .map(|(i, _)| i);
+            if let Some(i) = oldest {
+                self.history.remove(i);
             }
-            history.push(entry);
-        });
+        }
+        self.history.push(entry);
         if let Some(device) = device {
             self.record_device(device, ts);
         }
         self.trim(before.min(ts));
     }
 
-    pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
-        let hash = id_hash(id);
-        match self.devices.iter_mut().find(|d| d.is(id, hash)) {
+    fn record_device(&mut self, id: &str, ts: i64) {
+        let found = self.devices.iter().position(|d| self.device_id(d) == id);
+        match found.and_then(|i| self.devices.get_mut(i)) {
             Some(d) => {
                 d.first_ts = d.first_ts.min(ts);
                 d.last_ts = d.last_ts.max(ts);
             }
-            None => super::edit(&mut self.devices, |devices| {
-                if devices.len() >= MAX_DEVICES {
-                    let stalest = devices
+            None => {
+                if self.devices.len() >= MAX_DEVICES {
+                    let stalest = self
+                        .devices
                         .iter()
                         .enumerate()
                         .min_by_key(|(_, d)| d.last_ts)
                         .map(|(i, _)| i);
                     if let Some(i) = stalest {
-                        devices.swap_remove(i);
+                        self.devices.swap_remove(i);
                     }
-                } else {
-                    devices.reserve_exact(1);
                 }
-                devices.push(Device::new(id.into(), ts, ts));
-            }),
+                self.push_device(id, ts, ts);
+            }
         }
     }
 
-    pub(crate) fn record_reset(&mut self, ts: i64) {
-        super::edit(&mut self.resets, |resets| {
-            let at = resets.partition_point(|&r| r <= ts);
-            resets.reserve_exact(1);
-            resets.insert(at, ts);
-            if resets.len() > MAX_RESETS {
-                resets.remove(0);
-            }
-        });
+    fn record_reset(&mut self, ts: i64) {
+        let at = self.resets.partition_point(|&r| r <= ts);
+        self.resets.insert(at, ts);
+        if self.resets.len() > MAX_RESETS {
+            self.resets.remove(0);
+        }
     }
 
-    /// The newest time anything happened to this user.
-    pub(crate) fn newest(&self) -> i64 {
+    fn newest(&self) -> i64 {
         let history = self.history.iter().map(|e| e.ts);
         let devices = self.devices.iter().map(|d| d.last_ts);
         history
@@ -262,21 +585,12 @@ impl UserState {
     /// future (a login, a reset or a withdrawal) does not wipe the user's history.
     fn trim(&mut self, now: i64) {
         let horizon = now.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
-        if self.history.iter().any(|e| e.ts <= horizon) {
-            super::edit(&mut self.history, |h| h.retain(|e| e.ts > horizon));
+        self.history.retain(|e| e.ts > horizon);
+        while let Some(i) = self.destinations.iter().position(|d| d.last_ts <= horizon) {
+            self.remove_destination(i);
         }
-        let stale = self.destinations.iter().position(|d| d.last_ts <= horizon);
-        if stale.is_some() {
-            while let Some(i) = self.destinations.iter().position(|d| d.last_ts <= horizon) {
-                self.remove_destination(i);
-            }
-        }
-        if self.devices.iter().any(|d| d.last_ts <= horizon) {
-            super::edit(&mut self.devices, |d| d.retain(|d| d.last_ts > horizon));
-        }
-        if self.resets.iter().any(|&r| r <= horizon) {
-            super::edit(&mut self.resets, |r| r.retain(|&r| r > horizon));
-        }
+        self.devices.retain(|d| d.last_ts > horizon);
+        self.resets.retain(|&r| r > horizon);
     }
 
     fn forget_stalest_destination(&mut self) {
@@ -296,16 +610,14 @@ impl UserState {
         if i >= self.destinations.len() {
             return;
         }
-        super::edit(&mut self.destinations, |d| d.remove(i));
+        self.destinations.remove(i);
         let i = i as u8;
-        super::edit(&mut self.history, |history| {
-            history.retain(|e| e.dest != i);
-            for e in history.iter_mut() {
-                if e.dest > i {
-                    e.dest -= 1;
-                }
+        self.history.retain(|e| e.dest != i);
+        for e in self.history.iter_mut() {
+            if e.dest > i {
+                e.dest -= 1;
             }
-        });
+        }
     }
 }
 
