@@ -1,67 +1,172 @@
 //! Per-destination state: who paid an address, and when, for the 24-hour and 30-day windows.
+//!
+//! # Layout
+//! One allocation per destination ([`DestRecord`]), written sequentially and read in place:
+//!
+//! ```text
+//! refs:u32 n_payers:u16 key_len:varint key:bytes           (the normalized address)
+//! { user:u32 times:i64^DEST_TIMES }^n_payers               (36 bytes each)
+//! ```
+//!
+//! A payer is the user's interned id (see `super::table`) and their latest distinct times to
+//! this address, newest first (`i64::MIN` when unused). `refs` counts the users whose known
+//! destinations name this destination's id (see `super`).
 
-use std::sync::Arc;
-
-use super::{id_hash as user_hash, DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
+use super::table::Keyed;
+use super::user::{push_varint, varint_at, varint_len};
+use super::{DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
 use crate::time::MICROS_PER_DAY;
 
 const NONE: i64 = i64::MIN;
+const HEADER: usize = 6;
+const PAYER: usize = 4 + 8 * DEST_TIMES;
 
-/// The users who paid one destination, each with their latest few withdrawal times.
-#[derive(Default, Clone, Debug)]
-pub(crate) struct DestinationState {
-    pub(crate) payers: Box<[Payer]>,
+const _: () = assert!(MAX_DEST_USERS <= u16::MAX as usize);
+
+/// The users who paid one destination (packed, see the module docs): 16 bytes inline.
+#[derive(Default, Clone, PartialEq, Eq)]
+pub(crate) struct DestRecord {
+    data: Box<[u8]>,
 }
 
-/// One user's latest withdrawal times to a destination, newest first (`i64::MIN` when unused).
-#[derive(Clone, Debug)]
-pub(crate) struct Payer {
-    pub(crate) user: Arc<str>,
-    /// [`super::id_hash`] of `user`, kept inline: a popular address has thousands of payers, and
-    /// comparing hashes first spares following each payer's pointer to its id.
-    pub(crate) user_hash: u64,
-    pub(crate) times: [i64; DEST_TIMES],
+impl std::fmt::Debug for DestRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DestRecord")
+            .field("key", &self.key())
+            .field("payers", &self.payers().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
-impl Payer {
-    /// A payer with one withdrawal time.
-    pub(crate) fn new(user: Arc<str>, ts: i64) -> Payer {
-        let mut times = [NONE; DEST_TIMES];
-        times[0] = ts;
-        Payer {
-            user_hash: user_hash(&user),
-            user,
-            times,
+impl Keyed for DestRecord {
+    fn key(&self) -> &str {
+        DestRecord::key(self)
+    }
+}
+
+fn times_of(payer: &[u8]) -> [i64; DEST_TIMES] {
+    let mut times = [NONE; DEST_TIMES];
+    for (i, t) in times.iter_mut().enumerate() {
+        if let Some(b) = payer.get(4 + 8 * i..).and_then(|r| r.first_chunk::<8>()) {
+            *t = i64::from_le_bytes(*b);
+        }
+    }
+    times
+}
+
+fn user_of(payer: &[u8]) -> u32 {
+    payer
+        .first_chunk::<4>()
+        .map_or(u32::MAX, |b| u32::from_le_bytes(*b))
+}
+
+/// The latest of `times` (newest first) at or before `now` (`NONE` when there is none): it
+/// alone decides whether any time lies in a window ending at `now`.
+#[inline]
+fn latest_at_or_before(payer: &[u8], now: i64) -> i64 {
+    (0..DEST_TIMES)
+        .filter_map(|i| payer.get(4 + 8 * i..).and_then(|r| r.first_chunk::<8>()))
+        .map(|b| i64::from_le_bytes(*b))
+        .find(|&t| t <= now)
+        .unwrap_or(NONE)
+}
+
+/// Sets the payer count of a record being built.
+fn set_count(data: &mut [u8], n: usize) {
+    if let Some(field) = data.get_mut(4..6) {
+        field.copy_from_slice(&(n.min(MAX_DEST_USERS) as u16).to_le_bytes());
+    }
+}
+
+fn write_payer(out: &mut Vec<u8>, user: u32, times: &[i64; DEST_TIMES]) {
+    out.extend_from_slice(&user.to_le_bytes());
+    for t in times {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+}
+
+impl DestRecord {
+    /// A destination with no payers.
+    pub(crate) fn new(key: &str) -> DestRecord {
+        DestRecord::build(0, key, &[], 0)
+    }
+
+    /// A record of `refs`, `key` and `n` payers already laid out in `payers`.
+    fn build(refs: u32, key: &str, payers: &[u8], n: usize) -> DestRecord {
+        let mut data =
+            Vec::with_capacity(HEADER + varint_len(key.len()) + key.len() + payers.len());
+        data.extend_from_slice(&refs.to_le_bytes());
+        data.extend_from_slice(&(n.min(MAX_DEST_USERS) as u16).to_le_bytes());
+        push_varint(&mut data, key.len());
+        data.extend_from_slice(key.as_bytes());
+        data.extend_from_slice(payers);
+        DestRecord {
+            data: data.into_boxed_slice(),
         }
     }
 
-    fn is(&self, user: &str, hash: u64) -> bool {
-        self.user_hash == hash && &*self.user == user
+    /// Where the key and the payers are.
+    fn offsets(&self) -> ((usize, usize), usize) {
+        let n = match self.data.get(4..6) {
+            Some(&[lo, hi]) => usize::from(u16::from_le_bytes([lo, hi])),
+            _ => 0,
+        };
+        let mut at = HEADER;
+        let len = varint_at(&self.data, &mut at).unwrap_or(0);
+        ((at, at + len), n)
     }
 
-    /// The latest of the times at or before `now` (`NONE` when there is none): the times are
-    /// newest first, so it alone decides whether any time lies in a window ending at `now`.
-    #[inline]
-    fn latest_at_or_before(&self, now: i64) -> i64 {
-        match self.times {
-            [first, ..] if first <= now => first,
-            times => times.into_iter().find(|&t| t <= now).unwrap_or(NONE),
+    /// The normalized address.
+    pub(crate) fn key(&self) -> &str {
+        let ((start, end), _) = self.offsets();
+        self.data
+            .get(start..end)
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .unwrap_or_default()
+    }
+
+    fn payer_bytes(&self) -> &[u8] {
+        let ((_, end), n) = self.offsets();
+        self.data.get(end..end + n * PAYER).unwrap_or_default()
+    }
+
+    /// Users whose known destinations name this one (see `super`).
+    pub(crate) fn refs(&self) -> u32 {
+        self.data
+            .first_chunk::<4>()
+            .map_or(0, |b| u32::from_le_bytes(*b))
+    }
+
+    /// Adds `delta` to [`DestRecord::refs`], in place.
+    pub(crate) fn add_refs(&mut self, delta: i64) {
+        let refs = (i64::from(self.refs()) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        if let Some(field) = self.data.get_mut(0..4) {
+            field.copy_from_slice(&refs.to_le_bytes());
         }
     }
-}
 
-impl DestinationState {
+    /// Every payer: the user's id and their latest times, newest first (`i64::MIN` unused).
+    pub(crate) fn payers(&self) -> impl Iterator<Item = (u32, [i64; DEST_TIMES])> + '_ {
+        self.payer_bytes()
+            .chunks_exact(PAYER)
+            .map(|p| (user_of(p), times_of(p)))
+    }
+
+    /// Number of payers.
+    pub(crate) fn payer_count(&self) -> usize {
+        self.offsets().1
+    }
+
     /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
-    pub(crate) fn other_users(&self, user: &str, now: i64) -> (i64, i64) {
-        let hash = user_hash(user);
+    pub(crate) fn other_users(&self, user: Option<u32>, now: i64) -> (i64, i64) {
         let day_start = now.saturating_sub(MICROS_PER_DAY);
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let mut day = 0;
         let mut month = 0;
-        for payer in self.payers.iter() {
+        for payer in self.payer_bytes().chunks_exact(PAYER) {
             // In `(now - span, now]` for some time iff the latest at or before `now` is.
-            let latest = payer.latest_at_or_before(now);
-            if latest != NONE && latest > month_start && !payer.is(user, hash) {
+            let latest = latest_at_or_before(payer, now);
+            if latest != NONE && latest > month_start && Some(user_of(payer)) != user {
                 month += 1;
                 day += i64::from(latest > day_start);
             }
@@ -71,48 +176,113 @@ impl DestinationState {
 
     /// Remembers that `user` paid this destination at `ts`: one walk over the payers (finding
     /// the user, the newest time before this one and whether any payer is due to be forgotten).
-    pub(crate) fn record(&mut self, user: &Arc<str>, ts: i64) {
-        let hash = user_hash(user);
+    /// Returns whether `user` is a new payer; payers forgotten (over the cap, or past
+    /// retention) are appended to `dropped`.
+    pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
+        let ((_, key_end), n) = self.offsets();
         let mut found = None;
         let mut before = NONE;
         let mut oldest = i64::MAX;
-        for (i, payer) in self.payers.iter().enumerate() {
-            let [latest, ..] = payer.times;
+        let mut stalest = (i64::MAX, 0);
+        for (i, payer) in self.payer_bytes().chunks_exact(PAYER).enumerate() {
+            let latest = times_of(payer)[0];
             before = before.max(latest);
             oldest = oldest.min(latest);
-            if found.is_none() && payer.is(user, hash) {
+            if latest < stalest.0 {
+                stalest = (latest, i);
+            }
+            if found.is_none() && user_of(payer) == user {
                 found = Some(i);
             }
         }
-        match found.and_then(|i| self.payers.get_mut(i)) {
-            Some(payer) => insert_time(&mut payer.times, ts),
-            None => super::edit(&mut self.payers, |payers| {
-                if payers.len() >= MAX_DEST_USERS {
-                    let stalest = payers
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, p)| p.times[0])
-                        .map(|(i, _)| i);
-                    if let Some(i) = stalest {
-                        payers.swap_remove(i);
+        let added = match found {
+            Some(i) => {
+                let at = key_end + i * PAYER;
+                if let Some(payer) = self.data.get_mut(at..at + PAYER) {
+                    let mut times = times_of(payer);
+                    insert_time(&mut times, ts);
+                    for (slot, t) in payer
+                        .get_mut(4..)
+                        .unwrap_or_default()
+                        .chunks_exact_mut(8)
+                        .zip(times)
+                    {
+                        slot.copy_from_slice(&t.to_le_bytes());
                     }
-                } else {
-                    payers.reserve_exact(1);
                 }
-                payers.push(Payer::new(user.clone(), ts));
-            }),
-        }
+                false
+            }
+            None => {
+                let mut data = Vec::with_capacity(self.data.len() + PAYER);
+                data.extend_from_slice(&self.data);
+                let mut count = n;
+                if count >= MAX_DEST_USERS {
+                    // Forget the payer with the oldest latest time (the last takes its slot).
+                    let at = key_end + stalest.1 * PAYER;
+                    dropped.push(data.get(at..).map_or(u32::MAX, user_of));
+                    let last = data.len().saturating_sub(PAYER).max(at);
+                    data.copy_within(last.., at);
+                    data.truncate(last);
+                    count -= 1;
+                }
+                let mut times = [NONE; DEST_TIMES];
+                times[0] = ts;
+                write_payer(&mut data, user, &times);
+                set_count(&mut data, count + 1);
+                self.data = data.into_boxed_slice();
+                true
+            }
+        };
         // As of the earlier of this withdrawal and the newest before it: one dated far in the
         // future must not drop every other payer.
         let horizon = before.min(ts).saturating_sub(DEST_RETENTION);
         if oldest <= horizon {
-            super::edit(&mut self.payers, |p| p.retain(|p| p.times[0] > horizon));
+            self.retain_payers(|_, times| times[0] > horizon, dropped);
         }
+        added
+    }
+
+    /// Keeps the payers for which `keep` says yes; the others' users go to `dropped`.
+    fn retain_payers(
+        &mut self,
+        mut keep: impl FnMut(u32, &[i64; DEST_TIMES]) -> bool,
+        dropped: &mut Vec<u32>,
+    ) {
+        let ((_, key_end), _) = self.offsets();
+        let mut data = Vec::with_capacity(self.data.len());
+        data.extend_from_slice(self.data.get(..key_end).unwrap_or_default());
+        let mut n = 0;
+        for (user, times) in self.payers() {
+            if keep(user, &times) {
+                write_payer(&mut data, user, &times);
+                n += 1;
+            } else {
+                dropped.push(user);
+            }
+        }
+        set_count(&mut data, n);
+        self.data = data.into_boxed_slice();
+    }
+
+    /// Forgets every payer (their users go to `dropped`).
+    pub(crate) fn clear_payers(&mut self, dropped: &mut Vec<u32>) {
+        if self.payer_count() > 0 {
+            self.retain_payers(|_, _| false, dropped);
+        }
+    }
+
+    /// A record with these payers (as read from a snapshot) and no refs.
+    pub(crate) fn with_payers(key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
+        let mut bytes = Vec::with_capacity(payers.len() * PAYER);
+        for (user, times) in payers {
+            write_payer(&mut bytes, *user, times);
+        }
+        DestRecord::build(0, key, &bytes, payers.len())
     }
 
     /// The latest withdrawal time to this destination.
     pub(crate) fn newest(&self) -> i64 {
-        self.payers.iter().map(|p| p.times[0]).max().unwrap_or(NONE)
+        self.payers().map(|(_, t)| t[0]).max().unwrap_or(NONE)
     }
 }
 

@@ -19,18 +19,18 @@
 mod destination;
 mod features;
 pub(crate) mod snapshot;
+mod table;
 mod user;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
-
-use dashmap::DashMap;
 
 pub use features::TxFeatures;
 
 use crate::event::{normalize_address, Event, Status, Withdrawal};
 use crate::time::MICROS_PER_DAY;
-use destination::DestinationState;
+use destination::DestRecord;
+use table::Table;
+use user::UserRecord;
 pub(crate) use user::UserState;
 
 /// Withdrawals kept per user (newest by time).
@@ -54,15 +54,28 @@ pub(crate) const DEST_RETENTION: i64 = RETENTION_DAYS * MICROS_PER_DAY;
 /// How many observations between sweeps of idle users and destinations.
 const SWEEP_EVERY: u64 = 1 << 16;
 
-/// The maps' hasher: foldhash, seeded per process (ids and addresses come from outside, so
-/// the seed is random), several times faster than the standard SipHash on short keys.
+/// The hasher of hash maps keyed by outside strings: foldhash, seeded per process (ids and
+/// addresses come from outside, so the seed is random), several times faster than the
+/// standard SipHash on short keys.
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// All feature state. Cheap to share: every method takes `&self`.
+///
+/// Users and destinations are interned in two [`Table`]s: a user's known destinations are
+/// destination ids, a destination's payers are user ids (4 bytes each). An id is reused once
+/// its record is removed, so a record is removed only when nothing names its id: a user's
+/// record counts the payer entries naming it, a destination's the users knowing it (`refs`),
+/// and the sweep removes only records with no references. A stale destination still known by
+/// a user loses its payers (as a removed one would) but keeps its id; a stale user still named
+/// by a payer stays until the payer is forgotten (within the destination's own retention).
+///
+/// Locks: one shard lock at a time, except that reading features holds the user's shard
+/// (read) while reading the destination's (read); nothing takes a user lock while holding a
+/// destination lock, so the two cannot wait on each other.
 #[derive(Default)]
 pub(crate) struct State {
-    users: DashMap<Arc<str>, UserState, Hasher>,
-    destinations: DashMap<Arc<str>, DestinationState, Hasher>,
+    users: Table<UserRecord>,
+    destinations: Table<DestRecord>,
     observed: AtomicU64,
     newest_ts: AtomicI64,
 }
@@ -73,13 +86,23 @@ impl State {
     pub(crate) fn features(&self, w: &Withdrawal, destination: &str) -> TxFeatures {
         let now = w.ts.as_micros();
         let mut f = TxFeatures::empty(w);
-        if let Some(user) = self.users.get(w.user_id.as_str()) {
-            user.fill(&mut f, now, destination, w.device_id.as_deref());
-        }
-        if let Some(dest) = self.destinations.get(destination) {
-            let (users_24h, users_30d) = dest.other_users(&w.user_id, now);
-            f.dest_users_24h = users_24h;
-            f.dest_users_30d = users_30d;
+        let known = self.users.read(w.user_id.as_str(), |uid, user| {
+            let dest = self.destinations.read(destination, |did, d| {
+                let (users_24h, users_30d) = d.other_users(Some(uid), now);
+                f.dest_users_24h = users_24h;
+                f.dest_users_30d = users_30d;
+                did
+            });
+            user.fill(&mut f, now, dest, w.device_id.as_deref());
+        });
+        if known.is_none() {
+            if let Some((day, month)) = self
+                .destinations
+                .read(destination, |_, d| d.other_users(None, now))
+            {
+                f.dest_users_24h = day;
+                f.dest_users_30d = month;
+            }
         }
         f
     }
@@ -90,10 +113,22 @@ impl State {
         let ts = event.ts().as_micros();
         match event {
             Event::Withdrawal(w) => return self.observe_withdrawal(w),
-            Event::PasswordReset { user_id, .. } => self.user_mut(user_id, |u| u.record_reset(ts)),
+            Event::PasswordReset { user_id, .. } => {
+                self.users.write(
+                    user_id,
+                    || UserRecord::new(user_id),
+                    |_, u| u.record_reset(ts),
+                );
+            }
             Event::Login {
                 user_id, device_id, ..
-            } => self.user_mut(user_id, |u| u.record_device(device_id, ts)),
+            } => {
+                self.users.write(
+                    user_id,
+                    || UserRecord::new(user_id),
+                    |_, u| u.record_device(device_id, ts),
+                );
+            }
         }
         self.observed_at(ts);
     }
@@ -113,64 +148,131 @@ impl State {
         }
     }
 
+    /// Three steps, one lock at a time: the user's id (pinned by a reference, so that a sweep
+    /// cannot remove a user just created), the destination's payers (the destination pinned
+    /// the same way), then the user's history; references are then settled.
     fn record_withdrawal(&self, w: &Withdrawal) {
         let ts = w.ts.as_micros();
         let destination = normalize_address(&w.destination);
-        let user_key: Arc<str> = match self.users.get(w.user_id.as_str()) {
-            Some(entry) => entry.key().clone(),
-            None => Arc::from(w.user_id.as_str()),
+        let user_id = w.user_id.as_str();
+        let Some(uid) = self.users.write(
+            user_id,
+            || UserRecord::new(user_id),
+            |uid, u| {
+                u.add_refs(1);
+                uid
+            },
+        ) else {
+            return;
         };
-        let dest_key: Arc<str> = {
-            let mut entry = match self.destinations.get_mut(destination.as_ref()) {
-                Some(entry) => entry,
-                None => self
-                    .destinations
-                    .entry(Arc::from(destination.as_ref()))
-                    .or_default(),
-            };
-            entry.record(&user_key, ts);
-            entry.key().clone()
-        };
-        let mut user = self.users.entry(user_key).or_default();
-        user.record_withdrawal(dest_key, ts, w.amount_usd, w.device_id.as_deref());
-    }
-
-    fn user_mut(&self, user_id: &str, update: impl FnOnce(&mut UserState)) {
-        match self.users.get_mut(user_id) {
-            Some(mut user) => update(&mut user),
-            None => update(&mut self.users.entry(Arc::from(user_id)).or_default()),
+        let mut dropped_users = Vec::new();
+        let recorded = self.destinations.write(
+            &destination,
+            || DestRecord::new(&destination),
+            |did, d| {
+                d.add_refs(1);
+                (did, d.record(uid, ts, &mut dropped_users))
+            },
+        );
+        let mut forgotten = Vec::new();
+        let mut user_refs = 0;
+        if let Some((did, new_payer)) = recorded {
+            let newly_known = self.users.write_id(uid, |u| {
+                u.record_withdrawal(
+                    did,
+                    ts,
+                    w.amount_usd,
+                    w.device_id.as_deref(),
+                    &mut forgotten,
+                )
+            });
+            if newly_known != Some(true) {
+                forgotten.push(did);
+            }
+            // The pin becomes the new payer entry's reference.
+            if new_payer {
+                user_refs = 1;
+            }
+        }
+        self.users.write_id(uid, |u| u.add_refs(user_refs - 1));
+        for did in forgotten {
+            self.destinations.write_id(did, |d| d.add_refs(-1));
+        }
+        for user in dropped_users {
+            self.users.write_id(user, |u| u.add_refs(-1));
         }
     }
 
     /// Drops users and destinations with nothing inside their windows any more, as of the event
     /// being observed (`now`) rather than the newest ever seen: one event dated far in the future
-    /// must not make everyone's history look stale.
+    /// must not make everyone's history look stale. Records still named by another are kept
+    /// (see [`State`]).
     fn sweep(&self, now: i64) {
         let newest = self.newest_ts.load(Ordering::Relaxed).min(now);
         let user_horizon = newest.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
-        self.users.retain(|_, u| u.newest() > user_horizon);
+        let mut forgotten = Vec::new();
+        self.users.retain(
+            |u| u.refs() > 0 || u.newest() > user_horizon,
+            |u| forgotten.extend(u.destinations().map(|d| d.dest)),
+        );
+        for did in forgotten {
+            self.destinations.write_id(did, |d| d.add_refs(-1));
+        }
         let dest_horizon = newest.saturating_sub(DEST_RETENTION);
-        self.destinations.retain(|_, d| d.newest() > dest_horizon);
+        let mut dropped = Vec::new();
+        self.destinations.retain(
+            |d| {
+                if d.newest() > dest_horizon {
+                    return true;
+                }
+                d.clear_payers(&mut dropped);
+                d.refs() > 0
+            },
+            |_| {},
+        );
+        for user in dropped {
+            self.users.write_id(user, |u| u.add_refs(-1));
+        }
     }
 
     /// Calls `visit` with every user (id, record) and then every destination (address, its
     /// payers: user id and latest times newest first, unused slots dropped).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
     pub(crate) fn for_each_record(&self, mut visit: impl FnMut(Record<'_>)) {
-        for entry in self.users.iter() {
-            visit(Record::User(entry.key(), entry.value()));
+        // Records are copied out of each shard before other tables are read (see `State`).
+        let mut users = Vec::new();
+        self.users.for_each(|_, u| users.push(u.clone()));
+        for record in users {
+            let mut user = UserState {
+                record,
+                addresses: Vec::new(),
+            };
+            let mut addresses = Vec::new();
+            user.record.map_destinations(|did| {
+                let address = self.destinations.read_id(did, |d| d.key().to_owned());
+                addresses.push(std::sync::Arc::from(address.unwrap_or_default()));
+                (addresses.len() - 1) as u32
+            });
+            user.addresses = addresses;
+            visit(Record::User(user.record.key(), &user));
         }
-        for entry in self.destinations.iter() {
-            let payers = entry
-                .value()
-                .payers
-                .iter()
-                .map(|p| {
-                    let times = p.times.iter().copied().filter(|&t| t != i64::MIN);
-                    (&*p.user, times.collect())
+        let mut destinations = Vec::new();
+        self.destinations
+            .for_each(|_, d| destinations.push(d.clone()));
+        for d in destinations {
+            let payers: Vec<(String, Vec<i64>)> = d
+                .payers()
+                .map(|(uid, times)| {
+                    let user = self.users.read_id(uid, |u| u.key().to_owned());
+                    let times = times.iter().copied().filter(|&t| t != i64::MIN);
+                    (user.unwrap_or_default(), times.collect())
                 })
                 .collect();
-            visit(Record::Destination(entry.key(), payers));
+            let payers = payers
+                .iter()
+                .map(|(u, t)| (u.as_str(), t.clone()))
+                .collect();
+            visit(Record::Destination(d.key(), payers));
         }
     }
 
@@ -185,26 +287,4 @@ impl State {
 pub(crate) enum Record<'a> {
     User(&'a str, &'a UserState),
     Destination(&'a str, Vec<(&'a str, Vec<i64>)>),
-}
-
-/// A fixed-seed hash of an id or address (foldhash: a few nanoseconds for an address), kept
-/// inline next to ids and addresses held on the heap, as a filter before comparing them:
-/// comparing the strings themselves means following a pointer per candidate (a cache miss, on
-/// a large state). Fixed, so that it is the same after a snapshot is restored; a collision
-/// only costs a string comparison.
-pub(crate) fn id_hash(id: &str) -> u64 {
-    use std::hash::BuildHasher;
-    foldhash::fast::FixedState::default().hash_one(id)
-}
-
-/// Per-user and per-destination lists are boxed slices, not vectors: 16 bytes inline instead
-/// of 24 and no spare capacity (most users have a few withdrawals, destinations and devices,
-/// and most addresses a single payer). A change goes through a vector: `edit` lends one
-/// (taken from the box without copying) and boxes it again, reallocating only when the length
-/// changed. Changes are rare next to reads (a withdrawal's record, not its scoring).
-pub(crate) fn edit<T, R>(items: &mut Box<[T]>, change: impl FnOnce(&mut Vec<T>) -> R) -> R {
-    let mut list = std::mem::take(items).into_vec();
-    let result = change(&mut list);
-    *items = list.into_boxed_slice();
-    result
 }

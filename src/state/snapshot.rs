@@ -53,8 +53,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::destination::{DestinationState, Payer};
-use super::user::{Entry, KnownDestination, Unpacked, UserState};
+use super::destination::DestRecord;
+use super::table;
+use super::user::{Entry, Known, Unpacked, UserRecord, UserState};
 use super::{
     State, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
 };
@@ -77,12 +78,16 @@ struct Encoder {
     compact: bool,
     /// The last time written (version 2 writes each time as the difference from it).
     prev_ts: i64,
-    /// Shared strings already written, by the address of their allocation (the `Arc` kept
-    /// alongside keeps that address from being reused while the save runs), with their index.
-    strings: HashMap<usize, (Arc<str>, u64), BuildHasherDefault<AddressHasher>>,
+    /// Shared strings already written (a user id or an address, by [`USER`] or [`DEST`] and
+    /// its interned id; a standalone user's addresses by their position), with their index.
+    strings: HashMap<u64, u64, BuildHasherDefault<AddressHasher>>,
 }
 
-/// Hashes allocation addresses (one `usize`) with a folded multiply: no SipHash needed for
+/// String table keys: a user id's, an address's.
+const USER: u64 = 1 << 32;
+const DEST: u64 = 2 << 32;
+
+/// Hashes string table keys (one `u64`) with a folded multiply: no SipHash needed for
 /// keys that are not attacker-chosen.
 #[derive(Default)]
 struct AddressHasher(u64);
@@ -172,24 +177,45 @@ impl Encoder {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    fn shared(&mut self, s: &Arc<str>) {
-        let address = Arc::as_ptr(s) as *const u8 as usize;
-        match self.strings.get(&address) {
-            Some(&(_, index)) => self.varint(index + 1),
+    /// A shared string: its index when already written, else `0` and the string (`text` is
+    /// asked for only then).
+    fn shared(&mut self, key: u64, text: impl FnOnce() -> Option<String>) {
+        match self.strings.get(&key) {
+            Some(&index) => self.varint(index + 1),
             None => {
                 self.varint(0);
-                self.str(s);
+                self.str(&text().unwrap_or_default());
                 let index = self.strings.len() as u64;
-                self.strings.insert(address, (s.clone(), index));
+                self.strings.insert(key, index);
             }
         }
     }
 
-    fn user(&mut self, u: &UserState) {
+    /// A shared string that is known here (a record's own key).
+    fn shared_str(&mut self, key: u64, text: &str) {
+        match self.strings.get(&key) {
+            Some(&index) => self.varint(index + 1),
+            None => {
+                self.varint(0);
+                self.str(text);
+                let index = self.strings.len() as u64;
+                self.strings.insert(key, index);
+            }
+        }
+    }
+
+    /// A user record; `address` gives the address of a known destination's `u32` (called once
+    /// per address: the string table remembers it).
+    fn user(
+        &mut self,
+        u: &UserRecord,
+        dest_kind: u64,
+        mut address: impl FnMut(u32) -> Option<String>,
+    ) {
         self.varint(u.completed());
         self.varint(u.destinations().count() as u64);
         for d in u.destinations() {
-            self.shared(d.address);
+            self.shared(dest_kind | u64::from(d.dest), || address(d.dest));
             self.ts(d.first_ts);
             self.ts(d.last_ts);
         }
@@ -211,19 +237,21 @@ impl Encoder {
         }
     }
 
-    fn destination(&mut self, d: &DestinationState) {
-        self.varint(d.payers.len() as u64);
-        for p in d.payers.iter() {
-            self.shared(&p.user);
+    /// A destination record; `user` gives the id of a payer's user id (called once per user
+    /// not yet written).
+    fn destination(&mut self, d: &DestRecord, mut user: impl FnMut(u32) -> Option<String>) {
+        self.varint(d.payer_count() as u64);
+        for (uid, times) in d.payers() {
+            self.shared(USER | u64::from(uid), || user(uid));
             if self.compact {
                 // The used times (newest first, unused slots last).
-                let used = p.times.iter().take_while(|&&t| t != i64::MIN).count();
+                let used = times.iter().take_while(|&&t| t != i64::MIN).count();
                 self.varint(used as u64);
-                for &t in p.times.iter().take(used) {
+                for &t in times.iter().take(used) {
                     self.ts(t);
                 }
             } else {
-                for &t in &p.times {
+                for &t in &times {
                     self.i64(t);
                 }
             }
@@ -279,33 +307,39 @@ impl State {
         enc.i64(self.newest_ts.load(Ordering::Relaxed));
         enc.varint(DEST_TIMES as u64);
 
-        // Sized first, so that no reallocation happens while a shard is locked.
-        let mut user_keys: Vec<Arc<str>> = Vec::with_capacity(self.users.len() + 1024);
-        user_keys.extend(self.users.iter().map(|e| e.key().clone()));
-        for key in &user_keys {
-            if let Some(user) = self.users.get(key) {
-                enc.varint(1);
-                enc.shared(key);
-                enc.user(&user);
-                counts.users += 1;
+        // One record at a time under its shard's read lock; a user's addresses are read from
+        // the destinations meanwhile (the order `State` allows), a destination is copied out
+        // before its payers' ids are read from the users. The buffer goes to the sink between
+        // records, never under a lock.
+        for shard in 0..table::SHARDS {
+            for slot in 0..self.users.slots(shard) {
+                let written = self.users.read_slot(shard, slot, |user| {
+                    let user = user?;
+                    enc.varint(1);
+                    enc.shared_str(USER | u64::from(table::id_of(shard, slot)), user.key());
+                    enc.user(user, DEST, |did| {
+                        self.destinations.read_id(did, |d| d.key().to_owned())
+                    });
+                    Some(())
+                });
+                counts.users += usize::from(written.is_some());
+                enc.drain(&mut sink, false)?;
             }
-            enc.drain(&mut sink, false)?;
         }
-        drop(user_keys);
         enc.varint(0);
 
-        let mut dest_keys: Vec<Arc<str>> = Vec::with_capacity(self.destinations.len() + 1024);
-        dest_keys.extend(self.destinations.iter().map(|e| e.key().clone()));
-        for key in &dest_keys {
-            if let Some(dest) = self.destinations.get(key) {
+        for shard in 0..table::SHARDS {
+            for slot in 0..self.destinations.slots(shard) {
+                let Some(dest) = self.destinations.read_slot(shard, slot, |d| d.cloned()) else {
+                    continue;
+                };
                 enc.varint(1);
-                enc.shared(key);
-                enc.destination(&dest);
+                enc.shared_str(DEST | u64::from(table::id_of(shard, slot)), dest.key());
+                enc.destination(&dest, |uid| self.users.read_id(uid, |u| u.key().to_owned()));
                 counts.destinations += 1;
+                enc.drain(&mut sink, false)?;
             }
-            enc.drain(&mut sink, false)?;
         }
-        drop(dest_keys);
         enc.varint(0);
 
         for id in withdrawal_ids.into_iter().flatten() {
@@ -325,10 +359,51 @@ impl State {
         self.users.clear();
         self.destinations.clear();
         for (key, user) in decoded.users {
-            self.users.insert(key, user);
+            let UserState {
+                mut record,
+                addresses,
+            } = user;
+            // Each known address interned, its destination counting this user.
+            record.map_destinations(|token| {
+                let address = addresses.get(token as usize).map_or("", |a| &**a);
+                self.destinations
+                    .write(
+                        address,
+                        || DestRecord::new(address),
+                        |did, d| {
+                            d.add_refs(1);
+                            did
+                        },
+                    )
+                    .unwrap_or(u32::MAX)
+            });
+            self.users.write(&key, || record, |_, _| ());
         }
+        let mut payers = Vec::new();
         for (key, dest) in decoded.destinations {
-            self.destinations.insert(key, dest);
+            payers.clear();
+            for (user, times) in dest {
+                // A payer whose user has no record (possible in files from before interning)
+                // gets an empty one, which changes no feature.
+                let uid = self.users.write(
+                    &user,
+                    || UserRecord::new(&user),
+                    |uid, u| {
+                        u.add_refs(1);
+                        uid
+                    },
+                );
+                payers.extend(uid.map(|uid| (uid, times)));
+            }
+            self.destinations.write(
+                &key,
+                || DestRecord::new(&key),
+                |_, d| {
+                    let refs = d.refs();
+                    *d = DestRecord::with_payers(&key, &payers);
+                    d.add_refs(i64::from(refs));
+                },
+            );
         }
         self.observed.store(decoded.observed, Ordering::Relaxed);
         self.newest_ts.store(decoded.newest_ts, Ordering::Relaxed);
@@ -345,7 +420,9 @@ pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
         prev_ts: 0,
         strings: HashMap::default(),
     };
-    encoder.user(user);
+    encoder.user(&user.record, 0, |token| {
+        user.address(token).map(|a| a.to_string())
+    });
     encoder.buf
 }
 
@@ -360,7 +437,7 @@ pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
         prev_ts: 0,
         strings: Vec::new(),
     };
-    let user = decoder.user(&mut Unpacked::default())?;
+    let user = decoder.user("", &mut Unpacked::default())?;
     if decoder.pos != bytes.len() {
         return decoder.fail("bytes left over after the user record");
     }
@@ -372,7 +449,7 @@ pub(crate) struct Decoded {
     observed: u64,
     newest_ts: i64,
     users: Vec<(Arc<str>, UserState)>,
-    destinations: Vec<(Arc<str>, DestinationState)>,
+    destinations: Vec<(Arc<str>, Vec<(Arc<str>, [i64; DEST_TIMES])>)>,
     pub(crate) withdrawal_ids: Vec<Box<str>>,
 }
 
@@ -541,15 +618,20 @@ impl<'a> Decoder<'a> {
 
     /// A user record, unpacked into `u` (cleared first) and packed: the vectors are reused
     /// from one record to the next, the record itself is two allocations.
-    fn user(&mut self, u: &mut Unpacked) -> DecodeResult<UserState> {
+    fn user(&mut self, key: &str, u: &mut Unpacked) -> DecodeResult<UserState> {
         u.clear();
+        u.key.push_str(key);
         u.completed = self.varint()?;
         let n = self.count(MAX_DESTINATIONS, "destinations")?;
-        for _ in 0..n {
-            let address = self.shared()?;
+        let mut addresses = Vec::with_capacity(n);
+        for token in 0..n {
+            addresses.push(self.shared()?);
             let (first_ts, last_ts) = (self.ts()?, self.ts()?);
-            u.destinations
-                .push(KnownDestination::new(address, first_ts, last_ts));
+            u.destinations.push(Known {
+                dest: token as u32,
+                first_ts,
+                last_ts,
+            });
         }
         let n = self.count(MAX_HISTORY, "history entries")?;
         for _ in 0..n {
@@ -584,10 +666,13 @@ impl<'a> Decoder<'a> {
         if u.resets.windows(2).any(|w| w.first() > w.get(1)) {
             return self.fail("password resets out of order");
         }
-        Ok(u.pack())
+        Ok(UserState {
+            record: u.pack(),
+            addresses,
+        })
     }
 
-    fn destination(&mut self) -> DecodeResult<DestinationState> {
+    fn destination(&mut self) -> DecodeResult<Vec<(Arc<str>, [i64; DEST_TIMES])>> {
         let n = self.count(MAX_DEST_USERS, "payers")?;
         let mut payers = Vec::with_capacity(n);
         for _ in 0..n {
@@ -603,15 +688,9 @@ impl<'a> Decoder<'a> {
             }
             // Newest first, unused slots (`i64::MIN`) last: what the window counts rely on.
             times.sort_unstable_by(|a, b| b.cmp(a));
-            payers.push(Payer {
-                user_hash: super::id_hash(&user),
-                user,
-                times,
-            });
+            payers.push((user, times));
         }
-        Ok(DestinationState {
-            payers: payers.into_boxed_slice(),
-        })
+        Ok(payers)
     }
 }
 
@@ -642,7 +721,8 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         if !seen.insert(key.clone()) {
             return d.fail(format!("user \"{key}\" appears twice"));
         }
-        users.push((key, d.user(&mut scratch)?));
+        let user = d.user(&key, &mut scratch)?;
+        users.push((key, user));
     }
     seen.clear();
     let mut destinations = Vec::new();
@@ -701,17 +781,15 @@ mod tests {
 
     /// Every record as text, sorted (the maps' order is random).
     fn canonical(state: &State) -> Vec<String> {
-        let mut records: Vec<String> = state
-            .users
-            .iter()
-            .map(|e| format!("user {} {:?}", e.key(), e.value()))
-            .chain(
-                state
-                    .destinations
-                    .iter()
-                    .map(|e| format!("destination {} {:?}", e.key(), e.value())),
-            )
-            .collect();
+        let mut records = Vec::new();
+        state.for_each_record(|record| {
+            records.push(match record {
+                super::super::Record::User(key, user) => format!("user {key} {user:?}"),
+                super::super::Record::Destination(key, payers) => {
+                    format!("destination {key} {payers:?}")
+                }
+            })
+        });
         records.sort();
         records
     }
@@ -814,15 +892,14 @@ mod tests {
 
     #[test]
     fn shared_strings_are_written_once_and_shared_on_load() {
-        let a: Arc<str> = Arc::from("0xabc");
         let mut enc = Encoder {
             buf: Vec::new(),
             compact: true,
             prev_ts: 0,
             strings: HashMap::default(),
         };
-        enc.shared(&a);
-        enc.shared(&a.clone());
+        enc.shared(DEST | 7, || Some("0xabc".into()));
+        enc.shared(DEST | 7, || None);
         assert_eq!(enc.buf, [0, 5, b'0', b'x', b'a', b'b', b'c', 1]);
         let mut dec = Decoder {
             bytes: &enc.buf,
