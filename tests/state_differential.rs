@@ -194,11 +194,26 @@ fn rules() -> riskgate::RuleSet {
 /// Replays `lines` through a scorer and the model; every withdrawal's features must match.
 /// Returns the number of withdrawals checked.
 fn check(lines: &[String], what: &str) -> usize {
-    let scorer = Scorer::new(rules());
+    check_restarting(lines, what, usize::MAX)
+}
+
+/// [`check`], with the scorer saved to a snapshot and a fresh one loaded from it (with the
+/// stream's ids) every `restart_every` lines: the restored state must go on giving the very
+/// same features.
+fn check_restarting(lines: &[String], what: &str, restart_every: usize) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.bin");
+    let mut scorer = Scorer::new(rules());
     let mut stream = EventStream::new();
     let mut model = Model::default();
     let mut checked = 0;
     for (i, line) in lines.iter().enumerate() {
+        if i > 0 && i % restart_every == 0 {
+            scorer.save_state_with_stream(&path, &stream).unwrap();
+            scorer = Scorer::new(rules());
+            let restored = scorer.load_state(&path).unwrap();
+            stream = EventStream::resuming(restored.withdrawal_ids);
+        }
         // Lines that are not valid events (in the fixtures) change nothing.
         let Ok(event) = Event::parse_line(line) else {
             continue;
@@ -319,6 +334,18 @@ fn disordered_streams_match_the_model_exactly() {
         let checked = check(&lines, &format!("disordered stream {seed}"));
         assert!(checked > 100, "only {checked} withdrawals in stream {seed}");
     }
+}
+
+/// Snapshots of the interned layout taken mid-stream and loaded into a fresh scorer (ids
+/// assigned anew on load) change no feature.
+#[test]
+fn streams_through_snapshot_restarts_match_the_model_exactly() {
+    let lines = disordered(&generated(77, 150, 30), 3);
+    let checked = check_restarting(&lines, "disordered stream with restarts", 997);
+    assert!(checked > 100, "only {checked} withdrawals");
+    let lines = generated(78, 100, 60);
+    let checked = check_restarting(&lines, "gen stream with restarts", 1_500);
+    assert!(checked > 100, "only {checked} withdrawals");
 }
 
 /// The contract's boundary fixtures (windows hit exactly and a microsecond either side,

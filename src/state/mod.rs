@@ -288,3 +288,245 @@ pub(crate) enum Record<'a> {
     User(&'a str, &'a UserState),
     Destination(&'a str, Vec<(&'a str, Vec<i64>)>),
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::event::UserProfile;
+    use crate::time::Timestamp;
+
+    const T0: i64 = 1_790_000_000_000_000;
+
+    fn withdrawal(user: &str, destination: &str, ts: i64, amount_usd: f64) -> Event {
+        Event::Withdrawal(Withdrawal {
+            id: format!("w-{user}-{destination}-{ts}"),
+            ts: Timestamp::from_micros(ts),
+            user_id: user.into(),
+            asset: "USDT".into(),
+            network: "TRON".into(),
+            amount_usd,
+            destination: destination.into(),
+            user: UserProfile {
+                country: "HK".into(),
+                created_at: Timestamp::from_micros(T0 - 1000 * MICROS_PER_DAY),
+                locale: "en".into(),
+                referral: String::new(),
+            },
+            device_id: Some(format!("d-{user}")),
+            status: Status::Completed,
+            label: None,
+        })
+    }
+
+    fn features(state: &State, user: &str, destination: &str, ts: i64) -> TxFeatures {
+        match withdrawal(user, destination, ts, 1.0) {
+            Event::Withdrawal(w) => state.features(&w, destination),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every reference count equals the references it counts, and every id named by a record
+    /// is a live record: what id reuse relies on.
+    fn assert_references_consistent(state: &State) {
+        let mut dest_refs: HashMap<u32, u32> = HashMap::new();
+        let mut user_refs: HashMap<u32, u32> = HashMap::new();
+        state.users.for_each(|_, u| {
+            for d in u.destinations() {
+                *dest_refs.entry(d.dest).or_default() += 1;
+            }
+        });
+        state.destinations.for_each(|_, d| {
+            for (uid, _) in d.payers() {
+                *user_refs.entry(uid).or_default() += 1;
+            }
+        });
+        state.users.for_each(|uid, u| {
+            assert_eq!(
+                u.refs(),
+                user_refs.remove(&uid).unwrap_or(0),
+                "user {}",
+                u.key()
+            );
+        });
+        state.destinations.for_each(|did, d| {
+            assert_eq!(
+                d.refs(),
+                dest_refs.remove(&did).unwrap_or(0),
+                "dest {}",
+                d.key()
+            );
+        });
+        assert!(
+            user_refs.is_empty(),
+            "payers name missing users: {user_refs:?}"
+        );
+        assert!(
+            dest_refs.is_empty(),
+            "users know missing destinations: {dest_refs:?}"
+        );
+    }
+
+    /// A small xorshift generator (the streams only need to be varied and repeatable).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// Events over three years, out of order by up to a week, some users paying more than
+    /// `MAX_DESTINATIONS` addresses, users and addresses going idle for more than the retention
+    /// (so that sweeps free ids and new records reuse them), with sweeps along the way.
+    #[test]
+    fn references_stay_consistent_through_caps_sweeps_and_snapshots() {
+        let state = State::default();
+        let mut rng = Rng(0x5EED);
+        let days = 3 * 365;
+        for i in 0..40_000_i64 {
+            let day = i * days / 40_000;
+            let ts = T0 + day * MICROS_PER_DAY - rng.below(7 * MICROS_PER_DAY as u64) as i64;
+            // Each year its own users and addresses, a few shared with the next.
+            let era = (day / 365) as u64;
+            let user = format!("u{}-{}", era, rng.below(60));
+            let event = match rng.below(10) {
+                0 => Event::Login {
+                    ts: Timestamp::from_micros(ts),
+                    user_id: user,
+                    device_id: format!("dev{}", rng.below(40)),
+                },
+                1 => Event::PasswordReset {
+                    ts: Timestamp::from_micros(ts),
+                    user_id: user,
+                },
+                _ => {
+                    let destination = if rng.below(4) == 0 && !user.ends_with("-7") {
+                        format!("Tshared{}-{}", era, rng.below(5))
+                    } else if user.ends_with("-7") {
+                        // This user pays far more addresses than the cap.
+                        format!("Tmany{}", rng.below(1000))
+                    } else {
+                        format!("T{}-{}", era, rng.below(300))
+                    };
+                    withdrawal(&user, &destination, ts, rng.below(10_000) as f64 / 100.0)
+                }
+            };
+            state.observe(&event);
+            if i % 2_000 == 1_999 {
+                state.sweep(ts);
+                assert_references_consistent(&state);
+            }
+        }
+        assert_references_consistent(&state);
+        let capped = state.users.read("u2-7", |_, u| u.destinations().count());
+        assert_eq!(capped, Some(MAX_DESTINATIONS));
+
+        // Through a snapshot: the same records (by key), consistent counts again.
+        let mut bytes = Vec::new();
+        let written = state.encode(None, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok::<(), ()>(())
+        });
+        assert!(written.is_ok());
+        let restored = State::default();
+        match snapshot::decode(&bytes, 0, 2) {
+            Ok(decoded) => restored.restore(decoded),
+            Err(e) => panic!("{e}"),
+        }
+        assert_references_consistent(&restored);
+        assert_eq!(restored.users.len(), state.users.len());
+        assert_eq!(restored.destinations.len(), state.destinations.len());
+        for (user, destination) in [("u2-3", "T2-5"), ("u2-7", "Tmany3"), ("u1-1", "Tshared2-1")] {
+            let at = T0 + (days - 1) * MICROS_PER_DAY;
+            assert_eq!(
+                features(&state, user, destination, at),
+                features(&restored, user, destination, at)
+            );
+        }
+    }
+
+    /// A user and a destination idle past the retention are removed once nothing names them,
+    /// and their ids go to new records without carrying anything over.
+    #[test]
+    fn a_swept_id_is_reused_only_when_nothing_names_it() {
+        let state = State::default();
+        state.observe(&withdrawal("old", "Told", T0, 10.0));
+        state.observe(&withdrawal("other", "Told", T0, 10.0));
+        let (old_uid, old_did) = (
+            state.users.read("old", |uid, _| uid),
+            state.destinations.read("Told", |did, _| did),
+        );
+        let later = T0 + (RETENTION_DAYS + 1) * MICROS_PER_DAY;
+        state.observe(&Event::Login {
+            ts: Timestamp::from_micros(later),
+            user_id: "fresh".into(),
+            device_id: "d".into(),
+        });
+        // First sweep: the users are still named by the address's payers, which go; the
+        // address is still known by its users.
+        state.sweep(later);
+        assert_references_consistent(&state);
+        assert_eq!(
+            state.destinations.read("Told", |_, d| d.payer_count()),
+            Some(0)
+        );
+        assert!(state.users.read("old", |_, _| ()).is_some());
+        // Second sweep: nothing names them any more.
+        state.sweep(later);
+        assert_references_consistent(&state);
+        assert!(state.users.read("old", |_, _| ()).is_none());
+        assert!(state.destinations.read("Told", |_, _| ()).is_none());
+        assert_eq!(state.users.len(), 1);
+        assert_eq!(state.destinations.len(), 0);
+
+        // New records in the same shards take the freed slots, and start empty.
+        let same_shard = |table_shard: usize, prefix: &str, shard: &dyn Fn(&str) -> usize| {
+            (0..)
+                .map(|i| format!("{prefix}{i}"))
+                .find(|k| shard(k) == table_shard)
+                .unwrap_or_default()
+        };
+        let new_user = same_shard(state.users.shard_of("old"), "new", &|k| {
+            state.users.shard_of(k)
+        });
+        let new_dest = same_shard(state.destinations.shard_of("Told"), "Tnew", &|k| {
+            state.destinations.shard_of(k)
+        });
+        state.observe(&withdrawal(&new_user, &new_dest, later, 5.0));
+        assert_eq!(state.users.read(&new_user, |uid, _| uid), old_uid);
+        assert_eq!(state.destinations.read(&new_dest, |did, _| did), old_did);
+        let f = features(&state, &new_user, &new_dest, later + 1);
+        assert!(!f.is_new_address);
+        assert_eq!(f.prior_withdrawals, 1);
+        assert_eq!((f.dest_users_24h, f.dest_users_30d), (0, 0));
+        let f = features(&state, "old", "Told", later + 1);
+        assert!(f.is_new_address);
+        assert_eq!(f.prior_withdrawals, 0);
+        assert_eq!((f.dest_users_24h, f.dest_users_30d), (0, 0));
+        assert_references_consistent(&state);
+    }
+
+    /// Over the per-destination cap the payer with the oldest latest time goes, and its user no
+    /// longer counts it.
+    #[test]
+    fn the_payer_cap_releases_the_forgotten_payer() {
+        let state = State::default();
+        for i in 0..=MAX_DEST_USERS as i64 {
+            state.observe(&withdrawal(&format!("p{i}"), "Tpopular", T0 + i, 1.0));
+        }
+        assert_eq!(
+            state.destinations.read("Tpopular", |_, d| d.payer_count()),
+            Some(MAX_DEST_USERS)
+        );
+        assert_eq!(state.users.read("p0", |_, u| u.refs()), Some(0));
+        assert_eq!(state.users.read("p1", |_, u| u.refs()), Some(1));
+        assert_references_consistent(&state);
+        let f = features(&state, "p1", "Tpopular", T0 + 10_000);
+        assert_eq!(f.dest_users_24h, MAX_DEST_USERS as i64 - 1);
+    }
+}

@@ -222,6 +222,12 @@ impl<R: Keyed> Table<R> {
         }
     }
 
+    /// The shard a key lives in.
+    #[cfg(test)]
+    pub(crate) fn shard_of(&self, key: &str) -> usize {
+        self.locate(key).1
+    }
+
     /// Removes every record.
     pub(crate) fn clear(&self) {
         for shard in self.shards.iter() {
