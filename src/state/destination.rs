@@ -39,8 +39,9 @@ impl std::fmt::Debug for DestRecord {
 }
 
 impl Keyed for DestRecord {
-    fn key(&self) -> &str {
-        DestRecord::key(self)
+    fn key_bytes(&self) -> &[u8] {
+        let ((start, end), _) = self.offsets();
+        self.data.get(start..end).unwrap_or_default()
     }
 }
 
@@ -118,11 +119,7 @@ impl DestRecord {
 
     /// The normalized address.
     pub(crate) fn key(&self) -> &str {
-        let ((start, end), _) = self.offsets();
-        self.data
-            .get(start..end)
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .unwrap_or_default()
+        std::str::from_utf8(self.key_bytes()).unwrap_or_default()
     }
 
     fn payer_bytes(&self) -> &[u8] {
@@ -139,7 +136,11 @@ impl DestRecord {
 
     /// Adds `delta` to [`DestRecord::refs`], in place.
     pub(crate) fn add_refs(&mut self, delta: i64) {
-        let refs = (i64::from(self.refs()) + delta).clamp(0, i64::from(u32::MAX)) as u32;
+        self.set_refs((i64::from(self.refs()) + delta).clamp(0, i64::from(u32::MAX)) as u32);
+    }
+
+    /// Sets [`DestRecord::refs`], in place.
+    pub(crate) fn set_refs(&mut self, refs: u32) {
         if let Some(field) = self.data.get_mut(0..4) {
             field.copy_from_slice(&refs.to_le_bytes());
         }

@@ -1,9 +1,11 @@
 //! Feature state (contract section 2): what riskgate remembers about users and destinations,
 //! and the `tx` features computed from it.
 //!
-//! State lives in two [`DashMap`]s (per user, per destination) so that many threads can score
-//! and observe at once; a lock is held only while a feature vector is being read or an event
-//! recorded, never while rules run.
+//! State lives in two sharded tables (per user, per destination; see `table`) so that many
+//! threads can score and observe at once; a lock is held only while a feature vector is being
+//! read or an event recorded, never while rules run. Each user and each destination is one
+//! packed allocation (see `user` and `destination`); they refer to each other by dense `u32`
+//! ids (see [`State`]).
 //!
 //! # Memory bound
 //! Per user: at most [`MAX_HISTORY`] withdrawals, [`MAX_DESTINATIONS`] destinations,
@@ -14,7 +16,9 @@
 //! destinations are swept out as the stream moves on. "Before it" rather than "before the newest
 //! ever seen", so that one event dated far in the future does not wipe history. Known limit: a
 //! payer's withdrawals to a destination dated before its [`DEST_TIMES`] latest ones are not
-//! counted by `dest_users_*` (only possible when events arrive out of order).
+//! counted by `dest_users_*` (only possible when events arrive out of order). A user idle past
+//! the retention but still named by a destination's payers stays until those payers are
+//! forgotten (the contract allows forgetting, not requires it).
 
 mod destination;
 mod features;
@@ -175,26 +179,27 @@ impl State {
             },
         );
         let mut forgotten = Vec::new();
-        let mut user_refs = 0;
-        if let Some((did, new_payer)) = recorded {
-            let newly_known = self.users.write_id(uid, |u| {
-                u.record_withdrawal(
-                    did,
-                    ts,
-                    w.amount_usd,
-                    w.device_id.as_deref(),
-                    &mut forgotten,
-                )
-            });
-            if newly_known != Some(true) {
-                forgotten.push(did);
+        match recorded {
+            Some((did, new_payer)) => {
+                let newly_known = self.users.write_id(uid, |u| {
+                    // The pin becomes the new payer entry's reference, or goes.
+                    u.add_refs(if new_payer { 0 } else { -1 });
+                    u.record_withdrawal(
+                        did,
+                        ts,
+                        w.amount_usd,
+                        w.device_id.as_deref(),
+                        &mut forgotten,
+                    )
+                });
+                if newly_known != Some(true) {
+                    forgotten.push(did);
+                }
             }
-            // The pin becomes the new payer entry's reference.
-            if new_payer {
-                user_refs = 1;
+            None => {
+                self.users.write_id(uid, |u| u.add_refs(-1));
             }
         }
-        self.users.write_id(uid, |u| u.add_refs(user_refs - 1));
         for did in forgotten {
             self.destinations.write_id(did, |d| d.add_refs(-1));
         }
@@ -457,6 +462,7 @@ mod tests {
         let state = State::default();
         state.observe(&withdrawal("old", "Told", T0, 10.0));
         state.observe(&withdrawal("other", "Told", T0, 10.0));
+        let other_uid = state.users.read("other", |uid, _| uid);
         let (old_uid, old_did) = (
             state.users.read("old", |uid, _| uid),
             state.destinations.read("Told", |did, _| did),
@@ -498,7 +504,9 @@ mod tests {
             state.destinations.shard_of(k)
         });
         state.observe(&withdrawal(&new_user, &new_dest, later, 5.0));
-        assert_eq!(state.users.read(&new_user, |uid, _| uid), old_uid);
+        // "other" was freed too, possibly in the same shard (the last freed slot goes first).
+        let new_uid = state.users.read(&new_user, |uid, _| uid);
+        assert!(new_uid == old_uid || new_uid == other_uid);
         assert_eq!(state.destinations.read(&new_dest, |did, _| did), old_did);
         let f = features(&state, &new_user, &new_dest, later + 1);
         assert!(!f.is_new_address);

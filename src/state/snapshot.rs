@@ -18,11 +18,13 @@
 //!
 //! Every value reads back bit for bit in both versions. The shared store (Redis) keeps each
 //! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
-//! the deltas, and the stored records stay readable by the builds that share the store. Strings shared between records (user ids, destination addresses) go
-//! through a string table built on the fly: `0` followed by the string (varint length + UTF-8)
-//! defines the next entry, `n > 0` refers to entry `n - 1`. A string shared in memory (one `Arc`
-//! used as a map key and inside other records) is written once, and on load every reference to
-//! it shares one allocation again, as in a running scorer.
+//! the deltas, and the stored records stay readable by the builds that share the store.
+//! Strings shared between records (user ids, destination addresses) go through a string table
+//! built on the fly: `0` followed by the string (varint length + UTF-8) defines the next
+//! entry, `n > 0` refers to entry `n - 1`. In memory those strings are interned ids (see
+//! `super::table`): each id's string is written once, at its first reference. Ids themselves
+//! are not saved; loading interns the strings anew (so a file does not depend on the table's
+//! sharding or on the order records were created in).
 //!
 //! ```text
 //! (`time` and `amount` below: `i64`/`f64` in version 1, see above for version 2)
@@ -40,13 +42,13 @@
 //! ```
 //!
 //! # Consistency while other threads keep scoring
-//! Saving first copies the keys of each map (one shard lock at a time, only while the `Arc`
-//! keys are cloned), then encodes each record under that record's own read lock, one record at
-//! a time. Each record is therefore self-consistent; a writer running concurrently may land
-//! before or after the snapshot, record by record (a withdrawal observed during the save can be
-//! in the user's record and not yet in the destination's, or the reverse). Records created
-//! after the keys were copied are not in the snapshot. A snapshot taken while nothing is
-//! observed is exact.
+//! Saving walks each table shard by shard and slot by slot, taking the shard's read lock for
+//! one record at a time (a user is encoded under it; a destination is copied out first, since
+//! its payers' ids are then read from the users table). Each record is therefore
+//! self-consistent; a writer running concurrently may land before or after the snapshot,
+//! record by record (a withdrawal observed during the save can be in the user's record and not
+//! yet in the destination's, or the reverse; a record created in a slot already passed is not
+//! in the snapshot). A snapshot taken while nothing is observed is exact.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -54,7 +56,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::destination::DestRecord;
-use super::table;
+use super::table::{self, Table};
 use super::user::{Entry, Known, Unpacked, UserRecord, UserState};
 use super::{
     State, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
@@ -356,55 +358,8 @@ impl State {
     /// Replaces all state with a decoded snapshot. Meant for start-up: a thread scoring while
     /// this runs may see the old state, the new one, or some users of each.
     pub(crate) fn restore(&self, decoded: Decoded) {
-        self.users.clear();
-        self.destinations.clear();
-        for (key, user) in decoded.users {
-            let UserState {
-                mut record,
-                addresses,
-            } = user;
-            // Each known address interned, its destination counting this user.
-            record.map_destinations(|token| {
-                let address = addresses.get(token as usize).map_or("", |a| &**a);
-                self.destinations
-                    .write(
-                        address,
-                        || DestRecord::new(address),
-                        |did, d| {
-                            d.add_refs(1);
-                            did
-                        },
-                    )
-                    .unwrap_or(u32::MAX)
-            });
-            self.users.write(&key, || record, |_, _| ());
-        }
-        let mut payers = Vec::new();
-        for (key, dest) in decoded.destinations {
-            payers.clear();
-            for (user, times) in dest {
-                // A payer whose user has no record (possible in files from before interning)
-                // gets an empty one, which changes no feature.
-                let uid = self.users.write(
-                    &user,
-                    || UserRecord::new(&user),
-                    |uid, u| {
-                        u.add_refs(1);
-                        uid
-                    },
-                );
-                payers.extend(uid.map(|uid| (uid, times)));
-            }
-            self.destinations.write(
-                &key,
-                || DestRecord::new(&key),
-                |_, d| {
-                    let refs = d.refs();
-                    *d = DestRecord::with_payers(&key, &payers);
-                    d.add_refs(i64::from(refs));
-                },
-            );
-        }
+        self.users.replace_with(decoded.users);
+        self.destinations.replace_with(decoded.destinations);
         self.observed.store(decoded.observed, Ordering::Relaxed);
         self.newest_ts.store(decoded.newest_ts, Ordering::Relaxed);
     }
@@ -436,35 +391,55 @@ pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
         compact: false,
         prev_ts: 0,
         strings: Vec::new(),
+        tables: None,
     };
-    let user = decoder.user("", &mut Unpacked::default())?;
+    let mut unpacked = Unpacked::default();
+    let addresses = decoder.user("", &mut unpacked)?;
     if decoder.pos != bytes.len() {
         return decoder.fail("bytes left over after the user record");
     }
-    Ok(user)
+    Ok(UserState {
+        record: unpacked.pack(),
+        addresses,
+    })
 }
 
-/// A fully decoded and validated payload, not yet live.
+/// A fully decoded and validated payload, not yet live: tables built straight from the file
+/// (strings interned as they are first met), to be swapped in whole by [`State::restore`].
 pub(crate) struct Decoded {
     observed: u64,
     newest_ts: i64,
-    users: Vec<(Arc<str>, UserState)>,
-    destinations: Vec<(Arc<str>, Vec<(Arc<str>, [i64; DEST_TIMES])>)>,
+    users: Table<UserRecord>,
+    destinations: Table<DestRecord>,
+    counts: Counts,
     pub(crate) withdrawal_ids: Vec<Box<str>>,
 }
 
 impl Decoded {
     pub(crate) fn counts(&self) -> Counts {
         Counts {
-            users: self.users.len(),
-            destinations: self.destinations.len(),
             withdrawal_ids: self.withdrawal_ids.len(),
+            ..self.counts
         }
     }
 }
 
+/// A string of the payload's string table, and its ids once interned.
+#[derive(Clone, Copy)]
+struct Str<'a> {
+    text: &'a str,
+    user: Option<u32>,
+    dest: Option<u32>,
+}
+
+/// The tables a payload is decoded into (none for a user alone, as the shared store keeps it).
+struct Tables<'t> {
+    users: &'t Table<UserRecord>,
+    destinations: &'t Table<DestRecord>,
+}
+
 /// Reads primitives and interned strings; every error names the byte offset.
-struct Decoder<'a> {
+struct Decoder<'a, 't> {
     bytes: &'a [u8],
     pos: usize,
     /// Offset of `bytes` in the file, for messages.
@@ -472,12 +447,13 @@ struct Decoder<'a> {
     /// Format version 2 rather than 1 (see [`Encoder::ts`] and [`Encoder::amount`]).
     compact: bool,
     prev_ts: i64,
-    strings: Vec<Arc<str>>,
+    strings: Vec<Str<'a>>,
+    tables: Option<Tables<'t>>,
 }
 
 type DecodeResult<T> = std::result::Result<T, String>;
 
-impl<'a> Decoder<'a> {
+impl<'a> Decoder<'a, '_> {
     fn fail<T>(&self, what: impl std::fmt::Display) -> DecodeResult<T> {
         Err(format!("at byte {}: {what}", self.base + self.pos))
     }
@@ -590,20 +566,74 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn shared(&mut self) -> DecodeResult<Arc<str>> {
+    /// A shared string: the index of its string table entry (defined here when new).
+    fn shared(&mut self) -> DecodeResult<usize> {
         match self.varint()? {
             0 => {
-                let s: Arc<str> = Arc::from(self.str()?);
-                self.strings.push(s.clone());
-                Ok(s)
+                let text = self.str()?;
+                self.strings.push(Str {
+                    text,
+                    user: None,
+                    dest: None,
+                });
+                Ok(self.strings.len() - 1)
             }
             n => match usize::try_from(n - 1)
                 .ok()
-                .and_then(|i| self.strings.get(i))
+                .filter(|&i| i < self.strings.len())
             {
-                Some(s) => Ok(s.clone()),
+                Some(i) => Ok(i),
                 None => self.fail(format!("reference to string {n} of {}", self.strings.len())),
             },
+        }
+    }
+
+    /// The text of string table entry `i`.
+    fn text(&self, i: usize) -> &'a str {
+        self.strings.get(i).map_or("", |s| s.text)
+    }
+
+    /// The interned id of the user named by entry `i` (a payer).
+    fn payer(&mut self, tables: &Tables<'_>, i: usize) -> DecodeResult<u32> {
+        let cached = self.strings.get(i).and_then(|s| s.user);
+        let uid = match cached {
+            Some(uid) => Some(uid),
+            None => {
+                // A payer whose user has no record (possible in files from before interning)
+                // gets an empty one, which changes no feature.
+                let key = self.text(i);
+                tables
+                    .users
+                    .write(key, || UserRecord::new(key), |uid, _| uid)
+            }
+        };
+        match (uid, self.strings.get_mut(i)) {
+            (Some(uid), Some(entry)) => {
+                entry.user = Some(uid);
+                Ok(uid)
+            }
+            _ => self.fail("no id left for another user"),
+        }
+    }
+
+    /// The interned id of the destination named by entry `i`.
+    fn destination_id(&mut self, tables: &Tables<'_>, i: usize) -> DecodeResult<u32> {
+        let cached = self.strings.get(i).and_then(|s| s.dest);
+        let did = match cached {
+            Some(did) => Some(did),
+            None => {
+                let key = self.text(i);
+                tables
+                    .destinations
+                    .write(key, || DestRecord::new(key), |did, _| did)
+            }
+        };
+        match (did, self.strings.get_mut(i)) {
+            (Some(did), Some(entry)) => {
+                entry.dest = Some(did);
+                Ok(did)
+            }
+            _ => self.fail("no id left for another destination"),
         }
     }
 
@@ -616,19 +646,30 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// A user record, unpacked into `u` (cleared first) and packed: the vectors are reused
-    /// from one record to the next, the record itself is two allocations.
-    fn user(&mut self, key: &str, u: &mut Unpacked) -> DecodeResult<UserState> {
+    /// A user record into `u` (cleared first), known destinations interned when decoding into
+    /// tables, else numbered by position with their addresses returned alongside.
+    fn user(&mut self, key: &str, u: &mut Unpacked) -> DecodeResult<Vec<Arc<str>>> {
         u.clear();
         u.key.push_str(key);
         u.completed = self.varint()?;
         let n = self.count(MAX_DESTINATIONS, "destinations")?;
-        let mut addresses = Vec::with_capacity(n);
+        let mut addresses = Vec::new();
         for token in 0..n {
-            addresses.push(self.shared()?);
+            let entry = self.shared()?;
+            let dest = match self.tables.take() {
+                Some(tables) => {
+                    let did = self.destination_id(&tables, entry);
+                    self.tables = Some(tables);
+                    did?
+                }
+                None => {
+                    addresses.push(Arc::from(self.text(entry)));
+                    token as u32
+                }
+            };
             let (first_ts, last_ts) = (self.ts()?, self.ts()?);
             u.destinations.push(Known {
-                dest: token as u32,
+                dest,
                 first_ts,
                 last_ts,
             });
@@ -666,17 +707,20 @@ impl<'a> Decoder<'a> {
         if u.resets.windows(2).any(|w| w.first() > w.get(1)) {
             return self.fail("password resets out of order");
         }
-        Ok(UserState {
-            record: u.pack(),
-            addresses,
-        })
+        Ok(addresses)
     }
 
-    fn destination(&mut self) -> DecodeResult<Vec<(Arc<str>, [i64; DEST_TIMES])>> {
+    /// A destination's payers, their users interned.
+    fn payers(
+        &mut self,
+        tables: &Tables<'_>,
+        payers: &mut Vec<(u32, [i64; DEST_TIMES])>,
+    ) -> DecodeResult<()> {
+        payers.clear();
         let n = self.count(MAX_DEST_USERS, "payers")?;
-        let mut payers = Vec::with_capacity(n);
         for _ in 0..n {
-            let user = self.shared()?;
+            let entry = self.shared()?;
+            let uid = self.payer(tables, entry)?;
             let mut times = [i64::MIN; DEST_TIMES];
             let used = if self.compact {
                 self.count(DEST_TIMES, "times for one payer")?
@@ -688,15 +732,17 @@ impl<'a> Decoder<'a> {
             }
             // Newest first, unused slots (`i64::MIN`) last: what the window counts rely on.
             times.sort_unstable_by(|a, b| b.cmp(a));
-            payers.push((user, times));
+            payers.push((uid, times));
         }
-        Ok(payers)
+        Ok(())
     }
 }
 
 /// Decodes and validates a whole payload of format `version` (1 or 2; `base` is its offset in
 /// the file, for messages).
 pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
+    let users = Table::default();
+    let destinations = Table::default();
     let mut d = Decoder {
         bytes,
         pos: 0,
@@ -704,6 +750,11 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         compact: version >= 2,
         prev_ts: 0,
         strings: Vec::new(),
+        tables: None,
+    };
+    let tables = Tables {
+        users: &users,
+        destinations: &destinations,
     };
     let observed = d.varint()?;
     let newest_ts = d.i64()?;
@@ -713,25 +764,42 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
             "snapshot keeps {dest_times} times per payer; this build keeps {DEST_TIMES}"
         ));
     }
-    let mut users = Vec::new();
+    let mut counts = Counts::default();
     let mut scratch = Unpacked::default();
-    let mut seen: HashSet<Arc<str>, super::Hasher> = HashSet::default();
     while d.more()? {
-        let key = d.shared()?;
-        if !seen.insert(key.clone()) {
-            return d.fail(format!("user \"{key}\" appears twice"));
+        let entry = d.shared()?;
+        let key = d.text(entry);
+        d.tables = Some(Tables {
+            users: &users,
+            destinations: &destinations,
+        });
+        let user = d.user(key, &mut scratch);
+        d.tables = None;
+        user?;
+        match users.insert(key, scratch.pack()) {
+            Some(uid) => {
+                if let Some(s) = d.strings.get_mut(entry) {
+                    s.user = Some(uid);
+                }
+            }
+            None => return d.fail(format!("user \"{key}\" appears twice")),
         }
-        let user = d.user(&key, &mut scratch)?;
-        users.push((key, user));
+        counts.users += 1;
     }
-    seen.clear();
-    let mut destinations = Vec::new();
+    let mut seen: HashSet<u32, BuildHasherDefault<AddressHasher>> = HashSet::default();
+    let mut payers = Vec::new();
     while d.more()? {
-        let key = d.shared()?;
-        if !seen.insert(key.clone()) {
-            return d.fail(format!("destination \"{key}\" appears twice"));
+        let entry = d.shared()?;
+        let did = d.destination_id(&tables, entry)?;
+        if !seen.insert(did) {
+            return d.fail(format!("destination \"{}\" appears twice", d.text(entry)));
         }
-        destinations.push((key, d.destination()?));
+        d.payers(&tables, &mut payers)?;
+        let key = d.text(entry);
+        destinations.write_id(did, |record| {
+            *record = DestRecord::with_payers(key, &payers)
+        });
+        counts.destinations += 1;
     }
     let mut withdrawal_ids = Vec::new();
     while d.more()? {
@@ -743,11 +811,34 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
             bytes.len() - d.pos
         ));
     }
+    // References counted once the tables are whole: increments in two small dense arrays
+    // rather than a write into a record per reference.
+    let mut dest_refs = destinations.zeroed();
+    let mut user_refs = users.zeroed();
+    users.for_each(|_, u| {
+        for k in u.destinations() {
+            table::count_of(&mut dest_refs, k.dest)
+                .into_iter()
+                .for_each(|n| *n += 1);
+        }
+    });
+    destinations.for_each(|_, dest| {
+        for (uid, _) in dest.payers() {
+            table::count_of(&mut user_refs, uid)
+                .into_iter()
+                .for_each(|n| *n += 1);
+        }
+    });
+    users.for_each_mut(|uid, u| u.set_refs(table::count_of(&mut user_refs, uid).map_or(0, |n| *n)));
+    destinations.for_each_mut(|did, dest| {
+        dest.set_refs(table::count_of(&mut dest_refs, did).map_or(0, |n| *n))
+    });
     Ok(Decoded {
         observed,
         newest_ts,
         users,
         destinations,
+        counts,
         withdrawal_ids,
     })
 }
@@ -773,6 +864,7 @@ mod tests {
                 compact: true,
                 prev_ts: 0,
                 strings: Vec::new(),
+                tables: None,
             };
             assert_eq!(dec.varint(), Ok(v));
             assert_eq!(dec.pos, enc.buf.len());
@@ -891,7 +983,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_strings_are_written_once_and_shared_on_load() {
+    fn shared_strings_are_written_once_and_read_once() {
         let mut enc = Encoder {
             buf: Vec::new(),
             compact: true,
@@ -908,8 +1000,10 @@ mod tests {
             compact: true,
             prev_ts: 0,
             strings: Vec::new(),
+            tables: None,
         };
         let (first, second) = (dec.shared(), dec.shared());
-        assert!(matches!((first, second), (Ok(x), Ok(y)) if Arc::ptr_eq(&x, &y)));
+        assert_eq!((first, second), (Ok(0), Ok(0)));
+        assert_eq!(dec.text(0), "0xabc");
     }
 }

@@ -16,7 +16,8 @@ use parking_lot::RwLock;
 
 /// A record stored in a [`Table`]: it knows its key.
 pub(crate) trait Keyed {
-    fn key(&self) -> &str;
+    /// The key's bytes (UTF-8; compared and hashed as bytes, not checked again).
+    fn key_bytes(&self) -> &[u8];
 }
 
 const SHARD_BITS: u32 = 5;
@@ -27,7 +28,8 @@ const MAX_SLOTS: usize = 1 << (32 - SHARD_BITS);
 
 pub(crate) struct Table<R> {
     shards: Box<[RwLock<Shard<R>>]>,
-    /// Seeded per process: keys come from outside (the index is rebuilt on load).
+    /// Seeded once per process (keys come from outside), the same for every table, so that a
+    /// table decoded from a snapshot can take the place of a live one.
     hasher: super::Hasher,
 }
 
@@ -52,9 +54,14 @@ impl<R> Default for Table<R> {
     fn default() -> Table<R> {
         Table {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
-            hasher: super::Hasher::default(),
+            hasher: process_hasher(),
         }
     }
+}
+
+fn process_hasher() -> super::Hasher {
+    static HASHER: std::sync::OnceLock<super::Hasher> = std::sync::OnceLock::new();
+    HASHER.get_or_init(super::Hasher::default).clone()
 }
 
 fn split(id: u32) -> (usize, usize) {
@@ -71,7 +78,7 @@ impl<R: Keyed> Shard<R> {
         self.index
             .find(
                 hash,
-                |&i| matches!(slots.get(i as usize), Some(Some(r)) if r.key() == key),
+                |&i| matches!(slots.get(i as usize), Some(Some(r)) if r.key_bytes() == key.as_bytes()),
             )
             .map(|&i| i as usize)
     }
@@ -91,7 +98,7 @@ impl<R: Keyed> Shard<R> {
         let slots = &self.slots;
         self.index
             .insert_unique(hash, slot as u32, |&i| match slots.get(i as usize) {
-                Some(Some(r)) => hasher.hash_one(r.key()),
+                Some(Some(r)) => hasher.hash_one(r.key_bytes()),
                 _ => 0,
             });
         Some(slot)
@@ -100,7 +107,7 @@ impl<R: Keyed> Shard<R> {
     /// Removes the record in `slot`, keeping the slot for reuse.
     fn remove(&mut self, slot: usize, hasher: &super::Hasher) -> Option<R> {
         let record = self.slots.get_mut(slot)?.take()?;
-        let hash = hasher.hash_one(record.key());
+        let hash = hasher.hash_one(record.key_bytes());
         if let Ok(entry) = self.index.find_entry(hash, |&i| i as usize == slot) {
             entry.remove();
         }
@@ -111,7 +118,7 @@ impl<R: Keyed> Shard<R> {
 
 impl<R: Keyed> Table<R> {
     fn locate(&self, key: &str) -> (u64, usize) {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hasher.hash_one(key.as_bytes());
         // Bits the index does not use for its own buckets and tags.
         (hash, (hash >> 32) as usize & (SHARDS - 1))
     }
@@ -141,6 +148,18 @@ impl<R: Keyed> Table<R> {
         };
         let record = guard.slots.get_mut(slot)?.as_mut()?;
         Some(write(join(shard, slot), record))
+    }
+
+    /// Inserts `record` under `key` unless the key is already there; its id, or `None` when
+    /// the key was there (or the shard has no free id left).
+    pub(crate) fn insert(&self, key: &str, record: R) -> Option<u32> {
+        let (hash, shard) = self.locate(key);
+        let mut guard = self.shards.get(shard)?.write();
+        if guard.find(hash, key).is_some() {
+            return None;
+        }
+        let slot = guard.insert(hash, record, &self.hasher)?;
+        Some(join(shard, slot))
     }
 
     /// Calls `read` with the record of `id`, when there is one.
@@ -192,6 +211,25 @@ impl<R: Keyed> Table<R> {
         }
     }
 
+    /// Calls `change` with every record and its id, one shard at a time (under its write lock).
+    pub(crate) fn for_each_mut(&self, mut change: impl FnMut(u32, &mut R)) {
+        for (shard, lock) in self.shards.iter().enumerate() {
+            let mut guard = lock.write();
+            for (slot, record) in guard.slots.iter_mut().enumerate() {
+                if let Some(record) = record {
+                    change(join(shard, slot), record);
+                }
+            }
+        }
+    }
+
+    /// A zero per slot, shard by shard: a dense map from ids to counts.
+    pub(crate) fn zeroed(&self) -> Vec<Vec<u32>> {
+        (0..SHARDS)
+            .map(|shard| vec![0; self.slots(shard)])
+            .collect()
+    }
+
     /// Number of records.
     pub(crate) fn len(&self) -> usize {
         self.shards
@@ -228,12 +266,20 @@ impl<R: Keyed> Table<R> {
         self.locate(key).1
     }
 
-    /// Removes every record.
-    pub(crate) fn clear(&self) {
-        for shard in self.shards.iter() {
-            *shard.write() = Shard::default();
+    /// Takes every record of `other` (built by this process: all tables share one hasher),
+    /// dropping this table's, one shard at a time.
+    pub(crate) fn replace_with(&self, other: Table<R>) {
+        for (mine, theirs) in self.shards.iter().zip(other.shards.into_vec()) {
+            let old = std::mem::replace(&mut *mine.write(), theirs.into_inner());
+            drop(old);
         }
     }
+}
+
+/// The count of `id` in a map made by [`Table::zeroed`].
+pub(crate) fn count_of(counts: &mut [Vec<u32>], id: u32) -> Option<&mut u32> {
+    let (shard, slot) = split(id);
+    counts.get_mut(shard)?.get_mut(slot)
 }
 
 /// The id of a slot in a shard.

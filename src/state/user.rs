@@ -88,8 +88,9 @@ impl std::fmt::Debug for UserRecord {
 }
 
 impl Keyed for UserRecord {
-    fn key(&self) -> &str {
-        UserRecord::key(self)
+    fn key_bytes(&self) -> &[u8] {
+        let (start, end) = self.offsets().key;
+        self.data.get(start..end).unwrap_or_default()
     }
 }
 
@@ -189,11 +190,14 @@ impl UserRecord {
 
     /// The user id.
     pub(crate) fn key(&self) -> &str {
-        let (start, end) = self.offsets().key;
-        self.data
-            .get(start..end)
-            .and_then(|k| std::str::from_utf8(k).ok())
-            .unwrap_or_default()
+        std::str::from_utf8(self.key_bytes()).unwrap_or_default()
+    }
+
+    /// Sets [`UserRecord::refs`], in place.
+    pub(crate) fn set_refs(&mut self, refs: u32) {
+        if let Some(field) = self.data.get_mut(REFS_AT..REFS_AT + 4) {
+            field.copy_from_slice(&refs.to_le_bytes());
+        }
     }
 
     /// Payer entries naming this user (see `super`).
@@ -203,10 +207,7 @@ impl UserRecord {
 
     /// Adds `delta` to [`UserRecord::refs`], in place.
     pub(crate) fn add_refs(&mut self, delta: i64) {
-        let refs = (i64::from(self.refs()) + delta).clamp(0, i64::from(u32::MAX)) as u32;
-        if let Some(field) = self.data.get_mut(REFS_AT..REFS_AT + 4) {
-            field.copy_from_slice(&refs.to_le_bytes());
-        }
+        self.set_refs((i64::from(self.refs()) + delta).clamp(0, i64::from(u32::MAX)) as u32);
     }
 
     /// Completed withdrawals ever recorded (history trimming does not lower it).
