@@ -214,23 +214,29 @@ impl DestRecord {
                 false
             }
             None => {
-                let mut data = Vec::with_capacity(self.data.len() + PAYER);
-                data.extend_from_slice(&self.data);
-                let mut count = n;
-                if count >= MAX_DEST_USERS {
-                    // Forget the payer with the oldest latest time (the last takes its slot).
-                    let at = key_end + stalest.1 * PAYER;
-                    dropped.push(data.get(at..).map_or(u32::MAX, user_of));
-                    let last = data.len().saturating_sub(PAYER).max(at);
-                    data.copy_within(last.., at);
-                    data.truncate(last);
-                    count -= 1;
-                }
                 let mut times = [NONE; DEST_TIMES];
                 times[0] = ts;
-                write_payer(&mut data, user, &times);
-                set_count(&mut data, count + 1);
-                self.data = data.into_boxed_slice();
+                let mut payer = Vec::with_capacity(PAYER);
+                write_payer(&mut payer, user, &times);
+                if n >= MAX_DEST_USERS && key_end + n * PAYER <= self.data.len() {
+                    // At the cap the record keeps its size (no reallocation): the payer with
+                    // the oldest latest time goes, the last payer takes its slot and the new
+                    // one the last slot.
+                    let at = key_end + stalest.1 * PAYER;
+                    let last = key_end + (n - 1) * PAYER;
+                    dropped.push(self.data.get(at..).map_or(u32::MAX, user_of));
+                    self.data.copy_within(last..last + PAYER, at);
+                    if let Some(slot) = self.data.get_mut(last..last + PAYER) {
+                        slot.copy_from_slice(&payer);
+                    }
+                } else {
+                    // Grown in place when the allocator can (`realloc`).
+                    let mut data = std::mem::take(&mut self.data).into_vec();
+                    data.reserve_exact(PAYER);
+                    data.extend_from_slice(&payer);
+                    set_count(&mut data, n + 1);
+                    self.data = data.into_boxed_slice();
+                }
                 true
             }
         };
@@ -249,19 +255,25 @@ impl DestRecord {
         mut keep: impl FnMut(u32, &[i64; DEST_TIMES]) -> bool,
         dropped: &mut Vec<u32>,
     ) {
-        let ((_, key_end), _) = self.offsets();
-        let mut data = Vec::with_capacity(self.data.len());
-        data.extend_from_slice(self.data.get(..key_end).unwrap_or_default());
-        let mut n = 0;
-        for (user, times) in self.payers() {
+        // Compacted in place, then shrunk (`realloc`).
+        let ((_, key_end), count) = self.offsets();
+        let mut data = std::mem::take(&mut self.data).into_vec();
+        let mut kept = 0;
+        for i in 0..count {
+            let at = key_end + i * PAYER;
+            let Some(payer) = data.get(at..at + PAYER) else {
+                break;
+            };
+            let (user, times) = (user_of(payer), times_of(payer));
             if keep(user, &times) {
-                write_payer(&mut data, user, &times);
-                n += 1;
+                data.copy_within(at..at + PAYER, key_end + kept * PAYER);
+                kept += 1;
             } else {
                 dropped.push(user);
             }
         }
-        set_count(&mut data, n);
+        data.truncate(key_end + kept * PAYER);
+        set_count(&mut data, kept);
         self.data = data.into_boxed_slice();
     }
 

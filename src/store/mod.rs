@@ -3,10 +3,11 @@
 //! section 5, `--store`).
 //!
 //! One feature computation serves both: the shared store keeps each user's record in the same
-//! encoding as a state snapshot, decodes it into the same `UserState` the in-process state
-//! uses, and runs the same `fill` and `record_*` code on it. Per-destination payer counts
+//! encoding as a state snapshot, decodes it into the same packed user record the in-process
+//! state uses (with the user's addresses alongside, in place of interned destination ids), and
+//! runs the same `fill` and `record_*` code on it. Per-destination payer counts
 //! (`dest_users_24h`, `dest_users_30d`) are counted inside Redis by a small script over the
-//! same data the in-process `DestinationState` keeps (each payer's latest few withdrawal
+//! same data the in-process destination record keeps (each payer's latest few withdrawal
 //! times), so that a destination with thousands of payers costs a few integers per score, not
 //! the whole payer list. The key layout is in the README ("Running a fleet").
 

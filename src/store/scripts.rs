@@ -2,7 +2,7 @@
 //! `KEYS[1]` the payers hash (user id -> that user's latest withdrawal times to the
 //! destination, newest first, comma-separated microseconds, at most `DEST_TIMES`), `KEYS[2]`
 //! the payers sorted set (user id -> the newest of those times). They keep exactly what the
-//! in-process `DestinationState` keeps (see `state/destination.rs`, whose `record` and
+//! in-process destination record keeps (see `state/destination.rs`, whose `record` and
 //! `other_users` they follow step by step), so both stores decide alike.
 //!
 //! Times are integers of microseconds below 2^53, exact in Lua's doubles and in sorted-set
