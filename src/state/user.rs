@@ -42,7 +42,8 @@ pub(crate) struct Entry {
 // A destination index must fit the entry's byte, and the counts their header fields.
 const _: () = assert!(MAX_DESTINATIONS <= u8::MAX as usize);
 const _: () = assert!(MAX_HISTORY <= u16::MAX as usize);
-const _: () = assert!(MAX_RESETS <= u8::MAX as usize && MAX_DEVICES <= u8::MAX as usize);
+const _: () = assert!(MAX_RESETS <= u8::MAX as usize);
+const _: () = assert!(MAX_DEVICES <= u8::MAX as usize);
 
 const HEADER: usize = 17;
 const REFS_AT: usize = 13;
