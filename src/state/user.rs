@@ -390,12 +390,6 @@ impl UserRecord {
         }
     }
 
-    /// The record's bytes (a snapshot writes them as they are).
-    #[allow(dead_code)]
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.data
-    }
-
     /// Unpacks into `u` (cleared first), changes it, packs it back; the vectors keep their
     /// capacity for the next change on this thread.
     fn edit<R>(&mut self, change: impl FnOnce(&mut Unpacked) -> R) -> R {
@@ -693,6 +687,7 @@ pub(crate) struct UserState {
     pub(crate) addresses: Vec<Arc<str>>,
 }
 
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
 impl UserState {
     fn token(&self, address: &str) -> Option<u32> {
         self.addresses
