@@ -224,8 +224,9 @@ enum Command {
         /// The rules directory (policy.toml and one folder per pack).
         #[arg(long, value_name = "DIR")]
         rules: PathBuf,
-        /// Where feature state lives: `memory` (in process) or redis://[:PASSWORD@]HOST:PORT[/DB]
-        /// (shared by every instance using it).
+        /// Where feature state lives: `memory` (in process), redis://[:PASSWORD@]HOST:PORT[/DB],
+        /// rediss://... (TLS) or redis+cluster://HOST:PORT[,HOST:PORT...] (shared by every
+        /// instance using it).
         #[arg(long, value_name = "URL", default_value = "memory")]
         store: String,
         /// Prefix of every key in a shared store.
@@ -307,8 +308,9 @@ enum Command {
 /// Where feature state lives (`--store`, `--store-prefix`).
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// `memory` (in process) or redis://[:PASSWORD@]HOST:PORT[/DB]: a Redis server shared by
-    /// every riskgate process given the same URL and prefix.
+    /// `memory` (in process), redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... (TLS; a private
+    /// CA through SSL_CERT_FILE) or redis+cluster://HOST:PORT[,HOST:PORT...] (a Redis Cluster):
+    /// shared by every riskgate process given the same URL and prefix.
     #[arg(long = "store", value_name = "URL", default_value = "memory")]
     url: String,
     /// Every Redis key begins with this, exactly as given.
