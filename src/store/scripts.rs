@@ -104,7 +104,7 @@ return 1
 /// The compare-and-set of one user's record, on the user's keys alone (one slot): `KEYS[1]`
 /// the record, `KEYS[2]` the ids of the withdrawals applied to it in the last `ARGV[6]` ms
 /// (sorted set, id -> wall-clock ms; unused without an id). Sets the record to `ARGV[2]` (TTL
-/// `ARGV[3]` s) when the stored one's SHA-1 is still `ARGV[1]` (`""`: no record), and adds the
+/// `ARGV[3]` s) when the stored one is still `ARGV[1]` (`""`: no record), and adds the
 /// withdrawal id `ARGV[4]` (when not `""`) at `ARGV[5]` ms; returns `{1}`. An id applied
 /// already changes nothing: `{2}`. A record changed meanwhile changes nothing either: `{0, the
 /// record now}`, so that the caller updates that one without reading it again.
@@ -116,9 +116,7 @@ if id ~= '' then
   if redis.call('ZSCORE', KEYS[2], id) then return {2} end
 end
 local now = redis.call('GET', KEYS[1])
-local seen = ''
-if now then seen = redis.sha1hex(now) end
-if seen ~= ARGV[1] then return {0, now} end
+if (now or '') ~= ARGV[1] then return {0, now} end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 if id ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[5], id)
