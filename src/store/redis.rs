@@ -9,8 +9,9 @@
 //!   wall-clock ms), so that a record resumed after a crash never applies one twice;
 //! - `P{d:DEST}` and `P{d:DEST}:z`: the destination's payers (hash and sorted set, see
 //!   `scripts.rs`);
-//! - `P{w:ID}`: a processed withdrawal id (`1` when cancelled or imported; `c:DIGEST:MS` when
-//!   claimed by a completed withdrawal whose content hashes to DIGEST, at wall-clock MS).
+//! - `P{w:ID}`: a processed withdrawal id (`1` when cancelled or imported; `c:DIGEST:SECONDS`
+//!   when claimed by a completed withdrawal whose content hashes to DIGEST (48 bits: it only
+//!   tells a resumed record from another one reusing its id), at wall-clock SECONDS).
 //!
 //! Scoring is one round trip (a pipeline: GET the user, EXISTS the id, EVALSHA the count).
 //! Every write is a step on one slot, so that one protocol serves a single server and a
@@ -358,7 +359,7 @@ impl RedisStore {
 
     /// A completed withdrawal, in steps that each touch one slot (two round trips):
     ///
-    /// 1. claim the id (`SET P{w:ID} c:DIGEST:MS NX GET`, DIGEST naming what the withdrawal
+    /// 1. claim the id (`SET P{w:ID} c:DIGEST:SECONDS NX GET`, DIGEST naming what the withdrawal
     ///    records) and read the user's record, in one pipeline. An id held already is a
     ///    duplicate, unless it holds this very withdrawal's claim from less than `RESUME_MS`
     ///    ago: an earlier attempt stopped midway, and this one resumes it;
@@ -380,7 +381,7 @@ impl RedisStore {
         let ts = w.ts.as_micros();
         let now_ms = wall_clock_ms();
         let digest = claim_digest(w, &destination);
-        let claim = format!("c:{digest}:{now_ms}");
+        let claim = format!("c:{digest}:{}", now_ms / 1000);
         let id_key = self.id_key(&w.id);
         let user_key = self.user_key(&w.user_id);
         let mut dest = redis::cmd("EVAL");
@@ -706,19 +707,19 @@ fn claim_digest(w: &Withdrawal, destination: &str) -> String {
     }
     hash.finalize()
         .iter()
-        .take(16)
+        .take(6)
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
-/// `true` when an id's stored value is this withdrawal's own claim (`c:DIGEST:MS`) from less
-/// than `RESUME_MS` before `now_ms`: a record that stopped midway, to be finished.
+/// `true` when an id's stored value is this withdrawal's own claim (`c:DIGEST:SECONDS`) from
+/// less than `RESUME_MS` before `now_ms`: a record that stopped midway, to be finished.
 fn resumable(held: &str, digest: &str, now_ms: u64) -> bool {
     let mut parts = held.splitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some("c"), Some(d), Some(ms)) if d == digest => ms
             .parse::<u64>()
-            .is_ok_and(|ms| now_ms.saturating_sub(ms) < RESUME_MS),
+            .is_ok_and(|secs| now_ms.saturating_sub(secs.saturating_mul(1000)) < RESUME_MS),
         _ => false,
     }
 }
@@ -763,9 +764,9 @@ mod tests {
 
     #[test]
     fn only_a_recent_claim_with_the_same_content_resumes() {
-        assert!(resumable("c:ab:1000", "ab", 2000));
-        assert!(!resumable("c:ab:1000", "cd", 2000));
+        assert!(resumable("c:ab:1", "ab", 2000));
+        assert!(!resumable("c:ab:1", "cd", 2000));
         assert!(!resumable("1", "ab", 2000));
-        assert!(!resumable("c:ab:1000", "ab", 1000 + RESUME_MS));
+        assert!(!resumable("c:ab:1", "ab", 1000 + RESUME_MS));
     }
 }
