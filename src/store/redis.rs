@@ -120,7 +120,7 @@ enum Outcome {
     Failed(Error),
 }
 
-/// A withdrawal's id and how its record marks the user (for `update_user`).
+/// A withdrawal's id and where its record marks the user as applied (for `compare_and_set`).
 struct Applying<'a> {
     id: &'a str,
     ids_key: String,
@@ -364,10 +364,10 @@ impl RedisStore {
     ///    duplicate, unless it holds this very withdrawal's claim from less than `RESUME_MS`
     ///    ago: an earlier attempt stopped midway, and this one resumes it;
     /// 2. compare-and-set the user's record (`USER_CAS` on `P{u:USER}` and `P{u:USER}:w`: the
-    ///    new record only if the stored one is still the one read (sent back whole), and only if the id is not
-    ///    among the user's applied ones, to which it is added), pipelined with the destination
-    ///    script (which ignores a (user, time) it holds already). A changed record is read back
-    ///    by the script itself, updated again and set again.
+    ///    new record only if the stored one is still the one read (sent back whole), and only
+    ///    if the id is not among the user's applied ones, to which it is added), pipelined with
+    ///    the destination script (which ignores a (user, time) it holds already). A record
+    ///    changed meanwhile comes back in the script's reply, is updated again and set again.
     ///
     /// An interruption anywhere leaves the id claimed, the user applied or not, the
     /// destination recorded or not; the same withdrawal sent again within `RESUME_MS` finishes
