@@ -6,11 +6,12 @@ use std::collections::HashSet;
 /// Withdrawal ids seen (foldhash: ids are hashed once per withdrawal, and SipHash was a visible
 /// share of a replay).
 pub(crate) type IdSet = HashSet<Box<str>, crate::state::Hasher>;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
+use crate::audit::DecisionLog;
 use crate::decision::Decision;
 use crate::error::Error;
-use crate::event::{Event, Withdrawal};
+use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
 
 /// Lines longer than this are invalid (and not held in memory).
@@ -28,10 +29,17 @@ pub enum Processed {
 }
 
 /// Feeds lines to a [`Scorer`] in order: score each withdrawal, then observe every event.
-#[derive(Default)]
 pub struct EventStream {
     line: usize,
     withdrawal_ids: IdSet,
+    /// The withdrawal [`EventStream::write_decisions`] reads each line into.
+    withdrawal: Withdrawal,
+}
+
+impl Default for EventStream {
+    fn default() -> EventStream {
+        EventStream::resuming([])
+    }
 }
 
 impl EventStream {
@@ -59,67 +67,95 @@ impl EventStream {
         line: Result<&str, String>,
         score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
     ) -> Result<Processed, Error> {
-        self.line += 1;
-        let line_no = self.line;
-        let text = line.map_err(|message| Error::invalid_event(line_no, message))?;
-        if text.trim().is_empty() {
+        let Some((text, line_no)) = self.next_text(line)? else {
             return Ok(Processed::Blank);
-        }
+        };
         let event =
             Event::parse_line(text).map_err(|message| Error::invalid_event(line_no, message))?;
         match event {
             Event::Withdrawal(w) => {
-                if self.withdrawal_ids.contains(w.id.as_str()) {
-                    return Err(Error::invalid_event(
-                        line_no,
-                        format!(
-                            "withdrawal id \"{}\" was seen before; ids must be unique",
-                            w.id
-                        ),
-                    ));
-                }
-                if !scorer.store().is_memory() {
-                    return self.process_shared(scorer, w, line_no, score);
-                }
-                self.withdrawal_ids.insert(w.id.as_str().into());
-                let decision = score(scorer, &w);
-                scorer.observe_withdrawal(&w);
+                let decision = decide(&mut self.withdrawal_ids, scorer, &w, line_no, score)?;
                 Ok(Processed::Scored(Box::new(w), decision))
             }
-            other if !scorer.store().is_memory() => {
-                scorer.try_record(&other)?;
-                Ok(Processed::Observed(other))
-            }
-            other => {
-                scorer.observe(&other);
-                Ok(Processed::Observed(other))
-            }
+            other => observe(scorer, other).map(Processed::Observed),
         }
     }
 
-    /// A withdrawal through a shared store: a store failure is returned as
-    /// [`crate::ErrorKind::Store`] (the caller stops; the decision made meanwhile is dropped),
-    /// an id another process recorded first is an invalid line like any duplicate.
-    fn process_shared(
+    /// Like [`EventStream::process`], reading a withdrawal into the stream's own (reused: no
+    /// allocation for its strings once they have grown); `Some` decision for a withdrawal.
+    fn process_in_place(
         &mut self,
         scorer: &Scorer,
-        w: Withdrawal,
-        line_no: usize,
-        score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
-    ) -> Result<Processed, Error> {
-        let decision = score(scorer, &w);
-        if let Some(e) = scorer.take_store_failure() {
-            return Err(e);
+        line: Result<&str, String>,
+    ) -> Result<Option<Decision>, Error> {
+        let Some((text, line_no)) = self.next_text(line)? else {
+            return Ok(None);
+        };
+        let parsed = crate::event::parse_into(text, &mut self.withdrawal)
+            .map_err(|message| Error::invalid_event(line_no, message))?;
+        if let Parsed::Account(event) = parsed {
+            return observe(scorer, event).map(|_| None);
         }
-        match scorer.try_record_withdrawal(&w) {
-            Ok(()) => {}
-            Err(e) if matches!(e.kind(), crate::ErrorKind::Duplicate { .. }) => {
-                return Err(Error::invalid_event(line_no, e.to_string()));
+        let w = &self.withdrawal;
+        decide(&mut self.withdrawal_ids, scorer, w, line_no, Scorer::score).map(Some)
+    }
+
+    /// `riskgate score`'s loop: reads every line, writes one decision line per withdrawal to
+    /// `out` (and to `log`, when given) and `{"line":N,"error":"..."}` for each invalid line.
+    /// Returns the number of invalid lines; stops early on a store failure, a log write error
+    /// or an output error. A read error ends the lines (see [`LineReader::io_error`]).
+    /// `out` should be buffered: each line is written in a few pieces.
+    pub fn write_decisions<R: BufRead, W: Write>(
+        &mut self,
+        scorer: &Scorer,
+        lines: &mut LineReader<R>,
+        out: &mut W,
+        log: Option<&DecisionLog>,
+    ) -> Result<usize, Stopped> {
+        let mut invalid = 0_usize;
+        while let Some(line) = lines.next_line() {
+            match self.process_in_place(scorer, line) {
+                Ok(Some(decision)) => {
+                    if let Some(log) = log {
+                        log.append_decision(&decision).map_err(Stopped::Log)?;
+                    }
+                    // Straight into the writer: no String per decision.
+                    serde_json::to_writer(&mut *out, &decision)
+                        .map_err(|e| Stopped::Write(e.into()))?;
+                    out.write_all(b"\n").map_err(Stopped::Write)?;
+                }
+                Ok(None) => {}
+                Err(e) if matches!(e.kind(), crate::ErrorKind::Store { .. }) => {
+                    return Err(Stopped::Store(e));
+                }
+                Err(e) => {
+                    invalid += 1;
+                    let message = match e.kind() {
+                        crate::ErrorKind::InvalidEvent { message, .. } => message.clone(),
+                        _ => e.to_string(),
+                    };
+                    let error = LineError {
+                        line: self.line,
+                        error: &message,
+                    };
+                    serde_json::to_writer(&mut *out, &error)
+                        .map_err(|e| Stopped::Write(e.into()))?;
+                    out.write_all(b"\n").map_err(Stopped::Write)?;
+                }
             }
-            Err(e) => return Err(e),
         }
-        self.withdrawal_ids.insert(w.id.as_str().into());
-        Ok(Processed::Scored(Box::new(w), decision))
+        Ok(invalid)
+    }
+
+    /// Counts the line; `None` for a blank one, an error for one that could not be read.
+    fn next_text<'l>(
+        &mut self,
+        line: Result<&'l str, String>,
+    ) -> Result<Option<(&'l str, usize)>, Error> {
+        self.line += 1;
+        let line_no = self.line;
+        let text = line.map_err(|message| Error::invalid_event(line_no, message))?;
+        Ok((!text.trim().is_empty()).then_some((text, line_no)))
     }
 
     /// The number of the last line processed.
@@ -134,6 +170,7 @@ impl EventStream {
         EventStream {
             line: 0,
             withdrawal_ids: withdrawal_ids.into_iter().collect(),
+            withdrawal: Withdrawal::blank(),
         }
     }
 
@@ -141,6 +178,91 @@ impl EventStream {
     pub(crate) fn seen_ids(&self) -> &IdSet {
         &self.withdrawal_ids
     }
+}
+
+/// Why [`EventStream::write_decisions`] stopped before the end of its input.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The shared store failed: nothing is decided on state that could not be read or written.
+    Store(Error),
+    /// The decision log could not be written.
+    Log(Error),
+    /// The output could not be written (e.g. [`std::io::ErrorKind::BrokenPipe`]).
+    Write(std::io::Error),
+}
+
+/// `{"line":N,"error":"..."}`, in that order (contract section 5).
+#[derive(serde::Serialize)]
+struct LineError<'a> {
+    line: usize,
+    error: &'a str,
+}
+
+/// Observes an account event (through a shared store: recorded, its failure returned).
+fn observe(scorer: &Scorer, event: Event) -> Result<Event, Error> {
+    if scorer.store().is_memory() {
+        scorer.observe(&event);
+    } else {
+        scorer.try_record(&event)?;
+    }
+    Ok(event)
+}
+
+/// Decides a valid withdrawal: refuses an id seen before, scores, then records it.
+fn decide(
+    ids: &mut IdSet,
+    scorer: &Scorer,
+    w: &Withdrawal,
+    line_no: usize,
+    score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
+) -> Result<Decision, Error> {
+    let duplicate = || {
+        Error::invalid_event(
+            line_no,
+            format!(
+                "withdrawal id \"{}\" was seen before; ids must be unique",
+                w.id
+            ),
+        )
+    };
+    if !scorer.store().is_memory() {
+        if ids.contains(w.id.as_str()) {
+            return Err(duplicate());
+        }
+        return decide_shared(ids, scorer, w, line_no, score);
+    }
+    // One hash and probe: `insert` leaves the set unchanged for an id already there.
+    if !ids.insert(w.id.as_str().into()) {
+        return Err(duplicate());
+    }
+    let decision = score(scorer, w);
+    scorer.observe_withdrawal(w);
+    Ok(decision)
+}
+
+/// A withdrawal through a shared store: a store failure is returned as
+/// [`crate::ErrorKind::Store`] (the caller stops; the decision made meanwhile is dropped),
+/// an id another process recorded first is an invalid line like any duplicate.
+fn decide_shared(
+    ids: &mut IdSet,
+    scorer: &Scorer,
+    w: &Withdrawal,
+    line_no: usize,
+    score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
+) -> Result<Decision, Error> {
+    let decision = score(scorer, w);
+    if let Some(e) = scorer.take_store_failure() {
+        return Err(e);
+    }
+    match scorer.try_record_withdrawal(w) {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), crate::ErrorKind::Duplicate { .. }) => {
+            return Err(Error::invalid_event(line_no, e.to_string()));
+        }
+        Err(e) => return Err(e),
+    }
+    ids.insert(w.id.as_str().into());
+    Ok(decision)
 }
 
 /// Reads lines of at most [`MAX_LINE_BYTES`], without holding a longer one in memory.
