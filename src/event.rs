@@ -232,6 +232,7 @@ pub(crate) fn parse_raw(line: &str) -> Result<RawEvent<'_>, String> {
 }
 
 /// What [`parse_into`] made of a valid line.
+#[allow(clippy::large_enum_variant)] // returned once per line, never stored
 pub(crate) enum Parsed {
     /// The withdrawal was written into the reused one.
     Withdrawal,

@@ -307,7 +307,8 @@ impl<R: BufRead> LineReader<R> {
                 break;
             }
             any = true;
-            let (piece, consumed, done) = match chunk.iter().position(|&b| b == b'\n') {
+            // memchr: a SIMD scan, where a byte loop was a visible share of `riskgate score`.
+            let (piece, consumed, done) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (chunk.get(..i).unwrap_or_default(), i + 1, true),
                 None => (chunk, chunk.len(), false),
             };
