@@ -440,7 +440,10 @@ mod tests {
 
     #[test]
     fn the_id_set_holds_each_id_once_and_gives_them_all_back() {
-        let mut ids: IdSet = ["wd-1", "wd-2", "wd-1"].into_iter().map(Box::from).collect();
+        let mut ids: IdSet = ["wd-1", "wd-2", "wd-1"]
+            .into_iter()
+            .map(Box::from)
+            .collect();
         assert!(ids.contains("wd-1") && ids.contains("wd-2"));
         assert!(!ids.contains("wd-3") && !ids.contains("wd-") && !ids.contains(""));
         assert!(ids.insert("wd-3"));
