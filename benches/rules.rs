@@ -461,6 +461,11 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
                     dest_users_30d: num[9] as i64,
                     dest_first_used_days: num[10],
                     dest_amount_usd_30d: num[11],
+                    // The extensions beyond the contract: the generated rules (over NUMERIC,
+                    // the contract's fields) never read them.
+                    dest_prior_withdrawals: 0,
+                    dest_last_amount_usd: 0.0,
+                    dest_rising_run: 0,
                 },
                 watchlists,
             }

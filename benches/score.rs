@@ -4,6 +4,9 @@
 //! computed. Also prints p50/p99 per decision over individually timed calls (criterion reports
 //! mean and median only).
 //!
+//! `score/hk_1m_users`: the same with 1M users (issue 14: p99 <= 2 us there), their state built
+//! through `Scorer::observe` like the others (about 10M events; the setup takes a while).
+//!
 //! `score/hk_1k_users`: the same with 1k users, whose state stays in the CPU caches: the floor
 //! without main-memory misses (at 100k users the state is ~90 MB, and each decision follows a
 //! handful of pointers into it).
@@ -23,13 +26,19 @@ const WITHDRAWALS: usize = 20_000;
 fn bench(c: &mut Criterion) {
     run(c, "score/hk", USERS);
     run(c, "score/hk_1k_users", 1_000);
+    run(c, "score/hk_1m_users", 1_000_000);
 }
 
 fn run(c: &mut Criterion, name: &str, users: usize) {
     let mut rng = Rng::new(0x0005_C02E);
+    let started = Instant::now();
     let people = common::users(users, &mut rng);
     let scorer = common::warm_scorer(&people, &mut rng);
     assert_eq!(scorer.user_count(), users);
+    println!(
+        "{name}: state of {users} users built in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let withdrawals = common::withdrawals(WITHDRAWALS, &people, &mut rng, "wd");
     // Expected decisions, computed once; score() never changes state, so they must repeat.
     let expected: Vec<(Tier, i64)> = withdrawals

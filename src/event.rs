@@ -83,6 +83,30 @@ pub struct Withdrawal {
     pub label: Option<Label>,
 }
 
+impl Withdrawal {
+    /// Empty strings, time zero: a buffer for [`parse_into`] (allocates nothing).
+    pub(crate) fn blank() -> Withdrawal {
+        Withdrawal {
+            id: String::new(),
+            ts: Timestamp::from_micros(0),
+            user_id: String::new(),
+            asset: String::new(),
+            network: String::new(),
+            amount_usd: 0.0,
+            destination: String::new(),
+            user: UserProfile {
+                country: String::new(),
+                created_at: Timestamp::from_micros(0),
+                locale: String::new(),
+                referral: String::new(),
+            },
+            device_id: None,
+            status: Status::Completed,
+            label: None,
+        }
+    }
+}
+
 /// The host's profile snapshot of a user, sent with each withdrawal.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UserProfile {
@@ -140,32 +164,42 @@ enum Kind {
 }
 
 /// The wire form: everything optional so that validation can say exactly what is missing.
+/// Strings are borrowed from the line where they have no escapes: a withdrawal read with
+/// [`parse_into`] then costs no allocation once the reused [`Withdrawal`]'s strings are grown.
 #[derive(Deserialize)]
 pub(crate) struct RawEvent<'a> {
     kind: Option<Kind>,
-    /// Borrowed where the line has no escapes: parsed into a [`Timestamp`], never kept.
     #[serde(borrow, default, deserialize_with = "borrowed_text")]
     ts: Option<Cow<'a, str>>,
-    user_id: Option<String>,
-    id: Option<String>,
-    asset: Option<String>,
-    network: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    asset: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    network: Option<Cow<'a, str>>,
     amount_usd: Option<f64>,
-    destination: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    destination: Option<Cow<'a, str>>,
     #[serde(borrow)]
     user: Option<RawUser<'a>>,
-    device_id: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    device_id: Option<Cow<'a, str>>,
     status: Option<Status>,
     label: Option<Label>,
 }
 
 #[derive(Deserialize)]
 struct RawUser<'a> {
-    country: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    country: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrowed_text")]
     created_at: Option<Cow<'a, str>>,
-    locale: Option<String>,
-    referral: Option<String>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    locale: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_text")]
+    referral: Option<Cow<'a, str>>,
 }
 
 /// An optional string borrowed from the line when it has no escapes (serde borrows a `Cow`
@@ -197,7 +231,33 @@ pub(crate) fn parse_raw(line: &str) -> Result<RawEvent<'_>, String> {
     })
 }
 
-fn required(value: Option<String>, kind: &str, field: &str) -> Result<String, String> {
+/// What [`parse_into`] made of a valid line.
+#[allow(clippy::large_enum_variant)] // returned once per line, never stored
+pub(crate) enum Parsed {
+    /// The withdrawal was written into the reused one.
+    Withdrawal,
+    /// An account event (these are rare next to withdrawals, and owned).
+    Account(Event),
+}
+
+/// Parses and validates one line like [`Event::parse_line`], writing a withdrawal into `into`
+/// (reusing its strings' buffers) instead of building a new one. The line is validated before
+/// anything is written: on an error `into` is unchanged.
+pub(crate) fn parse_into(line: &str, into: &mut Withdrawal) -> Result<Parsed, String> {
+    match parse_raw(line)?.validate()? {
+        Valid::Withdrawal(fields) => {
+            fields.write_into(into);
+            Ok(Parsed::Withdrawal)
+        }
+        other => Ok(Parsed::Account(other.into_event())),
+    }
+}
+
+fn required<'a>(
+    value: Option<Cow<'a, str>>,
+    kind: &str,
+    field: &str,
+) -> Result<Cow<'a, str>, String> {
     match value {
         Some(v) if !v.is_empty() => Ok(v),
         Some(_) => Err(format!("{kind} field `{field}` must not be empty")),
@@ -215,8 +275,111 @@ fn timestamp(value: Option<Cow<'_, str>>, kind: &str, field: &str) -> Result<Tim
     }
 }
 
-impl RawEvent<'_> {
+/// A validated event whose strings may still borrow from the line (never boxed: it lives on
+/// the stack for one line).
+#[allow(clippy::large_enum_variant)]
+enum Valid<'a> {
+    Withdrawal(ValidWithdrawal<'a>),
+    PasswordReset {
+        ts: Timestamp,
+        user_id: Cow<'a, str>,
+    },
+    Login {
+        ts: Timestamp,
+        user_id: Cow<'a, str>,
+        device_id: Cow<'a, str>,
+    },
+}
+
+/// [`Withdrawal`]'s fields, validated, borrowed where the line allows.
+struct ValidWithdrawal<'a> {
+    id: Cow<'a, str>,
+    ts: Timestamp,
+    user_id: Cow<'a, str>,
+    asset: Cow<'a, str>,
+    network: Cow<'a, str>,
+    amount_usd: f64,
+    destination: Cow<'a, str>,
+    country: Cow<'a, str>,
+    created_at: Timestamp,
+    locale: Cow<'a, str>,
+    referral: Cow<'a, str>,
+    device_id: Option<Cow<'a, str>>,
+    status: Status,
+    label: Option<Label>,
+}
+
+impl Valid<'_> {
+    fn into_event(self) -> Event {
+        match self {
+            Valid::PasswordReset { ts, user_id } => Event::PasswordReset {
+                ts,
+                user_id: user_id.into_owned(),
+            },
+            Valid::Login {
+                ts,
+                user_id,
+                device_id,
+            } => Event::Login {
+                ts,
+                user_id: user_id.into_owned(),
+                device_id: device_id.into_owned(),
+            },
+            Valid::Withdrawal(w) => Event::Withdrawal(Withdrawal {
+                id: w.id.into_owned(),
+                ts: w.ts,
+                user_id: w.user_id.into_owned(),
+                asset: w.asset.into_owned(),
+                network: w.network.into_owned(),
+                amount_usd: w.amount_usd,
+                destination: w.destination.into_owned(),
+                user: UserProfile {
+                    country: w.country.into_owned(),
+                    created_at: w.created_at,
+                    locale: w.locale.into_owned(),
+                    referral: w.referral.into_owned(),
+                },
+                device_id: w.device_id.map(Cow::into_owned),
+                status: w.status,
+                label: w.label,
+            }),
+        }
+    }
+}
+
+impl ValidWithdrawal<'_> {
+    /// Overwrites `w`, reusing the capacity of its strings.
+    fn write_into(self, w: &mut Withdrawal) {
+        fn set(to: &mut String, from: &str) {
+            to.clear();
+            to.push_str(from);
+        }
+        set(&mut w.id, &self.id);
+        w.ts = self.ts;
+        set(&mut w.user_id, &self.user_id);
+        set(&mut w.asset, &self.asset);
+        set(&mut w.network, &self.network);
+        w.amount_usd = self.amount_usd;
+        set(&mut w.destination, &self.destination);
+        set(&mut w.user.country, &self.country);
+        w.user.created_at = self.created_at;
+        set(&mut w.user.locale, &self.locale);
+        set(&mut w.user.referral, &self.referral);
+        match (&mut w.device_id, self.device_id) {
+            (Some(to), Some(from)) => set(to, &from),
+            (to, from) => *to = from.map(Cow::into_owned),
+        }
+        w.status = self.status;
+        w.label = self.label;
+    }
+}
+
+impl<'a> RawEvent<'a> {
     pub(crate) fn into_event(self) -> Result<Event, String> {
+        self.validate().map(Valid::into_event)
+    }
+
+    fn validate(self) -> Result<Valid<'a>, String> {
         let kind = self.kind.ok_or_else(|| {
             "event is missing field `kind` (withdrawal, password_reset or login)".to_string()
         })?;
@@ -228,10 +391,10 @@ impl RawEvent<'_> {
         let ts = timestamp(self.ts, name, "ts")?;
         let user_id = required(self.user_id, name, "user_id")?;
         match kind {
-            Kind::PasswordReset => Ok(Event::PasswordReset { ts, user_id }),
+            Kind::PasswordReset => Ok(Valid::PasswordReset { ts, user_id }),
             Kind::Login => {
                 let device_id = required(self.device_id, name, "device_id")?;
-                Ok(Event::Login {
+                Ok(Valid::Login {
                     ts,
                     user_id,
                     device_id,
@@ -253,11 +416,21 @@ impl RawEvent<'_> {
                 let raw_user = self.user.ok_or_else(|| {
                     "withdrawal is missing field `user` (the profile snapshot)".to_string()
                 })?;
-                let user = raw_user.into_profile()?;
+                let country = required(raw_user.country, "withdrawal", "user.country")?;
+                if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    return Err(format!(
+                        "withdrawal field `user.country` must be an ISO 3166 alpha-2 code such as \"HK\", got {country:?}"
+                    ));
+                }
+                let created_at = timestamp(raw_user.created_at, "withdrawal", "user.created_at")?;
+                let locale = match raw_user.locale {
+                    Some(l) if !l.is_empty() => l,
+                    _ => Cow::Borrowed("en"),
+                };
                 if matches!(&self.device_id, Some(d) if d.is_empty()) {
                     return Err("withdrawal field `device_id` must not be empty when given".into());
                 }
-                Ok(Event::Withdrawal(Withdrawal {
+                Ok(Valid::Withdrawal(ValidWithdrawal {
                     id,
                     ts,
                     user_id,
@@ -265,35 +438,16 @@ impl RawEvent<'_> {
                     network,
                     amount_usd,
                     destination,
-                    user,
+                    country,
+                    created_at,
+                    locale,
+                    referral: raw_user.referral.unwrap_or_default(),
                     device_id: self.device_id,
                     status: self.status.unwrap_or_default(),
                     label: self.label,
                 }))
             }
         }
-    }
-}
-
-impl RawUser<'_> {
-    fn into_profile(self) -> Result<UserProfile, String> {
-        let country = required(self.country, "withdrawal", "user.country")?;
-        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_alphabetic()) {
-            return Err(format!(
-                "withdrawal field `user.country` must be an ISO 3166 alpha-2 code such as \"HK\", got {country:?}"
-            ));
-        }
-        let created_at = timestamp(self.created_at, "withdrawal", "user.created_at")?;
-        let locale = match self.locale {
-            Some(l) if !l.is_empty() => l,
-            _ => "en".to_string(),
-        };
-        Ok(UserProfile {
-            country,
-            created_at,
-            locale,
-            referral: self.referral.unwrap_or_default(),
-        })
     }
 }
 

@@ -217,7 +217,7 @@ impl Scorer {
                 if processed.contains(w.id.as_str()) {
                     return Err(Error::duplicate(&w.id));
                 }
-                processed.insert(w.id.as_str().into());
+                processed.insert(&w.id);
                 self.state.observe_withdrawal(w);
                 Ok(())
             }

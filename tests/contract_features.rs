@@ -503,6 +503,49 @@ fn dest_amount_usd_30d_sums_the_users_own_payments_to_the_destination() {
     );
 }
 
+/// The extensions beyond the contract: U's history to this destination, in the order recorded.
+#[test]
+fn dest_prior_last_and_rising_run_follow_the_payments_to_the_destination() {
+    let history = [
+        h("1", "u", T - 50 * DAY, 100.0, "D"),
+        h("2", "u", T - 40 * DAY, 90.0, "D"), // a fall restarts the run
+        h("3", "u", T - 30 * DAY, 120.0, "D"),
+        h("other-dest", "u", T - 25 * DAY, 5000.0, "E"),
+        h("other-user", "v", T - 25 * DAY, 5000.0, "D"),
+        wd("cancel", "u", &at(T - 22 * DAY), 1.0, "D")
+            .cancelled()
+            .line(),
+        h("4", "u", T - 20 * DAY, 150.0, "D"),
+        h("5", "u", T - 10 * DAY, 150.0, "D"), // equal: not a rise
+        h("6", "u", T - 5 * DAY, 160.0, "D"),
+        h("7", "u", T - DAY, 200.0, "D"),
+    ];
+    let f = tx_after(&history, &now("u", "D")).features;
+    assert_eq!(f.dest_prior_withdrawals, 7);
+    assert_eq!(f.dest_last_amount_usd, 200.0);
+    assert_eq!(f.dest_rising_run, 2);
+    let g = tx_after(&history[..5], &now("u", "D")).features;
+    assert_eq!((g.dest_prior_withdrawals, g.dest_rising_run), (3, 1));
+    let fresh = tx_after(&history, &now("u", "New")).features;
+    assert_eq!(
+        (
+            fresh.dest_prior_withdrawals,
+            fresh.dest_last_amount_usd,
+            fresh.dest_rising_run
+        ),
+        (0, 0.0, 0)
+    );
+    let first = tx_after(&history[..1], &now("u", "D")).features;
+    assert_eq!(
+        (
+            first.dest_prior_withdrawals,
+            first.dest_last_amount_usd,
+            first.dest_rising_run
+        ),
+        (1, 100.0, 0)
+    );
+}
+
 fn watchlist_rules() -> Rules {
     let rules = Rules::new();
     rules.pack("zeta", "regions = [\"HK\"]", &[]);
@@ -571,10 +614,11 @@ fn a_rule_sees_every_field_with_its_contract_type() {
     let script = r#"
         let strings = ["id", "user_id", "asset", "network", "country", "locale", "referral", "destination"];
         for k in strings { if type_of(tx[k]) != "string" { throw k + " is " + type_of(tx[k]); } }
-        let ints = ["account_age_days", "prior_withdrawals", "withdrawals_24h", "dest_users_24h", "dest_users_30d"];
+        let ints = ["account_age_days", "prior_withdrawals", "withdrawals_24h", "dest_users_24h", "dest_users_30d",
+                    "dest_prior_withdrawals", "dest_rising_run"];
         for k in ints { if type_of(tx[k]) != "i64" { throw k + " is " + type_of(tx[k]); } }
         let floats = ["amount_usd", "amount_usd_24h", "median_amount_usd_90d", "hours_since_password_reset",
-                      "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d"];
+                      "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd"];
         for k in floats { if type_of(tx[k]) != "f64" { throw k + " is " + type_of(tx[k]); } }
         if type_of(tx.is_new_address) != "bool" { throw "is_new_address"; }
         if type_of(tx.watchlists) != "array" { throw "watchlists"; }

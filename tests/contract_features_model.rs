@@ -250,6 +250,28 @@ fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
                 dest_sum,
                 ctx
             );
+            // Extensions beyond the contract: U's history to this destination, in processing order.
+            prop_assert_eq!(
+                f.dest_prior_withdrawals,
+                to_dest.len() as i64,
+                "dest_prior_withdrawals, {}",
+                ctx
+            );
+            let last = to_dest.last().map_or(0.0, |p| p.amount);
+            prop_assert_eq!(
+                f.dest_last_amount_usd.to_bits(),
+                last.to_bits(),
+                "dest_last_amount_usd {} vs {}, {}",
+                f.dest_last_amount_usd,
+                last,
+                ctx
+            );
+            let rising = to_dest
+                .windows(2)
+                .rev()
+                .take_while(|w| w[1].amount > w[0].amount)
+                .count() as i64;
+            prop_assert_eq!(f.dest_rising_run, rising, "dest_rising_run, {}", ctx);
             prop_assert_eq!(&tx.destination, &dest);
         }
         stream.process(&scorer, Ok(&line)).unwrap();

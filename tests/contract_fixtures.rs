@@ -38,6 +38,9 @@ fn field(tx: &Tx, name: &str) -> Value {
         "dest_users_30d" => json!(f.dest_users_30d),
         "dest_first_used_days" => float(f.dest_first_used_days),
         "dest_amount_usd_30d" => float(f.dest_amount_usd_30d),
+        "dest_prior_withdrawals" => json!(f.dest_prior_withdrawals),
+        "dest_last_amount_usd" => float(f.dest_last_amount_usd),
+        "dest_rising_run" => json!(f.dest_rising_run),
         "watchlists" => json!(tx.watchlists),
         other => panic!("expect_tx names unknown field {other}"),
     }

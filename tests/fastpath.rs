@@ -11,14 +11,16 @@ use proptest::prelude::*;
 use riskgate::rules::RuleProbe;
 use riskgate::{Outcome, Tx, TxFeatures};
 
-const INT_FIELDS: [&str; 5] = [
+const INT_FIELDS: [&str; 7] = [
     "account_age_days",
     "prior_withdrawals",
     "withdrawals_24h",
     "dest_users_24h",
     "dest_users_30d",
+    "dest_prior_withdrawals",
+    "dest_rising_run",
 ];
-const FLOAT_FIELDS: [&str; 8] = [
+const FLOAT_FIELDS: [&str; 9] = [
     "amount_usd",
     "amount_usd_24h",
     "median_amount_usd_90d",
@@ -26,6 +28,7 @@ const FLOAT_FIELDS: [&str; 8] = [
     "device_age_hours",
     "dest_first_used_days",
     "dest_amount_usd_30d",
+    "dest_last_amount_usd",
     "amount_usd",
 ];
 const STR_FIELDS: [&str; 8] = [
@@ -94,8 +97,8 @@ prop_compose! {
     fn tx()(
         strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
-        ints in proptest::collection::vec(int_value(), 5),
-        floats in proptest::collection::vec(float_value(), 6),
+        ints in proptest::collection::vec(int_value(), 7),
+        floats in proptest::collection::vec(float_value(), 7),
         is_new_address in any::<bool>(),
         lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
     ) -> Tx {
@@ -110,6 +113,7 @@ prop_compose! {
                 amount_usd_24h: x(0), median_amount_usd_90d: x(1), hours_since_password_reset: x(2),
                 device_age_hours: x(3), dest_users_24h: n(3), dest_users_30d: n(4),
                 dest_first_used_days: x(4), dest_amount_usd_30d: x(5),
+                dest_prior_withdrawals: n(5), dest_last_amount_usd: x(6), dest_rising_run: n(6),
             },
             watchlists: lists.into_iter().map(str::to_string).collect(),
         }
@@ -298,6 +302,9 @@ fn sample_tx() -> Tx {
             dest_users_30d: 9,
             dest_first_used_days: 0.0,
             dest_amount_usd_30d: 0.0,
+            dest_prior_withdrawals: 0,
+            dest_last_amount_usd: 0.0,
+            dest_rising_run: 0,
         },
         watchlists: vec!["hk-police/scameter".into()],
     }
@@ -541,6 +548,8 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "withdrawals_24h" => f.withdrawals_24h = n,
         "dest_users_24h" => f.dest_users_24h = n,
         "dest_users_30d" => f.dest_users_30d = n,
+        "dest_prior_withdrawals" => f.dest_prior_withdrawals = n,
+        "dest_rising_run" => f.dest_rising_run = n,
         "amount_usd" => tx.amount_usd = value,
         "amount_usd_24h" => f.amount_usd_24h = value,
         "median_amount_usd_90d" => f.median_amount_usd_90d = value,
@@ -548,6 +557,7 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "device_age_hours" => f.device_age_hours = value,
         "dest_first_used_days" => f.dest_first_used_days = value,
         "dest_amount_usd_30d" => f.dest_amount_usd_30d = value,
+        "dest_last_amount_usd" => f.dest_last_amount_usd = value,
         other => panic!("not a numeric field: {other}"),
     }
 }

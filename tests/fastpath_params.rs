@@ -117,6 +117,9 @@ fn tx(amount_usd: f64, account_age_days: i64, referral: &str, lists: &[&str]) ->
             dest_users_30d: 2,
             dest_first_used_days: 0.0,
             dest_amount_usd_30d: 0.0,
+            dest_prior_withdrawals: 0,
+            dest_last_amount_usd: 0.0,
+            dest_rising_run: 0,
         },
         watchlists: lists.iter().map(|s| s.to_string()).collect(),
     }

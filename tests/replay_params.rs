@@ -291,6 +291,45 @@ fn replay_param_on_the_command_line_text_and_json() {
     assert!(text.contains("PARAM SWEEP"), "{text}");
     assert!(text.contains("a/big.min_amount_usd=1000.0"), "{text}");
 
+    // The HTML report has the sweep too: a row per combination with its values and figures,
+    // which are the JSON's.
+    let html_path = dir.path().join("report.html");
+    let html_run = run(&[
+        "--html",
+        html_path.to_str().expect("utf-8 path"),
+        "--param",
+        "a/big.min_amount_usd=1000,5000",
+        "--param",
+        "b/reset.hours=1,72",
+    ]);
+    assert!(html_run.status.success());
+    let html = std::fs::read_to_string(&html_path).expect("html written");
+    let section = html
+        .split("<section id=\"param-sweep\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</section>").next())
+        .expect("a param sweep section");
+    assert!(
+        section.contains("<code>a/big.min_amount_usd</code>"),
+        "{section}"
+    );
+    assert!(section.contains("<code>b/reset.hours</code>"), "{section}");
+    assert_eq!(section.matches("<tr><td>").count(), 4, "{section}");
+    let warn_recall = |p: &serde_json::Value| {
+        format!(
+            "{:.1}%",
+            p["levels"][1]["recall"].as_f64().expect("recall") * 100.0
+        )
+    };
+    let second_row = section.split("<tr><td>2</td>").nth(1).expect("row 2");
+    assert!(
+        second_row.starts_with(&format!(
+            "<td>1000.0</td><td>72.0</td><td>{}</td>",
+            warn_recall(&points[1])
+        )),
+        "{second_row}"
+    );
+
     let bad = run(&["--param", "a/big.nope=1"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no param"));

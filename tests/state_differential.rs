@@ -122,6 +122,14 @@ impl Model {
                 .iter()
                 .filter(|p| in_window(p.at, t, 30 * D))
                 .fold(0.0, |s, p| s + p.amount),
+            // Extensions: all of U's history to this destination, in processing order.
+            dest_prior_withdrawals: to_dest.len() as i64,
+            dest_last_amount_usd: to_dest.last().map_or(0.0, |p| p.amount),
+            dest_rising_run: to_dest
+                .windows(2)
+                .rev()
+                .take_while(|w| w[1].amount > w[0].amount)
+                .count() as i64,
         }
     }
 
@@ -167,7 +175,7 @@ impl Model {
 }
 
 /// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
-fn bits(f: &TxFeatures) -> [(&'static str, u64); 12] {
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 15] {
     [
         ("account_age_days", f.account_age_days as u64),
         ("is_new_address", u64::from(f.is_new_address)),
@@ -184,6 +192,9 @@ fn bits(f: &TxFeatures) -> [(&'static str, u64); 12] {
         ("dest_users_30d", f.dest_users_30d as u64),
         ("dest_first_used_days", f.dest_first_used_days.to_bits()),
         ("dest_amount_usd_30d", f.dest_amount_usd_30d.to_bits()),
+        ("dest_prior_withdrawals", f.dest_prior_withdrawals as u64),
+        ("dest_last_amount_usd", f.dest_last_amount_usd.to_bits()),
+        ("dest_rising_run", f.dest_rising_run as u64),
     ]
 }
 

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use riskgate::{ErrorKind, Event, Scorer, Store};
+use riskgate::{ErrorKind, Event, Scorer, Status, Store};
 use support::contract::*;
-use support::redis_server::RedisServer;
+use support::redis_server::{RedisCluster, RedisServer, TlsFiles};
 
 fn riskgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_riskgate"))
@@ -115,10 +115,36 @@ fn chunks_ending_on_withdrawals(lines: &[String], size: usize) -> Vec<Vec<String
     chunks
 }
 
-fn withdrawal_id(line: &str) -> String {
-    match Event::parse_line(line).unwrap() {
-        Event::Withdrawal(w) => w.id,
-        _ => panic!("not a withdrawal: {line}"),
+/// Waits until the withdrawal `line` is recorded completely: its id is claimed before its user
+/// and its destination are written (other slots, another step), so a completed one is
+/// recorded once its user lists its id and its destination holds its time.
+fn wait_recorded(con: &mut redis::Connection, prefix: &str, line: &str) {
+    let Event::Withdrawal(w) = Event::parse_line(line).unwrap() else {
+        panic!("not a withdrawal: {line}")
+    };
+    let destination = riskgate::normalize_address(&w.destination);
+    let ts = w.ts.as_micros().to_string();
+    let done = |con: &mut redis::Connection| match w.status {
+        Status::Cancelled => redis::cmd("EXISTS")
+            .arg(format!("{prefix}{{w:{}}}", w.id))
+            .query::<bool>(con)
+            .unwrap(),
+        Status::Completed => {
+            let applied: Option<f64> = redis::cmd("ZSCORE")
+                .arg(format!("{prefix}{{u:{}}}:w", w.user_id))
+                .arg(&w.id)
+                .query(con)
+                .unwrap();
+            let times: Option<String> = redis::cmd("HGET")
+                .arg(format!("{prefix}{{d:{destination}}}"))
+                .arg(&w.user_id)
+                .query(con)
+                .unwrap();
+            applied.is_some() && times.is_some_and(|t| t.split(',').any(|t| t == ts))
+        }
+    };
+    while !done(con) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
@@ -136,6 +162,22 @@ fn memory_decisions(lines: &[String]) -> String {
 #[test]
 fn separate_processes_on_consecutive_chunks_decide_as_one_process() {
     let server = RedisServer::start();
+    chunks_in_separate_processes_decide_as_one(&server.url());
+}
+
+#[test]
+fn on_a_cluster_separate_processes_on_consecutive_chunks_decide_as_one_process() {
+    let cluster = RedisCluster::start();
+    chunks_in_separate_processes_decide_as_one(&cluster.url());
+    // Every kind of key was written, spread over the nodes.
+    let keys = cluster.keys();
+    for kind in ["{u:", "{d:", "{w:"] {
+        assert!(keys.iter().any(|k| k.contains(kind)), "no {kind} key");
+    }
+    assert!(cluster.nodes.iter().all(|n| !n.keys().is_empty()));
+}
+
+fn chunks_in_separate_processes_decide_as_one(url: &str) {
     let lines = generated(150, 20, 3);
     let expected = memory_decisions(&lines);
     let prefix = fresh_prefix();
@@ -147,7 +189,7 @@ fn separate_processes_on_consecutive_chunks_decide_as_one_process() {
                 "--rules",
                 repo().join("rules").to_str().unwrap(),
                 "--store",
-                &server.url(),
+                url,
                 "--store-prefix",
                 &prefix,
             ],
@@ -202,16 +244,9 @@ fn two_long_running_processes_on_alternating_chunks_decide_as_one_process() {
             writeln!(inputs[who], "{line}").unwrap();
         }
         inputs[who].flush().unwrap();
-        // The chunk ends on a withdrawal: once its id is in the store, the whole chunk was
-        // recorded and the other process may go on.
-        let key = format!("{prefix}{{w:{}}}", withdrawal_id(chunk.last().unwrap()));
-        while !redis::cmd("EXISTS")
-            .arg(&key)
-            .query::<bool>(&mut con)
-            .unwrap()
-        {
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
+        // The chunk ends on a withdrawal: once it is recorded, the whole chunk was and the
+        // other process may go on.
+        wait_recorded(&mut con, &prefix, chunk.last().unwrap());
         counts[who].push(
             chunk
                 .iter()
@@ -300,6 +335,16 @@ fn concurrency_worker() {
 #[test]
 fn two_processes_with_two_threads_each_lose_no_update() {
     let server = RedisServer::start();
+    two_processes_with_two_threads_each(&server.url());
+}
+
+#[test]
+fn on_a_cluster_two_processes_with_two_threads_each_lose_no_update() {
+    let cluster = RedisCluster::start();
+    two_processes_with_two_threads_each(&cluster.url());
+}
+
+fn two_processes_with_two_threads_each(url: &str) {
     let prefix = fresh_prefix();
     let workers: Vec<_> = ["a", "b"]
         .iter()
@@ -313,7 +358,7 @@ fn two_processes_with_two_threads_each_lose_no_update() {
                     "--test-threads",
                     "1",
                 ])
-                .env("RISKGATE_TEST_WORKER_URL", server.url())
+                .env("RISKGATE_TEST_WORKER_URL", url)
                 .env("RISKGATE_TEST_WORKER_PREFIX", &prefix)
                 .env("RISKGATE_TEST_WORKER_NAME", name)
                 .stdout(Stdio::piped())
@@ -333,10 +378,7 @@ fn two_processes_with_two_threads_each_lose_no_update() {
     }
     // Every contested id was recorded exactly once, by one process or the other.
     assert_eq!(claimed, CLAIMS);
-    let scorer = Scorer::with_store(
-        Rules::new().load(),
-        Store::open(&server.url(), &prefix).unwrap(),
-    );
+    let scorer = Scorer::with_store(Rules::new().load(), Store::open(url, &prefix).unwrap());
     let recorded = 2 * 2 * WORKER_EACH;
     let amounts: f64 = 4.0 * (0..WORKER_EACH).map(|i| 10.0 + i as f64).sum::<f64>();
     for u in 0..WORKER_USERS {
@@ -376,14 +418,11 @@ fn a_store_lost_mid_stream_stops_score_with_no_decision_after_it() {
     }
     input.flush().unwrap();
     let mut con = server.connection().unwrap();
-    let key = format!("{prefix}{{w:before-4}}");
-    while !redis::cmd("EXISTS")
-        .arg(&key)
-        .query::<bool>(&mut con)
-        .unwrap()
-    {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+    wait_recorded(
+        &mut con,
+        &prefix,
+        &wd("before-4", "u1", &at(4), 10.0, "d1").line(),
+    );
     server.kill();
     for i in 0..5 {
         // The process may already have stopped: a broken pipe is expected then.
@@ -427,9 +466,11 @@ fn a_store_unreachable_at_start_is_an_error() {
     assert!(err.contains("cannot connect"), "{err}");
     let e = Store::open(&format!("redis://127.0.0.1:{port}"), "p:").unwrap_err();
     assert!(matches!(e.kind(), ErrorKind::Store { .. }));
-    // TLS is not built in: said so, not attempted in clear text.
+    // TLS and a cluster too: attempted, and said so.
     let e = Store::open(&format!("rediss://127.0.0.1:{port}"), "p:").unwrap_err();
-    assert!(e.to_string().contains("TLS"), "{e}");
+    assert!(e.to_string().contains("cannot connect over TLS"), "{e}");
+    let e = Store::open(&format!("redis+cluster://127.0.0.1:{port}"), "p:").unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Store { .. }), "{e}");
     // A snapshot file belongs to the memory store.
     let (code, _, err) = cli(
         &[
@@ -459,11 +500,17 @@ fn every_key_begins_with_the_prefix_exactly_as_given() {
     for key in &keys {
         assert!(key.starts_with(prefix), "{key}");
     }
-    // Every key carries the wall-clock safety net, longer than the 400-day horizon.
+    // Every key that decides a feature carries the wall-clock safety net, longer than the
+    // 400-day horizon; a user's recently applied withdrawal ids (`{u:USER}:w`, which only
+    // keep a resumed record from applying twice) live a day.
     let mut con = server.connection().unwrap();
     for key in &keys {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut con).unwrap();
-        assert!(ttl > 400 * 86_400, "{key}: TTL {ttl}");
+        if key.ends_with(":w") && key[prefix.len()..].starts_with("{u:") {
+            assert!(ttl > 0 && ttl <= 86_400, "{key}: TTL {ttl}");
+        } else {
+            assert!(ttl > 400 * 86_400, "{key}: TTL {ttl}");
+        }
     }
     for kind in ["{u:", "{d:", "{w:"] {
         assert!(
@@ -644,4 +691,137 @@ fn a_snapshot_moved_into_redis_continues_the_stream_as_one_process() {
     assert!(json_lines(&again)
         .iter()
         .all(|l| l.get("error").is_some() || l.get("id").is_none()));
+}
+
+#[test]
+fn rediss_verifies_the_server_certificate_and_decides_as_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(dir.path(), "good");
+    let stranger = TlsFiles::generate(dir.path(), "stranger");
+    let server = RedisServer::start_tls(&tls);
+    let file = repo().join("fixtures/hk-sample.jsonl");
+    let run = |ca: &Path| {
+        let out = riskgate()
+            .arg("score")
+            .arg("--rules")
+            .arg(repo().join("rules"))
+            .args([
+                "--store",
+                &server.tls_url(),
+                "--store-prefix",
+                &fresh_prefix(),
+            ])
+            .arg(&file)
+            .env("SSL_CERT_FILE", ca)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = run(&tls.ca);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), score_file(&file, &[]).1.as_str()),
+        "{err}"
+    );
+    // It went over TLS: the keys are in the server.
+    assert!(server.keys().iter().any(|k| k.contains("{u:")));
+    // A server whose certificate no trusted CA signed: refused before any decision.
+    let (code, out, err) = run(&stranger.ca);
+    assert_eq!((code, out.as_str()), (Some(2), ""));
+    assert!(err.contains("TLS") && err.contains("certificate"), "{err}");
+}
+
+/// A record interrupted between its steps (the id claimed, the user or the destination not yet
+/// written), as a crash would leave it, is finished by the same withdrawal sent again, never
+/// applied twice; a claim by other content, or too old to resume, is a duplicate.
+#[test]
+fn a_record_interrupted_between_steps_is_finished_by_a_retry_and_never_applied_twice() {
+    let server = RedisServer::start();
+    let mut con = server.connection().unwrap();
+    let open = |prefix: &str| {
+        Scorer::with_store(
+            Rules::new().load(),
+            Store::open(&server.url(), prefix).unwrap(),
+        )
+    };
+    let w = wd("w1", "u1", &at(0), 10.0, "d1");
+    let probe = |scorer: &Scorer| {
+        let mine = scorer
+            .tx(&wd("probe", "u1", &at(60), 1.0, "d1").w())
+            .features;
+        let other = scorer
+            .tx(&wd("probe", "u2", &at(60), 1.0, "d1").w())
+            .features;
+        (mine.prior_withdrawals, other.dest_users_24h)
+    };
+    // The claim a completed record leaves on its id (`c:DIGEST:SECONDS`).
+    let done = fresh_prefix();
+    open(&done).try_record(&w.event()).unwrap();
+    let claim: String = redis::cmd("GET")
+        .arg(format!("{done}{{w:w1}}"))
+        .query(&mut con)
+        .unwrap();
+    let set = |con: &mut redis::Connection, key: String, value: &str| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query::<()>(con)
+            .unwrap()
+    };
+
+    // Stopped after the claim: the retry applies the user and the destination, once.
+    let prefix = fresh_prefix();
+    set(&mut con, format!("{prefix}{{w:w1}}"), &claim);
+    let scorer = open(&prefix);
+    assert_eq!(probe(&scorer), (0, 0));
+    scorer.try_record(&w.event()).unwrap();
+    assert_eq!(probe(&scorer), (1, 1));
+    let again = scorer.try_record(&w.event()).unwrap_err();
+    assert!(
+        matches!(again.kind(), ErrorKind::Duplicate { .. }),
+        "{again}"
+    );
+    assert_eq!(probe(&scorer), (1, 1));
+
+    // Stopped after the user, before the destination: the retry writes the destination and
+    // answers Duplicate (the user had it), without counting the withdrawal twice.
+    let scorer = open(&done);
+    let dest: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{done}{{d:*"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(dest.len(), 2);
+    redis::cmd("DEL").arg(&dest).query::<()>(&mut con).unwrap();
+    assert_eq!(probe(&scorer), (1, 0));
+    let again = scorer.try_record(&w.event()).unwrap_err();
+    assert!(
+        matches!(again.kind(), ErrorKind::Duplicate { .. }),
+        "{again}"
+    );
+    assert_eq!(probe(&scorer), (1, 1));
+
+    // The same id claimed by other content, or by this one too long ago: a duplicate, and
+    // nothing is written.
+    let (_, rest) = claim.split_once(':').unwrap();
+    let (digest, _) = rest.split_once(':').unwrap();
+    for held in ["c:0123456789ab:1", &format!("c:{digest}:1")] {
+        let prefix = fresh_prefix();
+        set(&mut con, format!("{prefix}{{w:w1}}"), held);
+        let scorer = open(&prefix);
+        let e = scorer.try_record(&w.event()).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Duplicate { .. }), "{e}");
+        assert_eq!(probe(&scorer), (0, 0));
+    }
+    // A recent claim by other content (another amount) is a duplicate too.
+    let prefix = fresh_prefix();
+    set(&mut con, format!("{prefix}{{w:w1}}"), &claim);
+    let scorer = open(&prefix);
+    let other = wd("w1", "u1", &at(0), 11.0, "d1");
+    let e = scorer.try_record(&other.event()).unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Duplicate { .. }), "{e}");
+    assert_eq!(probe(&scorer), (0, 0));
 }

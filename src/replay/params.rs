@@ -46,7 +46,7 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// Parses `pack/rule.name=V1,V2,...` against a loaded rule set: the rule and its param must
     /// exist, and every value must be of the param's type. Strings are given as they are (or
-    /// in double quotes) and cannot contain a comma.
+    /// in double quotes); a comma inside a value is written `\,` and a backslash `\\`.
     pub fn parse(text: &str, rules: &RuleSet) -> Result<ParamSpec, Error> {
         let bad = |message: String| Error::invalid_argument(&format!("--param {text}"), message);
         let Some((target, values)) = text.split_once('=') else {
@@ -70,8 +70,8 @@ impl ParamSpec {
             )));
         };
         let mut parsed = Vec::new();
-        for value in values.split(',') {
-            parsed.push(ParamValue::parse_like(value, like).map_err(bad)?);
+        for value in split_values(values) {
+            parsed.push(ParamValue::parse_like(&value, like).map_err(bad)?);
         }
         Ok(ParamSpec {
             rule: rule.to_string(),
@@ -79,6 +79,30 @@ impl ParamSpec {
             values: parsed,
         })
     }
+}
+
+/// Splits `V1,V2,...` at the commas that are not escaped: `\,` is a comma inside a value and
+/// `\\` a backslash; any other backslash is kept as it is.
+fn split_values(values: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut chars = values.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ (',' | '\\')) => current.push(next),
+                Some(next) => {
+                    current.push('\\');
+                    current.push(next);
+                }
+                None => current.push('\\'),
+            },
+            ',' => out.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    out.push(current);
+    out
 }
 
 /// One param set in a combination.
@@ -520,5 +544,20 @@ pub(crate) fn render_text(r: &ParamSweepReport, out: &mut String) {
                 thousands(m.legit_flagged)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_values;
+
+    #[test]
+    fn values_split_at_unescaped_commas() {
+        assert_eq!(split_values("1,2.5,3"), ["1", "2.5", "3"]);
+        assert_eq!(split_values(r"a\,b,c"), ["a,b", "c"]);
+        assert_eq!(split_values(r"a\\,b"), [r"a\", "b"]);
+        assert_eq!(split_values(r"C:\x,\"), [r"C:\x", r"\"]);
+        assert_eq!(split_values(""), [""]);
+        assert_eq!(split_values("x,"), ["x", ""]);
     }
 }

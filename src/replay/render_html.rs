@@ -550,6 +550,10 @@ pub fn render_html(r: &Report) -> String {
         let _ = writeln!(o, "</table></section>");
     }
 
+    if let Some(sweep) = &r.param_sweep {
+        param_sweep_section(&mut o, sweep);
+    }
+
     if let Some(e) = &r.effect {
         o.push_str(&super::effect::render_effect_html(e, esc));
     }
@@ -656,4 +660,49 @@ pub fn render_html(r: &Report) -> String {
     }
     let _ = writeln!(o, "</main></body></html>");
     o
+}
+
+/// The `--param` sweep: one row per combination, its values, then the figures at warn (recall
+/// and friction also as bars) and at cool_off, with the policy's thresholds.
+fn param_sweep_section(o: &mut String, sweep: &super::params::ParamSweepReport) {
+    let _ = writeln!(
+        o,
+        "<section id=\"param-sweep\"><h2>Param sweep</h2><p class=\"sub\">{} combination(s), each as if its values were overrides in <code>policy.toml</code>; the policy's thresholds.</p>",
+        thousands(sweep.points.len() as u64)
+    );
+    let _ = write!(o, "<table><tr><th>#</th>");
+    for spec in &sweep.params {
+        let _ = write!(
+            o,
+            "<th><code>{}.{}</code></th>",
+            esc(&spec.rule),
+            esc(&spec.name)
+        );
+    }
+    let _ = writeln!(o, "<th>recall &ge; warn</th><th>USD recall</th><th>precision</th><th>friction &ge; warn</th><th style=\"text-align:left;width:260px\">recall (blue), friction &times;10 (red) at &ge; warn</th><th>recall cool_off</th><th>friction cool_off</th></tr>");
+    let bar = |x: Option<f64>| x.unwrap_or(0.0).clamp(0.0, 1.0) * 240.0;
+    for (i, point) in sweep.points.iter().enumerate() {
+        let at = |level: Tier| point.levels.iter().find(|m| m.level == level);
+        let warn = at(Tier::Warn);
+        let cool = at(Tier::CoolOff);
+        let _ = write!(o, "<tr><td>{}</td>", i + 1);
+        for setting in &point.params {
+            let _ = write!(o, "<td>{}</td>", esc(&setting.value.to_string()));
+        }
+        let recall = warn.and_then(|m| m.recall);
+        let friction = warn.and_then(|m| m.friction);
+        let _ = writeln!(
+            o,
+            "<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\"><svg width=\"250\" height=\"16\"><rect x=\"0\" y=\"1\" width=\"{:.1}\" height=\"6\" fill=\"{RECALL}\"/><rect x=\"0\" y=\"9\" width=\"{:.1}\" height=\"6\" fill=\"{FRICTION}\"/></svg></td><td>{}</td><td>{}</td></tr>",
+            pct(recall),
+            pct(warn.and_then(|m| m.usd_recall)),
+            pct(warn.and_then(|m| m.precision)),
+            pct(friction),
+            bar(recall),
+            bar(friction.map(|f| f * 10.0)),
+            pct(cool.and_then(|m| m.recall)),
+            pct(cool.and_then(|m| m.friction))
+        );
+    }
+    let _ = writeln!(o, "</table></section>");
 }

@@ -82,16 +82,17 @@ pub(crate) struct TxView<'a> {
     /// The length in bytes of the longest string field (see `fastpath::FAST_TEXT_LIMIT`).
     pub(crate) longest_text: usize,
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
-    pub(crate) ints: [i64; 5],
+    pub(crate) ints: [i64; 7],
     /// The float fields as a table, for the fast path.
-    pub(crate) floats: [f64; 7],
+    pub(crate) floats: [f64; 8],
 }
 
 impl<'a> TxView<'a> {
     /// A view with the fast path's tables filled in: `ints` = account_age_days,
-    /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d; `floats` =
-    /// amount_usd, amount_usd_24h, median_amount_usd_90d, hours_since_password_reset,
-    /// device_age_hours, dest_first_used_days, dest_amount_usd_30d.
+    /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d,
+    /// dest_prior_withdrawals, dest_rising_run; `floats` = amount_usd, amount_usd_24h,
+    /// median_amount_usd_90d, hours_since_password_reset, device_age_hours,
+    /// dest_first_used_days, dest_amount_usd_30d, dest_last_amount_usd.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         strings: [&'a str; 8],
@@ -110,6 +111,8 @@ impl<'a> TxView<'a> {
                 f.withdrawals_24h,
                 f.dest_users_24h,
                 f.dest_users_30d,
+                f.dest_prior_withdrawals,
+                f.dest_rising_run,
             ],
             floats: [
                 amount_usd,
@@ -119,6 +122,7 @@ impl<'a> TxView<'a> {
                 f.device_age_hours,
                 f.dest_first_used_days,
                 f.dest_amount_usd_30d,
+                f.dest_last_amount_usd,
             ],
             features,
             watchlists,
@@ -161,6 +165,9 @@ impl<'a> TxView<'a> {
         put("dest_users_30d", f.dest_users_30d.into());
         put("dest_first_used_days", f.dest_first_used_days.into());
         put("dest_amount_usd_30d", f.dest_amount_usd_30d.into());
+        put("dest_prior_withdrawals", f.dest_prior_withdrawals.into());
+        put("dest_last_amount_usd", f.dest_last_amount_usd.into());
+        put("dest_rising_run", f.dest_rising_run.into());
         put(
             "watchlists",
             Dynamic::from_array(self.watchlists.to_array()),

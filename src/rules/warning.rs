@@ -154,7 +154,18 @@ impl Template {
     }
 
     fn render(&self, w: &Withdrawal, destination: &str) -> String {
-        let mut out = String::new();
+        // Sized once: a body of a few hundred bytes otherwise grows through several reallocations.
+        let size = self
+            .0
+            .iter()
+            .map(|segment| match segment {
+                Segment::Literal(s) => s.len(),
+                Segment::Asset => w.asset.len(),
+                Segment::AmountUsd => 24,
+                Segment::Destination => destination.len(),
+            })
+            .sum();
+        let mut out = String::with_capacity(size);
         for segment in &self.0 {
             match segment {
                 Segment::Literal(s) => out.push_str(s),

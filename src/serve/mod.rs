@@ -38,7 +38,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 pub struct ServeOptions {
     /// The rules directory (loaded at start, and again on each reload).
     pub rules: PathBuf,
-    /// `memory` (the default) or `redis://[:PASSWORD@]HOST:PORT[/DB]` (see [`Store::open`]).
+    /// `memory` (the default), `redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://...` (TLS) or
+    /// `redis+cluster://HOST:PORT[,HOST:PORT...]` (see [`Store::open`]).
     pub store: String,
     /// The prefix of every key in a shared store.
     pub store_prefix: String,

@@ -33,6 +33,15 @@ pub struct TxFeatures {
     pub dest_first_used_days: f64,
     /// What the user paid this destination in `(t - 30d, t]`.
     pub dest_amount_usd_30d: f64,
+    /// Extension beyond the contract: the user's history withdrawals to this destination (all
+    /// retained history: at most `MAX_HISTORY` entries within `RETENTION_DAYS`).
+    pub dest_prior_withdrawals: i64,
+    /// Extension: `amount_usd` of the user's latest recorded history withdrawal to this
+    /// destination; 0.0 when none.
+    pub dest_last_amount_usd: f64,
+    /// Extension: how many of the user's successive history withdrawals to this destination, up
+    /// to the latest recorded, were each larger than the one before (0 with fewer than two).
+    pub dest_rising_run: i64,
 }
 
 impl TxFeatures {
@@ -58,6 +67,9 @@ impl TxFeatures {
             dest_users_30d: 0,
             dest_first_used_days: 0.0,
             dest_amount_usd_30d: 0.0,
+            dest_prior_withdrawals: 0,
+            dest_last_amount_usd: 0.0,
+            dest_rising_run: 0,
         }
     }
 }

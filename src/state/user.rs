@@ -299,6 +299,17 @@ impl UserRecord {
         let quarter_start = now.saturating_sub(90 * MICROS_PER_DAY);
         let dest_index = known.map(|(i, _)| i as u8);
         for e in self.history() {
+            // The payee's own record covers all retained history, in recording order: it carries
+            // the growth of successive payments to one payee (romance scams), which no window does.
+            if Some(e.dest) == dest_index {
+                if f.dest_prior_withdrawals > 0 && e.amount_usd > f.dest_last_amount_usd {
+                    f.dest_rising_run += 1;
+                } else {
+                    f.dest_rising_run = 0;
+                }
+                f.dest_prior_withdrawals += 1;
+                f.dest_last_amount_usd = e.amount_usd;
+            }
             // Every window is `(now - span, now]`.
             if e.ts > now || e.ts <= quarter_start {
                 continue;

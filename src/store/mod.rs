@@ -1,6 +1,6 @@
 //! Where feature state lives: in process ([`Store::memory`], the default) or in a Redis server
-//! shared by any number of riskgate processes ([`Store::open`] with a `redis://` URL; contract
-//! section 5, `--store`).
+//! or a Redis Cluster shared by any number of riskgate processes ([`Store::open`] with a
+//! `redis://`, `rediss://` or `redis+cluster://` URL; contract section 5, `--store`).
 //!
 //! One feature computation serves both: the shared store keeps each user's record in the same
 //! encoding as a state snapshot, decodes it into the same packed user record the in-process
@@ -48,21 +48,30 @@ impl Store {
         }
     }
 
-    /// Opens the store named by `url`: `memory`, or `redis://[:PASSWORD@]HOST:PORT[/DB]`
-    /// (keys begin with `prefix`, exactly as given). A Redis server that cannot be reached
-    /// is an error within 10 s ([`crate::ErrorKind::Store`]). `rediss://` (TLS) is not built
-    /// in (see the README); nor is Redis without the `redis` cargo feature.
+    /// Opens the store named by `url` (keys begin with `prefix`, exactly as given):
+    /// - `memory`;
+    /// - `redis://[:PASSWORD@]HOST:PORT[/DB]`, one Redis server;
+    /// - `rediss://[:PASSWORD@]HOST:PORT[/DB]`, the same over TLS, the server's certificate
+    ///   verified against the system's roots (`SSL_CERT_FILE=ca.pem` to trust a private CA
+    ///   instead; a `#insecure` fragment skips verification, for tests only);
+    /// - `redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...]`, a Redis Cluster found through
+    ///   any of the nodes named (`rediss+cluster://` over TLS); an extension of the contract.
+    ///
+    /// A Redis server that cannot be reached is an error within 10 s
+    /// ([`crate::ErrorKind::Store`]); so is Redis in a build without the `redis` cargo feature.
     pub fn open(url: &str, prefix: &str) -> Result<Store, Error> {
         if url == "memory" {
             return Ok(Store::memory());
         }
-        if url.starts_with("rediss://") {
-            return Err(Error::store(
-                "rediss:// (TLS) is not supported by this build; reach Redis through a TLS \
-                 tunnel (e.g. stunnel) and give its local redis:// address",
-            ));
-        }
-        if url.starts_with("redis://") {
+        if [
+            "redis://",
+            "rediss://",
+            "redis+cluster://",
+            "rediss+cluster://",
+        ]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+        {
             #[cfg(feature = "redis")]
             {
                 return redis::RedisStore::open(url, prefix).map(|r| Store {
@@ -78,7 +87,8 @@ impl Store {
             }
         }
         Err(Error::store(format!(
-            "unknown store {:?}: expected `memory` or redis://HOST:PORT",
+            "unknown store {:?}: expected `memory`, redis://HOST:PORT, rediss://HOST:PORT or \
+             redis+cluster://HOST:PORT[,HOST:PORT...]",
             redact(url)
         )))
     }

@@ -1,4 +1,4 @@
-//! The two Lua scripts of the Redis store, both on one destination's keys (one hash slot):
+//! The Lua scripts of the Redis store. The destination's two, on its keys (one hash slot):
 //! `KEYS[1]` the payers hash (user id -> that user's latest withdrawal times to the
 //! destination, newest first, comma-separated microseconds, at most `DEST_TIMES`), `KEYS[2]`
 //! the payers sorted set (user id -> the newest of those times). They keep exactly what the
@@ -99,4 +99,28 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 return 1
+"#;
+
+/// The compare-and-set of one user's record, on the user's keys alone (one slot): `KEYS[1]`
+/// the record, `KEYS[2]` the ids of the withdrawals applied to it in the last `ARGV[6]` ms
+/// (sorted set, id -> wall-clock ms; unused without an id). Sets the record to `ARGV[2]` (TTL
+/// `ARGV[3]` s) when the stored one is still `ARGV[1]` (`""`: no record), and adds the
+/// withdrawal id `ARGV[4]` (when not `""`) at `ARGV[5]` ms; returns `{1}`. An id applied
+/// already changes nothing: `{2}`. A record changed meanwhile changes nothing either: `{0, the
+/// record now}`, so that the caller updates that one without reading it again.
+pub(crate) const USER_CAS: &str = r#"
+local id = ARGV[4]
+if id ~= '' then
+  local horizon = string.format('%.0f', tonumber(ARGV[5]) - tonumber(ARGV[6]))
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. horizon)
+  if redis.call('ZSCORE', KEYS[2], id) then return {2} end
+end
+local now = redis.call('GET', KEYS[1])
+if (now or '') ~= ARGV[1] then return {0, now} end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+if id ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[5], id)
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+return {1}
 "#;

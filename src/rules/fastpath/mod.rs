@@ -258,6 +258,9 @@ mod tests {
             dest_users_30d: 7,
             dest_first_used_days: 0.0,
             dest_amount_usd_30d: 0.0,
+            dest_prior_withdrawals: 0,
+            dest_last_amount_usd: 0.0,
+            dest_rising_run: 0,
         }
     }
 

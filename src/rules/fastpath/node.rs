@@ -37,6 +37,9 @@ pub(super) enum Field {
     DestUsers30d,
     DestFirstUsedDays,
     DestAmountUsd30d,
+    DestPriorWithdrawals,
+    DestLastAmountUsd,
+    DestRisingRun,
     Watchlists,
 }
 
@@ -64,6 +67,9 @@ impl Field {
             "dest_users_30d" => Field::DestUsers30d,
             "dest_first_used_days" => Field::DestFirstUsedDays,
             "dest_amount_usd_30d" => Field::DestAmountUsd30d,
+            "dest_prior_withdrawals" => Field::DestPriorWithdrawals,
+            "dest_last_amount_usd" => Field::DestLastAmountUsd,
+            "dest_rising_run" => Field::DestRisingRun,
             "watchlists" => Field::Watchlists,
             _ => return None,
         })
@@ -83,7 +89,9 @@ impl Field {
             | Field::PriorWithdrawals
             | Field::Withdrawals24h
             | Field::DestUsers24h
-            | Field::DestUsers30d => INT,
+            | Field::DestUsers30d
+            | Field::DestPriorWithdrawals
+            | Field::DestRisingRun => INT,
             Field::IsNewAddress => BOOL,
             Field::AmountUsd
             | Field::AmountUsd24h
@@ -91,7 +99,8 @@ impl Field {
             | Field::HoursSincePasswordReset
             | Field::DeviceAgeHours
             | Field::DestFirstUsedDays
-            | Field::DestAmountUsd30d => FLOAT,
+            | Field::DestAmountUsd30d
+            | Field::DestLastAmountUsd => FLOAT,
             Field::Watchlists => WATCH,
         }
     }
@@ -104,6 +113,8 @@ impl Field {
             Field::Withdrawals24h => 2,
             Field::DestUsers24h => 3,
             Field::DestUsers30d => 4,
+            Field::DestPriorWithdrawals => 5,
+            Field::DestRisingRun => 6,
             _ => return None,
         })
     }
@@ -133,6 +144,7 @@ impl Field {
             Field::DeviceAgeHours => 4,
             Field::DestFirstUsedDays => 5,
             Field::DestAmountUsd30d => 6,
+            Field::DestLastAmountUsd => 7,
             _ => return None,
         })
     }
@@ -162,6 +174,9 @@ impl Field {
             Field::DestUsers30d => Val::Int(f.dest_users_30d),
             Field::DestFirstUsedDays => Val::Float(f.dest_first_used_days),
             Field::DestAmountUsd30d => Val::Float(f.dest_amount_usd_30d),
+            Field::DestPriorWithdrawals => Val::Int(f.dest_prior_withdrawals),
+            Field::DestLastAmountUsd => Val::Float(f.dest_last_amount_usd),
+            Field::DestRisingRun => Val::Int(f.dest_rising_run),
             // Never compiled as a value (only as the right side of `in`).
             Field::Watchlists => Val::Unit,
         }
