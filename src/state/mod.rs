@@ -26,7 +26,7 @@ pub(crate) mod snapshot;
 mod table;
 mod user;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 pub use features::TxFeatures;
 
@@ -82,6 +82,12 @@ pub(crate) struct State {
     destinations: Table<DestRecord>,
     observed: AtomicU64,
     newest_ts: AtomicI64,
+    /// Held (read) by every snapshot being written and taken (write, without waiting) by a
+    /// sweep: a snapshot names records by id, and a sweep frees ids that a new record may take
+    /// at once, so a sweep never runs during a save (see [`State::observed_at`]).
+    saving: parking_lot::RwLock<()>,
+    /// A sweep fell due while a snapshot was being written: the next observation tries again.
+    sweep_due: AtomicBool,
 }
 
 impl State {
@@ -147,9 +153,23 @@ impl State {
 
     fn observed_at(&self, ts: i64) {
         self.newest_ts.fetch_max(ts, Ordering::Relaxed);
-        if self.observed.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep(ts);
+        let due = self.observed.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
+        if due || self.sweep_due.load(Ordering::Relaxed) {
+            // Deferred, never waited for, while a snapshot is written (see `saving`); also
+            // keeps two sweeps from running at once.
+            match self.saving.try_write() {
+                Some(_no_save) => {
+                    self.sweep_due.store(false, Ordering::Relaxed);
+                    self.sweep(ts);
+                }
+                None => self.sweep_due.store(true, Ordering::Relaxed),
+            }
         }
+    }
+
+    /// Keeps sweeps (which free ids) from running until the guard is dropped.
+    pub(crate) fn hold_sweeps(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.saving.read()
     }
 
     /// Three steps, one lock at a time: the user's id (pinned by a reference, so that a sweep
@@ -459,6 +479,39 @@ mod tests {
 
     /// A user and a destination idle past the retention are removed once nothing names them,
     /// and their ids go to new records without carrying anything over.
+    #[test]
+    fn no_sweep_runs_while_a_snapshot_is_written_and_the_due_one_follows() {
+        let state = State::default();
+        state.observe(&withdrawal("old", "Told", T0, 10.0));
+        let later = T0 + (RETENTION_DAYS + 1) * MICROS_PER_DAY;
+        let login = |i: u64| Event::Login {
+            ts: Timestamp::from_micros(later),
+            user_id: format!("fresh{}", i % 8).into(),
+            device_id: "d".into(),
+        };
+        {
+            // What a save holds: a sweep that falls due meanwhile frees nothing.
+            let _saving = state.hold_sweeps();
+            for i in 0..SWEEP_EVERY * 2 {
+                state.observe(&login(i));
+            }
+            assert!(state.users.read("old", |_, _| ()).is_some());
+            assert!(state.sweep_due.load(Ordering::Relaxed));
+        }
+        // The next observations run the deferred sweeps: the payers go, then the records.
+        state.observe(&login(0));
+        assert!(!state.sweep_due.load(Ordering::Relaxed));
+        assert_eq!(
+            state.destinations.read("Told", |_, d| d.payer_count()),
+            Some(0)
+        );
+        for i in 0..SWEEP_EVERY {
+            state.observe(&login(i));
+        }
+        assert!(state.users.read("old", |_, _| ()).is_none());
+        assert_references_consistent(&state);
+    }
+
     #[test]
     fn a_swept_id_is_reused_only_when_nothing_names_it() {
         let state = State::default();

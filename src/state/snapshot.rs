@@ -292,6 +292,9 @@ impl State {
         withdrawal_ids: Option<&crate::stream::IdSet>,
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
+        // Records are named by id below; no sweep may free an id (and a new record reuse it)
+        // before the save is over.
+        let _no_sweep = self.hold_sweeps();
         // The string table is sized up front (users and destinations are most of its strings),
         // so that it does not rehash while a record is locked.
         let expected_strings = self.users.len() + self.destinations.len() + 1024;
