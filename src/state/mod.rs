@@ -486,7 +486,7 @@ mod tests {
         let later = T0 + (RETENTION_DAYS + 1) * MICROS_PER_DAY;
         let login = |i: u64| Event::Login {
             ts: Timestamp::from_micros(later),
-            user_id: format!("fresh{}", i % 8).into(),
+            user_id: format!("fresh{}", i % 8),
             device_id: "d".into(),
         };
         {
