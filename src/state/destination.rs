@@ -301,7 +301,7 @@ impl DestRecord {
 
 /// Keeps the `DEST_TIMES` largest distinct times, newest first (a repeated time would only take
 /// the slot of an older one that a window may still need).
-fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
+pub(crate) fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
     if times.contains(&ts) {
         return;
     }
