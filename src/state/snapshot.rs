@@ -45,6 +45,7 @@
 //! ```text
 //! (`time` and `amount` below: `i64`/`f64` in version 1, see above for version 2)
 //! payload  = observed:varint newest_ts:i64 dest_times:varint
+//!            users_hint:varint dests_hint:varint                 (version 3: sizes to reserve)
 //!            users  { 1 user_id:shared user }*        0
 //!            dests  { 1 address:shared destination }* 0
 //!            ids    { 1 withdrawal_id:str }*           0
@@ -428,6 +429,12 @@ impl State {
         enc.varint(self.observed.load(Ordering::Relaxed));
         enc.i64(self.newest_ts.load(Ordering::Relaxed));
         enc.varint(DEST_TIMES as u64);
+        if enc.v3 {
+            // How many records to make room for when loading (a concurrent save may write a
+            // few more or fewer).
+            enc.varint(self.users.len() as u64);
+            enc.varint(self.destinations.len() as u64);
+        }
 
         // One record at a time under its shard's read lock; a user's addresses are read from
         // the destinations meanwhile (the order `State` allows), a destination is copied out
@@ -688,18 +695,22 @@ impl<'a> Decoder<'a, '_> {
     }
 
     fn varint(&mut self) -> DecodeResult<u64> {
+        // Byte by byte straight from the slice: most numbers are one or two bytes, and this
+        // runs several times per record.
         let mut value = 0_u64;
-        for shift in (0..64).step_by(7) {
-            let byte = match self.take(1)?.first() {
-                Some(&b) => b,
-                None => return self.fail("payload ends inside a number"),
-            };
+        let mut shift = 0;
+        while let Some(&byte) = self.bytes.get(self.pos) {
+            self.pos += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
                 return Ok(value);
             }
+            shift += 7;
+            if shift > 63 {
+                return self.fail("number longer than 10 bytes");
+            }
         }
-        self.fail("number longer than 10 bytes")
+        self.fail("payload ends inside a number")
     }
 
     fn eight(&mut self) -> DecodeResult<[u8; 8]> {
@@ -1046,6 +1057,19 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         return d.fail(format!(
             "snapshot keeps {dest_times} times per payer; this build keeps {DEST_TIMES}"
         ));
+    }
+    if d.v3 {
+        // Sizes to reserve, bounded by what the payload can hold (a user record takes at least
+        // 7 bytes, a destination 3), so that a damaged file cannot ask for a huge allocation.
+        let user_hint = usize::try_from(d.varint()?).unwrap_or(usize::MAX);
+        let dest_hint = usize::try_from(d.varint()?).unwrap_or(usize::MAX);
+        let (user_hint, dest_hint) = (
+            user_hint.min(bytes.len() / 7),
+            dest_hint.min(bytes.len() / 3),
+        );
+        users.reserve(user_hint);
+        destinations.reserve(dest_hint);
+        d.strings.reserve(user_hint.saturating_add(dest_hint));
     }
     let mut counts = Counts::default();
     let mut scratch = Unpacked::default();
