@@ -78,7 +78,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -352,12 +352,12 @@ impl Encoder {
     /// destination (`None` when that history is not known to be the one written).
     fn destination(
         &mut self,
-        d: &DestRecord,
+        payers: &[(u32, [i64; DEST_TIMES])],
         mut user: impl FnMut(u32) -> Option<String>,
         mut implied: impl FnMut(u32) -> Option<[i64; DEST_TIMES]>,
     ) {
-        self.varint(d.payer_count() as u64);
-        for (uid, times) in d.payers() {
+        self.varint(payers.len() as u64);
+        for &(uid, times) in payers {
             self.shared(USER | u64::from(uid), || user(uid));
             if self.v3 && implied(uid) == Some(times) {
                 self.varint(IMPLIED);
@@ -444,9 +444,10 @@ impl State {
         // whose user changed after it was written is not said to have the times the changed
         // history implies (version 3).
         let mut written: Vec<Vec<u64>> = Vec::with_capacity(table::SHARDS);
+        let prints = super::Hasher::default();
         for shard in 0..table::SHARDS {
             let slots = self.users.slots(shard);
-            let mut prints = vec![0_u64; if enc.v3 { slots } else { 0 }];
+            let mut shard_prints = vec![0_u64; if enc.v3 { slots } else { 0 }];
             for slot in 0..slots {
                 let print = self.users.read_slot(shard, slot, |user| {
                     let user = user?;
@@ -455,34 +456,45 @@ impl State {
                     enc.user(user, DEST, |did| {
                         self.destinations.read_id(did, |d| d.key().to_owned())
                     });
-                    Some(fingerprint(user))
+                    Some(fingerprint(user, &prints))
                 });
-                if let (Some(print), Some(cell)) = (print, prints.get_mut(slot)) {
+                if let (Some(print), Some(cell)) = (print, shard_prints.get_mut(slot)) {
                     *cell = print;
                 }
                 counts.users += usize::from(print.is_some());
                 enc.drain(&mut sink, false)?;
             }
-            written.push(prints);
+            written.push(shard_prints);
         }
         enc.varint(0);
 
+        // A destination's key and payers are copied into these under its lock (no allocation
+        // per record once they are big enough).
+        let (mut key, mut payers) = (String::new(), Vec::new());
         for shard in 0..table::SHARDS {
             for slot in 0..self.destinations.slots(shard) {
-                let Some(dest) = self.destinations.read_slot(shard, slot, |d| d.cloned()) else {
+                let found = self.destinations.read_slot(shard, slot, |d| {
+                    let d = d?;
+                    key.clear();
+                    key.push_str(d.key());
+                    payers.clear();
+                    payers.extend(d.payers());
+                    Some(())
+                });
+                if found.is_none() {
                     continue;
-                };
+                }
                 let did = table::id_of(shard, slot);
                 enc.varint(1);
-                enc.shared_str(DEST | u64::from(did), dest.key());
+                enc.shared_str(DEST | u64::from(did), &key);
                 enc.destination(
-                    &dest,
+                    &payers,
                     |uid| self.users.read_id(uid, |u| u.key().to_owned()),
                     |uid| {
                         let print = table::entry_of(&written, uid).copied()?;
                         self.users
                             .read_id(uid, |u| {
-                                (fingerprint(u) == print).then(|| implied_times(u, did))
+                                (fingerprint(u, &prints) == print).then(|| implied_times(u, did))
                             })
                             .flatten()
                     },
@@ -514,19 +526,11 @@ impl State {
     }
 }
 
-/// A 64-bit fingerprint of what [`implied_times`] reads of a user (never 0): its destinations'
-/// ids in order and its history's times and destination indexes.
-fn fingerprint(u: &UserRecord) -> u64 {
-    let mut h = AddressHasher::default();
-    for k in u.destinations() {
-        h.write_u64(u64::from(k.dest));
-    }
-    h.write_u64(u64::MAX);
-    for e in u.history() {
-        h.write_u64(e.ts as u64);
-        h.write_u64(u64::from(e.dest));
-    }
-    h.finish() | 1
+/// A 64-bit fingerprint of a user record (never 0), with a hasher seeded per save: whatever
+/// [`implied_times`] reads is in it. Its reference count is not (a payer added elsewhere
+/// changes it); any other change, relevant or not, only costs the payer its shortcut.
+fn fingerprint(u: &UserRecord, hasher: &super::Hasher) -> u64 {
+    hasher.hash_one(u.content()) | 1
 }
 
 /// The payer times a user's history implies for destination `did`: its distinct withdrawal
