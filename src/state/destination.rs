@@ -300,7 +300,7 @@ impl DestRecord {
 
 /// Keeps the `DEST_TIMES` largest distinct times, newest first (a repeated time would only take
 /// the slot of an older one that a window may still need).
-pub(crate) fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
+fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
     if times.contains(&ts) {
         return;
     }

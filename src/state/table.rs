@@ -302,9 +302,3 @@ pub(crate) fn count_of(counts: &mut [Vec<u32>], id: u32) -> Option<&mut u32> {
 pub(crate) fn id_of(shard: usize, slot: usize) -> u32 {
     join(shard, slot)
 }
-
-/// The entry of `id` in a dense per-slot map shaped like [`Table::zeroed`]'s.
-pub(crate) fn entry_of<T>(map: &[Vec<T>], id: u32) -> Option<&T> {
-    let (shard, slot) = split(id);
-    map.get(shard)?.get(slot)
-}

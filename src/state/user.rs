@@ -189,15 +189,6 @@ impl UserRecord {
         }
     }
 
-    /// The packed bytes without the reference count (which changes when other records do):
-    /// what a save fingerprints to tell whether the record changed since it was written.
-    pub(crate) fn content(&self) -> (&[u8], &[u8]) {
-        (
-            self.data.get(..REFS_AT).unwrap_or_default(),
-            self.data.get(REFS_AT + 4..).unwrap_or_default(),
-        )
-    }
-
     /// The user id.
     pub(crate) fn key(&self) -> &str {
         std::str::from_utf8(self.key_bytes()).unwrap_or_default()
