@@ -1,9 +1,9 @@
 //! State snapshots: [`Scorer::save_state`] and [`Scorer::load_state`].
 //!
-//! # File format (version 2; version 1 files are still read)
+//! # File format (version 3; version 1 and 2 files are still read)
 //! ```text
 //! "RGSTATE\0"  8 bytes   magic
-//! version      u32 LE    2 (or 1: the same frame, a payload with 8-byte times and amounts)
+//! version      u32 LE    3 (or 2, or 1: the same frame, older payload encodings)
 //! payload      ...       every user and destination record (see below)
 //! "RGSTEND\0"  8 bytes   trailer magic
 //! length       u64 LE    payload length in bytes
@@ -35,9 +35,9 @@ use crate::stream::EventStream;
 
 /// First bytes of a snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGSTATE\0";
-/// The format version this build writes; it reads this one and version 1 (the same records
-/// with 8-byte times and amounts, written by earlier builds).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// The format version this build writes; it reads this one and versions 1 and 2 (the same
+/// records, less compact, written by earlier builds).
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The oldest format version this build still reads.
 const OLDEST_VERSION: u32 = 1;
 const TRAILER_MAGIC: &[u8; 8] = b"RGSTEND\0";

@@ -89,18 +89,17 @@ fn write_payer(out: &mut Vec<u8>, user: u32, times: &[i64; DEST_TIMES]) {
 impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
-        DestRecord::build(0, key, &[], 0)
+        DestRecord::build(0, key, 0, |_| ())
     }
 
-    /// A record of `refs`, `key` and `n` payers already laid out in `payers`.
-    fn build(refs: u32, key: &str, payers: &[u8], n: usize) -> DestRecord {
-        let mut data =
-            Vec::with_capacity(HEADER + varint_len(key.len()) + key.len() + payers.len());
+    /// A record of `refs`, `key` and `n` payers, laid out by `payers` (one allocation).
+    fn build(refs: u32, key: &str, n: usize, payers: impl FnOnce(&mut Vec<u8>)) -> DestRecord {
+        let mut data = Vec::with_capacity(HEADER + varint_len(key.len()) + key.len() + n * PAYER);
         data.extend_from_slice(&refs.to_le_bytes());
         data.extend_from_slice(&(n.min(MAX_DEST_USERS) as u16).to_le_bytes());
         push_varint(&mut data, key.len());
         data.extend_from_slice(key.as_bytes());
-        data.extend_from_slice(payers);
+        payers(&mut data);
         DestRecord {
             data: data.into_boxed_slice(),
         }
@@ -286,11 +285,11 @@ impl DestRecord {
 
     /// A record with these payers (as read from a snapshot) and no refs.
     pub(crate) fn with_payers(key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
-        let mut bytes = Vec::with_capacity(payers.len() * PAYER);
-        for (user, times) in payers {
-            write_payer(&mut bytes, *user, times);
-        }
-        DestRecord::build(0, key, &bytes, payers.len())
+        DestRecord::build(0, key, payers.len(), |data| {
+            for (user, times) in payers {
+                write_payer(data, *user, times);
+            }
+        })
     }
 
     /// The latest withdrawal time to this destination.

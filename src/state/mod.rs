@@ -460,7 +460,7 @@ mod tests {
         });
         assert!(written.is_ok());
         let restored = State::default();
-        let decoded = snapshot::decode(&bytes, 0, 2);
+        let decoded = snapshot::decode(&bytes, 0, crate::snapshot::SNAPSHOT_VERSION);
         assert!(decoded.is_ok(), "{:?}", decoded.as_ref().err());
         if let Ok(decoded) = decoded {
             restored.restore(decoded);

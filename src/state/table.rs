@@ -230,6 +230,22 @@ impl<R: Keyed> Table<R> {
             .collect()
     }
 
+    /// Makes room for about `records` more records (keys spread evenly over the shards), so
+    /// that filling a table from a snapshot does not grow and rehash it step by step.
+    pub(crate) fn reserve(&self, records: usize) {
+        let per_shard = records / SHARDS + records / SHARDS / 8 + 16;
+        for lock in self.shards.iter() {
+            let mut guard = lock.write();
+            let Shard { index, slots, .. } = &mut *guard;
+            slots.reserve(per_shard);
+            let hasher = &self.hasher;
+            index.reserve(per_shard, |&i| match slots.get(i as usize) {
+                Some(Some(r)) => hasher.hash_one(r.key_bytes()),
+                _ => 0,
+            });
+        }
+    }
+
     /// Number of records.
     pub(crate) fn len(&self) -> usize {
         self.shards
