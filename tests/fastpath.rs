@@ -486,6 +486,61 @@ fn field_literal_comparisons_agree_at_the_edges() {
     );
 }
 
+/// Comparisons of a number field with a literal times a number field, of two fields, and
+/// through `let` locals bound to a field or literal (which the compiler reads in place): every
+/// operator, both sides, int and float fields, literals and values at the edges (NaN,
+/// infinities, overflowing products, the integer extremes).
+#[test]
+fn scaled_and_field_to_field_comparisons_agree_at_the_edges() {
+    let ops = ["<", "<=", ">", ">=", "==", "!="];
+    let fields = [
+        "amount_usd",
+        "median_amount_usd_90d",
+        "prior_withdrawals",
+        "dest_users_24h",
+    ];
+    let values = [0.0, 2.0, 5.0, -3.0, f64::NAN, f64::INFINITY, 1e308, 9.3e18];
+    let mut compared = 0;
+    for a in fields {
+        for b in fields {
+            for (va, vb) in values
+                .iter()
+                .zip(values.iter().rev())
+                .chain([(&5.0, &2.0), (&5.0, &2.5)])
+            {
+                let mut tx = sample_tx();
+                set_number(&mut tx, a, *va);
+                set_number(&mut tx, b, *vb);
+                for op in ops {
+                    for k in ["2.0", "2", "2.5", "1e308", "(-0.5)"] {
+                        for script in [
+                            format!("tx.{a} {op} {k} * tx.{b}"),
+                            format!("tx.{a} {op} tx.{b} * {k}"),
+                            format!("{k} * tx.{b} {op} tx.{a}"),
+                            format!("let u = tx.{b}; tx.{a} {op} {k} * u"),
+                            format!("let u = tx.{b}; let r = {k}; if tx.{a} {op} r * u {{ 7 }} else {{ false }}"),
+                            format!("!(tx.{a} {op} {k} * tx.{b}) && tx.is_new_address"),
+                        ] {
+                            compared += agree(&script, &tx);
+                        }
+                    }
+                    for script in [
+                        format!("tx.{a} {op} tx.{b}"),
+                        format!("let p = tx.{a}; p {op} tx.{b} || !tx.is_new_address"),
+                        format!("let n = tx.is_new_address; n && tx.{a} {op} tx.{b}"),
+                    ] {
+                        compared += agree(&script, &tx);
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        compared > 10_000,
+        "only {compared} scripts compared on the fast path"
+    );
+}
+
 /// A rule whose work grows with a `tx` string's length runs in the interpreter (with its
 /// deadline) when the withdrawal carries a string longer than `FAST_TEXT_LIMIT`; bounded rules
 /// stay on the fast path whatever the strings.

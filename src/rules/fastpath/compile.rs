@@ -58,10 +58,25 @@ pub(crate) fn compile(ast: &AST, limits: &Limits, params: &Params) -> Option<Fas
     })
 }
 
+/// What a local's name stands for.
+#[derive(Clone)]
+enum Binding {
+    /// A slot of the evaluation's locals, set by its `let`.
+    Slot(u8),
+    /// A value that can't fail, costs no more to compute again than to read from a slot, and
+    /// can't change (`tx` is constant and the subset has no assignment): a number or boolean
+    /// field, or a non-string literal. Uses read it in place, so that comparisons with it
+    /// become predicates (`let usual = tx.median_amount_usd_90d; tx.amount_usd >= 2.0 * usual`).
+    Inline(Node),
+}
+
 #[derive(Default)]
 pub(super) struct Compiler {
-    /// Names in scope, innermost last: (name, slot, type).
-    locals: Vec<(String, u8, Ty)>,
+    /// Names in scope, innermost last: (name, binding, type).
+    locals: Vec<(String, Binding, Ty)>,
+    /// Locals declared so far (the subset allows [`MAX_LOCALS`], inlined or not).
+    declared: usize,
+    /// Slots used (locals that are not inlined).
     next_slot: usize,
     nodes: usize,
     /// See [`FastRule::text_sensitive`].
@@ -77,9 +92,12 @@ impl Compiler {
         let mark = self.locals.len();
         let mut nodes = Vec::with_capacity(stmts.len());
         let mut ty = UNIT;
-        for stmt in stmts {
+        for (i, stmt) in stmts.iter().enumerate() {
             let (node, t) = self.stmt(stmt)?;
-            nodes.push(node);
+            // A literal statement before the last one (e.g. an inlined `let`) does nothing.
+            if i + 1 == stmts.len() || !matches!(node, Node::Const(_)) {
+                nodes.push(node);
+            }
             ty = t;
         }
         self.locals.truncate(mark);
@@ -107,13 +125,18 @@ impl Compiler {
             Stmt::Var(var, _flags, _) => {
                 let (ident, init, _) = &**var;
                 let (init, ty) = self.value(init)?;
-                let slot = self.next_slot;
-                if slot >= MAX_LOCALS {
+                if self.declared >= MAX_LOCALS {
                     return None;
                 }
+                self.declared += 1;
+                let name = ident.name.to_string();
+                if inlinable(&init) {
+                    self.locals.push((name, Binding::Inline(init), ty));
+                    return Some((Node::Const(Const::Unit), UNIT));
+                }
+                let slot = u8::try_from(self.next_slot).ok()?;
                 self.next_slot += 1;
-                let slot = u8::try_from(slot).ok()?;
-                self.locals.push((ident.name.to_string(), slot, ty));
+                self.locals.push((name, Binding::Slot(slot), ty));
                 Some((Node::Let(slot, Box::new(init)), UNIT))
             }
             Stmt::Return(value, flags, _) if !flags.contains(ASTFlags::BREAK) => {
@@ -143,8 +166,12 @@ impl Compiler {
             Expr::StringConstant(s, _) => Some((Node::Const(Const::Str(s.as_str().into())), STR)),
             Expr::Variable(var, _, _) => {
                 let name = var.1.as_str();
-                let (_, slot, ty) = self.locals.iter().rev().find(|(n, _, _)| n == name)?;
-                Some((Node::Local(*slot), *ty))
+                let (_, binding, ty) = self.locals.iter().rev().find(|(n, _, _)| n == name)?;
+                let node = match binding {
+                    Binding::Slot(slot) => Node::Local(*slot),
+                    Binding::Inline(node) => node.clone(),
+                };
+                Some((node, *ty))
             }
             Expr::Dot(chain, flags, _) if !flags.contains(ASTFlags::NEGATED) => {
                 self.dot(&chain.lhs, &chain.rhs)
@@ -391,7 +418,13 @@ impl Compiler {
                         (Node::Const(literal), Node::Field(field)) => {
                             Node::Test(pred::compare(op, field, literal, false))
                         }
-                        (lhs, rhs) => Node::Binary(op, Box::new((lhs, rhs))),
+                        (Node::Field(a), Node::Field(b)) => {
+                            Node::Test(Pred::Fields(Box::new((op, a, b))))
+                        }
+                        (lhs, rhs) => match pred::scaled(op, &lhs, &rhs) {
+                            Some(p) => Node::Test(p),
+                            None => Node::Binary(op, Box::new((lhs, rhs))),
+                        },
                     };
                     return Some((node, BOOL));
                 }
@@ -399,6 +432,17 @@ impl Compiler {
             }
             _ => None,
         }
+    }
+}
+
+/// Whether a `let` of this value is inlined (see [`Binding::Inline`]). Strings are not: the
+/// interpreter checks a string local against `max_string_size` where it is used.
+fn inlinable(init: &Node) -> bool {
+    match init {
+        Node::Field(field) => field.ty() & (INT | FLOAT | BOOL) != 0,
+        Node::Test(Pred::IsNew(_)) => true,
+        Node::Const(c) => !matches!(c, Const::Str(_)),
+        _ => false,
     }
 }
 

@@ -3,7 +3,7 @@
 //! rules are one predicate; evaluating it needs no `Result`, no locals and one `match` per
 //! node, with the comparison operator folded into the variant.
 
-use super::{Const, Field, StrTest};
+use super::{BinOp, Const, Field, Node, StrTest, Val};
 use crate::rules::tx::TxView;
 
 /// A boolean expression that can't fail, over a [`TxView`].
@@ -35,6 +35,11 @@ pub(super) enum Pred {
     /// Any other comparison of a field with a literal (`literal <op> field` when not
     /// `field_left`): never fails, whatever the types.
     Compare(Box<Compare>),
+    /// Two fields compared (`tx.dest_users_24h == tx.dest_users_30d`): never fails.
+    Fields(Box<(BinOp, Field, Field)>),
+    /// A number field compared with a literal times a number field, as floats
+    /// (`tx.amount_usd >= 2.5 * tx.median_amount_usd_90d`): never fails.
+    Scaled(Box<Scaled>),
     /// `"pack/list" in tx.watchlists` (`!in` when `negate`).
     InList {
         negate: bool,
@@ -55,10 +60,71 @@ pub(super) enum Pred {
 /// A comparison of a field with a literal, in general.
 #[derive(Clone, Debug)]
 pub(super) struct Compare {
-    pub(super) op: super::BinOp,
+    pub(super) op: BinOp,
     pub(super) field: Field,
     pub(super) literal: Const,
     pub(super) field_left: bool,
+}
+
+/// `field <op> k * of` (`k * of <op> field` when not `field_left`). The product is a float
+/// (`k` a float, or `of` a float field), so it cannot overflow; float multiplication is
+/// commutative, so `k * of` and `of * k` are the same value.
+#[derive(Clone, Debug)]
+pub(super) struct Scaled {
+    pub(super) op: BinOp,
+    pub(super) field: Field,
+    pub(super) k: f64,
+    pub(super) of: Field,
+    pub(super) field_left: bool,
+}
+
+impl Scaled {
+    #[inline]
+    fn test(&self, tx: &TxView<'_>) -> bool {
+        let of = match self.of.read(tx) {
+            Val::Int(n) => n as f64,
+            Val::Float(x) => x,
+            // Never compiled (`scaled` takes number fields only).
+            _ => f64::NAN,
+        };
+        let product = Val::Float(self.k * of);
+        let field = self.field.read(tx);
+        if self.field_left {
+            super::compare(self.op, field, product)
+        } else {
+            super::compare(self.op, product, field)
+        }
+    }
+}
+
+/// `lhs <op> rhs` as a [`Pred::Scaled`], when one side is a number field and the other a
+/// number literal times a number field with a float product.
+pub(super) fn scaled(op: BinOp, lhs: &Node, rhs: &Node) -> Option<Pred> {
+    let number = |f: &Field| f.int_index().is_some() || f.float_index().is_some();
+    let (field, product, field_left) = match (lhs, rhs) {
+        (Node::Field(f), Node::Binary(BinOp::Mul, product)) => (f, product, true),
+        (Node::Binary(BinOp::Mul, product), Node::Field(f)) => (f, product, false),
+        _ => return None,
+    };
+    let (k, of) = match &**product {
+        (Node::Const(k), Node::Field(of)) | (Node::Field(of), Node::Const(k)) => (k, of),
+        _ => return None,
+    };
+    let k = match k {
+        // An integer times an integer field is integer arithmetic (which can overflow).
+        Const::Int(n) if of.float_index().is_some() => *n as f64,
+        Const::Float(x) => *x,
+        _ => return None,
+    };
+    (number(field) && number(of)).then(|| {
+        Pred::Scaled(Box::new(Scaled {
+            op,
+            field: *field,
+            k,
+            of: *of,
+            field_left,
+        }))
+    })
 }
 
 impl Pred {
@@ -106,6 +172,11 @@ impl Pred {
                     super::compare(c.op, k, f)
                 }
             }
+            Pred::Fields(c) => {
+                let (op, a, b) = **c;
+                super::compare(op, a.read(tx), b.read(tx))
+            }
+            Pred::Scaled(s) => s.test(tx),
             Pred::InList { negate, list } => tx.watchlists.contains(list) != *negate,
             Pred::StrTest {
                 test,
@@ -154,8 +225,8 @@ impl Pred {
 }
 
 /// `field <op> literal` (or `literal <op> field` when not `field_left`) as a predicate.
-pub(super) fn compare(op: super::BinOp, field: Field, literal: Const, field_left: bool) -> Pred {
-    use super::BinOp::{Eq, Ge, Gt, Le, Lt, Ne};
+pub(super) fn compare(op: BinOp, field: Field, literal: Const, field_left: bool) -> Pred {
+    use BinOp::{Eq, Ge, Gt, Le, Lt, Ne};
     // `k < x` is `x > k`, exactly, for integers and IEEE floats alike.
     let mirrored = if field_left {
         op
