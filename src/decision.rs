@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::event::Withdrawal;
-use crate::rules::{Outcome, RuleSet, WarningText, WithheldWarning};
+use crate::rules::{Outcome, RuleSet, Warning, WarningText, WithheldWarning};
 
 pub use crate::tier::Tier;
 
@@ -75,22 +75,77 @@ impl Decision {
 /// Packs whose sums are kept on the stack; a rule set with more uses the heap.
 const INLINE_PACKS: usize = 16;
 
+/// Where a [`DecisionBuilder`] puts hits: owned [`Hit`]s for a [`Decision`], or (rule index,
+/// score) pairs in a caller's reused buffers for a [`DecisionView`].
+enum Hits<'s> {
+    Owned {
+        live: Vec<Hit>,
+        shadow: Vec<Hit>,
+    },
+    Indexed {
+        live: &'s mut Vec<(usize, i64)>,
+        shadow: &'s mut Vec<(usize, i64)>,
+    },
+}
+
 /// Builds a decision from rule outcomes handed over in rule order (rules whose pack did not
 /// apply are simply not handed over): no per-decision table of outcomes.
 pub(crate) struct DecisionBuilder<'r> {
     rules: &'r RuleSet,
     pack_sums_inline: [i64; INLINE_PACKS],
     pack_sums_heap: Vec<i64>,
-    hits: Vec<Hit>,
-    shadow_hits: Vec<Hit>,
+    hits: Hits<'r>,
     errors: Vec<RuleError>,
     floor: Tier,
     live_error: bool,
     best_warning: Option<(i64, usize)>,
 }
 
+/// What [`DecisionBuilder::finish`] and [`DecisionBuilder::finish_view`] share.
+struct Settled<'r> {
+    tier: Tier,
+    score: i64,
+    floor: Tier,
+    /// The warning to render, when the tier is above `allow`.
+    warning: Option<&'r Warning>,
+    holdout: bool,
+}
+
 impl<'r> DecisionBuilder<'r> {
     pub(crate) fn new(rules: &'r RuleSet) -> DecisionBuilder<'r> {
+        DecisionBuilder::with_hits(
+            rules,
+            Hits::Owned {
+                live: Vec::new(),
+                shadow: Vec::new(),
+            },
+        )
+    }
+
+    /// A builder for [`DecisionBuilder::finish_view`], keeping hits in `scratch` (cleared).
+    pub(crate) fn in_scratch(
+        rules: &'r RuleSet,
+        scratch: &'r mut DecisionScratch,
+    ) -> (DecisionBuilder<'r>, &'r mut String, &'r mut String) {
+        let DecisionScratch {
+            hits,
+            shadow_hits,
+            title,
+            body,
+        } = scratch;
+        hits.clear();
+        shadow_hits.clear();
+        let builder = DecisionBuilder::with_hits(
+            rules,
+            Hits::Indexed {
+                live: hits,
+                shadow: shadow_hits,
+            },
+        );
+        (builder, title, body)
+    }
+
+    fn with_hits(rules: &'r RuleSet, hits: Hits<'r>) -> DecisionBuilder<'r> {
         let packs = rules.packs.len();
         DecisionBuilder {
             rules,
@@ -100,8 +155,7 @@ impl<'r> DecisionBuilder<'r> {
             } else {
                 Vec::new()
             },
-            hits: Vec::new(),
-            shadow_hits: Vec::new(),
+            hits,
             errors: Vec::new(),
             floor: Tier::Allow,
             live_error: false,
@@ -126,16 +180,22 @@ impl<'r> DecisionBuilder<'r> {
         match outcome {
             Outcome::NoHit => {}
             Outcome::Hit(score) => {
-                let hit = Hit {
-                    rule: rule.id.clone(),
-                    score,
-                    reason: rule.reason.clone(),
-                };
+                match &mut self.hits {
+                    Hits::Owned { live, shadow } => {
+                        let hit = Hit {
+                            rule: rule.id.clone(),
+                            score,
+                            reason: rule.reason.clone(),
+                        };
+                        if rule.shadow { shadow } else { live }.push(hit);
+                    }
+                    Hits::Indexed { live, shadow } => {
+                        if rule.shadow { shadow } else { live }.push((i, score));
+                    }
+                }
                 if rule.shadow {
-                    self.shadow_hits.push(hit);
                     return;
                 }
-                self.hits.push(hit);
                 if let Some(sum) = self.pack_sums().get_mut(rule.pack) {
                     *sum = sum.saturating_add(score);
                 }
@@ -159,8 +219,8 @@ impl<'r> DecisionBuilder<'r> {
         }
     }
 
-    /// The decision for `w` (whose normalized destination is `destination`).
-    pub(crate) fn finish(mut self, w: &Withdrawal, destination: &str) -> Decision {
+    /// Tier, score, floor, which warning and whether held out.
+    fn settle(&mut self, w: &Withdrawal) -> Settled<'r> {
         let rules = self.rules;
         let policy = rules.policy();
         let score = rules
@@ -176,21 +236,32 @@ impl<'r> DecisionBuilder<'r> {
             }
         }
         let tier = policy.thresholds.tier(score).max(floor);
-        let warning = if tier > Tier::Allow {
-            let chosen = self
-                .best_warning
+        let warning = (tier > Tier::Allow).then(|| {
+            self.best_warning
                 .and_then(|(_, i)| rules.warnings.get(i))
-                .unwrap_or(&policy.default_warning);
-            chosen.render(&w.user.locale, w, destination)
-        } else {
-            None
-        };
+                .unwrap_or(&policy.default_warning)
+        });
         let holdout = policy
             .holdout
             .as_ref()
             .is_some_and(|h| h.holds_out(tier, &w.user_id));
+        Settled {
+            tier,
+            score,
+            floor,
+            warning,
+            holdout,
+        }
+    }
+
+    /// The decision for `w` (whose normalized destination is `destination`).
+    pub(crate) fn finish(mut self, w: &Withdrawal, destination: &str) -> Decision {
+        let s = self.settle(w);
+        let warning = s
+            .warning
+            .and_then(|chosen| chosen.render(&w.user.locale, w, destination));
         let (warning, withheld) = match warning {
-            Some(text) if holdout => (
+            Some(text) if s.holdout => (
                 None,
                 Some(WithheldWarning {
                     key: text.key,
@@ -199,20 +270,166 @@ impl<'r> DecisionBuilder<'r> {
             ),
             warning => (warning, None),
         };
+        let (hits, shadow_hits) = match self.hits {
+            Hits::Owned { live, shadow } => (live, shadow),
+            // Not built this way (see `finish_view`); owned hits from the indices all the same.
+            Hits::Indexed { live, shadow } => {
+                let owned = |list: &[(usize, i64)]| -> Vec<Hit> {
+                    list.iter()
+                        .filter_map(|&(i, score)| {
+                            self.rules.rules.get(i).map(|rule| Hit {
+                                rule: rule.id.clone(),
+                                score,
+                                reason: rule.reason.clone(),
+                            })
+                        })
+                        .collect()
+                };
+                (owned(live), owned(shadow))
+            }
+        };
         Decision {
             id: w.id.clone(),
             user_id: w.user_id.clone(),
-            tier,
-            score,
-            cool_off_hours: (tier == Tier::CoolOff).then_some(policy.cool_off_hours),
+            tier: s.tier,
+            score: s.score,
+            cool_off_hours: (s.tier == Tier::CoolOff).then_some(self.rules.policy().cool_off_hours),
             warning,
-            hits: self.hits,
-            shadow_hits: self.shadow_hits,
+            hits,
+            shadow_hits,
             errors: self.errors,
-            holdout,
-            ruleset: rules.id_arc().clone(),
+            holdout: s.holdout,
+            ruleset: self.rules.id_arc().clone(),
             withheld,
-            floor,
+            floor: s.floor,
         }
+    }
+
+    /// The decision for `w` as [`DecisionView`]: [`DecisionBuilder::finish`]'s JSON, with the
+    /// warning rendered into `title` and `body` and nothing else allocated (built with
+    /// [`DecisionBuilder::in_scratch`]).
+    pub(crate) fn finish_view<'a>(
+        mut self,
+        w: &'a Withdrawal,
+        destination: &str,
+        title: &'a mut String,
+        body: &'a mut String,
+    ) -> DecisionView<'a>
+    where
+        'r: 'a,
+    {
+        let s = self.settle(w);
+        let rules = self.rules;
+        let text = s.warning.and_then(|chosen| {
+            chosen
+                .render_into(&w.user.locale, w, destination, title, body)
+                .map(|locale| (chosen.key.as_str(), locale))
+        });
+        let (warning, withheld) = match text {
+            Some((key, locale)) if s.holdout => (None, Some(WithheldView { key, locale })),
+            Some((key, locale)) => (
+                Some(WarningView {
+                    key,
+                    locale,
+                    title,
+                    body,
+                }),
+                None,
+            ),
+            None => (None, None),
+        };
+        let (live, shadow): (&'a [(usize, i64)], &'a [(usize, i64)]) = match self.hits {
+            Hits::Indexed { live, shadow } => (live, shadow),
+            Hits::Owned { .. } => (&[], &[]),
+        };
+        DecisionView {
+            id: &w.id,
+            user_id: &w.user_id,
+            tier: s.tier,
+            score: s.score,
+            cool_off_hours: (s.tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
+            warning,
+            hits: HitList { rules, hits: live },
+            shadow_hits: HitList {
+                rules,
+                hits: shadow,
+            },
+            errors: self.errors,
+            holdout: s.holdout,
+            ruleset: rules.id(),
+            withheld,
+        }
+    }
+}
+
+/// Buffers a [`DecisionView`] borrows, reused from one decision to the next (`riskgate
+/// score` writes a million decisions without allocating for any of them once these grew).
+#[derive(Default)]
+pub(crate) struct DecisionScratch {
+    hits: Vec<(usize, i64)>,
+    shadow_hits: Vec<(usize, i64)>,
+    title: String,
+    body: String,
+}
+
+/// A decision as [`Decision`] serializes it (the same fields in the same order, so the same
+/// JSON, byte for byte), borrowing from the withdrawal, the rule set and a
+/// [`DecisionScratch`].
+#[derive(Serialize)]
+pub(crate) struct DecisionView<'a> {
+    id: &'a str,
+    user_id: &'a str,
+    tier: Tier,
+    score: i64,
+    cool_off_hours: Option<u32>,
+    warning: Option<WarningView<'a>>,
+    hits: HitList<'a>,
+    shadow_hits: HitList<'a>,
+    errors: Vec<RuleError>,
+    holdout: bool,
+    ruleset: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    withheld: Option<WithheldView<'a>>,
+}
+
+/// [`WarningText`]'s JSON.
+#[derive(Serialize)]
+struct WarningView<'a> {
+    key: &'a str,
+    locale: &'a str,
+    title: &'a str,
+    body: &'a str,
+}
+
+/// [`WithheldWarning`]'s JSON.
+#[derive(Serialize)]
+struct WithheldView<'a> {
+    key: &'a str,
+    locale: &'a str,
+}
+
+/// Hits as (rule index, score), serialized as [`Hit`]s.
+struct HitList<'a> {
+    rules: &'a RuleSet,
+    hits: &'a [(usize, i64)],
+}
+
+/// [`Hit`]'s JSON.
+#[derive(Serialize)]
+struct HitView<'a> {
+    rule: &'a str,
+    score: i64,
+    reason: &'a str,
+}
+
+impl Serialize for HitList<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.hits.iter().filter_map(|&(i, score)| {
+            self.rules.rules.get(i).map(|rule| HitView {
+                rule: &rule.id,
+                score,
+                reason: &rule.reason,
+            })
+        }))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::audit::{DecisionLog, RulesetRecord};
-use crate::decision::{Decision, DecisionBuilder};
+use crate::decision::{Decision, DecisionBuilder, DecisionScratch, DecisionView};
 use crate::error::Error;
 use crate::event::{normalize_address, Event, Withdrawal};
 use crate::rules::{RuleSet, TxView, Watchlists};
@@ -367,64 +367,95 @@ impl Scorer {
     fn evaluate(
         &self,
         w: &Withdrawal,
-        mut timings: Option<&mut Vec<Option<Duration>>>,
+        timings: Option<&mut Vec<Option<Duration>>>,
         features: impl FnOnce(&str) -> TxFeatures,
     ) -> Decision {
         let rules = self.rules.load();
         let destination = normalize_address(&w.destination);
-        let now = w.ts.as_micros();
-        // Which packs apply (region, campaign window): on the stack for up to 64 packs.
-        let packs = rules.packs.len();
-        let mut applies_inline = [false; 64];
-        let mut applies_heap = Vec::new();
-        let applies: &mut [bool] = if packs <= applies_inline.len() {
-            applies_inline.get_mut(..packs).unwrap_or_default()
-        } else {
-            applies_heap.resize(packs, false);
-            &mut applies_heap
-        };
-        for (slot, pack) in applies.iter_mut().zip(&rules.packs) {
-            *slot = pack.applies(&w.user.country, now);
-        }
-        let applies = |pack: usize| applies.get(pack).copied().unwrap_or(false);
-        if let Some(t) = timings.as_deref_mut() {
-            t.clear();
-            t.resize(rules.rules.len(), None);
-        }
         let mut decision = DecisionBuilder::new(&rules);
-        if rules.rules.iter().any(|r| applies(r.pack)) {
-            // The fast path reads this view directly; the Rhai map is built from it only when
-            // an applicable rule needs the interpreter.
-            let watchlists = rules
-                .watchlists_of(&destination)
-                .map(|l| l.as_slice())
-                .unwrap_or_default();
-            let tx = TxView::new(
-                [
-                    &w.id,
-                    &w.user_id,
-                    &w.asset,
-                    &w.network,
-                    &w.user.country,
-                    &w.user.locale,
-                    &w.user.referral,
-                    &destination,
-                ],
-                w.amount_usd,
-                features(&destination),
-                Watchlists::Dynamic(watchlists),
-            );
-            rules.run_rules(&tx, applies, timings.is_some(), |i, outcome, took| {
-                if let (Some(t), Some(took)) = (timings.as_deref_mut(), took) {
-                    if let Some(slot) = t.get_mut(i) {
-                        *slot = Some(took);
-                    }
-                }
-                decision.add(i, outcome);
-            });
-        }
+        run_rules(&rules, w, &destination, timings, features, &mut decision);
         decision.finish(w, &destination)
     }
+
+    /// [`Scorer::score`] with the memory store, handing the decision to `then` as a
+    /// [`DecisionView`] (the same JSON) that borrows `scratch`, `w` and the rule set instead of
+    /// owning its strings: `riskgate score`'s loop, which only writes each decision out.
+    pub(crate) fn score_view<T>(
+        &self,
+        w: &Withdrawal,
+        scratch: &mut DecisionScratch,
+        then: impl FnOnce(&DecisionView<'_>) -> T,
+    ) -> T {
+        let rules = self.rules.load();
+        let destination = normalize_address(&w.destination);
+        let (mut decision, title, body) = DecisionBuilder::in_scratch(&rules, scratch);
+        let features = |d: &str| self.state.features(w, d);
+        run_rules(&rules, w, &destination, None, features, &mut decision);
+        then(&decision.finish_view(w, &destination, title, body))
+    }
+}
+
+/// Runs the rules of `rules` that apply to `w` into `decision`; `features` computes the
+/// state-derived fields from the normalized `destination` (only when some rule applies).
+fn run_rules(
+    rules: &RuleSet,
+    w: &Withdrawal,
+    destination: &str,
+    mut timings: Option<&mut Vec<Option<Duration>>>,
+    features: impl FnOnce(&str) -> TxFeatures,
+    decision: &mut DecisionBuilder<'_>,
+) {
+    let now = w.ts.as_micros();
+    // Which packs apply (region, campaign window): on the stack for up to 64 packs.
+    let packs = rules.packs.len();
+    let mut applies_inline = [false; 64];
+    let mut applies_heap = Vec::new();
+    let applies: &mut [bool] = if packs <= applies_inline.len() {
+        applies_inline.get_mut(..packs).unwrap_or_default()
+    } else {
+        applies_heap.resize(packs, false);
+        &mut applies_heap
+    };
+    for (slot, pack) in applies.iter_mut().zip(&rules.packs) {
+        *slot = pack.applies(&w.user.country, now);
+    }
+    let applies = |pack: usize| applies.get(pack).copied().unwrap_or(false);
+    if let Some(t) = timings.as_deref_mut() {
+        t.clear();
+        t.resize(rules.rules.len(), None);
+    }
+    if !rules.rules.iter().any(|r| applies(r.pack)) {
+        return;
+    }
+    // The fast path reads this view directly; the Rhai map is built from it only when an
+    // applicable rule needs the interpreter.
+    let watchlists = rules
+        .watchlists_of(destination)
+        .map(|l| l.as_slice())
+        .unwrap_or_default();
+    let tx = TxView::new(
+        [
+            &w.id,
+            &w.user_id,
+            &w.asset,
+            &w.network,
+            &w.user.country,
+            &w.user.locale,
+            &w.user.referral,
+            destination,
+        ],
+        w.amount_usd,
+        features(destination),
+        Watchlists::Dynamic(watchlists),
+    );
+    rules.run_rules(&tx, applies, timings.is_some(), |i, outcome, took| {
+        if let (Some(t), Some(took)) = (timings.as_deref_mut(), took) {
+            if let Some(slot) = t.get_mut(i) {
+                *slot = Some(took);
+            }
+        }
+        decision.add(i, outcome);
+    });
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use hashbrown::hash_table::{self, Entry, HashTable};
 
 use crate::audit::DecisionLog;
-use crate::decision::Decision;
+use crate::decision::{Decision, DecisionScratch};
 use crate::error::Error;
 use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
@@ -127,6 +127,8 @@ pub struct EventStream {
     withdrawal_ids: IdSet,
     /// The withdrawal [`EventStream::write_decisions`] reads each line into.
     withdrawal: Withdrawal,
+    /// The buffers its decisions are written from.
+    scratch: DecisionScratch,
 }
 
 impl Default for EventStream {
@@ -193,6 +195,37 @@ impl EventStream {
         decide(&mut self.withdrawal_ids, scorer, w, line_no, Scorer::score).map(Some)
     }
 
+    /// Like [`EventStream::process_in_place`] with the memory store, writing a withdrawal's
+    /// decision line to `out` from a [`crate::decision::DecisionView`] (no allocation):
+    /// `Some` with the write's result for a withdrawal (recorded whether or not the write
+    /// succeeded, as [`EventStream::process_in_place`] records it before its caller writes).
+    fn write_in_place<W: Write>(
+        &mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+        out: &mut W,
+    ) -> Result<Option<std::io::Result<()>>, Error> {
+        let Some((text, line_no)) = self.next_text(line)? else {
+            return Ok(None);
+        };
+        let parsed = crate::event::parse_into(text, &mut self.withdrawal)
+            .map_err(|message| Error::invalid_event(line_no, message))?;
+        if let Parsed::Account(event) = parsed {
+            return observe(scorer, event).map(|_| None);
+        }
+        let w = &self.withdrawal;
+        // One hash and probe: `insert` leaves the set unchanged for an id already there.
+        if !self.withdrawal_ids.insert(&w.id) {
+            return Err(duplicate_id(w, line_no));
+        }
+        let written = scorer.score_view(w, &mut self.scratch, |decision| {
+            serde_json::to_writer(&mut *out, decision)?;
+            out.write_all(b"\n")
+        });
+        scorer.observe_withdrawal(w);
+        Ok(Some(written))
+    }
+
     /// `riskgate score`'s loop: reads every line, writes one decision line per withdrawal to
     /// `out` (and to `log`, when given) and `{"line":N,"error":"..."}` for each invalid line.
     /// Returns the number of invalid lines; stops early on a store failure, a log write error
@@ -206,8 +239,23 @@ impl EventStream {
         log: Option<&DecisionLog>,
     ) -> Result<usize, Stopped> {
         let mut invalid = 0_usize;
+        // Without a log to append owned decisions to, and with the memory store, each decision
+        // is written from a view borrowing reused buffers (the same bytes, no allocation).
+        let direct = log.is_none() && scorer.store().is_memory();
         while let Some(line) = lines.next_line() {
-            match self.process_in_place(scorer, line) {
+            let processed = if direct {
+                match self.write_in_place(scorer, line, out) {
+                    Ok(Some(written)) => {
+                        written.map_err(Stopped::Write)?;
+                        Ok(None)
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.process_in_place(scorer, line)
+            };
+            match processed {
                 Ok(Some(decision)) => {
                     if let Some(log) = log {
                         log.append_decision(&decision).map_err(Stopped::Log)?;
@@ -264,6 +312,7 @@ impl EventStream {
             line: 0,
             withdrawal_ids: withdrawal_ids.into_iter().collect(),
             withdrawal: Withdrawal::blank(),
+            scratch: DecisionScratch::default(),
         }
     }
 
@@ -301,6 +350,17 @@ fn observe(scorer: &Scorer, event: Event) -> Result<Event, Error> {
     Ok(event)
 }
 
+/// The error for a withdrawal whose id was seen before.
+fn duplicate_id(w: &Withdrawal, line_no: usize) -> Error {
+    Error::invalid_event(
+        line_no,
+        format!(
+            "withdrawal id \"{}\" was seen before; ids must be unique",
+            w.id
+        ),
+    )
+}
+
 /// Decides a valid withdrawal: refuses an id seen before, scores, then records it.
 fn decide(
     ids: &mut IdSet,
@@ -309,15 +369,7 @@ fn decide(
     line_no: usize,
     score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
 ) -> Result<Decision, Error> {
-    let duplicate = || {
-        Error::invalid_event(
-            line_no,
-            format!(
-                "withdrawal id \"{}\" was seen before; ids must be unique",
-                w.id
-            ),
-        )
-    };
+    let duplicate = || duplicate_id(w, line_no);
     if !scorer.store().is_memory() {
         if ids.contains(w.id.as_str()) {
             return Err(duplicate());

@@ -80,28 +80,51 @@ impl Warning {
         out
     }
 
-    /// The text for `locale`: the exact tag, then its language, then `en` (case-insensitively).
+    /// The warning in `locale` (see [`Warning::text_for`]), placeholders filled in.
     pub(crate) fn render(
         &self,
         locale: &str,
         w: &Withdrawal,
         destination: &str,
     ) -> Option<WarningText> {
-        let language = locale.split(['-', '_']).next().unwrap_or(locale);
-        let find = |tag: &str| {
-            self.texts
-                .iter()
-                .find(|t| t.locale.eq_ignore_ascii_case(tag))
-        };
-        let text = find(locale)
-            .or_else(|| find(language))
-            .or_else(|| find("en"))?;
+        let text = self.text_for(locale)?;
         Some(WarningText {
             key: self.key.clone(),
             locale: text.locale.clone(),
             title: text.title.render(w, destination),
             body: text.body.render(w, destination),
         })
+    }
+
+    /// [`Warning::render`] into reused buffers (cleared first): the chosen text's locale, or
+    /// `None` (buffers left empty) when there is no text for it.
+    pub(crate) fn render_into(
+        &self,
+        locale: &str,
+        w: &Withdrawal,
+        destination: &str,
+        title: &mut String,
+        body: &mut String,
+    ) -> Option<&str> {
+        title.clear();
+        body.clear();
+        let text = self.text_for(locale)?;
+        text.title.render_into(w, destination, title);
+        text.body.render_into(w, destination, body);
+        Some(&text.locale)
+    }
+
+    /// The text for `locale`: the exact tag, then its language, then `en` (case-insensitively).
+    fn text_for(&self, locale: &str) -> Option<&Text> {
+        let language = locale.split(['-', '_']).next().unwrap_or(locale);
+        let find = |tag: &str| {
+            self.texts
+                .iter()
+                .find(|t| t.locale.eq_ignore_ascii_case(tag))
+        };
+        find(locale)
+            .or_else(|| find(language))
+            .or_else(|| find("en"))
     }
 }
 
@@ -166,6 +189,12 @@ impl Template {
             })
             .sum();
         let mut out = String::with_capacity(size);
+        self.render_into(w, destination, &mut out);
+        out
+    }
+
+    /// Appends the text, placeholders filled in, to `out`.
+    fn render_into(&self, w: &Withdrawal, destination: &str, out: &mut String) {
         for segment in &self.0 {
             match segment {
                 Segment::Literal(s) => out.push_str(s),
@@ -176,6 +205,5 @@ impl Template {
                 Segment::Destination => out.push_str(destination),
             }
         }
-        out
     }
 }
