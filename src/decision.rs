@@ -338,7 +338,7 @@ impl<'r> DecisionBuilder<'r> {
             ),
             None => (None, None),
         };
-        let (live, shadow): (&'a [(usize, i64)], &'a [(usize, i64)]) = match self.hits {
+        let (live, shadow): (&'a [_], &'a [_]) = match self.hits {
             Hits::Indexed { live, shadow } => (live, shadow),
             Hits::Owned { .. } => (&[], &[]),
         };
