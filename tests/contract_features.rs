@@ -561,17 +561,23 @@ fn dest_others_since_first_counts_other_payees_after_the_first_payment() {
         h("5", "u", T - 10 * DAY, 150.0, "F"),
     ];
     assert_eq!(
-        tx_after(&history, &now("u", "D")).features.dest_others_since_first,
+        tx_after(&history, &now("u", "D"))
+            .features
+            .dest_others_since_first,
         2
     );
     // Nothing but D since D's first payment.
     assert_eq!(
-        tx_after(&history[..2], &now("u", "D")).features.dest_others_since_first,
+        tx_after(&history[..2], &now("u", "D"))
+            .features
+            .dest_others_since_first,
         0
     );
     // Never paid: 0, whatever the user paid before.
     assert_eq!(
-        tx_after(&history, &now("u", "New")).features.dest_others_since_first,
+        tx_after(&history, &now("u", "New"))
+            .features
+            .dest_others_since_first,
         0
     );
 }
