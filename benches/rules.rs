@@ -466,6 +466,7 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
                     dest_prior_withdrawals: 0,
                     dest_last_amount_usd: 0.0,
                     dest_rising_run: 0,
+                    dest_others_since_first: 0,
                 },
                 watchlists,
             }

@@ -546,6 +546,42 @@ fn dest_prior_last_and_rising_run_follow_the_payments_to_the_destination() {
     );
 }
 
+/// Extension: withdrawals to other destinations since the first one to this destination.
+#[test]
+fn dest_others_since_first_counts_other_payees_after_the_first_payment() {
+    let history = [
+        h("1", "u", T - 50 * DAY, 100.0, "E"), // before D was first paid: not counted
+        h("2", "u", T - 40 * DAY, 90.0, "D"),
+        h("3", "u", T - 30 * DAY, 120.0, "E"),
+        h("other-user", "v", T - 25 * DAY, 5000.0, "F"),
+        wd("cancel", "u", &at(T - 22 * DAY), 1.0, "F")
+            .cancelled()
+            .line(),
+        h("4", "u", T - 20 * DAY, 150.0, "D"),
+        h("5", "u", T - 10 * DAY, 150.0, "F"),
+    ];
+    assert_eq!(
+        tx_after(&history, &now("u", "D"))
+            .features
+            .dest_others_since_first,
+        2
+    );
+    // Nothing but D since D's first payment.
+    assert_eq!(
+        tx_after(&history[..2], &now("u", "D"))
+            .features
+            .dest_others_since_first,
+        0
+    );
+    // Never paid: 0, whatever the user paid before.
+    assert_eq!(
+        tx_after(&history, &now("u", "New"))
+            .features
+            .dest_others_since_first,
+        0
+    );
+}
+
 fn watchlist_rules() -> Rules {
     let rules = Rules::new();
     rules.pack("zeta", "regions = [\"HK\"]", &[]);
@@ -615,7 +651,7 @@ fn a_rule_sees_every_field_with_its_contract_type() {
         let strings = ["id", "user_id", "asset", "network", "country", "locale", "referral", "destination"];
         for k in strings { if type_of(tx[k]) != "string" { throw k + " is " + type_of(tx[k]); } }
         let ints = ["account_age_days", "prior_withdrawals", "withdrawals_24h", "dest_users_24h", "dest_users_30d",
-                    "dest_prior_withdrawals", "dest_rising_run"];
+                    "dest_prior_withdrawals", "dest_rising_run", "dest_others_since_first"];
         for k in ints { if type_of(tx[k]) != "i64" { throw k + " is " + type_of(tx[k]); } }
         let floats = ["amount_usd", "amount_usd_24h", "median_amount_usd_90d", "hours_since_password_reset",
                       "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd"];

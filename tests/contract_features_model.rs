@@ -272,6 +272,17 @@ fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
                 .take_while(|w| w[1].amount > w[0].amount)
                 .count() as i64;
             prop_assert_eq!(f.dest_rising_run, rising, "dest_rising_run, {}", ctx);
+            let others_since = history
+                .iter()
+                .skip_while(|p| p.dest != dest)
+                .filter(|p| p.dest != dest)
+                .count() as i64;
+            prop_assert_eq!(
+                f.dest_others_since_first,
+                others_since,
+                "dest_others_since_first, {}",
+                ctx
+            );
             prop_assert_eq!(&tx.destination, &dest);
         }
         stream.process(&scorer, Ok(&line)).unwrap();

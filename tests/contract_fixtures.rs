@@ -41,6 +41,7 @@ fn field(tx: &Tx, name: &str) -> Value {
         "dest_prior_withdrawals" => json!(f.dest_prior_withdrawals),
         "dest_last_amount_usd" => float(f.dest_last_amount_usd),
         "dest_rising_run" => json!(f.dest_rising_run),
+        "dest_others_since_first" => json!(f.dest_others_since_first),
         "watchlists" => json!(tx.watchlists),
         other => panic!("expect_tx names unknown field {other}"),
     }

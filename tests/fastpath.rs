@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use riskgate::rules::RuleProbe;
 use riskgate::{Outcome, Tx, TxFeatures};
 
-const INT_FIELDS: [&str; 7] = [
+const INT_FIELDS: [&str; 8] = [
     "account_age_days",
     "prior_withdrawals",
     "withdrawals_24h",
@@ -19,6 +19,7 @@ const INT_FIELDS: [&str; 7] = [
     "dest_users_30d",
     "dest_prior_withdrawals",
     "dest_rising_run",
+    "dest_others_since_first",
 ];
 const FLOAT_FIELDS: [&str; 9] = [
     "amount_usd",
@@ -97,7 +98,7 @@ prop_compose! {
     fn tx()(
         strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
-        ints in proptest::collection::vec(int_value(), 7),
+        ints in proptest::collection::vec(int_value(), 8),
         floats in proptest::collection::vec(float_value(), 7),
         is_new_address in any::<bool>(),
         lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
@@ -114,6 +115,7 @@ prop_compose! {
                 device_age_hours: x(3), dest_users_24h: n(3), dest_users_30d: n(4),
                 dest_first_used_days: x(4), dest_amount_usd_30d: x(5),
                 dest_prior_withdrawals: n(5), dest_last_amount_usd: x(6), dest_rising_run: n(6),
+                dest_others_since_first: n(7),
             },
             watchlists: lists.into_iter().map(str::to_string).collect(),
         }
@@ -305,6 +307,7 @@ fn sample_tx() -> Tx {
             dest_prior_withdrawals: 0,
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
+            dest_others_since_first: 0,
         },
         watchlists: vec!["hk-police/scameter".into()],
     }
@@ -605,6 +608,7 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "dest_users_30d" => f.dest_users_30d = n,
         "dest_prior_withdrawals" => f.dest_prior_withdrawals = n,
         "dest_rising_run" => f.dest_rising_run = n,
+        "dest_others_since_first" => f.dest_others_since_first = n,
         "amount_usd" => tx.amount_usd = value,
         "amount_usd_24h" => f.amount_usd_24h = value,
         "median_amount_usd_90d" => f.median_amount_usd_90d = value,

@@ -120,6 +120,7 @@ fn tx(amount_usd: f64, account_age_days: i64, referral: &str, lists: &[&str]) ->
             dest_prior_withdrawals: 0,
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
+            dest_others_since_first: 0,
         },
         watchlists: lists.iter().map(|s| s.to_string()).collect(),
     }

@@ -130,6 +130,11 @@ impl Model {
                 .rev()
                 .take_while(|w| w[1].amount > w[0].amount)
                 .count() as i64,
+            dest_others_since_first: history
+                .iter()
+                .skip_while(|p| p.dest != dest)
+                .filter(|p| p.dest != dest)
+                .count() as i64,
         }
     }
 
@@ -175,7 +180,7 @@ impl Model {
 }
 
 /// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
-fn bits(f: &TxFeatures) -> [(&'static str, u64); 15] {
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 16] {
     [
         ("account_age_days", f.account_age_days as u64),
         ("is_new_address", u64::from(f.is_new_address)),
@@ -195,6 +200,7 @@ fn bits(f: &TxFeatures) -> [(&'static str, u64); 15] {
         ("dest_prior_withdrawals", f.dest_prior_withdrawals as u64),
         ("dest_last_amount_usd", f.dest_last_amount_usd.to_bits()),
         ("dest_rising_run", f.dest_rising_run as u64),
+        ("dest_others_since_first", f.dest_others_since_first as u64),
     ]
 }
 

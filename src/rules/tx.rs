@@ -82,7 +82,7 @@ pub(crate) struct TxView<'a> {
     /// The length in bytes of the longest string field (see `fastpath::FAST_TEXT_LIMIT`).
     pub(crate) longest_text: usize,
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
-    pub(crate) ints: [i64; 7],
+    pub(crate) ints: [i64; 8],
     /// The float fields as a table, for the fast path.
     pub(crate) floats: [f64; 8],
 }
@@ -90,7 +90,7 @@ pub(crate) struct TxView<'a> {
 impl<'a> TxView<'a> {
     /// A view with the fast path's tables filled in: `ints` = account_age_days,
     /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d,
-    /// dest_prior_withdrawals, dest_rising_run; `floats` = amount_usd, amount_usd_24h,
+    /// dest_prior_withdrawals, dest_rising_run, dest_others_since_first; `floats` = amount_usd, amount_usd_24h,
     /// median_amount_usd_90d, hours_since_password_reset, device_age_hours,
     /// dest_first_used_days, dest_amount_usd_30d, dest_last_amount_usd.
     #[allow(clippy::too_many_arguments)]
@@ -113,6 +113,7 @@ impl<'a> TxView<'a> {
                 f.dest_users_30d,
                 f.dest_prior_withdrawals,
                 f.dest_rising_run,
+                f.dest_others_since_first,
             ],
             floats: [
                 amount_usd,
@@ -168,6 +169,7 @@ impl<'a> TxView<'a> {
         put("dest_prior_withdrawals", f.dest_prior_withdrawals.into());
         put("dest_last_amount_usd", f.dest_last_amount_usd.into());
         put("dest_rising_run", f.dest_rising_run.into());
+        put("dest_others_since_first", f.dest_others_since_first.into());
         put(
             "watchlists",
             Dynamic::from_array(self.watchlists.to_array()),

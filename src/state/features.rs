@@ -42,6 +42,9 @@ pub struct TxFeatures {
     /// Extension: how many of the user's successive history withdrawals to this destination, up
     /// to the latest recorded, were each larger than the one before (0 with fewer than two).
     pub dest_rising_run: i64,
+    /// Extension: the user's history withdrawals to other destinations recorded after the first
+    /// one to this destination (0 when none went to it).
+    pub dest_others_since_first: i64,
 }
 
 impl TxFeatures {
@@ -70,6 +73,7 @@ impl TxFeatures {
             dest_prior_withdrawals: 0,
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
+            dest_others_since_first: 0,
         }
     }
 }

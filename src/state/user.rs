@@ -309,6 +309,9 @@ impl UserRecord {
                 }
                 f.dest_prior_withdrawals += 1;
                 f.dest_last_amount_usd = e.amount_usd;
+            } else if f.dest_prior_withdrawals > 0 {
+                // Whether the user still pays anyone else since this payee appeared.
+                f.dest_others_since_first += 1;
             }
             // Every window is `(now - span, now]`.
             if e.ts > now || e.ts <= quarter_start {

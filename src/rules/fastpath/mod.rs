@@ -261,6 +261,7 @@ mod tests {
             dest_prior_withdrawals: 0,
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
+            dest_others_since_first: 0,
         }
     }
 

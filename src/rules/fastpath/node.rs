@@ -40,6 +40,7 @@ pub(super) enum Field {
     DestPriorWithdrawals,
     DestLastAmountUsd,
     DestRisingRun,
+    DestOthersSinceFirst,
     Watchlists,
 }
 
@@ -70,6 +71,7 @@ impl Field {
             "dest_prior_withdrawals" => Field::DestPriorWithdrawals,
             "dest_last_amount_usd" => Field::DestLastAmountUsd,
             "dest_rising_run" => Field::DestRisingRun,
+            "dest_others_since_first" => Field::DestOthersSinceFirst,
             "watchlists" => Field::Watchlists,
             _ => return None,
         })
@@ -91,7 +93,8 @@ impl Field {
             | Field::DestUsers24h
             | Field::DestUsers30d
             | Field::DestPriorWithdrawals
-            | Field::DestRisingRun => INT,
+            | Field::DestRisingRun
+            | Field::DestOthersSinceFirst => INT,
             Field::IsNewAddress => BOOL,
             Field::AmountUsd
             | Field::AmountUsd24h
@@ -115,6 +118,7 @@ impl Field {
             Field::DestUsers30d => 4,
             Field::DestPriorWithdrawals => 5,
             Field::DestRisingRun => 6,
+            Field::DestOthersSinceFirst => 7,
             _ => return None,
         })
     }
@@ -177,6 +181,7 @@ impl Field {
             Field::DestPriorWithdrawals => Val::Int(f.dest_prior_withdrawals),
             Field::DestLastAmountUsd => Val::Float(f.dest_last_amount_usd),
             Field::DestRisingRun => Val::Int(f.dest_rising_run),
+            Field::DestOthersSinceFirst => Val::Int(f.dest_others_since_first),
             // Never compiled as a value (only as the right side of `in`).
             Field::Watchlists => Val::Unit,
         }
