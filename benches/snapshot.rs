@@ -17,6 +17,7 @@
 //! third lower-case; the state lower-cases them all), and 10,000 random shared EVM addresses.
 //! `sequential` gives the older strings (`user-0000042`, `device-0000042-a`,
 //! `TWallet0000042Own000…`, zero-padded `0x000…`), which compress far better than real ones.
+//! `RISKGATE_BENCH_KEEP=FILE` copies the snapshot there (for a look with other tools).
 
 use std::time::{Duration, Instant};
 
@@ -94,6 +95,39 @@ impl Data {
                     4 => format!("0x{}", hex(&bytes).to_ascii_uppercase()),
                     _ => format!("0x{}", hex(&bytes)),
                 }
+            }
+        }
+    }
+
+    /// The user's login time (from the start; the reset is a day later) and its four
+    /// withdrawals' times: sequential, at 2, 7, 12 and 17 days plus `u % 1000` seconds;
+    /// realistic, a login in the first day and withdrawals at random milliseconds over days 2
+    /// to 20, in order.
+    fn times(self, u: usize) -> (i64, [i64; 4]) {
+        let offset = (u as i64 % 1000) * 1_000_000;
+        match self {
+            Data::Sequential => (offset, [2, 7, 12, 17].map(|d| d * DAY + offset)),
+            Data::Realistic => {
+                let bits = random(u as u64, 5);
+                let login = (bits as u64 % 86_400) as i64 * 1_000_000;
+                let mut at = [0, 1, 2, 3].map(|k| {
+                    let r = (bits >> (32 + 24 * k)) as u64 & 0xff_ffff;
+                    2 * DAY + (r as i64 * (18 * DAY / 1_000) >> 24) * 1_000
+                });
+                at.sort_unstable();
+                (login, at)
+            }
+        }
+    }
+
+    /// Withdrawal `k`'s amount: sequential, whole dollars from 100; realistic, random cents
+    /// from 20 to about 5,000 dollars, more of them small (log-uniform).
+    fn amount(self, u: usize, k: i64) -> f64 {
+        match self {
+            Data::Sequential => 100.0 + (u % 900) as f64 + k as f64 * 10.0,
+            Data::Realistic => {
+                let r = (random(u as u64, 6 + k as u64) as u64 >> 11) as f64 / (1u64 << 53) as f64;
+                (2_000.0 * 250_f64.powf(r)).round() / 100.0
             }
         }
     }
@@ -198,7 +232,7 @@ fn synthetic_scorer(users: usize, data: Data) -> Scorer {
     for u in 0..users {
         let user_id = data.user_id(u);
         let device_id = data.device_id(u);
-        let offset = (u as i64 % 1000) * 1_000_000;
+        let (offset, withdrawn) = data.times(u);
         scorer.observe(&Event::Login {
             ts: Timestamp::from_micros(start + offset),
             user_id: user_id.clone(),
@@ -218,11 +252,11 @@ fn synthetic_scorer(users: usize, data: Data) -> Scorer {
             };
             scorer.observe_withdrawal(&Withdrawal {
                 id: format!("w-{u}-{k}"),
-                ts: Timestamp::from_micros(start + (2 + k * 5) * DAY + offset),
+                ts: Timestamp::from_micros(start + withdrawn[k as usize]),
                 user_id: user_id.clone(),
                 asset: "USDT".into(),
                 network: "TRON".into(),
-                amount_usd: 100.0 + (u % 900) as f64 + k as f64 * 10.0,
+                amount_usd: data.amount(u, k),
                 destination,
                 user: profile.clone(),
                 device_id: Some(device_id.clone()),
@@ -265,6 +299,11 @@ fn snapshot(c: &mut Criterion) {
         info.bytes as f64 / 1e6,
         info.bytes as f64 / info.users as f64
     );
+
+    if let Ok(keep) = std::env::var("RISKGATE_BENCH_KEEP") {
+        // A copy for inspection with other tools (compressors, a hex dump).
+        std::fs::copy(&path, &keep).expect("copy the snapshot");
+    }
 
     pauses(&scorer, &path, data);
 
