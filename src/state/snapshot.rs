@@ -49,7 +49,10 @@
 //!   destinations section: a user's own wallet then costs no string reference, no payer
 //!   reference and no times of its own. The destination's record is read under its lock while
 //!   the user's is held (the order `State` allows), so it is self-consistent as before;
-//!   a payer added to it afterwards is not in the snapshot, as for a record already passed.
+//!   a payer added to it afterwards is not in the snapshot, as for a record already passed;
+//! - a few counts share a byte: a record's tag and its key's (the key's tag plus one, `0`
+//!   ends the section), a user's completed count and history length (one odd number when
+//!   they are equal), its devices and password resets (`devices * 9 + resets`).
 //!
 //! Every value reads back bit for bit in every version. The shared store (Redis) keeps each
 //! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
@@ -84,9 +87,19 @@
 //!            n:varint { ts:tref }^n                                      (password resets)
 //! shared   = 0:varint str | 1:varint evm:20 bytes | n+2:varint           (entry n)
 //!
-//! version 4 (the rest as in version 3):
+//! version 4 (times and amounts as in version 3):
+//! payload  = observed:varint newest_ts:i64 dest_times:varint
+//!            users_hint:varint dests_hint:varint
+//!            users  { user_id:shared+1 user }*           0
+//!            dests  { address:shared+1 destination }*    0
+//!            ids    { 1 withdrawal_id:str }*              0
+//! user     = ((completed<<1) | 1):varint                  (as many history entries)
+//!              | 0:varint completed:varint n:varint       (n history entries)
+//!            { ts:time amount_usd:amount dest_index:varint }^n           (history)
 //!            n:varint { address:dest first_ts:tref last_ts:tref }^n      (destinations)
-//!            n:varint { device_id:text first_ts:tref last_ts:tref }^n    (devices)
+//!            (d*9 + r):varint
+//!            { device_id:text first_ts:tref last_ts:tref }^d             (devices)
+//!            { ts:tref }^r                                               (password resets)
 //! shared   = kind:varint [number:varint] bytes    (kind < 8: defines the next entry)
 //!          | n+16:varint                          (entry n)
 //! dest     = shared
@@ -184,6 +197,10 @@ fn implied_times(history: impl Iterator<Item = (i64, u8)>, position: usize) -> T
     }
     times
 }
+
+/// Version 4 writes a user's counts of devices and of password resets as one number:
+/// `devices * RESET_COUNTS + resets`.
+const RESET_COUNTS: u64 = MAX_RESETS as u64 + 1;
 
 /// Version 4 shared-string tags below this define an entry; from it on they refer to entry
 /// `tag - V4_FIRST_REF`.
@@ -335,6 +352,23 @@ impl Encoder {
         }
     }
 
+    /// The start of a user or destination record: its key (a shared string), after the tag
+    /// `1` (versions 1 to 3), or in version 4 as the key's tag plus one (`0` ends a section).
+    fn record_key(&mut self, key: u64, text: &str) {
+        if !self.v4 {
+            self.varint(1);
+            return self.shared_str(key, text);
+        }
+        match self.strings.get(&key) {
+            Some(&index) => self.varint((index & !INLINE) + V4_FIRST_REF + 1),
+            None => {
+                self.define_plus(text, false, 1);
+                let index = self.strings.len() as u64;
+                self.strings.insert(key, index);
+            }
+        }
+    }
+
     /// A shared string that is known here (a record's own key).
     fn shared_str(&mut self, key: u64, text: &str) {
         match self.strings.get(&key) {
@@ -408,9 +442,14 @@ impl Encoder {
     /// Version 4: the packed form's kind (plus 8 when the destination's record follows
     /// inline), its number when the kind has one, and its bytes (see [`Packed`]).
     fn define(&mut self, text: &str, inline: bool) {
+        self.define_plus(text, inline, 0)
+    }
+
+    /// [`Encoder::define`], with `plus` added to the version 4 tag (see [`Encoder::record_key`]).
+    fn define_plus(&mut self, text: &str, inline: bool, plus: u64) {
         if self.v4 {
             let packed = Packed::of(text);
-            self.varint((packed.kind as u64) | if inline { 8 } else { 0 });
+            self.varint((packed.kind as u64 | if inline { 8 } else { 0 }) + plus);
             if packed.kind.has_number() {
                 self.varint(packed.number);
             }
@@ -470,10 +509,19 @@ impl Encoder {
         u: &UserRecord,
         mut address: impl FnMut(u32) -> Option<(String, Option<Times>)>,
     ) {
-        self.varint(u.completed());
+        let (completed, entries) = (u.completed(), u.history().count() as u64);
+        if self.v4 && completed == entries {
+            // Version 4: one odd number when every completed withdrawal is in the history.
+            self.varint(completed << 1 | 1);
+        } else {
+            if self.v4 {
+                self.varint(0);
+            }
+            self.varint(completed);
+            self.varint(entries);
+        }
         self.history.clear();
         self.history_dest.clear();
-        self.varint(u.history().count() as u64);
         for e in u.history() {
             self.ts(e.ts);
             self.amount(e.amount_usd);
@@ -487,13 +535,21 @@ impl Encoder {
             self.tref(d.first_ts);
             self.tref(d.last_ts);
         }
-        self.varint(u.devices().count() as u64);
+        let (devices, resets) = (u.devices().count() as u64, u.resets().count() as u64);
+        if self.v4 {
+            // Version 4: both counts in one number (usually one byte).
+            self.varint(devices * RESET_COUNTS + resets);
+        } else {
+            self.varint(devices);
+        }
         for d in u.devices() {
             self.text(d.id);
             self.tref(d.first_ts);
             self.tref(d.last_ts);
         }
-        self.varint(u.resets().count() as u64);
+        if !self.v4 {
+            self.varint(resets);
+        }
         for r in u.resets() {
             self.tref(r);
         }
@@ -584,8 +640,7 @@ impl State {
                 let uid = table::id_of(shard, slot);
                 let written = self.users.read_slot(shard, slot, |user| {
                     let user = user?;
-                    enc.varint(1);
-                    enc.shared_str(USER | u64::from(uid), user.key());
+                    enc.record_key(USER | u64::from(uid), user.key());
                     if enc.v3 {
                         let v4 = enc.v4;
                         enc.user_v3(user, |did| {
@@ -636,8 +691,7 @@ impl State {
                 if found.is_none() {
                     continue;
                 }
-                enc.varint(1);
-                enc.shared_str(DEST | u64::from(did), &key);
+                enc.record_key(DEST | u64::from(did), &key);
                 enc.destination(&payers, |uid| {
                     self.users.read_id(uid, |u| u.key().to_owned())
                 });
@@ -714,8 +768,9 @@ enum Kind {
     Raw = 0,
     /// `0x` and 40 lower-case hex digits: 20 bytes.
     Evm = 1,
-    /// ASCII digits: the number counts the leading zeros (all but the last digit when every
-    /// digit is a zero), a varint holds the value of the rest (at most 19 digits).
+    /// ASCII digits: the number is the count of leading zeros (all but the last digit when
+    /// every digit is a zero) shifted left by 3, plus the byte count of the value of the rest
+    /// (at most 19 digits) less one; then those bytes, little endian.
     Decimal = 2,
     /// A UUID (8-4-4-4-12 hex digits and hyphens) with lower-case letters: 16 bytes.
     UuidLower = 3,
@@ -799,20 +854,15 @@ impl Packed {
                 .get(zeros..)
                 .filter(|digits| digits.len() <= 19)
                 .and_then(|digits| digits.parse::<u64>().ok());
-            if let Some(mut value) = value {
-                // The value as a varint.
-                p.len = 0;
-                for byte in p.data.iter_mut() {
-                    p.len += 1;
-                    if value < 0x80 {
-                        *byte = value as u8;
-                        break;
-                    }
-                    *byte = (value as u8) | 0x80;
-                    value >>= 7;
-                }
-                p.kind = Kind::Decimal;
-                p.number = zeros as u64;
+            if let Some(value) = value {
+                // The value's significant bytes, little endian (a 9-digit id takes 4).
+                let len = (8 - value.leading_zeros() as usize / 8).max(1);
+                p.set(
+                    Kind::Decimal,
+                    0,
+                    value.to_le_bytes().get(..len).unwrap_or_default(),
+                );
+                p.number = (zeros as u64) << 3 | (len as u64 - 1);
                 if !fits(&p) {
                     p.kind = Kind::Raw;
                 }
@@ -1308,11 +1358,16 @@ impl<'a> Decoder<'a, '_> {
                 };
             }
             Kind::Decimal => {
-                let value = self.varint()?;
-                let zeros = match usize::try_from(number) {
+                let zeros = match usize::try_from(number >> 3) {
                     Ok(zeros) if zeros <= PACKED_MAX => zeros,
-                    _ => return self.fail(format!("{number} leading zeros")),
+                    _ => return self.fail(format!("{} leading zeros", number >> 3)),
                 };
+                let mut value = [0_u8; 8];
+                let bytes = self.take((number & 7) as usize + 1)?;
+                for (to, from) in value.iter_mut().zip(bytes) {
+                    *to = *from;
+                }
+                let value = u64::from_le_bytes(value);
                 let mut text = String::with_capacity(zeros + 20);
                 text.extend(std::iter::repeat_n('0', zeros));
                 text.push_str(&value.to_string());
@@ -1348,6 +1403,30 @@ impl<'a> Decoder<'a, '_> {
             return self.shared_v3().map(|entry| (entry, false));
         }
         let tag = self.varint()?;
+        self.shared_tagged(tag)
+    }
+
+    /// The key of the next user or destination record, `None` at the end of the section
+    /// (what [`Encoder::record_key`] wrote).
+    fn record_key(&mut self) -> DecodeResult<Option<usize>> {
+        if !self.v4 {
+            return if self.more()? {
+                self.shared().map(Some)
+            } else {
+                Ok(None)
+            };
+        }
+        match self.varint()? {
+            0 => Ok(None),
+            tag => match self.shared_tagged(tag - 1)? {
+                (_, true) => self.fail("a destination record inline outside a user's destinations"),
+                (entry, false) => Ok(Some(entry)),
+            },
+        }
+    }
+
+    /// A version 4 shared string whose tag is `tag`.
+    fn shared_tagged(&mut self, tag: u64) -> DecodeResult<(usize, bool)> {
         if tag < V4_FIRST_REF {
             let kind = Kind::of_tag(tag);
             let number = if kind.has_number() { self.varint()? } else { 0 };
@@ -1468,9 +1547,28 @@ impl<'a> Decoder<'a, '_> {
     fn user(&mut self, key: &str, u: &mut Unpacked) -> DecodeResult<Vec<Arc<str>>> {
         u.clear();
         u.key.push_str(key);
-        u.completed = self.varint()?;
-        if self.v3 {
-            self.history_entries(u)?;
+        if self.v4 {
+            let c = self.varint()?;
+            let n = if c & 1 == 1 {
+                // Every completed withdrawal is in the history.
+                u.completed = c >> 1;
+                match usize::try_from(u.completed) {
+                    Ok(n) if n <= MAX_HISTORY => n,
+                    _ => return self.fail(format!("{} history entries", u.completed)),
+                }
+            } else if c == 0 {
+                u.completed = self.varint()?;
+                self.count(MAX_HISTORY, "history entries")?
+            } else {
+                return self.fail(format!("unknown user record tag {c}"));
+            };
+            self.history_entries(u, n)?;
+        } else {
+            u.completed = self.varint()?;
+            if self.v3 {
+                let n = self.count(MAX_HISTORY, "history entries")?;
+                self.history_entries(u, n)?;
+            }
         }
         let n = self.count(MAX_DESTINATIONS, "destinations")?;
         let mut addresses = Vec::new();
@@ -1516,7 +1614,8 @@ impl<'a> Decoder<'a, '_> {
             });
         }
         if !self.v3 {
-            self.history_entries(u)?;
+            let n = self.count(MAX_HISTORY, "history entries")?;
+            self.history_entries(u, n)?;
         }
         if let Some(e) = u
             .history
@@ -1529,14 +1628,24 @@ impl<'a> Decoder<'a, '_> {
                 u.destinations.len()
             ));
         }
-        let n = self.count(MAX_DEVICES, "devices")?;
-        for _ in 0..n {
+        let (devices, mut resets) = if self.v4 {
+            let both = self.varint()?;
+            match usize::try_from(both / RESET_COUNTS) {
+                Ok(devices) if devices <= MAX_DEVICES => (devices, (both % RESET_COUNTS) as usize),
+                _ => return self.fail(format!("{} devices", both / RESET_COUNTS)),
+            }
+        } else {
+            (self.count(MAX_DEVICES, "devices")?, 0)
+        };
+        for _ in 0..devices {
             let id = self.text_field()?;
             let (first_ts, last_ts) = (self.tref()?, self.tref()?);
             u.push_device(&id, first_ts, last_ts);
         }
-        let n = self.count(MAX_RESETS, "password resets")?;
-        for _ in 0..n {
+        if !self.v4 {
+            resets = self.count(MAX_RESETS, "password resets")?;
+        }
+        for _ in 0..resets {
             let r = self.tref()?;
             u.resets.push(r);
         }
@@ -1549,9 +1658,8 @@ impl<'a> Decoder<'a, '_> {
 
     /// A user's history entries (their destination indexes are checked by the caller, once
     /// the destinations are read); their times are kept for back-references.
-    fn history_entries(&mut self, u: &mut Unpacked) -> DecodeResult<()> {
+    fn history_entries(&mut self, u: &mut Unpacked, n: usize) -> DecodeResult<()> {
         self.history.clear();
-        let n = self.count(MAX_HISTORY, "history entries")?;
         for _ in 0..n {
             let ts = self.ts()?;
             let amount_usd = self.amount()?;
@@ -1633,8 +1741,7 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
     // Destinations whose record was read (inline with a user, or in their own section).
     let mut seen: HashSet<u32, BuildHasherDefault<AddressHasher>> = HashSet::default();
     let mut inline = Vec::new();
-    while d.more()? {
-        let entry = d.shared()?;
+    while let Some(entry) = d.record_key()? {
         let key = d.text(entry);
         d.tables = Some(Tables {
             users: &users,
@@ -1668,8 +1775,7 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         }
     }
     let mut payers = Vec::new();
-    while d.more()? {
-        let entry = d.shared()?;
+    while let Some(entry) = d.record_key()? {
         let did = d.destination_id(&tables, entry)?;
         if !seen.insert(did) {
             return d.fail(format!("destination \"{}\" appears twice", d.text(entry)));
