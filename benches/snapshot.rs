@@ -112,7 +112,7 @@ impl Data {
                 let login = (bits as u64 % 86_400) as i64 * 1_000_000;
                 let mut at = [0, 1, 2, 3].map(|k| {
                     let r = (bits >> (32 + 24 * k)) as u64 & 0xff_ffff;
-                    2 * DAY + (r as i64 * (18 * DAY / 1_000) >> 24) * 1_000
+                    2 * DAY + ((r as i64 * (18 * DAY / 1_000)) >> 24) * 1_000
                 });
                 at.sort_unstable();
                 (login, at)

@@ -2241,7 +2241,7 @@ mod tests {
                 let destination = match k {
                     // Shared by every user.
                     8 => own[4].clone(),
-                    _ => own[u % 4].clone(),
+                    _ => own.get(u % 4).cloned().unwrap_or_default(),
                 };
                 // Two withdrawals at one time, and one out of order.
                 let ts = match k {
