@@ -347,11 +347,11 @@ fn an_unknown_version_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, _, _) = saved_state(dir.path(), 60);
     let mut bytes = std::fs::read(&path).expect("read");
-    bytes[8..12].copy_from_slice(&4_u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&5_u32.to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
     let message = corrupt_message(scorer().load_state(&path));
     assert!(
-        message.contains("format version 4") && message.contains("reads versions 1 to 3"),
+        message.contains("format version 5") && message.contains("reads versions 1 to 4"),
         "{message}"
     );
 
@@ -505,12 +505,13 @@ fn the_command_line_keeps_state_across_runs_and_refuses_a_corrupt_file() {
     );
 }
 
-/// A version 2 file, written by the build before version 3 (`riskgate score --rules rules
-/// --state tests/snapshots/hk-sample-3000.v2.bin` on the first 3000 lines of
-/// `fixtures/hk-sample.jsonl`), still loads and goes on exactly like a replay that never
-/// stopped; saved again it becomes a smaller version 3 file that does the same.
+/// Version 2 and version 3 files, written by the builds before version 3 and version 4
+/// (`riskgate score --rules rules --state tests/snapshots/hk-sample-3000.vN.bin` on the first
+/// 3000 lines of `fixtures/hk-sample.jsonl`; the version 3 one by `main` at 8d3a81c), still
+/// load and go on exactly like a replay that never stopped; saved again each becomes a smaller
+/// version 4 file that does the same.
 #[test]
-fn a_version_2_snapshot_still_loads_and_is_saved_as_version_3() {
+fn version_2_and_3_snapshots_still_load_and_are_saved_as_version_4() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("fixtures/hk-sample.jsonl")).expect("fixture");
     let lines: Vec<String> = text.lines().map(String::from).collect();
@@ -519,46 +520,45 @@ fn a_version_2_snapshot_still_loads_and_is_saved_as_version_3() {
     let mut stream = EventStream::new();
     run(&whole, &mut stream, first);
     let expected = run(&whole, &mut stream, rest);
+    assert_eq!(riskgate::snapshot::SNAPSHOT_VERSION, 4);
 
-    let v2 = root.join("tests/snapshots/hk-sample-3000.v2.bin");
-    let v2_bytes = std::fs::read(&v2).expect("v2 file");
-    assert_eq!(v2_bytes[8..12], 2_u32.to_le_bytes());
-    let restored = scorer();
-    let loaded = restored.load_state(&v2).expect("a version 2 file loads");
-    let ids = loaded.withdrawal_ids.clone();
+    for version in [2_u32, 3] {
+        let old = root.join(format!("tests/snapshots/hk-sample-3000.v{version}.bin"));
+        let old_bytes = std::fs::read(&old).expect("old file");
+        assert_eq!(old_bytes[8..12], version.to_le_bytes());
+        let restored = scorer();
+        let loaded = restored.load_state(&old).expect("an old file loads");
+        let ids = loaded.withdrawal_ids.clone();
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let v3 = dir.path().join("state.bin");
-    let resumed = EventStream::resuming(loaded.withdrawal_ids);
-    let saved = restored
-        .save_state_with_stream(&v3, &resumed)
-        .expect("save");
-    let v3_bytes = std::fs::read(&v3).expect("v3 file");
-    assert_eq!(
-        v3_bytes[8..12],
-        riskgate::snapshot::SNAPSHOT_VERSION.to_le_bytes()
-    );
-    assert_eq!(riskgate::snapshot::SNAPSHOT_VERSION, 3);
-    assert!(v3_bytes.len() < v2_bytes.len());
-    assert_eq!(
-        (saved.users, saved.destinations, saved.withdrawal_ids),
-        (
-            loaded.info.users,
-            loaded.info.destinations,
-            loaded.info.withdrawal_ids
-        )
-    );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let new = dir.path().join("state.bin");
+        let resumed = EventStream::resuming(loaded.withdrawal_ids);
+        let saved = restored
+            .save_state_with_stream(&new, &resumed)
+            .expect("save");
+        let new_bytes = std::fs::read(&new).expect("new file");
+        assert_eq!(new_bytes[8..12], 4_u32.to_le_bytes());
+        assert!(new_bytes.len() < old_bytes.len(), "version {version}");
+        assert_eq!(
+            (saved.users, saved.destinations, saved.withdrawal_ids),
+            (
+                loaded.info.users,
+                loaded.info.destinations,
+                loaded.info.withdrawal_ids
+            )
+        );
 
-    let mut stream = EventStream::resuming(ids);
-    assert!(
-        run(&restored, &mut stream, rest) == expected,
-        "after the v2 file"
-    );
-    let again = scorer();
-    let reloaded = again.load_state(&v3).expect("the version 3 file loads");
-    let mut stream = EventStream::resuming(reloaded.withdrawal_ids);
-    assert!(
-        run(&again, &mut stream, rest) == expected,
-        "after the v3 file"
-    );
+        let mut stream = EventStream::resuming(ids);
+        assert!(
+            run(&restored, &mut stream, rest) == expected,
+            "after the version {version} file"
+        );
+        let again = scorer();
+        let reloaded = again.load_state(&new).expect("the version 4 file loads");
+        let mut stream = EventStream::resuming(reloaded.withdrawal_ids);
+        assert!(
+            run(&again, &mut stream, rest) == expected,
+            "after the version 4 file made from version {version}"
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! The framing (magic, version, checksum, atomic write) is in `crate::snapshot`; this module
 //! only turns [`State`] into bytes and back.
 //!
-//! # Encoding (format versions 1, 2 and 3)
+//! # Encoding (format versions 1 to 4)
 //! Integers that count things are LEB128 varints. In version 1, timestamps and amounts are
 //! 8-byte little endian (`i64`, `f64`) and every payer has `dest_times` times (`i64::MIN` for
 //! an unused slot). Version 2 (written since issue 14; version 1 is still read, and a
@@ -29,6 +29,30 @@
 //! Payer times stay explicit (as in version 2) although most equal what the payer's history
 //! implies: checking that, and reading it back, costs a lookup of a random user record per
 //! payer, measured at about 40% more time to save and to load for 13 of 147 bytes per user.
+//!
+//! Version 4 (issue 14, third part; versions 1 to 3 are still read, and saved as version 4)
+//! keeps version 3's numbers and times and shrinks the strings and the destinations paid by
+//! one user:
+//! - every string table definition and every device id is packed by its shape ([`Kind`]):
+//!   decimal digits as a varint (exchange user ids), UUIDs as 16 bytes plus their case, hex
+//!   digits of one case as bytes (Android ids), a TRON address (base58check of `0x41` and 20
+//!   bytes) as its 20 bytes (the checksum is recomputed when reading), any other base58 string
+//!   (Bitcoin, Solana addresses) as its decoded bytes when that is shorter, an EVM address as
+//!   in version 3; anything else (mixed case, another alphabet, non-ASCII) as it is. Each form
+//!   reads back as exactly the string it was made from (the unit tests try the near misses);
+//!   an EIP-55 mixed-case address never reaches the state (it is lower-cased by
+//!   [`crate::normalize_address`]), so no case mask is needed;
+//! - a destination whose only payer is the user being written is written with that user
+//!   (its definition is flagged, and the payer's times follow: the byte `5` when they are
+//!   what the user's history implies, the newest four distinct times of its entries to that
+//!   destination, else a count and the times as back-references), and not again in the
+//!   destinations section: a user's own wallet then costs no string reference, no payer
+//!   reference and no times of its own. The destination's record is read under its lock while
+//!   the user's is held (the order `State` allows), so it is self-consistent as before;
+//!   a payer added to it afterwards is not in the snapshot, as for a record already passed;
+//! - a few counts share a byte: a record's tag and its key's (the key's tag plus one, `0`
+//!   ends the section), a user's completed count and history length (one odd number when
+//!   they are equal), its devices and password resets (`devices * 9 + resets`).
 //!
 //! Every value reads back bit for bit in every version. The shared store (Redis) keeps each
 //! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
@@ -62,6 +86,29 @@
 //!            n:varint { device_id:str first_ts:tref last_ts:tref }^n     (devices)
 //!            n:varint { ts:tref }^n                                      (password resets)
 //! shared   = 0:varint str | 1:varint evm:20 bytes | n+2:varint           (entry n)
+//!
+//! version 4 (times and amounts as in version 3):
+//! payload  = observed:varint newest_ts:i64 dest_times:varint
+//!            users_hint:varint dests_hint:varint
+//!            users  { user_id:shared+1 user }*           0
+//!            dests  { address:shared+1 destination }*    0
+//!            ids    { 1 withdrawal_id:str }*              0
+//! user     = ((completed<<1) | 1):varint                  (as many history entries)
+//!              | 0:varint completed:varint n:varint       (n history entries)
+//!            { ts:time amount_usd:amount dest_index:varint }^n           (history)
+//!            n:varint { address:dest first_ts:tref last_ts:tref }^n      (destinations)
+//!            (d*9 + r):varint
+//!            { device_id:text first_ts:tref last_ts:tref }^d             (devices)
+//!            { ts:tref }^r                                               (password resets)
+//! shared   = kind:varint [number:varint] bytes    (kind < 8: defines the next entry)
+//!          | n+16:varint                          (entry n)
+//! dest     = shared
+//!          | kind+8:varint [number:varint] bytes payer   (defined, its only payer this user)
+//! payer    = 5:varint                             (the times the history implies)
+//!          | k:varint ts:tref^k                   (k <= dest_times)
+//! text     = len<<1:varint utf8                   (as it is)
+//!          | number<<4 | kind<<1 | 1:varint bytes (packed)
+//! (kind and number: see `Kind`; `number` is written only for the kinds that have one)
 //! ```
 //!
 //! # Consistency while other threads keep scoring
@@ -105,14 +152,59 @@ struct Encoder {
     /// Format version 3: history before destinations, times that repeat one of the user's
     /// history times as a back-reference, EVM addresses as 20 bytes.
     v3: bool,
+    /// Format version 4: strings packed by their shape, single-payer destinations inline.
+    v4: bool,
+    /// Destination records written inline in a user record (version 4).
+    inlined: usize,
     /// The times of the history of the user being written (version 3 back-references).
     history: Vec<i64>,
+    /// The destination index of each of those history entries (version 4 implied times).
+    history_dest: Vec<u8>,
     /// The last time written (version 2 writes each time as the difference from it).
     prev_ts: i64,
     /// Shared strings already written (a user id or an address, by [`USER`] or [`DEST`] and
-    /// its interned id; a standalone user's addresses by their position), with their index.
+    /// its interned id; a standalone user's addresses by their position), with their index
+    /// (and [`INLINE`] when the destination's record was written with it).
     strings: HashMap<u64, u64, BuildHasherDefault<AddressHasher>>,
 }
+
+/// A destination's payer times, newest first, unused slots (`i64::MIN`) last.
+type Times = [i64; DEST_TIMES];
+
+/// In the encoder's string table: the destination's record was written inline (version 4).
+const INLINE: u64 = 1 << 63;
+
+/// In version 4, instead of an inline payer's count of times: its times are the newest
+/// [`DEST_TIMES`] distinct times of its history entries to this destination ([`implied_times`]).
+const IMPLIED_TIMES: u64 = DEST_TIMES as u64 + 1;
+
+/// The newest [`DEST_TIMES`] distinct times of the history entries (`(time, destination
+/// index)`) to destination `position`, newest first, unused slots last: what a destination
+/// keeps of a payer whose history is whole.
+fn implied_times(history: impl Iterator<Item = (i64, u8)>, position: usize) -> Times {
+    let mut times = [i64::MIN; DEST_TIMES];
+    for (ts, dest) in history {
+        if usize::from(dest) != position || times.contains(&ts) {
+            continue;
+        }
+        // Insert in descending order; the oldest falls off the end.
+        if let Some(at) = times.iter().position(|&t| t < ts) {
+            times.copy_within(at..DEST_TIMES - 1, at + 1);
+            if let Some(slot) = times.get_mut(at) {
+                *slot = ts;
+            }
+        }
+    }
+    times
+}
+
+/// Version 4 writes a user's counts of devices and of password resets as one number:
+/// `devices * RESET_COUNTS + resets`.
+const RESET_COUNTS: u64 = MAX_RESETS as u64 + 1;
+
+/// Version 4 shared-string tags below this define an entry; from it on they refer to entry
+/// `tag - V4_FIRST_REF`.
+const V4_FIRST_REF: u64 = 16;
 
 /// String table keys: a user id's, an address's.
 const USER: u64 = 1 << 32;
@@ -145,6 +237,20 @@ impl Hasher for AddressHasher {
 }
 
 impl Encoder {
+    fn new(version: u32, capacity: usize, strings: usize) -> Encoder {
+        Encoder {
+            buf: Vec::with_capacity(capacity),
+            compact: version >= 2,
+            v3: version >= 3,
+            v4: version >= 4,
+            inlined: 0,
+            history: Vec::new(),
+            history_dest: Vec::new(),
+            prev_ts: 0,
+            strings: HashMap::with_capacity_and_hasher(strings, BuildHasherDefault::default()),
+        }
+    }
+
     fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.buf.push((v as u8) | 0x80);
@@ -218,13 +324,45 @@ impl Encoder {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
+    /// A string outside the string table (a device id): version 4 packs it (the header
+    /// `length << 1` and the bytes, as a string's length would be, or `number << 4 | kind << 1
+    /// | 1` and the packed bytes; see [`Packed`]), earlier versions write it whole.
+    fn text(&mut self, s: &str) {
+        if !self.v4 {
+            return self.str(s);
+        }
+        let packed = Packed::of(s);
+        match packed.kind {
+            Kind::Raw => self.varint((s.len() as u64) << 1),
+            kind => self.varint(packed.number << 4 | (kind as u64) << 1 | 1),
+        }
+        self.buf.extend_from_slice(packed.bytes(s));
+    }
+
     /// A shared string: its index when already written, else its definition (`text` is asked
     /// for only then).
     fn shared(&mut self, key: u64, text: impl FnOnce() -> Option<String>) {
         match self.strings.get(&key) {
-            Some(&index) => self.varint(index + self.first_ref()),
+            Some(&index) => self.varint((index & !INLINE) + self.first_ref()),
             None => {
-                self.define(&text().unwrap_or_default());
+                self.define(&text().unwrap_or_default(), false);
+                let index = self.strings.len() as u64;
+                self.strings.insert(key, index);
+            }
+        }
+    }
+
+    /// The start of a user or destination record: its key (a shared string), after the tag
+    /// `1` (versions 1 to 3), or in version 4 as the key's tag plus one (`0` ends a section).
+    fn record_key(&mut self, key: u64, text: &str) {
+        if !self.v4 {
+            self.varint(1);
+            return self.shared_str(key, text);
+        }
+        match self.strings.get(&key) {
+            Some(&index) => self.varint((index & !INLINE) + V4_FIRST_REF + 1),
+            None => {
+                self.define_plus(text, false, 1);
                 let index = self.strings.len() as u64;
                 self.strings.insert(key, index);
             }
@@ -234,19 +372,64 @@ impl Encoder {
     /// A shared string that is known here (a record's own key).
     fn shared_str(&mut self, key: u64, text: &str) {
         match self.strings.get(&key) {
-            Some(&index) => self.varint(index + self.first_ref()),
+            Some(&index) => self.varint((index & !INLINE) + self.first_ref()),
             None => {
-                self.define(text);
+                self.define(text, false);
                 let index = self.strings.len() as u64;
                 self.strings.insert(key, index);
             }
         }
     }
 
-    /// The tag of a reference to string table entry 0: `1`, or `2` in version 3 (where `1`
-    /// defines an EVM address).
+    /// A user's destination (version 3 and later): a reference, or the address's definition;
+    /// in version 4, when this user is the destination's only payer, its definition is flagged
+    /// and followed by the payer's times (the destination's whole record), so that the
+    /// destination section need not name the destination and the user again.
+    fn user_destination(
+        &mut self,
+        did: u32,
+        position: usize,
+        address: &mut impl FnMut(u32) -> Option<(String, Option<Times>)>,
+    ) {
+        let key = DEST | u64::from(did);
+        if let Some(&index) = self.strings.get(&key) {
+            return self.varint((index & !INLINE) + self.first_ref());
+        }
+        let (text, times) = address(did).unwrap_or_default();
+        let times = times.filter(|_| self.v4);
+        self.define(&text, times.is_some());
+        let mut index = self.strings.len() as u64;
+        if let Some(times) = times {
+            let implied = implied_times(
+                self.history
+                    .iter()
+                    .copied()
+                    .zip(self.history_dest.iter().copied()),
+                position,
+            );
+            if times == implied {
+                // What the history says (usually): one byte.
+                self.varint(IMPLIED_TIMES);
+            } else {
+                // Newest first, unused slots last: the used ones, as payer times are written.
+                let used = times.iter().take_while(|&&t| t != i64::MIN).count();
+                self.varint(used as u64);
+                for &t in times.iter().take(used) {
+                    self.tref(t);
+                }
+            }
+            index |= INLINE;
+            self.inlined += 1;
+        }
+        self.strings.insert(key, index);
+    }
+
+    /// The tag of a reference to string table entry 0: `1`, `2` in version 3 (where `1`
+    /// defines an EVM address), [`V4_FIRST_REF`] in version 4.
     fn first_ref(&self) -> u64 {
-        if self.v3 {
+        if self.v4 {
+            V4_FIRST_REF
+        } else if self.v3 {
             2
         } else {
             1
@@ -256,7 +439,22 @@ impl Encoder {
     /// A string table definition: `0` and the string, or (version 3) `1` and the 20 bytes of
     /// an EVM address written as `0x` and 40 lower-case hex digits (what the state keeps after
     /// normalization; any other spelling is written as a string, so it reads back as it was).
-    fn define(&mut self, text: &str) {
+    /// Version 4: the packed form's kind (plus 8 when the destination's record follows
+    /// inline), its number when the kind has one, and its bytes (see [`Packed`]).
+    fn define(&mut self, text: &str, inline: bool) {
+        self.define_plus(text, inline, 0)
+    }
+
+    /// [`Encoder::define`], with `plus` added to the version 4 tag (see [`Encoder::record_key`]).
+    fn define_plus(&mut self, text: &str, inline: bool, plus: u64) {
+        if self.v4 {
+            let packed = Packed::of(text);
+            self.varint((packed.kind as u64 | if inline { 8 } else { 0 }) + plus);
+            if packed.kind.has_number() {
+                self.varint(packed.number);
+            }
+            return self.buf.extend_from_slice(packed.bytes(text));
+        }
         match evm_bytes(text) {
             Some(raw) if self.v3 => {
                 self.varint(1);
@@ -269,17 +467,15 @@ impl Encoder {
         }
     }
 
-    /// A user record; `address` gives the address of a known destination's `u32` (called once
-    /// per address: the string table remembers it).
+    /// A user record in versions 1 and 2 (version 3 and later: [`Encoder::user_v3`]);
+    /// `address` gives the address of a known destination's `u32` (called once per address:
+    /// the string table remembers it).
     fn user(
         &mut self,
         u: &UserRecord,
         dest_kind: u64,
         mut address: impl FnMut(u32) -> Option<String>,
     ) {
-        if self.v3 {
-            return self.user_v3(u, dest_kind, address);
-        }
         self.varint(u.completed());
         self.varint(u.destinations().count() as u64);
         for d in u.destinations() {
@@ -305,35 +501,55 @@ impl Encoder {
         }
     }
 
-    /// [`Encoder::user`] in version 3: the history first, so that later times can refer to it.
+    /// [`Encoder::user`] in version 3 and later: the history first, so that later times can
+    /// refer to it; `address` also gives, in version 4, the payer times of a destination whose
+    /// only payer is this user.
     fn user_v3(
         &mut self,
         u: &UserRecord,
-        dest_kind: u64,
-        mut address: impl FnMut(u32) -> Option<String>,
+        mut address: impl FnMut(u32) -> Option<(String, Option<Times>)>,
     ) {
-        self.varint(u.completed());
+        let (completed, entries) = (u.completed(), u.history().count() as u64);
+        if self.v4 && completed == entries {
+            // Version 4: one odd number when every completed withdrawal is in the history.
+            self.varint(completed << 1 | 1);
+        } else {
+            if self.v4 {
+                self.varint(0);
+            }
+            self.varint(completed);
+            self.varint(entries);
+        }
         self.history.clear();
-        self.varint(u.history().count() as u64);
+        self.history_dest.clear();
         for e in u.history() {
             self.ts(e.ts);
             self.amount(e.amount_usd);
             self.varint(u64::from(e.dest));
             self.history.push(e.ts);
+            self.history_dest.push(e.dest);
         }
         self.varint(u.destinations().count() as u64);
-        for d in u.destinations() {
-            self.shared(dest_kind | u64::from(d.dest), || address(d.dest));
+        for (position, d) in u.destinations().enumerate() {
+            self.user_destination(d.dest, position, &mut address);
             self.tref(d.first_ts);
             self.tref(d.last_ts);
         }
-        self.varint(u.devices().count() as u64);
+        let (devices, resets) = (u.devices().count() as u64, u.resets().count() as u64);
+        if self.v4 {
+            // Version 4: both counts in one number (usually one byte).
+            self.varint(devices * RESET_COUNTS + resets);
+        } else {
+            self.varint(devices);
+        }
         for d in u.devices() {
-            self.str(d.id);
+            self.text(d.id);
             self.tref(d.first_ts);
             self.tref(d.last_ts);
         }
-        self.varint(u.resets().count() as u64);
+        if !self.v4 {
+            self.varint(resets);
+        }
         for r in u.resets() {
             self.tref(r);
         }
@@ -387,10 +603,10 @@ impl State {
         withdrawal_ids: Option<&crate::stream::IdSet>,
         sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
-        self.encode_version(3, withdrawal_ids, sink)
+        self.encode_version(4, withdrawal_ids, sink)
     }
 
-    /// [`State::encode`] in format version 3, 2 or 1.
+    /// [`State::encode`] in format version 4, 3, 2 or 1.
     fn encode_version<E>(
         &self,
         version: u32,
@@ -403,17 +619,7 @@ impl State {
         // The string table is sized up front (users and destinations are most of its strings),
         // so that it does not rehash while a record is locked.
         let expected_strings = self.users.len() + self.destinations.len() + 1024;
-        let mut enc = Encoder {
-            buf: Vec::with_capacity(CHUNK + 4096),
-            compact: version >= 2,
-            v3: version >= 3,
-            history: Vec::new(),
-            prev_ts: 0,
-            strings: HashMap::with_capacity_and_hasher(
-                expected_strings,
-                BuildHasherDefault::default(),
-            ),
-        };
+        let mut enc = Encoder::new(version, CHUNK + 4096, expected_strings);
         let mut counts = Counts::default();
         enc.varint(self.observed.load(Ordering::Relaxed));
         enc.i64(self.newest_ts.load(Ordering::Relaxed));
@@ -431,13 +637,30 @@ impl State {
         // records, never under a lock.
         for shard in 0..table::SHARDS {
             for slot in 0..self.users.slots(shard) {
+                let uid = table::id_of(shard, slot);
                 let written = self.users.read_slot(shard, slot, |user| {
                     let user = user?;
-                    enc.varint(1);
-                    enc.shared_str(USER | u64::from(table::id_of(shard, slot)), user.key());
-                    enc.user(user, DEST, |did| {
-                        self.destinations.read_id(did, |d| d.key().to_owned())
-                    });
+                    enc.record_key(USER | u64::from(uid), user.key());
+                    if enc.v3 {
+                        let v4 = enc.v4;
+                        enc.user_v3(user, |did| {
+                            self.destinations.read_id(did, |d| {
+                                // Only this user pays it: its record goes inline (version 4).
+                                let mut payers = d.payers();
+                                let only = match (payers.next(), payers.next()) {
+                                    (Some((payer, times)), None) if v4 && payer == uid => {
+                                        Some(times)
+                                    }
+                                    _ => None,
+                                };
+                                (d.key().to_owned(), only)
+                            })
+                        });
+                    } else {
+                        enc.user(user, DEST, |did| {
+                            self.destinations.read_id(did, |d| d.key().to_owned())
+                        });
+                    }
                     Some(())
                 });
                 counts.users += usize::from(written.is_some());
@@ -451,6 +674,12 @@ impl State {
         let (mut key, mut payers) = (String::new(), Vec::new());
         for shard in 0..table::SHARDS {
             for slot in 0..self.destinations.slots(shard) {
+                let did = table::id_of(shard, slot);
+                let inline = enc.strings.get(&(DEST | u64::from(did)));
+                if inline.is_some_and(|&index| index & INLINE != 0) {
+                    // Written with its only payer (version 4).
+                    continue;
+                }
                 let found = self.destinations.read_slot(shard, slot, |d| {
                     let d = d?;
                     key.clear();
@@ -462,9 +691,7 @@ impl State {
                 if found.is_none() {
                     continue;
                 }
-                let did = table::id_of(shard, slot);
-                enc.varint(1);
-                enc.shared_str(DEST | u64::from(did), &key);
+                enc.record_key(DEST | u64::from(did), &key);
                 enc.destination(&payers, |uid| {
                     self.users.read_id(uid, |u| u.key().to_owned())
                 });
@@ -482,6 +709,7 @@ impl State {
         }
         enc.varint(0);
         enc.drain(&mut sink, true)?;
+        counts.destinations += enc.inlined;
         Ok(counts)
     }
 
@@ -532,18 +760,336 @@ fn evm_text(raw: &[u8]) -> String {
     text
 }
 
+/// The shape of a string in format version 4: each kind is written so that it reads back as
+/// exactly the same string (any other string is [`Kind::Raw`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// The UTF-8 bytes; the number is their length.
+    Raw = 0,
+    /// `0x` and 40 lower-case hex digits: 20 bytes.
+    Evm = 1,
+    /// ASCII digits: the number is the count of leading zeros (all but the last digit when
+    /// every digit is a zero) shifted left by 3, plus the byte count of the value of the rest
+    /// (at most 19 digits) less one; then those bytes, little endian.
+    Decimal = 2,
+    /// A UUID (8-4-4-4-12 hex digits and hyphens) with lower-case letters: 16 bytes.
+    UuidLower = 3,
+    /// The same with upper-case letters.
+    UuidUpper = 4,
+    /// An even number of hex digits, all letters of one case: the number is the byte count
+    /// shifted left once, plus 1 for upper case; then the bytes.
+    Hex = 5,
+    /// A TRON address: base58check of `0x41` and 20 bytes (the checksum, SHA-256 twice, is
+    /// recomputed when reading): the 20 bytes.
+    Tron = 6,
+    /// Any other base58 string (Bitcoin alphabet) of at most 64 characters: the number is the
+    /// decoded byte count (a leading `1` is a zero byte), then the bytes.
+    Base58 = 7,
+}
+
+impl Kind {
+    fn of_tag(tag: u64) -> Kind {
+        match tag & 7 {
+            0 => Kind::Raw,
+            1 => Kind::Evm,
+            2 => Kind::Decimal,
+            3 => Kind::UuidLower,
+            4 => Kind::UuidUpper,
+            5 => Kind::Hex,
+            6 => Kind::Tron,
+            _ => Kind::Base58,
+        }
+    }
+
+    /// Whether a number follows the kind (see each kind).
+    fn has_number(self) -> bool {
+        matches!(self, Kind::Raw | Kind::Decimal | Kind::Hex | Kind::Base58)
+    }
+}
+
+/// The longest packed form of a string other than [`Kind::Raw`], in bytes (and the longest
+/// base58 string tried, in characters).
+const PACKED_MAX: usize = 64;
+
+/// A string's packed form (version 4).
+struct Packed {
+    kind: Kind,
+    /// See [`Kind`]; 0 for the kinds without a number.
+    number: u64,
+    /// The bytes after the number (a [`Kind::Raw`] string's are its own).
+    data: [u8; PACKED_MAX],
+    len: usize,
+}
+
+impl Packed {
+    /// The smallest exact form of `text`: a fixed-size kind when `text` has its shape; a
+    /// decimal, hex or base58 form when it is smaller than the text; else the text.
+    fn of(text: &str) -> Packed {
+        let b = text.as_bytes();
+        let mut p = Packed {
+            kind: Kind::Raw,
+            number: b.len() as u64,
+            data: [0; PACKED_MAX],
+            len: 0,
+        };
+        // What the header and bytes take, raw and packed (as [`Encoder::text`] writes them).
+        let raw_cost = varint_len(p.number << 1) + b.len();
+        let fits = |p: &Packed| varint_len(p.number << 4) + p.len < raw_cost;
+        if let Some(raw) = evm_bytes(text) {
+            p.set(Kind::Evm, 0, &raw);
+        } else if let Some((raw, upper)) = uuid_bytes(b) {
+            let kind = if upper {
+                Kind::UuidUpper
+            } else {
+                Kind::UuidLower
+            };
+            p.set(kind, 0, &raw);
+        } else if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
+            let zeros = b
+                .iter()
+                .take_while(|&&c| c == b'0')
+                .count()
+                .min(b.len() - 1);
+            let value = text
+                .get(zeros..)
+                .filter(|digits| digits.len() <= 19)
+                .and_then(|digits| digits.parse::<u64>().ok());
+            if let Some(value) = value {
+                // The value's significant bytes, little endian (a 9-digit id takes 4).
+                let len = (8 - value.leading_zeros() as usize / 8).max(1);
+                p.set(
+                    Kind::Decimal,
+                    0,
+                    value.to_le_bytes().get(..len).unwrap_or_default(),
+                );
+                p.number = (zeros as u64) << 3 | (len as u64 - 1);
+                if !fits(&p) {
+                    p.kind = Kind::Raw;
+                }
+            }
+        } else if let Some((len, upper)) = hex_bytes(b, &mut p.data) {
+            p.kind = Kind::Hex;
+            p.number = (len as u64) << 1 | u64::from(upper);
+            p.len = len;
+            if !fits(&p) {
+                p.kind = Kind::Raw;
+            }
+        } else if b.len() <= PACKED_MAX {
+            if let Ok(len) = bs58::decode(b).onto(p.data.as_mut_slice()) {
+                p.len = len;
+                p.number = len as u64;
+                p.kind = Kind::Base58;
+                if let Some(raw) = tron_bytes(b, p.data.get(..len).unwrap_or_default()) {
+                    p.set(Kind::Tron, 0, &raw);
+                } else if !fits(&p) {
+                    p.kind = Kind::Raw;
+                }
+            }
+        }
+        if p.kind == Kind::Raw {
+            p.number = b.len() as u64;
+            p.len = 0;
+        }
+        p
+    }
+
+    fn set(&mut self, kind: Kind, number: u64, data: &[u8]) {
+        self.kind = kind;
+        self.number = number;
+        self.len = data.len().min(PACKED_MAX);
+        for (to, from) in self.data.iter_mut().zip(data) {
+            *to = *from;
+        }
+    }
+
+    /// The bytes written after the number.
+    fn bytes<'s>(&'s self, text: &'s str) -> &'s [u8] {
+        match self.kind {
+            Kind::Raw => text.as_bytes(),
+            _ => self.data.get(..self.len).unwrap_or_default(),
+        }
+    }
+}
+
+/// The length of `v` as a varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn nibble(c: u8) -> Option<(u8, bool, bool)> {
+    match c {
+        b'0'..=b'9' => Some((c - b'0', false, false)),
+        b'a'..=b'f' => Some((c - b'a' + 10, true, false)),
+        b'A'..=b'F' => Some((c - b'A' + 10, false, true)),
+        _ => None,
+    }
+}
+
+/// The 16 bytes of a UUID written with hyphens (8-4-4-4-12), and whether its letters are
+/// upper case; `None` for any other string, mixed case included.
+fn uuid_bytes(b: &[u8]) -> Option<([u8; 16], bool)> {
+    if b.len() != 36 {
+        return None;
+    }
+    let (mut out, mut nibbles, mut lower, mut upper) = ([0_u8; 16], 0_usize, false, false);
+    for (i, &c) in b.iter().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            if c != b'-' {
+                return None;
+            }
+            continue;
+        }
+        let (v, l, u) = nibble(c)?;
+        lower |= l;
+        upper |= u;
+        let byte = out.get_mut(nibbles / 2)?;
+        *byte = *byte << 4 | v;
+        nibbles += 1;
+    }
+    (!(lower && upper)).then_some((out, upper))
+}
+
+/// The bytes of an even number (2 to 128) of hex digits whose letters are all of one case,
+/// into `out`: their count and whether the letters are upper case.
+fn hex_bytes(b: &[u8], out: &mut [u8; PACKED_MAX]) -> Option<(usize, bool)> {
+    if b.len() < 2 || b.len() % 2 != 0 || b.len() > 2 * PACKED_MAX {
+        return None;
+    }
+    let (mut lower, mut upper) = (false, false);
+    for (byte, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = match pair {
+            &[hi, lo] => (nibble(hi)?, nibble(lo)?),
+            _ => return None,
+        };
+        lower |= hi.1 | lo.1;
+        upper |= hi.2 | lo.2;
+        *byte = hi.0 << 4 | lo.0;
+    }
+    (!(lower && upper)).then_some((b.len() / 2, upper))
+}
+
+/// The 20 bytes of a TRON address (`text`, decoded from base58 into `raw`): `0x41`, the
+/// 20 bytes and the first 4 bytes of their double SHA-256, 34 characters.
+fn tron_bytes(text: &[u8], raw: &[u8]) -> Option<[u8; 20]> {
+    if text.len() != 34 || raw.len() != 25 || raw.first() != Some(&0x41) {
+        return None;
+    }
+    let (body, check) = raw.split_at(21);
+    if tron_check(body) != check {
+        return None;
+    }
+    let mut out = [0_u8; 20];
+    out.copy_from_slice(body.get(1..)?);
+    Some(out)
+}
+
+fn tron_check(body: &[u8]) -> [u8; 4] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(Sha256::digest(body));
+    let mut check = [0_u8; 4];
+    check.copy_from_slice(digest.get(..4).unwrap_or(&[0; 4]));
+    check
+}
+
+/// `bytes` as hex digits into `text`.
+fn push_hex(text: &mut String, bytes: &[u8], upper: bool) {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    for &b in bytes {
+        for nibble in [b >> 4, b & 15] {
+            text.push(char::from(
+                digits.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+}
+
+/// The string a packed form of a fixed or counted size was made from (`data` is its bytes
+/// after the number; [`Kind::Raw`] and [`Kind::Decimal`] are read by the decoder itself).
+fn unpacked_text(kind: Kind, number: u64, data: &[u8]) -> Option<String> {
+    let mut text = String::with_capacity(48);
+    match kind {
+        Kind::Raw | Kind::Decimal => return None,
+        Kind::Evm => {
+            text.push_str("0x");
+            push_hex(&mut text, data, false);
+        }
+        Kind::UuidLower | Kind::UuidUpper => {
+            for (i, part) in [0..4, 4..6, 6..8, 8..10, 10..16].into_iter().enumerate() {
+                if i > 0 {
+                    text.push('-');
+                }
+                push_hex(&mut text, data.get(part)?, kind == Kind::UuidUpper);
+            }
+        }
+        Kind::Hex => push_hex(&mut text, data, number & 1 == 1),
+        Kind::Tron => {
+            let mut raw = [0x41_u8; 25];
+            raw.get_mut(1..21)?.copy_from_slice(data);
+            let check = tron_check(raw.get(..21)?);
+            raw.get_mut(21..)?.copy_from_slice(&check);
+            push_base58(&mut text, &raw);
+        }
+        Kind::Base58 => push_base58(&mut text, data),
+    }
+    Some(text)
+}
+
+/// `bytes` (at most [`PACKED_MAX`]) in base58, Bitcoin alphabet, appended to `text`: what
+/// `bs58::encode` gives (a test checks it), in limbs of five base58 digits fed three bytes at
+/// a time; the crate goes digit by digit and byte by byte, which took about 0.85 µs per TRON
+/// address, a fifth of the time budget of a load per address.
+fn push_base58(text: &mut String, bytes: &[u8]) {
+    const ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+    /// 58^5, just under 2^30: a limb shifted left by 24 bits fits a `u64`.
+    const LIMB: u64 = 656_356_768;
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    text.extend(std::iter::repeat_n('1', zeros));
+    // The rest as a number, in little-endian limbs (64 bytes need 18).
+    let mut limbs = [0_u32; 20];
+    let mut used = 0;
+    for chunk in bytes.get(zeros..).unwrap_or_default().chunks(3) {
+        let mut carry = chunk.iter().fold(0_u64, |n, &b| n << 8 | u64::from(b));
+        let shift = 8 * chunk.len();
+        for limb in limbs.iter_mut().take(used) {
+            let n = u64::from(*limb) << shift | carry;
+            *limb = (n % LIMB) as u32;
+            carry = n / LIMB;
+        }
+        while carry > 0 {
+            if let Some(limb) = limbs.get_mut(used) {
+                *limb = (carry % LIMB) as u32;
+                used += 1;
+            }
+            carry /= LIMB;
+        }
+    }
+    let digit = |d: u32| char::from(ALPHABET.get(d as usize).copied().unwrap_or(b'1'));
+    for (i, &limb) in limbs.iter().take(used).enumerate().rev() {
+        let mut digits = [0_u32; 5];
+        let mut n = limb;
+        for d in digits.iter_mut().rev() {
+            *d = n % 58;
+            n /= 58;
+        }
+        // The top limb without its leading zero digits.
+        let skip = if i + 1 == used {
+            digits.iter().take_while(|&&d| d == 0).count()
+        } else {
+            0
+        };
+        text.extend(digits.iter().skip(skip).map(|&d| digit(d)));
+    }
+}
+
 /// One user's record alone (its own string table), as the shared store keeps it: the same
 /// encoding as in a snapshot, so one codec serves both.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
 pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
-    let mut encoder = Encoder {
-        buf: Vec::with_capacity(64),
-        compact: false,
-        v3: false,
-        history: Vec::new(),
-        prev_ts: 0,
-        strings: HashMap::default(),
-    };
+    let mut encoder = Encoder::new(1, 64, 0);
     encoder.user(&user.record, 0, |token| {
         user.address(token).map(|a| a.to_string())
     });
@@ -553,17 +1099,7 @@ pub(crate) fn encode_user(user: &UserState) -> Vec<u8> {
 /// Decodes what [`encode_user`] wrote; an error names the byte offset.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
-    let mut decoder = Decoder {
-        bytes,
-        pos: 0,
-        base: 0,
-        compact: false,
-        v3: false,
-        history: Vec::new(),
-        prev_ts: 0,
-        strings: Vec::new(),
-        tables: None,
-    };
+    let mut decoder = Decoder::new(bytes, 0, 1);
     let mut unpacked = Unpacked::default();
     let addresses = decoder.user("", &mut unpacked)?;
     if decoder.pos != bytes.len() {
@@ -619,16 +1155,37 @@ struct Decoder<'a, 't> {
     compact: bool,
     /// Format version 3 (see [`Encoder::v3`]).
     v3: bool,
+    /// Format version 4 (see [`Encoder::v4`]).
+    v4: bool,
     /// The history times of the user being read (version 3 back-references).
     history: Vec<i64>,
     prev_ts: i64,
     strings: Vec<Str<'a>>,
     tables: Option<Tables<'t>>,
+    /// Destination records read inline with the user being read (version 4): the string
+    /// table entry of the address, the destination's id and the user's times as its payer.
+    inline: Vec<(usize, u32, Times)>,
 }
 
 type DecodeResult<T> = std::result::Result<T, String>;
 
 impl<'a> Decoder<'a, '_> {
+    fn new(bytes: &'a [u8], base: usize, version: u32) -> Self {
+        Decoder {
+            bytes,
+            pos: 0,
+            base,
+            compact: version >= 2,
+            v3: version >= 3,
+            v4: version >= 4,
+            history: Vec::new(),
+            prev_ts: 0,
+            strings: Vec::new(),
+            tables: None,
+            inline: Vec::new(),
+        }
+    }
+
     fn fail<T>(&self, what: impl std::fmt::Display) -> DecodeResult<T> {
         Err(format!("at byte {}: {what}", self.base + self.pos))
     }
@@ -769,8 +1326,132 @@ impl<'a> Decoder<'a, '_> {
         }
     }
 
+    /// A string outside the string table: what [`Encoder::text`] wrote.
+    fn text_field(&mut self) -> DecodeResult<Cow<'a, str>> {
+        if !self.v4 {
+            return self.str().map(Cow::Borrowed);
+        }
+        let header = self.varint()?;
+        if header & 1 == 0 {
+            return self.packed(Kind::Raw, header >> 1);
+        }
+        let kind = Kind::of_tag(header >> 1);
+        if kind == Kind::Raw || (!kind.has_number() && header >> 4 != 0) {
+            return self.fail(format!("unknown string form {header}"));
+        }
+        self.packed(kind, header >> 4)
+    }
+
+    /// A packed string of `kind` whose number is `number` (see [`Kind`]).
+    fn packed(&mut self, kind: Kind, number: u64) -> DecodeResult<Cow<'a, str>> {
+        let start = self.pos;
+        let len = match kind {
+            Kind::Raw => {
+                let len = usize::try_from(number).unwrap_or(usize::MAX);
+                let bytes = self.take(len)?;
+                return match std::str::from_utf8(bytes) {
+                    Ok(s) => Ok(Cow::Borrowed(s)),
+                    Err(_) => Err(format!(
+                        "at byte {}: string is not valid UTF-8",
+                        self.base + start
+                    )),
+                };
+            }
+            Kind::Decimal => {
+                let zeros = match usize::try_from(number >> 3) {
+                    Ok(zeros) if zeros <= PACKED_MAX => zeros,
+                    _ => return self.fail(format!("{} leading zeros", number >> 3)),
+                };
+                let mut value = [0_u8; 8];
+                let bytes = self.take((number & 7) as usize + 1)?;
+                for (to, from) in value.iter_mut().zip(bytes) {
+                    *to = *from;
+                }
+                let value = u64::from_le_bytes(value);
+                let mut text = String::with_capacity(zeros + 20);
+                text.extend(std::iter::repeat_n('0', zeros));
+                text.push_str(&value.to_string());
+                return Ok(Cow::Owned(text));
+            }
+            Kind::Evm | Kind::Tron => 20,
+            Kind::UuidLower | Kind::UuidUpper => 16,
+            Kind::Hex => (number >> 1) as usize,
+            Kind::Base58 => usize::try_from(number).unwrap_or(usize::MAX),
+        };
+        if len > PACKED_MAX {
+            return self.fail(format!("packed string of {len} bytes"));
+        }
+        let data = self.take(len)?;
+        match unpacked_text(kind, number, data) {
+            Some(text) => Ok(Cow::Owned(text)),
+            None => self.fail(format!("packed string of kind {kind:?} does not decode")),
+        }
+    }
+
     /// A shared string: the index of its string table entry (defined here when new).
     fn shared(&mut self) -> DecodeResult<usize> {
+        match self.shared_entry()? {
+            (_, true) => self.fail("a destination record inline outside a user's destinations"),
+            (entry, false) => Ok(entry),
+        }
+    }
+
+    /// A shared string (see [`Decoder::shared`]), and whether (version 4) the destination's
+    /// record follows inline.
+    fn shared_entry(&mut self) -> DecodeResult<(usize, bool)> {
+        if !self.v4 {
+            return self.shared_v3().map(|entry| (entry, false));
+        }
+        let tag = self.varint()?;
+        self.shared_tagged(tag)
+    }
+
+    /// The key of the next user or destination record, `None` at the end of the section
+    /// (what [`Encoder::record_key`] wrote).
+    fn record_key(&mut self) -> DecodeResult<Option<usize>> {
+        if !self.v4 {
+            return if self.more()? {
+                self.shared().map(Some)
+            } else {
+                Ok(None)
+            };
+        }
+        match self.varint()? {
+            0 => Ok(None),
+            tag => match self.shared_tagged(tag - 1)? {
+                (_, true) => self.fail("a destination record inline outside a user's destinations"),
+                (entry, false) => Ok(Some(entry)),
+            },
+        }
+    }
+
+    /// A version 4 shared string whose tag is `tag`.
+    fn shared_tagged(&mut self, tag: u64) -> DecodeResult<(usize, bool)> {
+        if tag < V4_FIRST_REF {
+            let kind = Kind::of_tag(tag);
+            let number = if kind.has_number() { self.varint()? } else { 0 };
+            let text = self.packed(kind, number)?;
+            self.strings.push(Str {
+                text,
+                user: None,
+                dest: None,
+            });
+            return Ok((self.strings.len() - 1, tag & 8 != 0));
+        }
+        match usize::try_from(tag - V4_FIRST_REF)
+            .ok()
+            .filter(|&i| i < self.strings.len())
+        {
+            Some(i) => Ok((i, false)),
+            None => self.fail(format!(
+                "reference to string {tag} of {}",
+                self.strings.len()
+            )),
+        }
+    }
+
+    /// A shared string in versions 1 to 3.
+    fn shared_v3(&mut self) -> DecodeResult<usize> {
         let first_ref = if self.v3 { 2 } else { 1 };
         match self.varint()? {
             0 => {
@@ -866,14 +1547,34 @@ impl<'a> Decoder<'a, '_> {
     fn user(&mut self, key: &str, u: &mut Unpacked) -> DecodeResult<Vec<Arc<str>>> {
         u.clear();
         u.key.push_str(key);
-        u.completed = self.varint()?;
-        if self.v3 {
-            self.history_entries(u)?;
+        if self.v4 {
+            let c = self.varint()?;
+            let n = if c & 1 == 1 {
+                // Every completed withdrawal is in the history.
+                u.completed = c >> 1;
+                match usize::try_from(u.completed) {
+                    Ok(n) if n <= MAX_HISTORY => n,
+                    _ => return self.fail(format!("{} history entries", u.completed)),
+                }
+            } else if c == 0 {
+                u.completed = self.varint()?;
+                self.count(MAX_HISTORY, "history entries")?
+            } else {
+                return self.fail(format!("unknown user record tag {c}"));
+            };
+            self.history_entries(u, n)?;
+        } else {
+            u.completed = self.varint()?;
+            if self.v3 {
+                let n = self.count(MAX_HISTORY, "history entries")?;
+                self.history_entries(u, n)?;
+            }
         }
         let n = self.count(MAX_DESTINATIONS, "destinations")?;
         let mut addresses = Vec::new();
+        self.inline.clear();
         for token in 0..n {
-            let entry = self.shared()?;
+            let (entry, inline) = self.shared_entry()?;
             let dest = match self.tables.take() {
                 Some(tables) => {
                     let did = self.destination_id(&tables, entry);
@@ -885,6 +1586,26 @@ impl<'a> Decoder<'a, '_> {
                     token as u32
                 }
             };
+            if inline {
+                // This destination's record: the user, its only payer, and these times.
+                let used = self.varint()?;
+                let times = if used == IMPLIED_TIMES {
+                    let history = u.history.iter().map(|e| (e.ts, e.dest));
+                    implied_times(history, token)
+                } else {
+                    let used = match usize::try_from(used) {
+                        Ok(used) if used <= DEST_TIMES => used,
+                        _ => return self.fail(format!("{used} times for one payer")),
+                    };
+                    let mut times = [i64::MIN; DEST_TIMES];
+                    for t in times.iter_mut().take(used) {
+                        *t = self.tref()?;
+                    }
+                    times.sort_unstable_by(|a, b| b.cmp(a));
+                    times
+                };
+                self.inline.push((entry, dest, times));
+            }
             let (first_ts, last_ts) = (self.tref()?, self.tref()?);
             u.destinations.push(Known {
                 dest,
@@ -893,7 +1614,8 @@ impl<'a> Decoder<'a, '_> {
             });
         }
         if !self.v3 {
-            self.history_entries(u)?;
+            let n = self.count(MAX_HISTORY, "history entries")?;
+            self.history_entries(u, n)?;
         }
         if let Some(e) = u
             .history
@@ -906,14 +1628,24 @@ impl<'a> Decoder<'a, '_> {
                 u.destinations.len()
             ));
         }
-        let n = self.count(MAX_DEVICES, "devices")?;
-        for _ in 0..n {
-            let id = self.str()?;
+        let (devices, mut resets) = if self.v4 {
+            let both = self.varint()?;
+            match usize::try_from(both / RESET_COUNTS) {
+                Ok(devices) if devices <= MAX_DEVICES => (devices, (both % RESET_COUNTS) as usize),
+                _ => return self.fail(format!("{} devices", both / RESET_COUNTS)),
+            }
+        } else {
+            (self.count(MAX_DEVICES, "devices")?, 0)
+        };
+        for _ in 0..devices {
+            let id = self.text_field()?;
             let (first_ts, last_ts) = (self.tref()?, self.tref()?);
-            u.push_device(id, first_ts, last_ts);
+            u.push_device(&id, first_ts, last_ts);
         }
-        let n = self.count(MAX_RESETS, "password resets")?;
-        for _ in 0..n {
+        if !self.v4 {
+            resets = self.count(MAX_RESETS, "password resets")?;
+        }
+        for _ in 0..resets {
             let r = self.tref()?;
             u.resets.push(r);
         }
@@ -926,9 +1658,8 @@ impl<'a> Decoder<'a, '_> {
 
     /// A user's history entries (their destination indexes are checked by the caller, once
     /// the destinations are read); their times are kept for back-references.
-    fn history_entries(&mut self, u: &mut Unpacked) -> DecodeResult<()> {
+    fn history_entries(&mut self, u: &mut Unpacked, n: usize) -> DecodeResult<()> {
         self.history.clear();
-        let n = self.count(MAX_HISTORY, "history entries")?;
         for _ in 0..n {
             let ts = self.ts()?;
             let amount_usd = self.amount()?;
@@ -979,17 +1710,7 @@ impl<'a> Decoder<'a, '_> {
 pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
     let users = Table::default();
     let destinations = Table::default();
-    let mut d = Decoder {
-        bytes,
-        pos: 0,
-        base,
-        compact: version >= 2,
-        v3: version >= 3,
-        history: Vec::new(),
-        prev_ts: 0,
-        strings: Vec::new(),
-        tables: None,
-    };
+    let mut d = Decoder::new(bytes, base, version);
     let tables = Tables {
         users: &users,
         destinations: &destinations,
@@ -1017,8 +1738,10 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
     }
     let mut counts = Counts::default();
     let mut scratch = Unpacked::default();
-    while d.more()? {
-        let entry = d.shared()?;
+    // Destinations whose record was read (inline with a user, or in their own section).
+    let mut seen: HashSet<u32, BuildHasherDefault<AddressHasher>> = HashSet::default();
+    let mut inline = Vec::new();
+    while let Some(entry) = d.record_key()? {
         let key = d.text(entry);
         d.tables = Some(Tables {
             users: &users,
@@ -1027,20 +1750,32 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         let user = d.user(&key, &mut scratch);
         d.tables = None;
         user?;
-        match users.insert(&key, scratch.pack()) {
+        let uid = match users.insert(&key, scratch.pack()) {
             Some(uid) => {
                 if let Some(s) = d.strings.get_mut(entry) {
                     s.user = Some(uid);
                 }
+                uid
             }
             None => return d.fail(format!("user \"{key}\" appears twice")),
-        }
+        };
         counts.users += 1;
+        // The records of the destinations only this user pays (version 4), now that its id
+        // is known.
+        std::mem::swap(&mut inline, &mut d.inline);
+        for (entry, did, times) in inline.drain(..) {
+            if !seen.insert(did) {
+                return d.fail(format!("destination \"{}\" appears twice", d.text(entry)));
+            }
+            let address = d.text(entry);
+            destinations.write_id(did, |record| {
+                *record = DestRecord::with_payers(&address, &[(uid, times)])
+            });
+            counts.destinations += 1;
+        }
     }
-    let mut seen: HashSet<u32, BuildHasherDefault<AddressHasher>> = HashSet::default();
     let mut payers = Vec::new();
-    while d.more()? {
-        let entry = d.shared()?;
+    while let Some(entry) = d.record_key()? {
         let did = d.destination_id(&tables, entry)?;
         if !seen.insert(did) {
             return d.fail(format!("destination \"{}\" appears twice", d.text(entry)));
@@ -1101,26 +1836,9 @@ mod tests {
     #[test]
     fn varints_round_trip() {
         for v in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
-            let mut enc = Encoder {
-                buf: Vec::new(),
-                compact: true,
-                v3: false,
-                history: Vec::new(),
-                prev_ts: 0,
-                strings: HashMap::default(),
-            };
+            let mut enc = Encoder::new(2, 0, 0);
             enc.varint(v);
-            let mut dec = Decoder {
-                bytes: &enc.buf,
-                pos: 0,
-                base: 0,
-                compact: true,
-                v3: false,
-                history: Vec::new(),
-                prev_ts: 0,
-                strings: Vec::new(),
-                tables: None,
-            };
+            let mut dec = Decoder::new(&enc.buf, 0, 2);
             assert_eq!(dec.varint(), Ok(v));
             assert_eq!(dec.pos, enc.buf.len());
         }
@@ -1209,11 +1927,18 @@ mod tests {
         assert_every_version_round_trips(&state);
     }
 
-    /// Encodes `state` in versions 1, 2 and 3 (each smaller than the one before) and checks
-    /// that each decodes to exactly the same records and counters.
+    /// Encodes `state` in versions 1 to 4 (each smaller than the one before, or no larger for
+    /// version 4, whose shortcuts need strings of certain shapes) and checks that each
+    /// decodes to exactly the same records and counters.
     fn assert_every_version_round_trips(state: &State) {
-        let files = [encoded(state, 1), encoded(state, 2), encoded(state, 3)];
+        let files = [
+            encoded(state, 1),
+            encoded(state, 2),
+            encoded(state, 3),
+            encoded(state, 4),
+        ];
         assert!(files[1].len() < files[0].len() && files[2].len() < files[1].len());
+        assert!(files[3].len() <= files[2].len());
         for (bytes, version) in files.iter().zip(1..) {
             let restored = State::default();
             let decoded = decode(bytes, 0, version);
@@ -1336,30 +2061,242 @@ mod tests {
 
     #[test]
     fn shared_strings_are_written_once_and_read_once() {
-        let mut enc = Encoder {
-            buf: Vec::new(),
-            compact: true,
-            v3: false,
-            history: Vec::new(),
-            prev_ts: 0,
-            strings: HashMap::default(),
-        };
+        let mut enc = Encoder::new(2, 0, 0);
         enc.shared(DEST | 7, || Some("0xabc".into()));
         enc.shared(DEST | 7, || None);
         assert_eq!(enc.buf, [0, 5, b'0', b'x', b'a', b'b', b'c', 1]);
-        let mut dec = Decoder {
-            bytes: &enc.buf,
-            pos: 0,
-            base: 0,
-            compact: true,
-            v3: false,
-            history: Vec::new(),
-            prev_ts: 0,
-            strings: Vec::new(),
-            tables: None,
-        };
+        let mut dec = Decoder::new(&enc.buf, 0, 2);
         let (first, second) = (dec.shared(), dec.shared());
         assert_eq!((first, second), (Ok(0), Ok(0)));
         assert_eq!(dec.text(0), "0xabc");
+    }
+
+    /// A valid TRON address (base58check of `0x41` and `body`), as the bench makes them.
+    fn tron(body: u8) -> String {
+        let mut raw = vec![0x41];
+        raw.extend((0..20).map(|i| body.wrapping_mul(31).wrapping_add(i * 7)));
+        raw.extend_from_slice(&tron_check(&raw));
+        bs58::encode(raw).into_string()
+    }
+
+    /// Writes `text` as a device id and as a string table definition (version 4), reads both
+    /// back, and returns the kind it was packed as.
+    fn round_trip(text: &str) -> Kind {
+        let mut enc = Encoder::new(4, 0, 0);
+        enc.text(text);
+        enc.define(text, false);
+        let mut dec = Decoder::new(&enc.buf, 0, 4);
+        let field = dec.text_field();
+        assert_eq!(field.as_deref(), Ok(text), "{text:?} as a device id");
+        let entry = dec.shared_entry();
+        assert_eq!(entry, Ok((0, false)), "{text:?} as a definition");
+        assert_eq!(dec.text(0), text, "{text:?} as a definition");
+        assert_eq!(dec.pos, enc.buf.len(), "{text:?}: bytes left over");
+        // Never larger than the text itself.
+        let packed = Packed::of(text);
+        assert!(varint_len(packed.number << 4) + packed.bytes(text).len() <= 2 + text.len());
+        packed.kind
+    }
+
+    /// Every packed kind reads back as exactly its string, and strings that only look like one
+    /// (wrong case, length, alphabet, checksum; leading zeros and `1`s; non-ASCII) either pack
+    /// exactly too or stay raw.
+    #[test]
+    fn version_4_packs_strings_by_shape_and_reads_each_back_exactly() {
+        let evm = format!("0x{}", "0123456789abcdef".repeat(3).get(..40).unwrap_or(""));
+        let uuid = "0ef1699d-48b3-7d6f-07df-20833e435405";
+        let valid_tron = tron(7);
+        let mut bad_checksum = valid_tron.clone().into_bytes();
+        if let Some(last) = bad_checksum.last_mut() {
+            *last = if *last == b'z' { b'y' } else { b'z' };
+        }
+        let bad_checksum = String::from_utf8(bad_checksum).unwrap_or_default();
+        let cases: &[(&str, Kind)] = &[
+            (&evm, Kind::Evm),
+            (&evm.to_ascii_uppercase().replacen('X', "x", 1), Kind::Raw),
+            (&evm.to_ascii_uppercase(), Kind::Raw),
+            (&evm.replacen('a', "A", 1), Kind::Raw),
+            (&format!("{evm}0"), Kind::Raw),
+            (evm.get(..41).unwrap_or(""), Kind::Raw),
+            (uuid, Kind::UuidLower),
+            (&uuid.to_ascii_uppercase(), Kind::UuidUpper),
+            ("0EF1699D-48b3-7d6f-07df-20833e435405", Kind::Raw),
+            ("0ef1699d-48b3-7d6f-07df-20833e43540g", Kind::Raw),
+            ("0ef1699d48b3-7d6f-07df--20833e435405", Kind::Raw),
+            ("00000000-0000-0000-0000-000000000000", Kind::UuidLower),
+            ("0ef1699d48b37d6f07df20833e435405", Kind::Hex),
+            ("583AA016EB9D2336", Kind::Hex),
+            ("583aa016eb9d2336", Kind::Hex),
+            ("583aA016eb9d2336", Kind::Raw),
+            ("583aA716eb9d2336", Kind::Base58),
+            ("583aa016eb9d233", Kind::Raw),
+            ("583aa716eb9d233", Kind::Base58),
+            ("0", Kind::Raw),
+            ("7", Kind::Raw),
+            ("123456789", Kind::Decimal),
+            ("000123456789", Kind::Decimal),
+            ("00000000000", Kind::Decimal),
+            ("9999999999999999999", Kind::Decimal),
+            ("18446744073709551615", Kind::Raw),
+            ("+123456789", Kind::Raw),
+            ("-123456789", Kind::Raw),
+            ("١٢٣٤٥٦٧٨٩", Kind::Raw),
+            (&valid_tron, Kind::Tron),
+            (&bad_checksum, Kind::Base58),
+            (&valid_tron.replacen('T', "t", 1), Kind::Base58),
+            (&valid_tron.replacen('T', "0", 1), Kind::Raw),
+            (&format!("{valid_tron}1"), Kind::Base58),
+            ("1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", Kind::Base58),
+            ("1111111111", Kind::Decimal),
+            ("1111111111zz", Kind::Raw),
+            ("11111111111111111111111111111111", Kind::Raw),
+            (&format!("111{}", "z".repeat(30)), Kind::Base58),
+            ("111111111111abcdefgh", Kind::Base58),
+            (&"z".repeat(64), Kind::Base58),
+            (&"z".repeat(65), Kind::Raw),
+            (&"ab".repeat(64), Kind::Hex),
+            (&"ab".repeat(65), Kind::Raw),
+            ("alice", Kind::Raw),
+            ("abcdefghijkmnopq", Kind::Base58),
+            ("abc", Kind::Raw),
+            ("", Kind::Raw),
+            ("user-0000042", Kind::Raw),
+            ("ñandú", Kind::Raw),
+            ("日本語のユーザー", Kind::Raw),
+            ("a\u{0}b", Kind::Raw),
+        ];
+        for &(text, kind) in cases {
+            assert_eq!(round_trip(text), kind, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Base58 as the `bs58` crate writes it, leading zero bytes included.
+        #[test]
+        fn base58_is_written_as_the_bs58_crate_writes_it(
+            zeros in 0_usize..4,
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..=60),
+        ) {
+            let mut input = vec![0_u8; zeros];
+            input.extend(bytes);
+            input.truncate(PACKED_MAX);
+            let mut text = String::new();
+            push_base58(&mut text, &input);
+            proptest::prop_assert_eq!(text, bs58::encode(&input).into_string());
+        }
+
+        /// The extremes: the largest number, all zeros, nothing.
+        #[test]
+        fn base58_extremes_are_written_as_the_bs58_crate_writes_them(len in 0_usize..=PACKED_MAX) {
+            for input in [vec![0xff_u8; len], vec![0_u8; len]] {
+                let mut text = String::new();
+                push_base58(&mut text, &input);
+                proptest::prop_assert_eq!(text, bs58::encode(&input).into_string());
+            }
+        }
+
+        /// Strings over the alphabets the packed kinds use (and outside them) read back exactly.
+        #[test]
+        fn any_string_reads_back_exactly(
+            text in "(0x)?[0-9a-fA-F1-9A-HJ-NP-Za-km-zT\\-]{0,70}|[0-9]{0,25}|\\PC{0,20}"
+        ) {
+            round_trip(&text);
+        }
+    }
+
+    /// A whole state whose user ids, device ids and addresses take every packed kind (and
+    /// near misses), with destinations paid by one user (inline, their times implied by the
+    /// history or not) and by several, decodes exactly in every version.
+    #[test]
+    fn version_4_round_trips_a_state_of_packed_strings_and_inline_destinations() {
+        use crate::event::{Event, Status, UserProfile, Withdrawal};
+        use crate::time::Timestamp;
+        let state = State::default();
+        let base = 1_790_000_000_000_000_i64;
+        let users = [
+            "123456789",
+            "000042",
+            "0ef1699d-48b3-7d6f-07df-20833e435405",
+            "ALICE-0001",
+            "ñandú",
+        ];
+        let devices = [
+            "35EE9D0B-8065-B0C5-5E55-038C0A3D87A5",
+            "583aa016eb9d2336",
+            "device-a",
+            "35ee9d0b-8065-b0c5-5e55-038c0a3d87a5",
+            "",
+        ];
+        let mut i = 0;
+        for (u, user) in users.iter().enumerate() {
+            let own = [
+                tron(u as u8),
+                format!("0x{:040x}", u + 1),
+                "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa".to_string(),
+                format!("bc1q{u}xy"),
+                "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t".to_string(),
+            ];
+            for k in 0..9_usize {
+                i += 1;
+                let destination = match k {
+                    // Shared by every user.
+                    8 => own[4].clone(),
+                    _ => own.get(u % 4).cloned().unwrap_or_default(),
+                };
+                // Two withdrawals at one time, and one out of order.
+                let ts = match k {
+                    3 => base + 2 * 1_000_003,
+                    5 => base - 77_000,
+                    _ => base + (k as i64) * 1_000_003 + (u as i64) * 13,
+                };
+                state.observe(&Event::Withdrawal(Withdrawal {
+                    id: format!("w{i}"),
+                    ts: Timestamp::from_micros(ts),
+                    user_id: (*user).into(),
+                    asset: "USDT".into(),
+                    network: "TRON".into(),
+                    amount_usd: 12.5 + i as f64,
+                    destination,
+                    user: UserProfile {
+                        country: "HK".into(),
+                        created_at: Timestamp::from_micros(base),
+                        locale: "en".into(),
+                        referral: String::new(),
+                    },
+                    device_id: devices.get(u).map(|d| (*d).to_string()),
+                    status: Status::Completed,
+                    label: None,
+                }));
+            }
+        }
+        // A user whose history is trimmed to its cap while its only destination keeps times
+        // the history no longer holds (its inline times are written out, not implied).
+        for n in 0..MAX_HISTORY + 5 {
+            state.observe(&Event::Withdrawal(Withdrawal {
+                id: format!("c{n}"),
+                ts: Timestamp::from_micros(base + (n as i64 % 7) * 60_000_000),
+                user_id: "987654321".into(),
+                asset: "USDT".into(),
+                network: "TRON".into(),
+                amount_usd: 1.0,
+                destination: tron(200),
+                user: UserProfile {
+                    country: "HK".into(),
+                    created_at: Timestamp::from_micros(base),
+                    locale: "en".into(),
+                    referral: String::new(),
+                },
+                device_id: None,
+                status: Status::Completed,
+                label: None,
+            }));
+        }
+        assert_every_version_round_trips(&state);
+        let (v3, v4) = (encoded(&state, 3), encoded(&state, 4));
+        assert!(v4.len() < v3.len(), "{} vs {}", v4.len(), v3.len());
+        // The TRON address went as its 20 bytes, not its 34 characters.
+        let address = tron(0);
+        assert!(v3.windows(34).any(|w| w == address.as_bytes()));
+        assert!(v4.windows(34).all(|w| w != address.as_bytes()));
     }
 }
