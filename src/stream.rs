@@ -13,62 +13,87 @@ use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
 
 /// Withdrawal ids seen, checked for every withdrawal: the ids' bytes in one growing buffer and
-/// a table of (hash, place) entries, so that an id costs no allocation of its own and growing
-/// the table never reads an id again (a million `Box<str>` in a `HashSet` were ~9% of
-/// `riskgate score`: an allocation each, and every rehash following every pointer). Hashed
-/// with foldhash (SipHash was a visible share of a replay).
+/// a table of 8-byte places into it, so that an id costs no allocation of its own (a million
+/// `Box<str>` in a `HashSet` were ~9% of `riskgate score`: an allocation each, and every rehash
+/// following every pointer). A place is `start << 16 | len`; growing the table hashes each id
+/// again from the buffer (foldhash over a short id is cheaper than the 16 bytes per entry a
+/// stored hash and a wide place cost: 24-byte entries were ~50 MB of a million-id stream's RSS,
+/// twice that while the table grew). Hashed with foldhash (SipHash was a visible share of a
+/// replay).
 #[derive(Default)]
 pub(crate) struct IdSet {
-    bytes: String,
-    table: HashTable<IdEntry>,
+    /// The ids back to back; an id of [`LONG`] bytes or more is preceded by its length (`u64`,
+    /// little endian), so not every byte range here is UTF-8: ids are compared as bytes.
+    bytes: Vec<u8>,
+    table: HashTable<u64>,
     hasher: foldhash::fast::RandomState,
 }
 
-#[derive(Clone, Copy)]
-struct IdEntry {
-    hash: u64,
-    start: usize,
-    len: usize,
+/// The `len` of a place whose id is this long or longer: the length is in the buffer instead.
+/// (Lines are capped at [`MAX_LINE_BYTES`], but a caller of the library may pass anything.)
+const LONG: usize = 0xFFFF;
+const LEN_BITS: u32 = 16;
+
+/// The id a place names in `bytes` (empty when the place is out of range, which an insert
+/// never makes).
+fn id_bytes(bytes: &[u8], place: u64) -> &[u8] {
+    let start = (place >> LEN_BITS) as usize;
+    let len = (place & LONG as u64) as usize;
+    let (start, len) = if len == LONG {
+        let long = bytes
+            .get(start..)
+            .and_then(|rest| rest.first_chunk::<8>())
+            .map_or(0, |b| u64::from_le_bytes(*b) as usize);
+        (start + 8, long)
+    } else {
+        (start, len)
+    };
+    bytes
+        .get(start..start.saturating_add(len))
+        .unwrap_or_default()
 }
 
 impl IdSet {
-    fn text(&self, entry: &IdEntry) -> &str {
-        id_text(&self.bytes, entry)
+    fn hash(&self, id: &[u8]) -> u64 {
+        self.hasher.hash_one(id)
     }
 
     /// Whether `id` was added.
     pub(crate) fn contains(&self, id: &str) -> bool {
-        let hash = self.hasher.hash_one(id);
+        let id = id.as_bytes();
         self.table
-            .find(hash, |e| e.hash == hash && self.text(e) == id)
+            .find(self.hash(id), |&p| id_bytes(&self.bytes, p) == id)
             .is_some()
     }
 
     /// Adds `id`; `false` (and no change) when it was there already.
     pub(crate) fn insert(&mut self, id: &str) -> bool {
-        let hash = self.hasher.hash_one(id);
-        let IdSet { bytes, table, .. } = self;
-        let found = |e: &IdEntry| e.hash == hash && id_text(bytes, e) == id;
-        match table.entry(hash, found, |e| e.hash) {
+        let id = id.as_bytes();
+        let hash = self.hash(id);
+        let IdSet {
+            bytes,
+            table,
+            hasher,
+        } = self;
+        let found = |&p: &u64| id_bytes(bytes, p) == id;
+        let rehash = |&p: &u64| hasher.hash_one(id_bytes(bytes, p));
+        match table.entry(hash, found, rehash) {
             Entry::Occupied(_) => false,
             Entry::Vacant(slot) => {
-                let start = bytes.len();
-                bytes.push_str(id);
-                slot.insert(IdEntry {
-                    hash,
-                    start,
-                    len: id.len(),
-                });
+                let start = bytes.len() as u64;
+                let len = if id.len() >= LONG {
+                    bytes.extend_from_slice(&(id.len() as u64).to_le_bytes());
+                    LONG
+                } else {
+                    id.len()
+                };
+                bytes.extend_from_slice(id);
+                // 2^48 bytes of ids cannot be held in memory: `start` fits its 48 bits.
+                slot.insert(start << LEN_BITS | len as u64);
                 true
             }
         }
     }
-}
-
-fn id_text<'b>(bytes: &'b str, entry: &IdEntry) -> &'b str {
-    bytes
-        .get(entry.start..entry.start + entry.len)
-        .unwrap_or_default()
 }
 
 impl FromIterator<Box<str>> for IdSet {
@@ -83,15 +108,18 @@ impl FromIterator<Box<str>> for IdSet {
 
 /// The ids of an [`IdSet`], in no particular order.
 pub(crate) struct Ids<'a> {
-    bytes: &'a str,
-    entries: hash_table::Iter<'a, IdEntry>,
+    bytes: &'a [u8],
+    entries: hash_table::Iter<'a, u64>,
 }
 
 impl<'a> Iterator for Ids<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        self.entries.next().map(|e| id_text(self.bytes, e))
+        // Every id was a `&str` when added.
+        self.entries
+            .next()
+            .map(|&p| std::str::from_utf8(id_bytes(self.bytes, p)).unwrap_or_default())
     }
 }
 
@@ -461,5 +489,29 @@ mod tests {
         assert_eq!(all.len(), 10_004);
         assert_eq!(all.get(..4), Some(&["", "id-0", "id-1", "id-10"][..]));
         assert!(all.ends_with(&["wd-1", "wd-2", "wd-3"]));
+    }
+
+    #[test]
+    fn the_id_set_keeps_ids_longer_than_a_place_can_say() {
+        let mut ids = IdSet::default();
+        let long: Vec<String> = [LONG - 1, LONG, LONG + 1, 3 * LONG]
+            .iter()
+            .zip(["a", "b", "c", "d"])
+            .map(|(&n, letter)| letter.repeat(n))
+            .collect();
+        for id in &long {
+            assert!(ids.insert(id) && !ids.insert(id));
+            assert!(ids.insert(&format!("short-{}", id.len())));
+        }
+        for id in &long {
+            assert!(ids.contains(id));
+            assert!(!ids.contains(&id[1..]) && !ids.contains(&format!("{id}x")));
+        }
+        let mut all: Vec<&str> = ids.into_iter().collect();
+        all.sort_unstable();
+        let mut expected: Vec<String> = long.clone();
+        expected.extend(long.iter().map(|id| format!("short-{}", id.len())));
+        expected.sort_unstable();
+        assert_eq!(all, expected);
     }
 }
