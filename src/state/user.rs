@@ -129,28 +129,6 @@ impl Keyed for UserRecord {
     }
 }
 
-/// A LEB128 varint at `*at`, advancing it; `None` when the record ends inside it.
-pub(crate) fn varint_at(data: &[u8], at: &mut usize) -> Option<usize> {
-    let mut value = 0_usize;
-    for shift in (0..usize::BITS).step_by(7) {
-        let byte = *data.get(*at)?;
-        *at += 1;
-        value |= usize::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-pub(crate) fn push_varint(out: &mut Vec<u8>, v: usize) {
-    codec::push_u64(out, v as u64);
-}
-
-pub(crate) fn varint_len(v: usize) -> usize {
-    codec::u64_len(v as u64)
-}
-
 /// The header's counts and the record's time frame, and where its sections start.
 #[derive(Clone, Copy)]
 struct Head {
