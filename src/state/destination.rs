@@ -548,6 +548,98 @@ fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
 mod tests {
     use super::*;
 
+    fn times(list: &[i64]) -> [i64; DEST_TIMES] {
+        let mut times = [NONE; DEST_TIMES];
+        for &t in list {
+            insert_time(&mut times, t);
+        }
+        times
+    }
+
+    /// Payers recorded in every order, unit and span (a re-encode each time the frame must
+    /// change) read back exactly, and a capped record keeps its size while the frame holds.
+    #[test]
+    fn payers_round_trip_through_every_frame() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        let steps: [(u32, i64); 10] = [
+            (1, base),
+            (2, base + 86_400 * S),
+            (1, base + 3 * S),
+            (3, base - 7 * 86_400 * S),
+            (1, base + 1_500),
+            (2, base + 2),
+            (4, i64::MAX),
+            (1, -base),
+            (5, i64::MIN + 1),
+            (1, base + 4 * S),
+        ];
+        let mut d = DestRecord::new("Taddr");
+        d.set_refs(9);
+        let mut want: Vec<(u32, Vec<i64>)> = Vec::new();
+        let mut dropped = Vec::new();
+        for (user, ts) in steps {
+            let new = d.record(user, ts, &mut dropped);
+            match want.iter_mut().find(|(u, _)| *u == user) {
+                Some((_, list)) => {
+                    assert!(!new);
+                    list.push(ts);
+                }
+                None => {
+                    assert!(new);
+                    want.push((user, vec![ts]));
+                }
+            }
+            // The retention forgets payers: compare with what is left.
+            want.retain(|(u, _)| !dropped.contains(u));
+            let got: Vec<(u32, [i64; DEST_TIMES])> = d.payers().collect();
+            let expected: Vec<(u32, [i64; DEST_TIMES])> =
+                want.iter().map(|(u, list)| (*u, times(list))).collect();
+            assert_eq!(got, expected, "after {user} at {ts}");
+            assert_eq!((d.key(), d.refs()), ("Taddr", 9));
+            let rebuilt = DestRecord::with_payers("Taddr", &got);
+            assert_eq!(rebuilt.payers().collect::<Vec<_>>(), got);
+        }
+        // Seconds throughout: 4-byte times, one slot while each payer has paid once.
+        let mut d = DestRecord::new("Tsec");
+        for user in 0..10 {
+            d.record(user, base + i64::from(user) * S, &mut dropped);
+        }
+        assert_eq!(d.head().frame.stride(), 8);
+        d.record(3, base + 100 * S, &mut dropped);
+        assert_eq!(d.head().frame.stride(), 12);
+        assert_eq!(
+            d.payers().nth(3),
+            Some((3, times(&[base + 3 * S, base + 100 * S])))
+        );
+    }
+
+    /// At the cap, a new payer whose time needs a new frame replaces the stalest payer as
+    /// one that fits does: the last payer takes the stalest's place, the new one the last.
+    #[test]
+    fn the_cap_holds_across_a_change_of_frame() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        let mut d = DestRecord::new("Tcap");
+        let mut dropped = Vec::new();
+        for user in 0..MAX_DEST_USERS as u32 {
+            // User 5 is the stalest.
+            let ts = base + if user == 5 { -S } else { i64::from(user) * S };
+            d.record(user, ts, &mut dropped);
+        }
+        assert!(dropped.is_empty());
+        let before: Vec<_> = d.payers().collect();
+        let width = d.head().frame.width;
+        assert!(d.record(99_999, base + 7, &mut dropped));
+        assert_eq!(dropped, [5]);
+        assert!(d.head().frame.width > width);
+        let after: Vec<_> = d.payers().collect();
+        assert_eq!(after.len(), MAX_DEST_USERS);
+        assert_eq!(after.get(5), before.last());
+        assert_eq!(after.last(), Some(&(99_999, times(&[base + 7]))));
+        assert_eq!(after.get(..5), before.get(..5));
+    }
+
     #[test]
     fn keeps_the_latest_times_newest_first() {
         let mut times = [NONE; DEST_TIMES];

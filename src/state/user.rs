@@ -825,7 +825,105 @@ fn median(values: &mut [f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::*;
+
+    /// Every field of a user packed and read back, with times of each unit and far apart
+    /// (the i64 extremes included), amounts exact in cents and not, out of order.
+    #[test]
+    fn every_field_round_trips_through_the_packed_record() {
+        let time_sets: [&[i64]; 4] = [
+            &[
+                1_793_491_200_000_000,
+                1_793_491_100_000_000,
+                1_793_491_300_000_000,
+            ],
+            &[1_793_491_200_001_000, -5_000, 1_793_491_100_000_000],
+            &[1_793_491_200_000_001, 0, -1, 1_000_000],
+            &[i64::MIN, i64::MAX, 0, i64::MIN + 1, i64::MAX - 1],
+        ];
+        let amounts = [173.81, 0.0, -0.0, 1.0 / 3.0, 1e300, 100.0, 0.005, f64::MAX];
+        for times in time_sets {
+            let mut u = Unpacked::default();
+            u.key.push_str("user-\u{e9}");
+            u.refs = 7;
+            u.completed = u64::MAX;
+            for (i, &ts) in times.iter().enumerate() {
+                u.history.push(Entry {
+                    ts,
+                    amount_usd: amounts.get(i % amounts.len()).copied().unwrap_or(1.0),
+                    dest: (i % 3) as u8,
+                });
+                u.destinations.push(Known {
+                    dest: u32::MAX - i as u32,
+                    first_ts: ts,
+                    last_ts: times.iter().copied().max().unwrap_or(ts),
+                });
+                u.push_device(&format!("dev-{i}"), ts, ts.max(0));
+            }
+            let mut resets: Vec<i64> = times.to_vec();
+            resets.sort_unstable();
+            u.resets.extend(resets.iter().take(MAX_RESETS));
+            let record = u.pack();
+            assert_eq!(record.key(), "user-\u{e9}");
+            assert_eq!(record.refs(), 7);
+            assert_eq!(record.completed(), u64::MAX);
+            let history: Vec<Entry> = record.history().collect();
+            assert_eq!(history.len(), u.history.len());
+            for (got, want) in history.iter().zip(&u.history) {
+                assert_eq!((got.ts, got.dest), (want.ts, want.dest));
+                assert_eq!(got.amount_usd.to_bits(), want.amount_usd.to_bits());
+            }
+            assert_eq!(record.destinations().collect::<Vec<_>>(), u.destinations);
+            assert_eq!(record.resets().collect::<Vec<_>>(), u.resets);
+            let devices: Vec<(String, i64, i64)> = record
+                .devices()
+                .map(|d| (d.id.to_string(), d.first_ts, d.last_ts))
+                .collect();
+            let want: Vec<(String, i64, i64)> = u
+                .devices
+                .iter()
+                .map(|d| (u.device_id(d).to_string(), d.first_ts, d.last_ts))
+                .collect();
+            assert_eq!(devices, want);
+            let newest = times.iter().copied().chain(want.iter().map(|d| d.2)).max();
+            assert_eq!(Some(record.newest()), newest);
+            // Unpacked again and packed again: the very same bytes.
+            let mut again = Unpacked::default();
+            record.unpack_into(&mut again);
+            assert_eq!(again.pack(), record);
+            // Ids mapped in place keep every other field.
+            let mut mapped = record.clone();
+            mapped.map_destinations(|id| id ^ 0x5555);
+            let ids: Vec<u32> = mapped.destinations().map(|d| d.dest).collect();
+            let want_ids: Vec<u32> = u.destinations.iter().map(|d| d.dest ^ 0x5555).collect();
+            assert_eq!(ids, want_ids);
+            assert_eq!(mapped.history().count(), history.len());
+            assert_eq!(mapped.resets().collect::<Vec<_>>(), u.resets);
+        }
+        assert_eq!(UserRecord::new("x").newest(), i64::MIN);
+    }
+
+    /// Whole seconds and whole cents, as exchanges send them: a history entry is 8 bytes or
+    /// fewer (17 with an `i64` and an `f64`).
+    #[test]
+    fn whole_seconds_and_cents_pack_small() {
+        let mut u = Unpacked::default();
+        u.key.push_str("u-000001");
+        for i in 0..8_i64 {
+            u.history.push(Entry {
+                ts: 1_793_491_200_000_000 - i * 400_000_000_000,
+                amount_usd: 173.81 + i as f64,
+                dest: 0,
+            });
+        }
+        let small = u.pack().data.len();
+        for e in &mut u.history {
+            e.ts += 1;
+        }
+        let micros = u.pack().data.len();
+        assert!(small + 8 * 2 <= micros, "{small} {micros}");
+        assert!(small <= 10 + 1 + 9 + 5 + 8 * 8, "{small}");
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
