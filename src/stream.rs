@@ -12,86 +12,124 @@ use crate::error::Error;
 use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
 
-/// Withdrawal ids seen, checked for every withdrawal: the ids' bytes in one growing buffer and
-/// a table of 8-byte places into it, so that an id costs no allocation of its own (a million
-/// `Box<str>` in a `HashSet` were ~9% of `riskgate score`: an allocation each, and every rehash
-/// following every pointer). A place is `start << 16 | len`; growing the table hashes each id
-/// again from the buffer (foldhash over a short id is cheaper than the 16 bytes per entry a
-/// stored hash and a wide place cost: 24-byte entries were ~50 MB of a million-id stream's RSS,
-/// twice that while the table grew). Hashed with foldhash (SipHash was a visible share of a
-/// replay).
+/// Withdrawal ids seen, checked for every withdrawal: the ids' bytes in one growing buffer
+/// (each after its length, a varint) and a table of their 4-byte offsets into it, so that an
+/// id costs no allocation of its own (a million `Box<str>` in a `HashSet` were ~9% of
+/// `riskgate score`: an allocation each, and every rehash following every pointer). Growing
+/// the table hashes each id again from the buffer: foldhash over a short id is cheaper than
+/// the bytes a stored hash costs (24-byte entries of hash, start and length were ~50 MB of a
+/// million-id stream's RSS, twice that while the table grew; 4-byte offsets are ~10 MB).
+/// Past 4 GiB of ids the offsets become 8 bytes (once, the table rebuilt).
 #[derive(Default)]
 pub(crate) struct IdSet {
-    /// The ids back to back; an id of [`LONG`] bytes or more is preceded by its length (`u64`,
-    /// little endian), so not every byte range here is UTF-8: ids are compared as bytes.
     bytes: Vec<u8>,
-    table: HashTable<u64>,
+    places: Places,
     hasher: foldhash::fast::RandomState,
 }
 
-/// The `len` of a place whose id is this long or longer: the length is in the buffer instead.
-/// (Lines are capped at [`MAX_LINE_BYTES`], but a caller of the library may pass anything.)
-const LONG: usize = 0xFFFF;
-const LEN_BITS: u32 = 16;
+enum Places {
+    Narrow(HashTable<u32>),
+    Wide(HashTable<u64>),
+}
 
-/// The id a place names in `bytes` (empty when the place is out of range, which an insert
-/// never makes).
-fn id_bytes(bytes: &[u8], place: u64) -> &[u8] {
-    let start = (place >> LEN_BITS) as usize;
-    let len = (place & LONG as u64) as usize;
-    let (start, len) = if len == LONG {
-        let long = bytes
-            .get(start..)
-            .and_then(|rest| rest.first_chunk::<8>())
-            .map_or(0, |b| u64::from_le_bytes(*b) as usize);
-        (start + 8, long)
-    } else {
-        (start, len)
-    };
-    bytes
-        .get(start..start.saturating_add(len))
-        .unwrap_or_default()
+impl Default for Places {
+    fn default() -> Places {
+        Places::Narrow(HashTable::new())
+    }
+}
+
+/// The id whose length starts at `start` in `bytes` (empty when out of range, which an
+/// insert never makes).
+fn id_at(bytes: &[u8], start: u64) -> &[u8] {
+    let mut at = usize::try_from(start).unwrap_or(usize::MAX);
+    let mut len = 0_usize;
+    for shift in (0..usize::BITS).step_by(7) {
+        let Some(&byte) = bytes.get(at) else {
+            return &[];
+        };
+        at += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            break;
+        }
+    }
+    bytes.get(at..at.saturating_add(len)).unwrap_or_default()
+}
+
+/// Adds `id` to `table` unless there; `None` (and no change) when its offset does not fit `P`.
+fn insert_place<P: Copy + TryFrom<usize> + Into<u64>>(
+    table: &mut HashTable<P>,
+    bytes: &mut Vec<u8>,
+    hasher: &foldhash::fast::RandomState,
+    hash: u64,
+    id: &[u8],
+) -> Option<bool> {
+    let found = |&p: &P| id_at(bytes, p.into()) == id;
+    let rehash = |&p: &P| hasher.hash_one(id_at(bytes, p.into()));
+    match table.entry(hash, found, rehash) {
+        Entry::Occupied(_) => Some(false),
+        Entry::Vacant(slot) => {
+            let place = P::try_from(bytes.len()).ok()?;
+            let mut len = id.len();
+            while len >= 0x80 {
+                bytes.push((len as u8) | 0x80);
+                len >>= 7;
+            }
+            bytes.push(len as u8);
+            bytes.extend_from_slice(id);
+            slot.insert(place);
+            Some(true)
+        }
+    }
+}
+
+/// The places of `table`, 8 bytes each.
+fn widen<P: Copy + Into<u64>>(
+    table: &HashTable<P>,
+    bytes: &[u8],
+    hasher: &foldhash::fast::RandomState,
+) -> HashTable<u64> {
+    let mut wide = HashTable::with_capacity(table.capacity());
+    for &p in table.iter() {
+        let p = p.into();
+        wide.insert_unique(hasher.hash_one(id_at(bytes, p)), p, |&q| {
+            hasher.hash_one(id_at(bytes, q))
+        });
+    }
+    wide
 }
 
 impl IdSet {
-    fn hash(&self, id: &[u8]) -> u64 {
-        self.hasher.hash_one(id)
-    }
-
     /// Whether `id` was added.
     pub(crate) fn contains(&self, id: &str) -> bool {
         let id = id.as_bytes();
-        self.table
-            .find(self.hash(id), |&p| id_bytes(&self.bytes, p) == id)
-            .is_some()
+        let hash = self.hasher.hash_one(id);
+        let bytes = &self.bytes;
+        match &self.places {
+            Places::Narrow(t) => t.find(hash, |&p| id_at(bytes, p.into()) == id).is_some(),
+            Places::Wide(t) => t.find(hash, |&p| id_at(bytes, p) == id).is_some(),
+        }
     }
 
     /// Adds `id`; `false` (and no change) when it was there already.
     pub(crate) fn insert(&mut self, id: &str) -> bool {
         let id = id.as_bytes();
-        let hash = self.hash(id);
+        let hash = self.hasher.hash_one(id);
         let IdSet {
             bytes,
-            table,
+            places,
             hasher,
         } = self;
-        let found = |&p: &u64| id_bytes(bytes, p) == id;
-        let rehash = |&p: &u64| hasher.hash_one(id_bytes(bytes, p));
-        match table.entry(hash, found, rehash) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(slot) => {
-                let start = bytes.len() as u64;
-                let len = if id.len() >= LONG {
-                    bytes.extend_from_slice(&(id.len() as u64).to_le_bytes());
-                    LONG
-                } else {
-                    id.len()
-                };
-                bytes.extend_from_slice(id);
-                // 2^48 bytes of ids cannot be held in memory: `start` fits its 48 bits.
-                slot.insert(start << LEN_BITS | len as u64);
-                true
+        if let Places::Narrow(table) = places {
+            if let Some(added) = insert_place(table, bytes, hasher, hash, id) {
+                return added;
             }
+            // 4 GiB of ids: 8-byte offsets from now on.
+            *places = Places::Wide(widen(table, bytes, hasher));
+        }
+        match places {
+            Places::Wide(table) => insert_place(table, bytes, hasher, hash, id).unwrap_or(false),
+            Places::Narrow(_) => false,
         }
     }
 }
@@ -109,17 +147,24 @@ impl FromIterator<Box<str>> for IdSet {
 /// The ids of an [`IdSet`], in no particular order.
 pub(crate) struct Ids<'a> {
     bytes: &'a [u8],
-    entries: hash_table::Iter<'a, u64>,
+    places: PlacesIter<'a>,
+}
+
+enum PlacesIter<'a> {
+    Narrow(hash_table::Iter<'a, u32>),
+    Wide(hash_table::Iter<'a, u64>),
 }
 
 impl<'a> Iterator for Ids<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
+        let place = match &mut self.places {
+            PlacesIter::Narrow(i) => u64::from(*i.next()?),
+            PlacesIter::Wide(i) => *i.next()?,
+        };
         // Every id was a `&str` when added.
-        self.entries
-            .next()
-            .map(|&p| std::str::from_utf8(id_bytes(self.bytes, p)).unwrap_or_default())
+        Some(std::str::from_utf8(id_at(self.bytes, place)).unwrap_or_default())
     }
 }
 
@@ -130,7 +175,10 @@ impl<'a> IntoIterator for &'a IdSet {
     fn into_iter(self) -> Ids<'a> {
         Ids {
             bytes: &self.bytes,
-            entries: self.table.iter(),
+            places: match &self.places {
+                Places::Narrow(t) => PlacesIter::Narrow(t.iter()),
+                Places::Wide(t) => PlacesIter::Wide(t.iter()),
+            },
         }
     }
 }
@@ -492,20 +540,21 @@ mod tests {
     }
 
     #[test]
-    fn the_id_set_keeps_ids_longer_than_a_place_can_say() {
+    fn the_id_set_keeps_ids_of_every_length() {
         let mut ids = IdSet::default();
-        let long: Vec<String> = [LONG - 1, LONG, LONG + 1, 3 * LONG]
+        let lengths = [0, 1, 127, 128, 16_383, 16_384, 70_000, MAX_LINE_BYTES + 1];
+        let long: Vec<String> = lengths
             .iter()
-            .zip(["a", "b", "c", "d"])
-            .map(|(&n, letter)| letter.repeat(n))
+            .enumerate()
+            .map(|(i, &n)| char::from(b'a' + i as u8).to_string().repeat(n))
             .collect();
         for id in &long {
-            assert!(ids.insert(id) && !ids.insert(id));
+            assert!(ids.insert(id) && !ids.insert(id), "{}", id.len());
             assert!(ids.insert(&format!("short-{}", id.len())));
         }
         for id in &long {
             assert!(ids.contains(id));
-            assert!(!ids.contains(&id[1..]) && !ids.contains(&format!("{id}x")));
+            assert!(!ids.contains(&format!("{id}x")));
         }
         let mut all: Vec<&str> = ids.into_iter().collect();
         all.sort_unstable();
@@ -513,5 +562,32 @@ mod tests {
         expected.extend(long.iter().map(|id| format!("short-{}", id.len())));
         expected.sort_unstable();
         assert_eq!(all, expected);
+    }
+
+    /// Offsets past what a narrow place holds move the ids to wide places, keeping every id
+    /// (tested with 1-byte places: 4 GiB of ids is too much for a test).
+    #[test]
+    fn the_id_set_widens_its_places_when_an_offset_does_not_fit() {
+        let mut narrow: HashTable<u8> = HashTable::new();
+        let mut bytes = Vec::new();
+        let hasher = foldhash::fast::RandomState::default();
+        let ids: Vec<String> = (0..80).map(|i| format!("id-{i}")).collect();
+        let hash = |id: &String| hasher.hash_one(id.as_bytes());
+        let mut added = 0;
+        while let Some(id) = ids.get(added) {
+            match insert_place(&mut narrow, &mut bytes, &hasher, hash(id), id.as_bytes()) {
+                Some(true) => added += 1,
+                Some(false) => panic!("{id} was not there"),
+                None => break,
+            }
+        }
+        // A byte holds offsets up to 255: ids of 5-6 bytes with their length stop at 45.
+        assert_eq!(added, 45);
+        let mut wide = widen(&narrow, &bytes, &hasher);
+        for id in &ids {
+            let fresh = insert_place(&mut wide, &mut bytes, &hasher, hash(id), id.as_bytes());
+            assert_eq!(fresh, Some(!ids.get(..added).unwrap().contains(id)), "{id}");
+        }
+        assert_eq!(wide.len(), ids.len());
     }
 }

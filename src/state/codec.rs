@@ -209,6 +209,26 @@ impl<'a> Cursor<'a> {
     /// A LEB128 varint (at most 10 bytes read).
     #[inline]
     pub(crate) fn varint(&mut self) -> u64 {
+        // Up to 8 bytes without a branch per byte: the first byte without its top bit ends
+        // the varint, and the 7-bit groups are packed together in three steps.
+        if let Some(b) = self.data.get(self.at..).and_then(|r| r.first_chunk::<8>()) {
+            let word = u64::from_le_bytes(*b);
+            let ends = !word & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                let bits = ends.trailing_zeros() + 1;
+                let x = word & (u64::MAX >> (64 - bits)) & 0x7f7f_7f7f_7f7f_7f7f;
+                let x = (x & 0x007f_007f_007f_007f) | ((x & 0x7f00_7f00_7f00_7f00) >> 1);
+                let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x3fff_0000_3fff_0000) >> 2);
+                let x = (x & 0x0000_0000_0fff_ffff) | ((x & 0x0fff_ffff_0000_0000) >> 4);
+                self.at += (bits / 8) as usize;
+                return x;
+            }
+        }
+        self.varint_slow()
+    }
+
+    /// A varint near the end of the record, or longer than 8 bytes.
+    fn varint_slow(&mut self) -> u64 {
         let first = self.byte();
         if first < 0x80 {
             return u64::from(first);
@@ -359,6 +379,23 @@ mod tests {
             assert_eq!(c.varint(), v);
         }
         assert_eq!(c.at, out.len());
+        // Every value of every width, read with 8 bytes behind it and without.
+        for shift in 0..64 {
+            for v in [
+                (1_u64 << shift) - 1,
+                1_u64 << shift,
+                (1_u64 << shift) | 0x55,
+            ] {
+                let mut one = Vec::new();
+                push_u64(&mut one, v);
+                let len = one.len();
+                one.extend_from_slice(&[0xff; 9]);
+                for tail in [0, 9] {
+                    let mut c = Cursor::new(one.get(..len + tail).unwrap_or_default(), 0);
+                    assert_eq!((c.varint(), c.at), (v, len), "{v:#x}");
+                }
+            }
+        }
         // Reading past the end gives zeros, not a panic.
         assert_eq!(c.varint(), 0);
         assert_eq!(c.u64_raw(), 0);

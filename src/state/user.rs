@@ -305,10 +305,16 @@ impl UserRecord {
             }
         }
         let mut device_first = None;
+        let device_bytes = device.map(str::as_bytes);
         for _ in 0..h.n_devices {
-            let d = read_device(&mut c, &h);
-            if device_first.is_none() && Some(d.id) == device {
-                device_first = Some(d.first_ts);
+            // Compared as bytes: what `read_device` would check as UTF-8 was a `&str`.
+            let len = c.varint() as usize;
+            let id = c.data.get(c.at..c.at.saturating_add(len));
+            c.at = c.at.saturating_add(len);
+            let first = c.delta(h.base);
+            c.varint();
+            if device_first.is_none() && id.is_some() && id == device_bytes {
+                device_first = Some(h.unit.time(first));
             }
         }
         // Amounts in the 90-day window, for the median: on the stack for the usual few, on
