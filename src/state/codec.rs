@@ -18,16 +18,18 @@ const UNITS: [i64; 3] = [1_000_000, 1_000, 1];
 impl Unit {
     /// The coarsest unit dividing every one of `times`.
     pub(crate) fn of(times: impl IntoIterator<Item = i64>) -> Unit {
-        let mut at = 0;
+        // Remainders by constants (a multiply and a shift each, not a division: this runs for
+        // every time of a record each time it is packed).
+        let (mut seconds, mut millis) = (true, true);
         for t in times {
-            while let Some(&u) = UNITS.get(at) {
-                if t % u == 0 {
-                    break;
-                }
-                at += 1;
-            }
+            seconds &= t % 1_000_000 == 0;
+            millis &= t % 1_000 == 0;
         }
-        Unit(UNITS.get(at).copied().unwrap_or(1))
+        match (seconds, millis) {
+            (true, _) => Unit(1_000_000),
+            (false, true) => Unit(1_000),
+            _ => Unit(1),
+        }
     }
 
     /// The unit's one-byte code (for a record's header).
@@ -48,7 +50,12 @@ impl Unit {
     /// `t` in units (exact when [`Unit::divides`]).
     #[inline]
     pub(crate) fn count(self, t: i64) -> i64 {
-        t / self.0
+        // By constants, for the same reason as in `Unit::of`.
+        match self.0 {
+            1_000_000 => t / 1_000_000,
+            1_000 => t / 1_000,
+            _ => t,
+        }
     }
 
     /// `n` units as a time (exact for every count of a time this unit divides).
@@ -76,6 +83,7 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+#[cfg(test)]
 pub(crate) fn u64_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
@@ -90,6 +98,7 @@ pub(crate) fn push_delta(out: &mut Vec<u8>, prev: i64, count: i64) {
     push_u64(out, zigzag(count.wrapping_sub(prev)));
 }
 
+#[cfg(test)]
 pub(crate) fn delta_len(prev: i64, count: i64) -> usize {
     u64_len(zigzag(count.wrapping_sub(prev)))
 }
@@ -117,12 +126,12 @@ pub(crate) fn push_amount(out: &mut Vec<u8>, amount: f64) {
     }
 }
 
+#[cfg(test)]
 pub(crate) fn amount_len(amount: f64) -> usize {
     cents(amount).map_or(9, |c| u64_len(c << 1))
 }
 
-/// Where a record is written: a buffer, or [`Size`] to learn the exact size first (so that the
-/// record's allocation is sized once, see `user::Unpacked::pack_into`).
+/// Where a record is written: a buffer, or one payer's slot (`destination`).
 pub(crate) trait Out {
     fn bytes(&mut self, b: &[u8]);
     fn varint(&mut self, v: u64);
@@ -145,25 +154,6 @@ impl Out for Vec<u8> {
     }
 }
 
-/// Counts the bytes a record would take.
-#[derive(Default)]
-pub(crate) struct Size(pub(crate) usize);
-
-impl Out for Size {
-    fn bytes(&mut self, b: &[u8]) {
-        self.0 += b.len();
-    }
-    fn varint(&mut self, v: u64) {
-        self.0 += u64_len(v);
-    }
-    fn delta(&mut self, prev: i64, count: i64) {
-        self.0 += delta_len(prev, count);
-    }
-    fn amount(&mut self, amount: f64) {
-        self.0 += amount_len(amount);
-    }
-}
-
 /// Reads a record from a position on: every read past the end gives 0 (records are written by
 /// this process, so that only happens to a bug, which must not panic).
 #[derive(Clone, Copy)]
@@ -177,14 +167,14 @@ impl<'a> Cursor<'a> {
         Cursor { data, at }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn byte(&mut self) -> u8 {
         let b = self.data.get(self.at).copied().unwrap_or(0);
         self.at += 1;
         b
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u32(&mut self) -> u32 {
         let v = self
             .data
@@ -195,7 +185,7 @@ impl<'a> Cursor<'a> {
         v
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn u64_raw(&mut self) -> u64 {
         let v = self
             .data
@@ -207,7 +197,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A LEB128 varint (at most 10 bytes read).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn varint(&mut self) -> u64 {
         // Up to 8 bytes without a branch per byte: the first byte without its top bit ends
         // the varint, and the 7-bit groups are packed together in three steps.
@@ -247,19 +237,20 @@ impl<'a> Cursor<'a> {
     }
 
     /// `prev` plus a delta written by [`push_delta`] (in units).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn delta(&mut self, prev: i64) -> i64 {
         prev.wrapping_add(unzigzag(self.varint()))
     }
 
     /// An amount written by [`push_amount`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn amount(&mut self) -> f64 {
-        let v = self.varint();
-        if v & 1 == 0 {
-            (v >> 1) as f64 / 100.0
-        } else {
+        // The varint's first byte carries its low bit: the escape is that byte alone.
+        if self.data.get(self.at).is_some_and(|b| b & 1 == 1) {
+            self.at += 1;
             f64::from_bits(self.u64_raw())
+        } else {
+            (self.varint() >> 1) as f64 / 100.0
         }
     }
 

@@ -474,6 +474,8 @@ impl UserRecord {
 thread_local! {
     /// The vectors a change unpacks a user into, reused by every change on this thread.
     static SCRATCH: RefCell<Unpacked> = RefCell::new(Unpacked::default());
+    /// The bytes a record is packed into before they are copied into its allocation.
+    static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A device while unpacked: its id is a range of [`Unpacked::device_ids`].
@@ -537,13 +539,22 @@ impl Unpacked {
     /// per change and the old one freed would leave the heap full of holes a little too small
     /// for the next, longer record (measured: several times the live bytes in RSS).
     pub(crate) fn pack_into(&self, record: &mut UserRecord) {
-        let mut size = codec::Size::default();
-        self.write(&mut size);
-        let mut data = std::mem::take(&mut record.data).into_vec();
-        data.clear();
-        data.reserve_exact(size.0);
-        self.write(&mut data);
-        record.data = data.into_boxed_slice();
+        // Written once into a reused per-thread buffer, then copied at the exact size.
+        PACKED.with(|packed| {
+            let mut scratch = Vec::new();
+            let mut guard = packed.try_borrow_mut();
+            let buf = match &mut guard {
+                Ok(buf) => &mut **buf,
+                Err(_) => &mut scratch,
+            };
+            buf.clear();
+            self.write(buf);
+            let mut data = std::mem::take(&mut record.data).into_vec();
+            data.clear();
+            data.reserve_exact(buf.len());
+            data.extend_from_slice(buf);
+            record.data = data.into_boxed_slice();
+        });
     }
 
     /// Writes the record (see the module docs).
