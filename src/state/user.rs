@@ -38,7 +38,8 @@ use super::table::Keyed;
 use super::{TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
 use crate::time::{Timestamp, MICROS_PER_DAY};
 
-/// One completed withdrawal in a user's history (17 bytes in the record).
+/// One completed withdrawal in a user's history (about 8 bytes in the record with whole-second
+/// times and whole-cent amounts, at most 20; see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) ts: i64,
