@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! refs:u32 n_payers:u16 unit:u8 width:u8 slots:u8      (9 bytes)
-//! base:delta(0) key_len:varint key:bytes               (base in units; key: the address)
+//! key_len:varint key:bytes base:delta(0)               (key: the address; base in units)
 //! { user:u32 time:width-byte^slots }^n_payers          (fixed stride: 4 + width * slots)
 //! ```
 //!
@@ -54,8 +54,12 @@ impl std::fmt::Debug for DestRecord {
 
 impl Keyed for DestRecord {
     fn key_bytes(&self) -> &[u8] {
-        let h = self.head();
-        self.data.get(h.key.0..h.key.1).unwrap_or_default()
+        // Read on every lookup: the key's length only, not the whole header.
+        let mut c = Cursor::new(&self.data, HEADER);
+        let len = c.varint() as usize;
+        self.data
+            .get(c.at..c.at.saturating_add(len))
+            .unwrap_or_default()
     }
 }
 
@@ -164,11 +168,13 @@ struct Head {
     frame: Frame,
     n: usize,
     key: (usize, usize),
+    /// Where the payers start.
+    payers: usize,
 }
 
 impl Head {
     fn payer_at(&self, i: usize) -> usize {
-        self.key.1 + i * self.frame.stride()
+        self.payers + i * self.frame.stride()
     }
 }
 
@@ -304,14 +310,16 @@ impl DestRecord {
         head.extend_from_slice(&refs.to_le_bytes());
         head.extend_from_slice(&(payers.len().min(MAX_DEST_USERS) as u16).to_le_bytes());
         head.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
-        head.delta(0, frame.base);
         head.varint(key.len() as u64);
+        let mut base = Vec::new();
+        base.delta(0, frame.base);
         let n = payers.len().min(MAX_DEST_USERS);
         let mut data = std::mem::take(&mut self.data).into_vec();
         data.clear();
-        data.reserve_exact(head.len() + key.len() + n * frame.stride());
+        data.reserve_exact(head.len() + key.len() + base.len() + n * frame.stride());
         data.extend_from_slice(&head);
         data.extend_from_slice(key.as_bytes());
+        data.extend_from_slice(&base);
         for (user, times) in payers.iter().take(n) {
             write_payer(&mut data, frame, *user, times);
         }
@@ -323,8 +331,10 @@ impl DestRecord {
         let byte = |at: usize| data.get(at).copied().unwrap_or(0);
         let n = usize::from(u16::from_le_bytes([byte(4), byte(5)]));
         let mut c = Cursor::new(data, HEADER);
-        let base = c.delta(0);
         let len = c.varint() as usize;
+        let key = (c.at, c.at.saturating_add(len));
+        c.at = key.1;
+        let base = c.delta(0);
         Head {
             frame: Frame {
                 unit: Unit::from_code(byte(6)),
@@ -333,7 +343,8 @@ impl DestRecord {
                 base,
             },
             n,
-            key: (c.at, c.at.saturating_add(len)),
+            key,
+            payers: c.at,
         }
     }
 

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! refs:u32 n_history:u16 n_resets:u8 n_devices:u8 n_known:u8 unit:u8       (10 bytes)
-//! completed:varint key_len:varint key:bytes base:delta(0)          (base: the newest time)
+//! key_len:varint key:bytes completed:varint base:delta(0)          (base: the newest time)
 //! { id:u32 first_ts:delta(base) last_ts:delta(first_ts) }^n_known  (id: see below)
 //! { ts:delta(previous) }^n_resets                           (ascending; the first from base)
 //! { len:varint id:bytes first_ts:delta(base) last_ts:delta(first_ts) }^n_devices
@@ -122,7 +122,6 @@ impl std::fmt::Debug for UserRecord {
 impl Keyed for UserRecord {
     fn key_bytes(&self) -> &[u8] {
         let mut c = Cursor::new(&self.data, HEADER);
-        c.varint();
         let len = c.varint() as usize;
         self.data
             .get(c.at..c.at.saturating_add(len))
@@ -157,9 +156,9 @@ impl UserRecord {
         let data = &*self.data;
         let byte = |at: usize| data.get(at).copied().unwrap_or(0);
         let mut c = Cursor::new(data, HEADER);
-        let completed = c.varint();
         let key_len = c.varint() as usize;
         c.at = c.at.saturating_add(key_len);
+        let completed = c.varint();
         let base = c.delta(0);
         Head {
             n_history: usize::from(u16::from_le_bytes([byte(4), byte(5)])),
@@ -229,7 +228,7 @@ impl UserRecord {
 
     /// Completed withdrawals ever recorded (history trimming does not lower it).
     pub(crate) fn completed(&self) -> u64 {
-        Cursor::new(&self.data, HEADER).varint()
+        self.head().completed
     }
 
     /// The history, in the order it was recorded.
@@ -593,9 +592,9 @@ impl Unpacked {
             known.len() as u8,
             unit.code(),
         ]);
-        out.varint(self.completed);
         out.varint(self.key.len() as u64);
         out.bytes(self.key.as_bytes());
+        out.varint(self.completed);
         out.delta(0, base);
         for d in known {
             out.bytes(&d.dest.to_le_bytes());
