@@ -167,7 +167,6 @@ fn used(times: &[i64; DEST_TIMES]) -> usize {
 struct Head {
     frame: Frame,
     n: usize,
-    key: (usize, usize),
     /// Where the payers start.
     payers: usize,
 }
@@ -332,8 +331,7 @@ impl DestRecord {
         let n = usize::from(u16::from_le_bytes([byte(4), byte(5)]));
         let mut c = Cursor::new(data, HEADER);
         let len = c.varint() as usize;
-        let key = (c.at, c.at.saturating_add(len));
-        c.at = key.1;
+        c.at = c.at.saturating_add(len);
         let base = c.delta(0);
         Head {
             frame: Frame {
@@ -343,7 +341,6 @@ impl DestRecord {
                 base,
             },
             n,
-            key,
             payers: c.at,
         }
     }
