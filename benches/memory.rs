@@ -3,6 +3,13 @@
 //! user here: 4-12 completed withdrawals over the last 90 days to 1-3 usual addresses, one
 //! device, a password reset for one user in ten (see `common::history`). Asserts the state holds
 //! every user.
+//!
+//! Two cases, the same users and events: `random` as `common::history` makes them (times at
+//! random microseconds, amounts at full `f64` precision: the worst case for the exact compact
+//! records) and `whole` with each time cut to the whole second and each amount rounded to
+//! whole cents, as `riskgate gen` writes them and as exchanges commonly send them (their
+//! timestamps are seconds or milliseconds; a USD amount computed as amount x price has more
+//! digits, so real streams lie between the two cases).
 
 mod common;
 
@@ -10,7 +17,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use common::Rng;
-use riskgate::Scorer;
+use riskgate::{Event, Scorer, Timestamp};
 
 struct Counting;
 
@@ -47,10 +54,45 @@ fn main() {
         .iter()
         .map(|u| common::history(u, &mut rng, &mut serial))
         .collect();
+    measure("random", &histories);
+    let whole: Vec<Vec<Event>> = histories
+        .iter()
+        .map(|h| h.iter().cloned().map(whole).collect())
+        .collect();
+    measure("whole", &whole);
+}
+
+/// The event with its time cut to the whole second and its amount rounded to whole cents.
+fn whole(event: Event) -> Event {
+    let second =
+        |ts: Timestamp| Timestamp::from_micros(ts.as_micros().div_euclid(1_000_000) * 1_000_000);
+    match event {
+        Event::Withdrawal(mut w) => {
+            w.ts = second(w.ts);
+            w.amount_usd = (w.amount_usd * 100.0).round() / 100.0;
+            Event::Withdrawal(w)
+        }
+        Event::Login {
+            ts,
+            user_id,
+            device_id,
+        } => Event::Login {
+            ts: second(ts),
+            user_id,
+            device_id,
+        },
+        Event::PasswordReset { ts, user_id } => Event::PasswordReset {
+            ts: second(ts),
+            user_id,
+        },
+    }
+}
+
+fn measure(case: &str, histories: &[Vec<Event>]) {
     let events: usize = histories.iter().map(Vec::len).sum();
     let scorer = Scorer::from_dir(common::rules_dir()).expect("the shipped rules load");
     let before = LIVE.load(Ordering::Relaxed);
-    for history in &histories {
+    for history in histories {
         for event in history {
             scorer.observe(event);
         }
@@ -59,7 +101,7 @@ fn main() {
     assert_eq!(scorer.user_count(), USERS);
     let per_user = (after - before) as f64 / USERS as f64;
     println!(
-        "memory: {USERS} typical users ({:.1} events each): {} bytes of state, {per_user:.0} bytes per user (users and their destinations)",
+        "memory ({case}): {USERS} typical users ({:.1} events each): {} bytes of state, {per_user:.0} bytes per user (users and their destinations)",
         events as f64 / USERS as f64,
         after - before
     );

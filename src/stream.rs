@@ -12,63 +12,126 @@ use crate::error::Error;
 use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
 
-/// Withdrawal ids seen, checked for every withdrawal: the ids' bytes in one growing buffer and
-/// a table of (hash, place) entries, so that an id costs no allocation of its own and growing
-/// the table never reads an id again (a million `Box<str>` in a `HashSet` were ~9% of
-/// `riskgate score`: an allocation each, and every rehash following every pointer). Hashed
-/// with foldhash (SipHash was a visible share of a replay).
+/// Withdrawal ids seen, checked for every withdrawal: the ids' bytes in one growing buffer
+/// (each after its length, a varint) and a table of their 4-byte offsets into it, so that an
+/// id costs no allocation of its own (a million `Box<str>` in a `HashSet` were ~9% of
+/// `riskgate score`: an allocation each, and every rehash following every pointer). Growing
+/// the table hashes each id again from the buffer: foldhash over a short id is cheaper than
+/// the bytes a stored hash costs (24-byte entries of hash, start and length were ~50 MB of a
+/// million-id stream's RSS, twice that while the table grew; 4-byte offsets are ~10 MB).
+/// Past 4 GiB of ids the offsets become 8 bytes (once, the table rebuilt).
 #[derive(Default)]
 pub(crate) struct IdSet {
-    bytes: String,
-    table: HashTable<IdEntry>,
+    bytes: Vec<u8>,
+    places: Places,
     hasher: foldhash::fast::RandomState,
 }
 
-#[derive(Clone, Copy)]
-struct IdEntry {
-    hash: u64,
-    start: usize,
-    len: usize,
+enum Places {
+    Narrow(HashTable<u32>),
+    Wide(HashTable<u64>),
 }
 
-impl IdSet {
-    fn text(&self, entry: &IdEntry) -> &str {
-        id_text(&self.bytes, entry)
+impl Default for Places {
+    fn default() -> Places {
+        Places::Narrow(HashTable::new())
     }
+}
 
-    /// Whether `id` was added.
-    pub(crate) fn contains(&self, id: &str) -> bool {
-        let hash = self.hasher.hash_one(id);
-        self.table
-            .find(hash, |e| e.hash == hash && self.text(e) == id)
-            .is_some()
+/// The id whose length starts at `start` in `bytes` (empty when out of range, which an
+/// insert never makes).
+fn id_at(bytes: &[u8], start: u64) -> &[u8] {
+    let mut at = usize::try_from(start).unwrap_or(usize::MAX);
+    let mut len = 0_usize;
+    for shift in (0..usize::BITS).step_by(7) {
+        let Some(&byte) = bytes.get(at) else {
+            return &[];
+        };
+        at += 1;
+        len |= usize::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            break;
+        }
     }
+    bytes.get(at..at.saturating_add(len)).unwrap_or_default()
+}
 
-    /// Adds `id`; `false` (and no change) when it was there already.
-    pub(crate) fn insert(&mut self, id: &str) -> bool {
-        let hash = self.hasher.hash_one(id);
-        let IdSet { bytes, table, .. } = self;
-        let found = |e: &IdEntry| e.hash == hash && id_text(bytes, e) == id;
-        match table.entry(hash, found, |e| e.hash) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(slot) => {
-                let start = bytes.len();
-                bytes.push_str(id);
-                slot.insert(IdEntry {
-                    hash,
-                    start,
-                    len: id.len(),
-                });
-                true
+/// Adds `id` to `table` unless there; `None` (and no change) when its offset does not fit `P`.
+fn insert_place<P: Copy + TryFrom<usize> + Into<u64>>(
+    table: &mut HashTable<P>,
+    bytes: &mut Vec<u8>,
+    hasher: &foldhash::fast::RandomState,
+    hash: u64,
+    id: &[u8],
+) -> Option<bool> {
+    let found = |&p: &P| id_at(bytes, p.into()) == id;
+    let rehash = |&p: &P| hasher.hash_one(id_at(bytes, p.into()));
+    match table.entry(hash, found, rehash) {
+        Entry::Occupied(_) => Some(false),
+        Entry::Vacant(slot) => {
+            let place = P::try_from(bytes.len()).ok()?;
+            let mut len = id.len();
+            while len >= 0x80 {
+                bytes.push((len as u8) | 0x80);
+                len >>= 7;
             }
+            bytes.push(len as u8);
+            bytes.extend_from_slice(id);
+            slot.insert(place);
+            Some(true)
         }
     }
 }
 
-fn id_text<'b>(bytes: &'b str, entry: &IdEntry) -> &'b str {
-    bytes
-        .get(entry.start..entry.start + entry.len)
-        .unwrap_or_default()
+/// The places of `table`, 8 bytes each.
+fn widen<P: Copy + Into<u64>>(
+    table: &HashTable<P>,
+    bytes: &[u8],
+    hasher: &foldhash::fast::RandomState,
+) -> HashTable<u64> {
+    let mut wide = HashTable::with_capacity(table.capacity());
+    for &p in table.iter() {
+        let p = p.into();
+        wide.insert_unique(hasher.hash_one(id_at(bytes, p)), p, |&q| {
+            hasher.hash_one(id_at(bytes, q))
+        });
+    }
+    wide
+}
+
+impl IdSet {
+    /// Whether `id` was added.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        let id = id.as_bytes();
+        let hash = self.hasher.hash_one(id);
+        let bytes = &self.bytes;
+        match &self.places {
+            Places::Narrow(t) => t.find(hash, |&p| id_at(bytes, p.into()) == id).is_some(),
+            Places::Wide(t) => t.find(hash, |&p| id_at(bytes, p) == id).is_some(),
+        }
+    }
+
+    /// Adds `id`; `false` (and no change) when it was there already.
+    pub(crate) fn insert(&mut self, id: &str) -> bool {
+        let id = id.as_bytes();
+        let hash = self.hasher.hash_one(id);
+        let IdSet {
+            bytes,
+            places,
+            hasher,
+        } = self;
+        if let Places::Narrow(table) = places {
+            if let Some(added) = insert_place(table, bytes, hasher, hash, id) {
+                return added;
+            }
+            // 4 GiB of ids: 8-byte offsets from now on.
+            *places = Places::Wide(widen(table, bytes, hasher));
+        }
+        match places {
+            Places::Wide(table) => insert_place(table, bytes, hasher, hash, id).unwrap_or(false),
+            Places::Narrow(_) => false,
+        }
+    }
 }
 
 impl FromIterator<Box<str>> for IdSet {
@@ -83,15 +146,25 @@ impl FromIterator<Box<str>> for IdSet {
 
 /// The ids of an [`IdSet`], in no particular order.
 pub(crate) struct Ids<'a> {
-    bytes: &'a str,
-    entries: hash_table::Iter<'a, IdEntry>,
+    bytes: &'a [u8],
+    places: PlacesIter<'a>,
+}
+
+enum PlacesIter<'a> {
+    Narrow(hash_table::Iter<'a, u32>),
+    Wide(hash_table::Iter<'a, u64>),
 }
 
 impl<'a> Iterator for Ids<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        self.entries.next().map(|e| id_text(self.bytes, e))
+        let place = match &mut self.places {
+            PlacesIter::Narrow(i) => u64::from(*i.next()?),
+            PlacesIter::Wide(i) => *i.next()?,
+        };
+        // Every id was a `&str` when added.
+        Some(std::str::from_utf8(id_at(self.bytes, place)).unwrap_or_default())
     }
 }
 
@@ -102,7 +175,10 @@ impl<'a> IntoIterator for &'a IdSet {
     fn into_iter(self) -> Ids<'a> {
         Ids {
             bytes: &self.bytes,
-            entries: self.table.iter(),
+            places: match &self.places {
+                Places::Narrow(t) => PlacesIter::Narrow(t.iter()),
+                Places::Wide(t) => PlacesIter::Wide(t.iter()),
+            },
         }
     }
 }
@@ -513,5 +589,60 @@ mod tests {
         assert_eq!(all.len(), 10_004);
         assert_eq!(all.get(..4), Some(&["", "id-0", "id-1", "id-10"][..]));
         assert!(all.ends_with(&["wd-1", "wd-2", "wd-3"]));
+    }
+
+    #[test]
+    fn the_id_set_keeps_ids_of_every_length() {
+        let mut ids = IdSet::default();
+        let lengths = [0, 1, 127, 128, 16_383, 16_384, 70_000, MAX_LINE_BYTES + 1];
+        let long: Vec<String> = lengths
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| char::from(b'a' + i as u8).to_string().repeat(n))
+            .collect();
+        for id in &long {
+            assert!(ids.insert(id) && !ids.insert(id), "{}", id.len());
+            assert!(ids.insert(&format!("short-{}", id.len())));
+        }
+        for id in &long {
+            assert!(ids.contains(id));
+            assert!(!ids.contains(&format!("{id}x")));
+        }
+        let mut all: Vec<&str> = ids.into_iter().collect();
+        all.sort_unstable();
+        let mut expected: Vec<String> = long.clone();
+        expected.extend(long.iter().map(|id| format!("short-{}", id.len())));
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+    }
+
+    /// Offsets past what a narrow place holds move the ids to wide places, keeping every id
+    /// (tested with 1-byte places: 4 GiB of ids is too much for a test).
+    #[test]
+    fn the_id_set_widens_its_places_when_an_offset_does_not_fit() {
+        let mut narrow: HashTable<u8> = HashTable::new();
+        let mut bytes = Vec::new();
+        let hasher = foldhash::fast::RandomState::default();
+        let ids: Vec<String> = (0..80).map(|i| format!("id-{i}")).collect();
+        let hash = |id: &String| hasher.hash_one(id.as_bytes());
+        let mut added = 0;
+        while let Some(id) = ids.get(added) {
+            match insert_place(&mut narrow, &mut bytes, &hasher, hash(id), id.as_bytes()) {
+                Some(fresh) => {
+                    assert!(fresh, "{id} was not there");
+                    added += 1;
+                }
+                None => break,
+            }
+        }
+        // A byte holds offsets up to 255: ids of 5-6 bytes with their length stop at 45.
+        assert_eq!(added, 45);
+        let mut wide = widen(&narrow, &bytes, &hasher);
+        for id in &ids {
+            let fresh = insert_place(&mut wide, &mut bytes, &hasher, hash(id), id.as_bytes());
+            let before = ids.get(..added).unwrap_or_default();
+            assert_eq!(fresh, Some(!before.contains(id)), "{id}");
+        }
+        assert_eq!(wide.len(), ids.len());
     }
 }

@@ -387,3 +387,118 @@ fn the_fixtures_match_the_model_exactly() {
     }
     assert!(checked > 20, "only {checked} withdrawals in the fixtures");
 }
+
+/// Rewrites a generated stream (whole seconds, whole cents) into every precision the
+/// in-memory records encode differently: times moved by whole milliseconds or by
+/// microseconds, amounts that are whole cents, whole dollars, sub-cent or full-precision
+/// (an amount times a price).
+fn mixed_precision(lines: &[String], seed: u64) -> Vec<String> {
+    let mut rng = Rng(seed);
+    lines
+        .iter()
+        .map(|line| {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let ts = riskgate::Timestamp::parse(v["ts"].as_str().unwrap())
+                .unwrap()
+                .as_micros();
+            let shift = match rng.below(3) {
+                0 => 0,
+                1 => rng.below(1_000) as i64 * 1_000,
+                _ => rng.below(1_000_000) as i64,
+            };
+            v["ts"] = serde_json::json!(riskgate::Timestamp::from_micros(ts + shift).to_string());
+            if let Some(amount) = v["amount_usd"].as_f64() {
+                let amount = match rng.below(4) {
+                    0 => amount,
+                    1 => amount.round(),
+                    2 => amount + 0.001,
+                    _ => amount * 0.999_870_3,
+                };
+                v["amount_usd"] = serde_json::json!(amount);
+            }
+            v.to_string()
+        })
+        .collect()
+}
+
+/// Times and amounts of every precision, in order and out of order (so that records change
+/// their time unit, and destinations their frame, midway).
+#[test]
+fn mixed_precision_streams_match_the_model_exactly() {
+    let lines = mixed_precision(&generated(21, 150, 30), 7);
+    let checked = check(&lines, "mixed precision stream");
+    assert!(checked > 100, "only {checked} withdrawals");
+    let lines = disordered(&mixed_precision(&generated(22, 150, 30), 8), 9);
+    let checked = check_restarting(&lines, "mixed precision, disordered, restarts", 1_009);
+    assert!(checked > 100, "only {checked} withdrawals");
+}
+
+/// Times far apart (from 1900 to the year 9999, a microsecond after the epoch, before it),
+/// sub-second times arriving after whole-second ones, times earlier than any a record held,
+/// and amounts at the edges of the cents encoding (`-0.0`, sub-cent, huge), for one user and
+/// destination and the others paying it. Ordered so that nothing passes the retention (the
+/// model keeps everything): after its 1970 withdrawal, a user records nothing later than 400
+/// days on.
+#[test]
+fn extreme_times_and_amounts_match_the_model_exactly() {
+    let events = [
+        ("u1", "Tdest", "2026-06-01T00:00:00Z", 10.0),
+        ("u2", "Tdest", "2026-06-01T00:00:01Z", 0.01),
+        ("u1", "Tdest", "2026-06-01T00:00:00.000001Z", -0.0),
+        ("u2", "Tdest", "2026-06-01T00:00:00.5Z", 0.005),
+        ("u3", "Tdest", "2026-05-31T23:59:59.999999Z", 1e300),
+        (
+            "u1",
+            "Tother",
+            "2026-06-02T00:00:00.123Z",
+            46_116_860_184_273_879.03,
+        ),
+        ("u3", "Tdest", "9999-12-30T00:00:00.999999Z", 1.0 / 3.0),
+        ("u1", "Tdest", "9999-12-29T23:59:59Z", 5e-324),
+        ("u2", "Tdest", "1970-01-01T00:00:00.000001Z", 0.0),
+        ("u4", "Tdest", "1969-12-31T23:59:59.999999Z", 7.0),
+        ("u4", "Tdest", "1900-01-01T00:00:00Z", 123.45),
+        ("u3", "Tdest", "1900-01-01T00:00:00.001Z", 99.99),
+        ("u1", "Tother", "1900-01-01T00:00:00Z", 1.5),
+        ("u2", "Tdest", "1969-06-01T00:00:02Z", 12.0),
+    ];
+    let mut lines = Vec::new();
+    for (i, (user, dest, ts, amount)) in events.iter().enumerate() {
+        lines.push(
+            serde_json::json!({
+                "kind": "withdrawal", "ts": ts, "user_id": user, "id": format!("x-{i}"),
+                "asset": "USDT", "network": "TRON", "amount_usd": amount, "destination": dest,
+                "user": {"country": "HK", "created_at": "1900-01-01T00:00:00Z",
+                         "locale": "en", "referral": ""},
+                "device_id": format!("d-{user}"),
+            })
+            .to_string(),
+        );
+        lines.push(
+            serde_json::json!({"kind": "login", "ts": ts, "user_id": user,
+                               "device_id": format!("d2-{user}")})
+            .to_string(),
+        );
+        if i % 3 == 0 {
+            lines.push(
+                serde_json::json!({"kind": "password_reset", "ts": ts, "user_id": user})
+                    .to_string(),
+            );
+        }
+    }
+    // Every withdrawal scored twice: as it comes, and again after all of them (cancelled, so
+    // that the second pass records nothing: a 2026 withdrawal now would rightly forget 1970).
+    let again: Vec<String> = lines
+        .iter()
+        .filter(|l| l.contains("\"withdrawal\""))
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["id"] = serde_json::json!(format!("again-{}", v["id"].as_str().unwrap()));
+            v["status"] = serde_json::json!("cancelled");
+            v.to_string()
+        })
+        .collect();
+    lines.extend(again);
+    let checked = check(&lines, "extreme times and amounts");
+    assert_eq!(checked, 2 * events.len());
+}

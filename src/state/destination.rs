@@ -4,24 +4,38 @@
 //! One allocation per destination ([`DestRecord`]), written sequentially and read in place:
 //!
 //! ```text
-//! refs:u32 n_payers:u16 key_len:varint key:bytes           (the normalized address)
-//! { user:u32 times:i64^DEST_TIMES }^n_payers               (36 bytes each)
+//! refs:u32 n_payers:u16 unit:u8 width:u8 slots:u8      (9 bytes)
+//! key_len:varint key:bytes base:delta(0)               (key: the address; base in units)
+//! { user:u32 time:width-byte^slots }^n_payers          (fixed stride: 4 + width * slots)
 //! ```
 //!
 //! A payer is the user's interned id (see `super::table`) and their latest distinct times to
-//! this address, newest first (`i64::MIN` when unused). `refs` counts the users whose known
-//! destinations name this destination's id (see `super`).
+//! this address, newest first. `refs` counts the users whose known destinations name this
+//! destination's id (see `super`).
+//!
+//! Times are exact and fixed-width, so that a payer is found, updated and replaced in place
+//! and the payers are read at a fixed stride (`other_users` is on the hot path): a time is
+//! stored as `1 + (t / unit - base)` in `width` bytes (`0`: an unused slot), where `unit` is
+//! the coarsest of whole seconds, milliseconds and microseconds dividing every time held (see
+//! `super::codec`), `base` the oldest held, and `width` leaves room for a span of decades
+//! (4 bytes of seconds, 5 of milliseconds, 6 of microseconds); width 8 stores the `i64`
+//! itself (`i64::MIN`: unused). `slots` is the most times any payer holds (1 to
+//! [`DEST_TIMES`]): a destination paid once by each of its payers keeps one time per payer.
+//! A time that does not fit the frame (a finer unit, before `base`, past the width) or a
+//! payer needing one more slot re-encodes the record once in a frame that fits. With whole
+//! seconds a payer is 8 to 20 bytes, against 36 with four `i64`.
 
+use super::codec::{Cursor, Out, Unit};
 use super::table::Keyed;
-use super::user::{push_varint, varint_at, varint_len};
 use super::{DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
 use crate::time::MICROS_PER_DAY;
 
 const NONE: i64 = i64::MIN;
-const HEADER: usize = 6;
-const PAYER: usize = 4 + 8 * DEST_TIMES;
+const HEADER: usize = 9;
+const USER: usize = 4;
 
 const _: () = assert!(MAX_DEST_USERS <= u16::MAX as usize);
+const _: () = assert!(DEST_TIMES <= u8::MAX as usize);
 
 /// The users who paid one destination (packed, see the module docs): 16 bytes inline.
 #[derive(Default, Clone, PartialEq, Eq)]
@@ -40,36 +54,227 @@ impl std::fmt::Debug for DestRecord {
 
 impl Keyed for DestRecord {
     fn key_bytes(&self) -> &[u8] {
-        let ((start, end), _) = self.offsets();
-        self.data.get(start..end).unwrap_or_default()
+        // Read on every lookup: the key's length only, not the whole header.
+        let mut c = Cursor::new(&self.data, HEADER);
+        let len = c.varint() as usize;
+        self.data
+            .get(c.at..c.at.saturating_add(len))
+            .unwrap_or_default()
     }
 }
 
-fn times_of(payer: &[u8]) -> [i64; DEST_TIMES] {
-    let mut times = [NONE; DEST_TIMES];
-    for (i, t) in times.iter_mut().enumerate() {
-        if let Some(b) = payer.get(4 + 8 * i..).and_then(|r| r.first_chunk::<8>()) {
-            *t = i64::from_le_bytes(*b);
+/// How a record stores its times (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Frame {
+    unit: Unit,
+    /// Bytes per time, 1 to 8 (8: the `i64` itself).
+    width: usize,
+    /// Times per payer, 1 to `DEST_TIMES`.
+    slots: usize,
+    /// The oldest time, in units (unused at width 8).
+    base: i64,
+}
+
+impl Frame {
+    fn stride(self) -> usize {
+        USER + self.width * self.slots
+    }
+
+    fn raw(self) -> bool {
+        self.width >= 8
+    }
+
+    /// The largest value a time can take.
+    fn max_value(self) -> u64 {
+        if self.raw() {
+            u64::MAX
+        } else {
+            (1_u64 << (8 * self.width)) - 1
         }
+    }
+
+    /// The stored value of `t` (`NONE`: 0 below width 8), when `t` fits this frame.
+    fn value(self, t: i64) -> Option<u64> {
+        if self.raw() {
+            return Some(t as u64);
+        }
+        if t == NONE {
+            return Some(0);
+        }
+        let n = self.unit.count(t);
+        if self.unit.time(n) != t || n < self.base {
+            return None;
+        }
+        let v = (n as i128 - self.base as i128 + 1) as u128;
+        (v <= u128::from(self.max_value())).then_some(v as u64)
+    }
+
+    /// The time a stored value stands for (`NONE` for an unused slot).
+    #[inline]
+    fn time(self, v: u64) -> i64 {
+        if self.raw() {
+            v as i64
+        } else if v == 0 {
+            NONE
+        } else {
+            self.unit.time(self.base.wrapping_add(v as i64 - 1))
+        }
+    }
+
+    /// The smallest frame holding `times` (and `slots` per payer), with room for decades.
+    fn fitting(times: impl Iterator<Item = i64> + Clone, slots: usize) -> Frame {
+        let real = times.filter(|&t| t != NONE);
+        let unit = Unit::of(real.clone());
+        let counts = real.map(|t| unit.count(t));
+        let base = counts.clone().min().unwrap_or(0);
+        let span = counts
+            .max()
+            .map_or(0, |max| (max as i128 - base as i128) as u128);
+        // About 136 years of seconds, 34 of milliseconds, 9 of microseconds.
+        let mut width = match unit.code() {
+            0 => 4,
+            1 => 5,
+            _ => 6,
+        };
+        while width < 8 && span + 1 > (1_u128 << (8 * width)) - 1 {
+            width += 1;
+        }
+        let (unit, base) = if width >= 8 {
+            (Unit::from_code(2), 0)
+        } else {
+            (unit, base)
+        };
+        Frame {
+            unit,
+            width,
+            slots: slots.clamp(1, DEST_TIMES),
+            base,
+        }
+    }
+
+    /// Whether every one of `times` fits, in at most `self.slots` used slots.
+    fn holds(self, times: &[i64; DEST_TIMES]) -> bool {
+        used(times) <= self.slots && times.iter().all(|&t| self.value(t).is_some())
+    }
+}
+
+fn used(times: &[i64; DEST_TIMES]) -> usize {
+    times.iter().filter(|&&t| t != NONE).count()
+}
+
+/// The record's header, parsed.
+#[derive(Clone, Copy)]
+struct Head {
+    frame: Frame,
+    n: usize,
+    /// Where the payers start.
+    payers: usize,
+}
+
+impl Head {
+    fn payer_at(&self, i: usize) -> usize {
+        self.payers + i * self.frame.stride()
+    }
+}
+
+/// The value of `width` bytes at `at` (0 past the end).
+#[inline]
+fn value_at(data: &[u8], at: usize, width: usize) -> u64 {
+    let mask = if width >= 8 {
+        u64::MAX
+    } else {
+        (1_u64 << (8 * width)) - 1
+    };
+    match data.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        Some(b) => u64::from_le_bytes(*b) & mask,
+        None => {
+            let mut b = [0_u8; 8];
+            let bytes = data.get(at..).unwrap_or_default();
+            for (slot, byte) in b.iter_mut().zip(bytes.iter().take(width)) {
+                *slot = *byte;
+            }
+            u64::from_le_bytes(b) & mask
+        }
+    }
+}
+
+fn user_at(data: &[u8], at: usize) -> u32 {
+    data.get(at..)
+        .and_then(|rest| rest.first_chunk::<4>())
+        .map_or(u32::MAX, |b| u32::from_le_bytes(*b))
+}
+
+/// The payer's times at `at` (its user id before them), newest first, `NONE` unused.
+fn times_at(data: &[u8], at: usize, frame: Frame) -> [i64; DEST_TIMES] {
+    let mut times = [NONE; DEST_TIMES];
+    for (i, t) in times.iter_mut().take(frame.slots).enumerate() {
+        *t = frame.time(value_at(data, at + USER + i * frame.width, frame.width));
     }
     times
 }
 
-fn user_of(payer: &[u8]) -> u32 {
-    payer
-        .first_chunk::<4>()
-        .map_or(u32::MAX, |b| u32::from_le_bytes(*b))
+/// The latest time at `at` (the payer's first slot).
+#[inline]
+fn latest_at(data: &[u8], at: usize, frame: Frame) -> i64 {
+    frame.time(value_at(data, at + USER, frame.width))
 }
 
-/// The latest of `times` (newest first) at or before `now` (`NONE` when there is none): it
-/// alone decides whether any time lies in a window ending at `now`.
+/// The latest of the payer's times (newest first) at or before `now` (`NONE` when there is
+/// none): it alone decides whether any time lies in a window ending at `now`.
 #[inline]
-fn latest_at_or_before(payer: &[u8], now: i64) -> i64 {
-    (0..DEST_TIMES)
-        .filter_map(|i| payer.get(4 + 8 * i..).and_then(|r| r.first_chunk::<8>()))
-        .map(|b| i64::from_le_bytes(*b))
-        .find(|&t| t <= now)
-        .unwrap_or(NONE)
+fn latest_at_or_before(data: &[u8], at: usize, frame: Frame, now: i64) -> i64 {
+    for i in 0..frame.slots {
+        let t = frame.time(value_at(data, at + USER + i * frame.width, frame.width));
+        if t == NONE {
+            break;
+        }
+        if t <= now {
+            return t;
+        }
+    }
+    NONE
+}
+
+/// Writes a payer; times must fit `frame` (see [`Frame::holds`]; one that does not is
+/// written as an unused slot, which no caller does).
+fn write_payer(out: &mut impl Out, frame: Frame, user: u32, times: &[i64; DEST_TIMES]) {
+    out.bytes(&user.to_le_bytes());
+    for &t in times.iter().take(frame.slots) {
+        let v = frame.value(t).unwrap_or(0);
+        out.bytes(v.to_le_bytes().get(..frame.width).unwrap_or_default());
+    }
+}
+
+/// Writes a payer over the bytes at `at` of `data` (same frame, same stride).
+fn overwrite_payer(data: &mut [u8], at: usize, frame: Frame, user: u32, times: &[i64; DEST_TIMES]) {
+    let mut payer = [0_u8; USER + 8 * DEST_TIMES];
+    let mut out = Slice {
+        buf: &mut payer,
+        at: 0,
+    };
+    write_payer(&mut out, frame, user, times);
+    let stride = frame.stride();
+    if let (Some(slot), Some(bytes)) = (data.get_mut(at..at + stride), payer.get(..stride)) {
+        slot.copy_from_slice(bytes);
+    }
+}
+
+/// A fixed buffer as an [`Out`] (for one payer).
+struct Slice<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Out for Slice<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        if let Some(slot) = self.buf.get_mut(self.at..self.at + b.len()) {
+            slot.copy_from_slice(b);
+        }
+        self.at += b.len();
+    }
+    fn varint(&mut self, _: u64) {}
+    fn delta(&mut self, _: i64, _: i64) {}
+    fn amount(&mut self, _: f64) {}
 }
 
 /// Sets the payer count of a record being built.
@@ -79,51 +284,70 @@ fn set_count(data: &mut [u8], n: usize) {
     }
 }
 
-fn write_payer(out: &mut Vec<u8>, user: u32, times: &[i64; DEST_TIMES]) {
-    out.extend_from_slice(&user.to_le_bytes());
-    for t in times {
-        out.extend_from_slice(&t.to_le_bytes());
-    }
-}
-
 impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
-        DestRecord::build(0, key, 0, |_| ())
+        DestRecord::build(0, key, &[])
     }
 
-    /// A record of `refs`, `key` and `n` payers, laid out by `payers` (one allocation).
-    fn build(refs: u32, key: &str, n: usize, payers: impl FnOnce(&mut Vec<u8>)) -> DestRecord {
-        let mut data = Vec::with_capacity(HEADER + varint_len(key.len()) + key.len() + n * PAYER);
-        data.extend_from_slice(&refs.to_le_bytes());
-        data.extend_from_slice(&(n.min(MAX_DEST_USERS) as u16).to_le_bytes());
-        push_varint(&mut data, key.len());
+    /// A record of `refs`, `key` and `payers`, in the smallest frame holding them (one
+    /// allocation of the exact size).
+    fn build(refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
+        let mut record = DestRecord::default();
+        record.build_into(refs, key, payers);
+        record
+    }
+
+    /// [`DestRecord::build`] into this record's own allocation, resized (`realloc`): a new
+    /// allocation per re-encode and the old one freed would scatter the records over the
+    /// heap (a sweep, which reads them in slot order, was measured several times slower).
+    fn build_into(&mut self, refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) {
+        let times = payers.iter().flat_map(|(_, t)| t.iter().copied());
+        let slots = payers.iter().map(|(_, t)| used(t)).max().unwrap_or(1);
+        let frame = Frame::fitting(times, slots);
+        let mut head = Vec::new();
+        head.extend_from_slice(&refs.to_le_bytes());
+        head.extend_from_slice(&(payers.len().min(MAX_DEST_USERS) as u16).to_le_bytes());
+        head.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
+        head.varint(key.len() as u64);
+        let mut base = Vec::new();
+        base.delta(0, frame.base);
+        let n = payers.len().min(MAX_DEST_USERS);
+        let mut data = std::mem::take(&mut self.data).into_vec();
+        data.clear();
+        data.reserve_exact(head.len() + key.len() + base.len() + n * frame.stride());
+        data.extend_from_slice(&head);
         data.extend_from_slice(key.as_bytes());
-        payers(&mut data);
-        DestRecord {
-            data: data.into_boxed_slice(),
+        data.extend_from_slice(&base);
+        for (user, times) in payers.iter().take(n) {
+            write_payer(&mut data, frame, *user, times);
         }
+        self.data = data.into_boxed_slice();
     }
 
-    /// Where the key and the payers are.
-    fn offsets(&self) -> ((usize, usize), usize) {
-        let n = match self.data.get(4..6) {
-            Some(&[lo, hi]) => usize::from(u16::from_le_bytes([lo, hi])),
-            _ => 0,
-        };
-        let mut at = HEADER;
-        let len = varint_at(&self.data, &mut at).unwrap_or(0);
-        ((at, at + len), n)
+    fn head(&self) -> Head {
+        let data = &*self.data;
+        let byte = |at: usize| data.get(at).copied().unwrap_or(0);
+        let n = usize::from(u16::from_le_bytes([byte(4), byte(5)]));
+        let mut c = Cursor::new(data, HEADER);
+        let len = c.varint() as usize;
+        c.at = c.at.saturating_add(len);
+        let base = c.delta(0);
+        Head {
+            frame: Frame {
+                unit: Unit::from_code(byte(6)),
+                width: usize::from(byte(7)).clamp(1, 8),
+                slots: usize::from(byte(8)).clamp(1, DEST_TIMES),
+                base,
+            },
+            n,
+            payers: c.at,
+        }
     }
 
     /// The normalized address.
     pub(crate) fn key(&self) -> &str {
         std::str::from_utf8(self.key_bytes()).unwrap_or_default()
-    }
-
-    fn payer_bytes(&self) -> &[u8] {
-        let ((_, end), n) = self.offsets();
-        self.data.get(end..end + n * PAYER).unwrap_or_default()
     }
 
     /// Users whose known destinations name this one (see `super`).
@@ -147,26 +371,31 @@ impl DestRecord {
 
     /// Every payer: the user's id and their latest times, newest first (`i64::MIN` unused).
     pub(crate) fn payers(&self) -> impl Iterator<Item = (u32, [i64; DEST_TIMES])> + '_ {
-        self.payer_bytes()
-            .chunks_exact(PAYER)
-            .map(|p| (user_of(p), times_of(p)))
+        let h = self.head();
+        (0..h.n).map(move |i| {
+            let at = h.payer_at(i);
+            (user_at(&self.data, at), times_at(&self.data, at, h.frame))
+        })
     }
 
     /// Number of payers.
     pub(crate) fn payer_count(&self) -> usize {
-        self.offsets().1
+        self.head().n
     }
 
     /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
     pub(crate) fn other_users(&self, user: Option<u32>, now: i64) -> (i64, i64) {
         let day_start = now.saturating_sub(MICROS_PER_DAY);
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
+        let h = self.head();
+        let data = &*self.data;
         let mut day = 0;
         let mut month = 0;
-        for payer in self.payer_bytes().chunks_exact(PAYER) {
+        for i in 0..h.n {
+            let at = h.payer_at(i);
             // In `(now - span, now]` for some time iff the latest at or before `now` is.
-            let latest = latest_at_or_before(payer, now);
-            if latest != NONE && latest > month_start && Some(user_of(payer)) != user {
+            let latest = latest_at_or_before(data, at, h.frame, now);
+            if latest != NONE && latest > month_start && Some(user_at(data, at)) != user {
                 month += 1;
                 day += i64::from(latest > day_start);
             }
@@ -179,62 +408,73 @@ impl DestRecord {
     /// Returns whether `user` is a new payer; payers forgotten (over the cap, or past
     /// retention) are appended to `dropped`.
     pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
-        let ((_, key_end), n) = self.offsets();
+        let h = self.head();
         let mut found = None;
         let mut before = NONE;
         let mut oldest = i64::MAX;
         let mut stalest = (i64::MAX, 0);
-        for (i, payer) in self.payer_bytes().chunks_exact(PAYER).enumerate() {
-            let latest = times_of(payer)[0];
+        for i in 0..h.n {
+            let at = h.payer_at(i);
+            let latest = latest_at(&self.data, at, h.frame);
             before = before.max(latest);
             oldest = oldest.min(latest);
             if latest < stalest.0 {
                 stalest = (latest, i);
             }
-            if found.is_none() && user_of(payer) == user {
+            if found.is_none() && user_at(&self.data, at) == user {
                 found = Some(i);
             }
         }
         let added = match found {
             Some(i) => {
-                let at = key_end + i * PAYER;
-                if let Some(payer) = self.data.get_mut(at..at + PAYER) {
-                    let mut times = times_of(payer);
-                    insert_time(&mut times, ts);
-                    for (slot, t) in payer
-                        .get_mut(4..)
-                        .unwrap_or_default()
-                        .chunks_exact_mut(8)
-                        .zip(times)
-                    {
-                        slot.copy_from_slice(&t.to_le_bytes());
-                    }
+                let at = h.payer_at(i);
+                let mut times = times_at(&self.data, at, h.frame);
+                insert_time(&mut times, ts);
+                if h.frame.holds(&times) {
+                    overwrite_payer(&mut self.data, at, h.frame, user, &times);
+                } else {
+                    self.rebuild(|payers| {
+                        if let Some(p) = payers.get_mut(i) {
+                            p.1 = times;
+                        }
+                    });
                 }
                 false
             }
             None => {
                 let mut times = [NONE; DEST_TIMES];
                 times[0] = ts;
-                let mut payer = Vec::with_capacity(PAYER);
-                write_payer(&mut payer, user, &times);
-                if n >= MAX_DEST_USERS && key_end + n * PAYER <= self.data.len() {
-                    // At the cap the record keeps its size (no reallocation): the payer with
-                    // the oldest latest time goes, the last payer takes its slot and the new
-                    // one the last slot.
-                    let at = key_end + stalest.1 * PAYER;
-                    let last = key_end + (n - 1) * PAYER;
-                    dropped.push(self.data.get(at..).map_or(u32::MAX, user_of));
-                    self.data.copy_within(last..last + PAYER, at);
-                    if let Some(slot) = self.data.get_mut(last..last + PAYER) {
-                        slot.copy_from_slice(&payer);
+                let at_cap = h.n >= MAX_DEST_USERS;
+                if h.frame.holds(&times) {
+                    if at_cap && h.payer_at(h.n) <= self.data.len() {
+                        // At the cap the record keeps its size (no reallocation): the payer
+                        // with the oldest latest time goes, the last payer takes its slot and
+                        // the new one the last slot.
+                        let stride = h.frame.stride();
+                        let (at, last) = (h.payer_at(stalest.1), h.payer_at(h.n - 1));
+                        dropped.push(user_at(&self.data, at));
+                        self.data.copy_within(last..last + stride, at);
+                        overwrite_payer(&mut self.data, last, h.frame, user, &times);
+                    } else {
+                        // Grown in place when the allocator can (`realloc`).
+                        let mut data = std::mem::take(&mut self.data).into_vec();
+                        data.reserve_exact(h.frame.stride());
+                        write_payer(&mut data, h.frame, user, &times);
+                        set_count(&mut data, h.n + 1);
+                        self.data = data.into_boxed_slice();
                     }
                 } else {
-                    // Grown in place when the allocator can (`realloc`).
-                    let mut data = std::mem::take(&mut self.data).into_vec();
-                    data.reserve_exact(PAYER);
-                    data.extend_from_slice(&payer);
-                    set_count(&mut data, n + 1);
-                    self.data = data.into_boxed_slice();
+                    self.rebuild(|payers| {
+                        if at_cap && !payers.is_empty() {
+                            // As above, in the new frame.
+                            let last = payers.len() - 1;
+                            payers.swap(stalest.1, last);
+                            if let Some(gone) = payers.pop() {
+                                dropped.push(gone.0);
+                            }
+                        }
+                        payers.push((user, times));
+                    });
                 }
                 true
             }
@@ -248,6 +488,15 @@ impl DestRecord {
         added
     }
 
+    /// Re-encodes the record, its payers changed by `change`, in a frame that holds them
+    /// (rare: a finer time unit, a time before the oldest or past the width, one more slot).
+    fn rebuild(&mut self, change: impl FnOnce(&mut Vec<(u32, [i64; DEST_TIMES])>)) {
+        let mut payers: Vec<_> = self.payers().collect();
+        change(&mut payers);
+        let key = self.key().to_owned();
+        self.build_into(self.refs(), &key, &payers);
+    }
+
     /// Keeps the payers for which `keep` says yes; the others' users go to `dropped`.
     fn retain_payers(
         &mut self,
@@ -255,23 +504,24 @@ impl DestRecord {
         dropped: &mut Vec<u32>,
     ) {
         // Compacted in place, then shrunk (`realloc`).
-        let ((_, key_end), count) = self.offsets();
+        let h = self.head();
+        let stride = h.frame.stride();
         let mut data = std::mem::take(&mut self.data).into_vec();
         let mut kept = 0;
-        for i in 0..count {
-            let at = key_end + i * PAYER;
-            let Some(payer) = data.get(at..at + PAYER) else {
+        for i in 0..h.n {
+            let at = h.payer_at(i);
+            if at + stride > data.len() {
                 break;
-            };
-            let (user, times) = (user_of(payer), times_of(payer));
+            }
+            let (user, times) = (user_at(&data, at), times_at(&data, at, h.frame));
             if keep(user, &times) {
-                data.copy_within(at..at + PAYER, key_end + kept * PAYER);
+                data.copy_within(at..at + stride, h.payer_at(kept));
                 kept += 1;
             } else {
                 dropped.push(user);
             }
         }
-        data.truncate(key_end + kept * PAYER);
+        data.truncate(h.payer_at(kept));
         set_count(&mut data, kept);
         self.data = data.into_boxed_slice();
     }
@@ -285,16 +535,16 @@ impl DestRecord {
 
     /// A record with these payers (as read from a snapshot) and no refs.
     pub(crate) fn with_payers(key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
-        DestRecord::build(0, key, payers.len(), |data| {
-            for (user, times) in payers {
-                write_payer(data, *user, times);
-            }
-        })
+        DestRecord::build(0, key, payers)
     }
 
     /// The latest withdrawal time to this destination.
     pub(crate) fn newest(&self) -> i64 {
-        self.payers().map(|(_, t)| t[0]).max().unwrap_or(NONE)
+        let h = self.head();
+        (0..h.n)
+            .map(|i| latest_at(&self.data, h.payer_at(i), h.frame))
+            .max()
+            .unwrap_or(NONE)
     }
 }
 
@@ -315,6 +565,98 @@ fn insert_time(times: &mut [i64; DEST_TIMES], ts: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn times(list: &[i64]) -> [i64; DEST_TIMES] {
+        let mut times = [NONE; DEST_TIMES];
+        for &t in list {
+            insert_time(&mut times, t);
+        }
+        times
+    }
+
+    /// Payers recorded in every order, unit and span (a re-encode each time the frame must
+    /// change) read back exactly, and a capped record keeps its size while the frame holds.
+    #[test]
+    fn payers_round_trip_through_every_frame() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        let steps: [(u32, i64); 10] = [
+            (1, base),
+            (2, base + 86_400 * S),
+            (1, base + 3 * S),
+            (3, base - 7 * 86_400 * S),
+            (1, base + 1_500),
+            (2, base + 2),
+            (4, i64::MAX),
+            (1, -base),
+            (5, i64::MIN + 1),
+            (1, base + 4 * S),
+        ];
+        let mut d = DestRecord::new("Taddr");
+        d.set_refs(9);
+        let mut want: Vec<(u32, Vec<i64>)> = Vec::new();
+        let mut dropped = Vec::new();
+        for (user, ts) in steps {
+            let new = d.record(user, ts, &mut dropped);
+            match want.iter_mut().find(|(u, _)| *u == user) {
+                Some((_, list)) => {
+                    assert!(!new);
+                    list.push(ts);
+                }
+                None => {
+                    assert!(new);
+                    want.push((user, vec![ts]));
+                }
+            }
+            // The retention forgets payers: compare with what is left.
+            want.retain(|(u, _)| !dropped.contains(u));
+            let got: Vec<(u32, [i64; DEST_TIMES])> = d.payers().collect();
+            let expected: Vec<(u32, [i64; DEST_TIMES])> =
+                want.iter().map(|(u, list)| (*u, times(list))).collect();
+            assert_eq!(got, expected, "after {user} at {ts}");
+            assert_eq!((d.key(), d.refs()), ("Taddr", 9));
+            let rebuilt = DestRecord::with_payers("Taddr", &got);
+            assert_eq!(rebuilt.payers().collect::<Vec<_>>(), got);
+        }
+        // Seconds throughout: 4-byte times, one slot while each payer has paid once.
+        let mut d = DestRecord::new("Tsec");
+        for user in 0..10 {
+            d.record(user, base + i64::from(user) * S, &mut dropped);
+        }
+        assert_eq!(d.head().frame.stride(), 8);
+        d.record(3, base + 100 * S, &mut dropped);
+        assert_eq!(d.head().frame.stride(), 12);
+        assert_eq!(
+            d.payers().nth(3),
+            Some((3, times(&[base + 3 * S, base + 100 * S])))
+        );
+    }
+
+    /// At the cap, a new payer whose time needs a new frame replaces the stalest payer as
+    /// one that fits does: the last payer takes the stalest's place, the new one the last.
+    #[test]
+    fn the_cap_holds_across_a_change_of_frame() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        let mut d = DestRecord::new("Tcap");
+        let mut dropped = Vec::new();
+        for user in 0..MAX_DEST_USERS as u32 {
+            // User 5 is the stalest.
+            let ts = base + if user == 5 { -S } else { i64::from(user) * S };
+            d.record(user, ts, &mut dropped);
+        }
+        assert!(dropped.is_empty());
+        let before: Vec<_> = d.payers().collect();
+        let width = d.head().frame.width;
+        assert!(d.record(99_999, base + 7, &mut dropped));
+        assert_eq!(dropped, [5]);
+        assert!(d.head().frame.width > width);
+        let after: Vec<_> = d.payers().collect();
+        assert_eq!(after.len(), MAX_DEST_USERS);
+        assert_eq!(after.get(5), before.last());
+        assert_eq!(after.last(), Some(&(99_999, times(&[base + 7]))));
+        assert_eq!(after.get(..5), before.get(..5));
+    }
 
     #[test]
     fn keeps_the_latest_times_newest_first() {

@@ -20,6 +20,7 @@
 //! the retention but still named by a destination's payers stays until those payers are
 //! forgotten (the contract allows forgetting, not requires it).
 
+mod codec;
 mod destination;
 mod features;
 pub(crate) mod snapshot;

@@ -5,32 +5,41 @@
 //! in place ([`UserRecord`]):
 //!
 //! ```text
-//! completed:u64 n_history:u16 n_resets:u8 n_devices:u8 n_known:u8 refs:u32   (17 bytes)
-//! key_len:varint key:bytes                                                     (the user id)
-//! { ts:i64 amount_usd:f64 dest:u8 }^n_history                 (17 bytes; dest: known index)
-//! { id:u32 first_ts:i64 last_ts:i64 }^n_known                 (20 bytes; id: see below)
-//! { ts:i64 }^n_resets                                         (ascending)
-//! { len:varint id:bytes first_ts:i64 last_ts:i64 }^n_devices  (device ids inline)
+//! refs:u32 n_history:u16 n_resets:u8 n_devices:u8 n_known:u8 unit:u8       (10 bytes)
+//! key_len:varint key:bytes completed:varint base:delta(0)          (base: the newest time)
+//! { id:u32 first_ts:delta(base) last_ts:delta(first_ts) }^n_known  (id: see below)
+//! { ts:delta(previous) }^n_resets                           (ascending; the first from base)
+//! { len:varint id:bytes first_ts:delta(base) last_ts:delta(first_ts) }^n_devices
+//! { dest:u8 ts:delta(previous) amount_usd:amount }^n_history (the first from base; dest: known
+//!                                                             index)
 //! ```
 //!
-//! All little endian and exact (`i64` microseconds, `f64` amounts as given). A known
-//! destination is a `u32`: in the in-process state the destination's interned id (see
-//! `super::table`), so that recognising one is an integer comparison; in a [`UserState`] (a
-//! user alone, as the shared store keeps it) an index into that user's own address list.
-//! `refs` counts the destination payer entries that name this user's id (see `super`).
+//! Exact and compact (see `super::codec`): every time is a number of the record's `unit`
+//! (whole seconds, milliseconds or microseconds: the coarsest that divides all its times),
+//! written as a zig-zag varint of the difference from the time named; an amount is a varint
+//! of whole cents when that gives the `f64` back bit for bit, else 9 bytes. A history entry
+//! of whole-second times and whole-cent amounts is about 8 bytes, against 17 with an `i64`
+//! and an `f64`. `base` is the newest time of the history, devices and resets (so
+//! [`UserRecord::newest`] reads one number). A known destination is a `u32`: in the
+//! in-process state the destination's interned id (see `super::table`), so that recognising
+//! one is an integer comparison; in a [`UserState`] (a user alone, as the shared store keeps
+//! it) an index into that user's own address list. `refs` counts the destination payer
+//! entries that name this user's id (see `super`).
 //!
-//! Reading (`fill`, the hot path) walks the record in place; a change (recording an event,
-//! rarer than reading) unpacks it into reusable per-thread vectors ([`Unpacked`]), changes
-//! those, and packs it again into a record of the exact size.
+//! Reading (`fill`, the hot path) walks the record once, in place; a change (recording an
+//! event, rarer than reading) unpacks it into reusable per-thread vectors ([`Unpacked`]),
+//! changes those, and packs it again into a record of the exact size.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use super::codec::{self, Cursor, Unit};
 use super::table::Keyed;
 use super::{TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
 use crate::time::{Timestamp, MICROS_PER_DAY};
 
-/// One completed withdrawal in a user's history (17 bytes in the record).
+/// One completed withdrawal in a user's history (about 8 bytes in the record with whole-second
+/// times and whole-cent amounts, at most 20; see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) ts: i64,
@@ -45,11 +54,8 @@ const _: () = assert!(MAX_HISTORY <= u16::MAX as usize);
 const _: () = assert!(MAX_RESETS <= u8::MAX as usize);
 const _: () = assert!(MAX_DEVICES <= u8::MAX as usize);
 
-const HEADER: usize = 17;
-const REFS_AT: usize = 13;
-const ENTRY: usize = 17;
-const KNOWN: usize = 20;
-const RESET: usize = 8;
+const HEADER: usize = 10;
+const REFS_AT: usize = 0;
 
 /// A destination the user has paid: its `u32` (interned id, or index in a [`UserState`]'s
 /// address list) and the first and last times.
@@ -66,6 +72,31 @@ pub(crate) struct DeviceSeen<'a> {
     pub(crate) id: &'a str,
     pub(crate) first_ts: i64,
     pub(crate) last_ts: i64,
+}
+
+#[inline]
+fn read_known(c: &mut Cursor<'_>, h: &Head) -> Known {
+    let dest = c.u32();
+    let first = c.delta(h.base);
+    let last = c.delta(first);
+    Known {
+        dest,
+        first_ts: h.unit.time(first),
+        last_ts: h.unit.time(last),
+    }
+}
+
+#[inline]
+fn read_device<'a>(c: &mut Cursor<'a>, h: &Head) -> DeviceSeen<'a> {
+    let len = c.varint() as usize;
+    let id = c.str(len);
+    let first = c.delta(h.base);
+    let last = c.delta(first);
+    DeviceSeen {
+        id,
+        first_ts: h.unit.time(first),
+        last_ts: h.unit.time(last),
+    }
 }
 
 /// One user's state, packed (see the module docs): 16 bytes inline, one allocation.
@@ -90,70 +121,27 @@ impl std::fmt::Debug for UserRecord {
 
 impl Keyed for UserRecord {
     fn key_bytes(&self) -> &[u8] {
-        let (start, end) = self.offsets().key;
-        self.data.get(start..end).unwrap_or_default()
+        let mut c = Cursor::new(&self.data, HEADER);
+        let len = c.varint() as usize;
+        self.data
+            .get(c.at..c.at.saturating_add(len))
+            .unwrap_or_default()
     }
 }
 
-fn u64_at(data: &[u8], at: usize) -> u64 {
-    data.get(at..)
-        .and_then(|rest| rest.first_chunk::<8>())
-        .map_or(0, |b| u64::from_le_bytes(*b))
-}
-
-fn i64_at(data: &[u8], at: usize) -> i64 {
-    u64_at(data, at) as i64
-}
-
-fn u32_at(data: &[u8], at: usize) -> u32 {
-    data.get(at..)
-        .and_then(|rest| rest.first_chunk::<4>())
-        .map_or(0, |b| u32::from_le_bytes(*b))
-}
-
-/// A LEB128 varint at `*at`, advancing it; `None` when the record ends inside it.
-pub(crate) fn varint_at(data: &[u8], at: &mut usize) -> Option<usize> {
-    let mut value = 0_usize;
-    for shift in (0..usize::BITS).step_by(7) {
-        let byte = *data.get(*at)?;
-        *at += 1;
-        value |= usize::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-pub(crate) fn push_varint(out: &mut Vec<u8>, mut v: usize) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-pub(crate) fn varint_len(mut v: usize) -> usize {
-    let mut n = 1;
-    while v >= 0x80 {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// Where each part of a record starts.
+/// The header's counts and the record's time frame, and where its sections start.
 #[derive(Clone, Copy)]
-struct Offsets {
-    key: (usize, usize),
-    history: usize,
+struct Head {
     n_history: usize,
-    known: usize,
-    n_known: usize,
-    resets: usize,
     n_resets: usize,
-    devices: usize,
     n_devices: usize,
+    n_known: usize,
+    unit: Unit,
+    completed: u64,
+    /// The newest time, in units.
+    base: i64,
+    /// Where the known destinations start (right after `base`).
+    known: usize,
 }
 
 impl UserRecord {
@@ -164,29 +152,56 @@ impl UserRecord {
         u.pack()
     }
 
-    fn offsets(&self) -> Offsets {
+    fn head(&self) -> Head {
         let data = &*self.data;
-        let byte = |at: usize| usize::from(data.get(at).copied().unwrap_or(0));
-        let n_history = byte(8) | byte(9) << 8;
-        let (n_resets, n_devices, n_known) = (byte(10), byte(11), byte(12));
-        let mut at = HEADER;
-        let key_len = varint_at(data, &mut at).unwrap_or(0);
-        let key = (at, at + key_len);
-        let history = key.1;
-        let known = history + n_history * ENTRY;
-        let resets = known + n_known * KNOWN;
-        let devices = resets + n_resets * RESET;
-        Offsets {
-            key,
-            history,
-            n_history,
-            known,
-            n_known,
-            resets,
-            n_resets,
-            devices,
-            n_devices,
+        let byte = |at: usize| data.get(at).copied().unwrap_or(0);
+        let mut c = Cursor::new(data, HEADER);
+        let key_len = c.varint() as usize;
+        c.at = c.at.saturating_add(key_len);
+        let completed = c.varint();
+        let base = c.delta(0);
+        Head {
+            n_history: usize::from(u16::from_le_bytes([byte(4), byte(5)])),
+            n_resets: usize::from(byte(6)),
+            n_devices: usize::from(byte(7)),
+            n_known: usize::from(byte(8)),
+            unit: Unit::from_code(byte(9)),
+            completed,
+            base,
+            known: c.at,
         }
+    }
+
+    /// A cursor at the resets, past the known destinations.
+    fn resets_cursor(&self, h: &Head) -> Cursor<'_> {
+        let mut c = Cursor::new(&self.data, h.known);
+        for _ in 0..h.n_known {
+            c.at += 4;
+            c.varint();
+            c.varint();
+        }
+        c
+    }
+
+    /// A cursor at the devices, past the resets.
+    fn devices_cursor(&self, h: &Head) -> Cursor<'_> {
+        let mut c = self.resets_cursor(h);
+        for _ in 0..h.n_resets {
+            c.varint();
+        }
+        c
+    }
+
+    /// A cursor at the history, past the devices.
+    fn history_cursor(&self, h: &Head) -> Cursor<'_> {
+        let mut c = self.devices_cursor(h);
+        for _ in 0..h.n_devices {
+            let len = c.varint() as usize;
+            c.at = c.at.saturating_add(len);
+            c.varint();
+            c.varint();
+        }
+        c
     }
 
     /// The user id.
@@ -203,7 +218,7 @@ impl UserRecord {
 
     /// Payer entries naming this user (see `super`).
     pub(crate) fn refs(&self) -> u32 {
-        u32_at(&self.data, REFS_AT)
+        Cursor::new(&self.data, REFS_AT).u32()
     }
 
     /// Adds `delta` to [`UserRecord::refs`], in place.
@@ -213,65 +228,50 @@ impl UserRecord {
 
     /// Completed withdrawals ever recorded (history trimming does not lower it).
     pub(crate) fn completed(&self) -> u64 {
-        u64_at(&self.data, 0)
+        self.head().completed
     }
 
     /// The history, in the order it was recorded.
     pub(crate) fn history(&self) -> impl Iterator<Item = Entry> + '_ {
-        let o = self.offsets();
-        self.data
-            .get(o.history..o.history + o.n_history * ENTRY)
-            .unwrap_or_default()
-            .chunks_exact(ENTRY)
-            .map(|e| Entry {
-                ts: i64_at(e, 0),
-                amount_usd: f64::from_bits(u64_at(e, 8)),
-                dest: e.get(16).copied().unwrap_or(u8::MAX),
-            })
+        let h = self.head();
+        let mut c = self.history_cursor(&h);
+        let mut prev = h.base;
+        (0..h.n_history).map(move |_| {
+            let dest = c.byte();
+            prev = c.delta(prev);
+            Entry {
+                ts: h.unit.time(prev),
+                amount_usd: c.amount(),
+                dest,
+            }
+        })
     }
 
     /// The known destinations (history entries refer to them by position).
     pub(crate) fn destinations(&self) -> impl Iterator<Item = Known> + '_ {
-        let o = self.offsets();
-        self.data
-            .get(o.known..o.known + o.n_known * KNOWN)
-            .unwrap_or_default()
-            .chunks_exact(KNOWN)
-            .map(|d| Known {
-                dest: u32_at(d, 0),
-                first_ts: i64_at(d, 4),
-                last_ts: i64_at(d, 12),
-            })
+        let h = self.head();
+        let mut c = Cursor::new(&self.data, h.known);
+        (0..h.n_known).map(move |_| read_known(&mut c, &h))
     }
 
     /// Password reset times, ascending.
     pub(crate) fn resets(&self) -> impl DoubleEndedIterator<Item = i64> + '_ {
-        let o = self.offsets();
-        self.data
-            .get(o.resets..o.resets + o.n_resets * RESET)
-            .unwrap_or_default()
-            .chunks_exact(RESET)
-            .map(|r| i64_at(r, 0))
+        let h = self.head();
+        let mut c = self.resets_cursor(&h);
+        let mut times = [0_i64; MAX_RESETS];
+        let mut prev = h.base;
+        for t in times.iter_mut().take(h.n_resets) {
+            prev = c.delta(prev);
+            *t = h.unit.time(prev);
+        }
+        times.into_iter().take(h.n_resets)
     }
 
     /// The devices the user was seen on.
     pub(crate) fn devices(&self) -> impl Iterator<Item = DeviceSeen<'_>> + '_ {
-        let o = self.offsets();
-        let mut at = o.devices;
-        let data = &*self.data;
-        (0..o.n_devices).map_while(move |_| {
-            let len = varint_at(data, &mut at)?;
-            let id = data.get(at..at.checked_add(len)?)?;
-            let id = std::str::from_utf8(id).ok()?;
-            at += len;
-            let device = DeviceSeen {
-                id,
-                first_ts: i64_at(data, at),
-                last_ts: i64_at(data, at + 8),
-            };
-            at += 16;
-            Some(device)
-        })
+        let h = self.head();
+        let mut c = self.devices_cursor(&h);
+        (0..h.n_devices).map(move |_| read_device(&mut c, &h))
     }
 
     /// Fills the state-derived features of a withdrawal at `now` to the destination whose
@@ -283,12 +283,40 @@ impl UserRecord {
         destination: Option<u32>,
         device: Option<&str>,
     ) {
-        f.prior_withdrawals = i64::try_from(self.completed()).unwrap_or(i64::MAX);
-        let known = destination.and_then(|dest| {
-            self.destinations()
-                .enumerate()
-                .find(|(_, d)| d.dest == dest)
-        });
+        // One walk over the record: known destinations, resets, devices, then the history.
+        let h = self.head();
+        f.prior_withdrawals = i64::try_from(h.completed).unwrap_or(i64::MAX);
+        let mut c = Cursor::new(&self.data, h.known);
+        let mut known = None;
+        for i in 0..h.n_known {
+            let k = read_known(&mut c, &h);
+            if known.is_none() && Some(k.dest) == destination {
+                known = Some((i, k));
+            }
+        }
+        // Ascending: the last at or before `now` is the latest.
+        let mut reset = None;
+        let mut prev = h.base;
+        for _ in 0..h.n_resets {
+            prev = c.delta(prev);
+            let r = h.unit.time(prev);
+            if r <= now {
+                reset = Some(r);
+            }
+        }
+        let mut device_first = None;
+        let device_bytes = device.map(str::as_bytes);
+        for _ in 0..h.n_devices {
+            // Compared as bytes: what `read_device` would check as UTF-8 was a `&str`.
+            let len = c.varint() as usize;
+            let id = c.data.get(c.at..c.at.saturating_add(len));
+            c.at = c.at.saturating_add(len);
+            let first = c.delta(h.base);
+            c.varint();
+            if device_first.is_none() && id.is_some() && id == device_bytes {
+                device_first = Some(h.unit.time(first));
+            }
+        }
         // Amounts in the 90-day window, for the median: on the stack for the usual few, on
         // the heap past that (a zeroed array of MAX_HISTORY would cost more than the rest).
         let mut recent_inline = [0.0_f64; RECENT_INLINE];
@@ -298,7 +326,15 @@ impl UserRecord {
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let quarter_start = now.saturating_sub(90 * MICROS_PER_DAY);
         let dest_index = known.map(|(i, _)| i as u8);
-        for e in self.history() {
+        let mut prev = h.base;
+        for _ in 0..h.n_history {
+            let dest = c.byte();
+            prev = c.delta(prev);
+            let e = Entry {
+                ts: h.unit.time(prev),
+                amount_usd: c.amount(),
+                dest,
+            };
             // The payee's own record covers all retained history, in recording order: it carries
             // the growth of successive payments to one payee (romance scams), which no window does.
             if Some(e.dest) == dest_index {
@@ -347,12 +383,12 @@ impl UserRecord {
                 (now.saturating_sub(known.first_ts) as f64 / MICROS_PER_DAY as f64).max(0.0);
         }
         let now_ts = Timestamp::from_micros(now);
-        if let Some(reset) = self.resets().rev().find(|&r| r <= now) {
+        if let Some(reset) = reset {
             f.hours_since_password_reset = now_ts.hours_since(reset);
         }
-        if let Some(device) = device {
-            f.device_age_hours = match self.devices().find(|d| d.id == device) {
-                Some(d) if d.first_ts <= now => now_ts.hours_since(d.first_ts),
+        if device.is_some() {
+            f.device_age_hours = match device_first {
+                Some(first_ts) if first_ts <= now => now_ts.hours_since(first_ts),
                 _ => 0.0,
             };
         }
@@ -382,25 +418,27 @@ impl UserRecord {
 
     /// The newest time anything happened to this user.
     pub(crate) fn newest(&self) -> i64 {
-        let history = self.history().map(|e| e.ts);
-        let devices = self.devices().map(|d| d.last_ts);
-        history
-            .chain(devices)
-            .chain(self.resets().next_back())
-            .max()
-            .unwrap_or(i64::MIN)
+        let h = self.head();
+        if h.n_history + h.n_devices + h.n_resets == 0 {
+            i64::MIN
+        } else {
+            h.unit.time(h.base)
+        }
     }
 
     /// Replaces each known destination's `u32` with `map(it)` (in place).
     pub(crate) fn map_destinations(&mut self, mut map: impl FnMut(u32) -> u32) {
-        let o = self.offsets();
-        if let Some(known) = self.data.get_mut(o.known..o.known + o.n_known * KNOWN) {
-            for d in known.chunks_exact_mut(KNOWN) {
-                if let Some(field) = d.get_mut(0..4) {
-                    let id = map(u32_at(field, 0));
-                    field.copy_from_slice(&id.to_le_bytes());
-                }
+        let h = self.head();
+        let mut at = h.known;
+        for _ in 0..h.n_known {
+            if let Some(field) = self.data.get_mut(at..at + 4) {
+                let id = map(Cursor::new(field, 0).u32());
+                field.copy_from_slice(&id.to_le_bytes());
             }
+            let mut c = Cursor::new(&self.data, at + 4);
+            c.varint();
+            c.varint();
+            at = c.at;
         }
     }
 
@@ -439,6 +477,8 @@ impl UserRecord {
 thread_local! {
     /// The vectors a change unpacks a user into, reused by every change on this thread.
     static SCRATCH: RefCell<Unpacked> = RefCell::new(Unpacked::default());
+    /// The bytes a record is packed into before they are copied into its allocation.
+    static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A device while unpacked: its id is a range of [`Unpacked::device_ids`].
@@ -502,56 +542,87 @@ impl Unpacked {
     /// per change and the old one freed would leave the heap full of holes a little too small
     /// for the next, longer record (measured: several times the live bytes in RSS).
     pub(crate) fn pack_into(&self, record: &mut UserRecord) {
-        let device_bytes: usize = self
-            .devices
-            .iter()
-            .map(|d| varint_len(d.id.len()) + d.id.len() + 16)
-            .sum();
+        // Written once into a reused per-thread buffer, then copied at the exact size.
+        PACKED.with(|packed| {
+            let mut scratch = Vec::new();
+            let mut guard = packed.try_borrow_mut();
+            let buf = match &mut guard {
+                Ok(buf) => &mut **buf,
+                Err(_) => &mut scratch,
+            };
+            buf.clear();
+            self.write(buf);
+            let mut data = std::mem::take(&mut record.data).into_vec();
+            data.clear();
+            data.reserve_exact(buf.len());
+            data.extend_from_slice(buf);
+            record.data = data.into_boxed_slice();
+        });
+    }
+
+    /// Writes the record (see the module docs).
+    fn write(&self, out: &mut impl codec::Out) {
         // The caps keep the counts inside their fields (asserted at compile time above);
         // whatever lies past a cap is not written.
-        let n_history = self.history.len().min(MAX_HISTORY);
-        let n_known = self.destinations.len().min(MAX_DESTINATIONS);
-        let n_resets = self.resets.len().min(MAX_RESETS);
-        let n_devices = self.devices.len().min(MAX_DEVICES);
-        let size = HEADER
-            + varint_len(self.key.len())
-            + self.key.len()
-            + n_history * ENTRY
-            + n_known * KNOWN
-            + n_resets * RESET
-            + device_bytes;
-        let mut data = std::mem::take(&mut record.data).into_vec();
-        data.clear();
-        data.reserve_exact(size);
-        data.extend_from_slice(&self.completed.to_le_bytes());
-        data.extend_from_slice(&(n_history as u16).to_le_bytes());
-        data.push(n_resets as u8);
-        data.push(n_devices as u8);
-        data.push(n_known as u8);
-        data.extend_from_slice(&self.refs.to_le_bytes());
-        push_varint(&mut data, self.key.len());
-        data.extend_from_slice(self.key.as_bytes());
-        for e in self.history.iter().take(n_history) {
-            data.extend_from_slice(&e.ts.to_le_bytes());
-            data.extend_from_slice(&e.amount_usd.to_bits().to_le_bytes());
-            data.push(e.dest);
+        let history = self.history.get(..MAX_HISTORY).unwrap_or(&self.history);
+        let known = (self.destinations.get(..MAX_DESTINATIONS)).unwrap_or(&self.destinations);
+        let resets = self.resets.get(..MAX_RESETS).unwrap_or(&self.resets);
+        let devices = self.devices.get(..MAX_DEVICES).unwrap_or(&self.devices);
+        let device_times = devices.iter().flat_map(|d| [d.first_ts, d.last_ts]);
+        let known_times = known.iter().flat_map(|d| [d.first_ts, d.last_ts]);
+        let times = || {
+            history
+                .iter()
+                .map(|e| e.ts)
+                .chain(resets.iter().copied())
+                .chain(device_times.clone())
+        };
+        let unit = Unit::of(times().chain(known_times));
+        // The newest time as [`UserRecord::newest`] defines it (0 when there is none).
+        let newest = history
+            .iter()
+            .map(|e| e.ts)
+            .chain(resets.last().copied())
+            .chain(devices.iter().map(|d| d.last_ts))
+            .max()
+            .unwrap_or(0);
+        let base = unit.count(newest);
+        out.bytes(&self.refs.to_le_bytes());
+        out.bytes(&(history.len() as u16).to_le_bytes());
+        out.bytes(&[
+            resets.len() as u8,
+            devices.len() as u8,
+            known.len() as u8,
+            unit.code(),
+        ]);
+        out.varint(self.key.len() as u64);
+        out.bytes(self.key.as_bytes());
+        out.varint(self.completed);
+        out.delta(0, base);
+        for d in known {
+            out.bytes(&d.dest.to_le_bytes());
+            out.delta(base, unit.count(d.first_ts));
+            out.delta(unit.count(d.first_ts), unit.count(d.last_ts));
         }
-        for d in self.destinations.iter().take(n_known) {
-            data.extend_from_slice(&d.dest.to_le_bytes());
-            data.extend_from_slice(&d.first_ts.to_le_bytes());
-            data.extend_from_slice(&d.last_ts.to_le_bytes());
+        let mut prev = base;
+        for &r in resets {
+            out.delta(prev, unit.count(r));
+            prev = unit.count(r);
         }
-        for r in self.resets.iter().take(n_resets) {
-            data.extend_from_slice(&r.to_le_bytes());
-        }
-        for d in self.devices.iter().take(n_devices) {
+        for d in devices {
             let id = self.device_id(d);
-            push_varint(&mut data, id.len());
-            data.extend_from_slice(id.as_bytes());
-            data.extend_from_slice(&d.first_ts.to_le_bytes());
-            data.extend_from_slice(&d.last_ts.to_le_bytes());
+            out.varint(id.len() as u64);
+            out.bytes(id.as_bytes());
+            out.delta(base, unit.count(d.first_ts));
+            out.delta(unit.count(d.first_ts), unit.count(d.last_ts));
         }
-        record.data = data.into_boxed_slice();
+        let mut prev = base;
+        for e in history {
+            out.bytes(&[e.dest]);
+            out.delta(prev, unit.count(e.ts));
+            out.amount(e.amount_usd);
+            prev = unit.count(e.ts);
+        }
     }
 
     fn record_withdrawal(
@@ -774,7 +845,105 @@ fn median(values: &mut [f64]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::*;
+
+    /// Every field of a user packed and read back, with times of each unit and far apart
+    /// (the i64 extremes included), amounts exact in cents and not, out of order.
+    #[test]
+    fn every_field_round_trips_through_the_packed_record() {
+        let time_sets: [&[i64]; 4] = [
+            &[
+                1_793_491_200_000_000,
+                1_793_491_100_000_000,
+                1_793_491_300_000_000,
+            ],
+            &[1_793_491_200_001_000, -5_000, 1_793_491_100_000_000],
+            &[1_793_491_200_000_001, 0, -1, 1_000_000],
+            &[i64::MIN, i64::MAX, 0, i64::MIN + 1, i64::MAX - 1],
+        ];
+        let amounts = [173.81, 0.0, -0.0, 1.0 / 3.0, 1e300, 100.0, 0.005, f64::MAX];
+        for times in time_sets {
+            let mut u = Unpacked::default();
+            u.key.push_str("user-\u{e9}");
+            u.refs = 7;
+            u.completed = u64::MAX;
+            for (i, &ts) in times.iter().enumerate() {
+                u.history.push(Entry {
+                    ts,
+                    amount_usd: amounts.get(i % amounts.len()).copied().unwrap_or(1.0),
+                    dest: (i % 3) as u8,
+                });
+                u.destinations.push(Known {
+                    dest: u32::MAX - i as u32,
+                    first_ts: ts,
+                    last_ts: times.iter().copied().max().unwrap_or(ts),
+                });
+                u.push_device(&format!("dev-{i}"), ts, ts.max(0));
+            }
+            let mut resets: Vec<i64> = times.to_vec();
+            resets.sort_unstable();
+            u.resets.extend(resets.iter().take(MAX_RESETS));
+            let record = u.pack();
+            assert_eq!(record.key(), "user-\u{e9}");
+            assert_eq!(record.refs(), 7);
+            assert_eq!(record.completed(), u64::MAX);
+            let history: Vec<Entry> = record.history().collect();
+            assert_eq!(history.len(), u.history.len());
+            for (got, want) in history.iter().zip(&u.history) {
+                assert_eq!((got.ts, got.dest), (want.ts, want.dest));
+                assert_eq!(got.amount_usd.to_bits(), want.amount_usd.to_bits());
+            }
+            assert_eq!(record.destinations().collect::<Vec<_>>(), u.destinations);
+            assert_eq!(record.resets().collect::<Vec<_>>(), u.resets);
+            let devices: Vec<(String, i64, i64)> = record
+                .devices()
+                .map(|d| (d.id.to_string(), d.first_ts, d.last_ts))
+                .collect();
+            let want: Vec<(String, i64, i64)> = u
+                .devices
+                .iter()
+                .map(|d| (u.device_id(d).to_string(), d.first_ts, d.last_ts))
+                .collect();
+            assert_eq!(devices, want);
+            let newest = times.iter().copied().chain(want.iter().map(|d| d.2)).max();
+            assert_eq!(Some(record.newest()), newest);
+            // Unpacked again and packed again: the very same bytes.
+            let mut again = Unpacked::default();
+            record.unpack_into(&mut again);
+            assert_eq!(again.pack(), record);
+            // Ids mapped in place keep every other field.
+            let mut mapped = record.clone();
+            mapped.map_destinations(|id| id ^ 0x5555);
+            let ids: Vec<u32> = mapped.destinations().map(|d| d.dest).collect();
+            let want_ids: Vec<u32> = u.destinations.iter().map(|d| d.dest ^ 0x5555).collect();
+            assert_eq!(ids, want_ids);
+            assert_eq!(mapped.history().count(), history.len());
+            assert_eq!(mapped.resets().collect::<Vec<_>>(), u.resets);
+        }
+        assert_eq!(UserRecord::new("x").newest(), i64::MIN);
+    }
+
+    /// Whole seconds and whole cents, as exchanges send them: a history entry is 8 bytes or
+    /// fewer (17 with an `i64` and an `f64`).
+    #[test]
+    fn whole_seconds_and_cents_pack_small() {
+        let mut u = Unpacked::default();
+        u.key.push_str("u-000001");
+        for i in 0..8_i64 {
+            u.history.push(Entry {
+                ts: 1_793_491_200_000_000 - i * 400_000_000_000,
+                amount_usd: 173.81 + i as f64,
+                dest: 0,
+            });
+        }
+        let small = u.pack().data.len();
+        for e in &mut u.history {
+            e.ts += 1;
+        }
+        let micros = u.pack().data.len();
+        assert!(small + 8 * 2 <= micros, "{small} {micros}");
+        assert!(small <= 10 + 1 + 9 + 5 + 8 * 8, "{small}");
+    }
 
     #[test]
     fn median_of_odd_even_and_empty() {
