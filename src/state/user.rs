@@ -407,7 +407,7 @@ impl UserRecord {
         device: Option<&str>,
         forgotten: &mut Vec<u32>,
     ) -> bool {
-        match self.append_withdrawal(dest, ts, amount_usd, device) {
+        match self.append(Some((dest, amount_usd)), ts, device) {
             Some(new) => new,
             None => self.edit(|u| u.record_withdrawal(dest, ts, amount_usd, device, forgotten)),
         }
@@ -418,28 +418,32 @@ impl UserRecord {
     /// to trim. The new base (`ts`) rewrites the first delta of each section; the rest of the
     /// history is copied as it is and the entry appended. The bytes are those the full path
     /// writes. `None` (nothing changed) when the full path is needed.
-    fn append_withdrawal(
+    /// Also a device seen at the user's newest time (a login), with no withdrawal.
+    fn append(
         &mut self,
-        dest: u32,
+        withdrawal: Option<(u32, f64)>,
         ts: i64,
-        amount_usd: f64,
         device: Option<&str>,
     ) -> Option<bool> {
         let h = self.head();
         let unit = h.unit;
         if h.n_history + h.n_devices + h.n_resets == 0
-            || h.n_history >= MAX_HISTORY
+            || (withdrawal.is_some() && h.n_history >= MAX_HISTORY)
             || unit.time(unit.count(ts)) != ts
             || ts < unit.time(h.base)
         {
             return None;
         }
-        // What the full path's trim would drop: it must drop nothing.
+        // What the full path's trim would drop: it must drop nothing (a login trims nothing,
+        // but a user with something to trim is rare enough to take the full path).
         let horizon = unit
             .time(h.base)
             .saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         let stale = |t: i64| unit.time(t) <= horizon;
-        let completed = h.completed.checked_add(1)?;
+        let completed = match withdrawal {
+            Some(_) => h.completed.checked_add(1)?,
+            None => h.completed,
+        };
         let base = unit.count(ts);
         let data = &*self.data;
         PACKED
@@ -462,7 +466,7 @@ impl UserRecord {
                     if stale(last) {
                         return None;
                     }
-                    if index.is_none() && id == dest {
+                    if index.is_none() && withdrawal.map(|w| w.0) == Some(id) {
                         index = Some(i);
                         first = first.min(base);
                         last = last.max(base);
@@ -471,16 +475,16 @@ impl UserRecord {
                     out.delta(base, first);
                     out.delta(first, last);
                 }
-                let new = index.is_none();
-                let index = match index {
-                    Some(i) => i,
-                    None if h.n_known < MAX_DESTINATIONS => {
+                let (new, index) = match (withdrawal, index) {
+                    (None, _) => (false, 0),
+                    (Some(_), Some(i)) => (false, i),
+                    (Some((dest, _)), None) if h.n_known < MAX_DESTINATIONS => {
                         out.bytes(&dest.to_le_bytes());
                         out.delta(base, base);
                         out.delta(base, base);
-                        h.n_known
+                        (true, h.n_known)
                     }
-                    None => return None,
+                    (Some(_), None) => return None,
                 };
                 let (mut prev, mut prev_out) = (h.base, base);
                 for _ in 0..h.n_resets {
@@ -545,13 +549,19 @@ impl UserRecord {
                 if c.at != data.len() {
                     return None;
                 }
-                // `index < MAX_DESTINATIONS <= 255`.
-                out.bytes(&[u8::try_from(index).ok()?]);
-                // From the previous entry, or from the base for the first.
-                out.delta(if h.n_history == 0 { base } else { prev }, base);
-                out.amount(amount_usd);
+                let n_history = match withdrawal {
+                    Some((_, amount_usd)) => {
+                        // `index < MAX_DESTINATIONS <= 255`.
+                        out.bytes(&[u8::try_from(index).ok()?]);
+                        // From the previous entry, or from the base for the first.
+                        out.delta(if h.n_history == 0 { base } else { prev }, base);
+                        out.amount(amount_usd);
+                        h.n_history + 1
+                    }
+                    None => h.n_history,
+                };
                 // The counts: n_history (u16), n_resets as it was, n_devices, n_known.
-                let [h0, h1] = ((h.n_history + 1) as u16).to_le_bytes();
+                let [h0, h1] = (n_history as u16).to_le_bytes();
                 let counts = out.get_mut(4..9)?.first_chunk_mut::<5>()?;
                 *counts = [
                     h0,
@@ -573,7 +583,9 @@ impl UserRecord {
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
-        self.edit(|u| u.record_device(id, ts));
+        if self.append(None, ts, Some(id)).is_none() {
+            self.edit(|u| u.record_device(id, ts));
+        }
     }
 
     pub(crate) fn record_reset(&mut self, ts: i64) {
@@ -1114,8 +1126,8 @@ mod tests {
         assert!(small <= 10 + 1 + 9 + 5 + 8 * 8, "{small}");
     }
 
-    /// The one-pass append writes the very bytes the full path writes, or leaves the record
-    /// alone: on a user's events mostly in order, with out-of-order ones, finer units, gaps
+    /// The one-pass append (of a withdrawal, or a login) writes the very bytes the full path
+    /// writes, or leaves the record alone: on a user's events mostly in order, with out-of-order ones, finer units, gaps
     /// past retention, new and known destinations and devices, and every cap reached.
     #[test]
     fn appending_a_withdrawal_writes_what_the_full_path_writes() {
@@ -1128,7 +1140,7 @@ mod tests {
         };
         let mut record = UserRecord::new("u-1");
         let mut ts = 1_793_491_200_000_000_i64;
-        let (mut appended, mut withdrawals) = (0, 0);
+        let (mut appended, mut withdrawals, mut logins_appended) = (0, 0, 0);
         for i in 0..20_000 {
             // Users of a few hundred events (so that some reach the caps, most do not).
             if i % 300 == 0 {
@@ -1144,7 +1156,20 @@ mod tests {
             let device = format!("d-{}", next(MAX_DEVICES as u64 + 3));
             match next(10) {
                 0 => record.record_reset(ts),
-                1 => record.record_device(&device, ts),
+                1 => {
+                    let mut full = record.clone();
+                    full.edit(|u| u.record_device(&device, ts));
+                    let mut fast = record.clone();
+                    match fast.append(None, ts, Some(&device)) {
+                        Some(new) => {
+                            logins_appended += 1;
+                            assert_eq!(fast, full);
+                            assert!(!new);
+                        }
+                        None => assert_eq!(fast, record),
+                    }
+                    record = full;
+                }
                 _ => {
                     withdrawals += 1;
                     let dest = next(MAX_DESTINATIONS as u64 + 10) as u32;
@@ -1155,7 +1180,7 @@ mod tests {
                     let new = full
                         .edit(|u| u.record_withdrawal(dest, ts, amount, device, &mut forgotten));
                     let mut fast = record.clone();
-                    match fast.append_withdrawal(dest, ts, amount, device) {
+                    match fast.append(Some((dest, amount)), ts, device) {
                         Some(fast_new) => {
                             appended += 1;
                             assert_eq!(fast, full);
@@ -1171,6 +1196,7 @@ mod tests {
         // Most take the append; enough fall back to cover the other paths.
         assert!(appended * 2 > withdrawals, "{appended} of {withdrawals}");
         assert!(appended < withdrawals);
+        assert!(logins_appended > 0);
     }
 
     #[test]
