@@ -89,6 +89,48 @@ pub(crate) struct State {
     saving: parking_lot::RwLock<()>,
     /// A sweep fell due while a snapshot was being written: the next observation tries again.
     sweep_due: AtomicBool,
+    /// Lower bounds of every user's and every destination's newest time, so that a sweep
+    /// whose horizon lies below one skips that table without touching a record (reading each
+    /// record's first byte was a cache miss per record per sweep: 12% of `riskgate score`).
+    user_floor: Floor,
+    dest_floor: Floor,
+}
+
+/// A lower bound of the newest time of every record in a table (`i64::MIN`: unknown, until
+/// the next full sweep of the table). Recording an event at `ts` leaves the record's newest
+/// time at `ts` or later, so lowering the bound to `ts` after each change keeps it true.
+struct Floor(AtomicI64);
+
+impl Default for Floor {
+    fn default() -> Floor {
+        Floor(AtomicI64::new(i64::MIN))
+    }
+}
+
+impl Floor {
+    /// After a record was changed (under its shard lock) by an event at `ts`. A sweep that
+    /// reset the bound before taking that shard's lock is seen by this load (the lock orders
+    /// them); one that took the lock before the change saw the change.
+    fn lower(&self, ts: i64) {
+        if ts < self.0.load(Ordering::Relaxed) {
+            self.0.fetch_min(ts, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a sweep dropping what is at or before `horizon` could drop anything.
+    fn reaches(&self, horizon: i64) -> bool {
+        self.0.load(Ordering::Relaxed) <= horizon
+    }
+
+    /// The bound becomes unknown (state replaced from outside).
+    fn forget(&self) {
+        self.0.store(i64::MIN, Ordering::Relaxed);
+    }
+
+    /// Starts a full sweep of the table: its records (and changes meanwhile) lower it again.
+    fn restart(&self) {
+        self.0.store(i64::MAX, Ordering::Relaxed);
+    }
 }
 
 impl State {
@@ -130,6 +172,7 @@ impl State {
                     || UserRecord::new(user_id),
                     |_, u| u.record_reset(ts),
                 );
+                self.user_floor.lower(ts);
             }
             Event::Login {
                 user_id, device_id, ..
@@ -139,6 +182,7 @@ impl State {
                     || UserRecord::new(user_id),
                     |_, u| u.record_device(device_id, ts),
                 );
+                self.user_floor.lower(ts);
             }
         }
         self.observed_at(ts);
@@ -216,9 +260,13 @@ impl State {
                 if newly_known != Some(true) {
                     forgotten.push(did);
                 }
+                self.dest_floor.lower(ts);
+                self.user_floor.lower(ts);
             }
             None => {
                 self.users.write_id(uid, |u| u.add_refs(-1));
+                // The user may be left empty (no newest time).
+                self.user_floor.lower(i64::MIN);
             }
         }
         for did in forgotten {
@@ -237,25 +285,49 @@ impl State {
         let newest = self.newest_ts.load(Ordering::Relaxed).min(now);
         let user_horizon = newest.saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
         let mut forgotten = Vec::new();
-        self.users.retain(
-            |u| u.refs() > 0 || u.newest() > user_horizon,
-            |u| forgotten.extend(u.destinations().map(|d| d.dest)),
-        );
+        if self.user_floor.reaches(user_horizon) {
+            self.user_floor.restart();
+            let mut floor = i64::MAX;
+            self.users.retain(
+                |u| {
+                    let newest = u.newest();
+                    let keep = u.refs() > 0 || newest > user_horizon;
+                    if keep {
+                        floor = floor.min(newest);
+                    }
+                    keep
+                },
+                |u| forgotten.extend(u.destinations().map(|d| d.dest)),
+            );
+            self.user_floor.lower(floor);
+        }
         for did in forgotten {
             self.destinations.write_id(did, |d| d.add_refs(-1));
         }
         let dest_horizon = newest.saturating_sub(DEST_RETENTION);
         let mut dropped = Vec::new();
-        self.destinations.retain(
-            |d| {
-                if d.newest() > dest_horizon {
-                    return true;
-                }
-                d.clear_payers(&mut dropped);
-                d.refs() > 0
-            },
-            |_| {},
-        );
+        if self.dest_floor.reaches(dest_horizon) {
+            self.dest_floor.restart();
+            let mut floor = i64::MAX;
+            self.destinations.retain(
+                |d| {
+                    let newest = d.newest();
+                    if newest > dest_horizon {
+                        floor = floor.min(newest);
+                        return true;
+                    }
+                    d.clear_payers(&mut dropped);
+                    // Kept without payers: no newest time.
+                    let keep = d.refs() > 0;
+                    if keep {
+                        floor = i64::MIN;
+                    }
+                    keep
+                },
+                |_| {},
+            );
+            self.dest_floor.lower(floor);
+        }
         for user in dropped {
             self.users.write_id(user, |u| u.add_refs(-1));
         }
@@ -510,6 +582,45 @@ mod tests {
             state.observe(&login(i));
         }
         assert!(state.users.read("old", |_, _| ()).is_none());
+        assert_references_consistent(&state);
+    }
+
+    /// A sweep skips a table while its floor shows nothing can be stale, and state restored
+    /// from a snapshot has no floor: its stale records still go.
+    #[test]
+    fn sweeps_skip_fresh_tables_but_not_restored_stale_records() {
+        let old = State::default();
+        old.observe(&withdrawal("old", "Told", T0, 10.0));
+        let mut bytes = Vec::new();
+        let written = old.encode(None, |chunk| {
+            bytes.extend_from_slice(chunk);
+            Ok::<(), ()>(())
+        });
+        assert!(written.is_ok());
+        let later = T0 + (RETENTION_DAYS + 1) * MICROS_PER_DAY;
+        let state = State::default();
+        state.observe(&withdrawal("new", "Tnew", later, 10.0));
+        state.sweep(later);
+        assert!(!state
+            .user_floor
+            .reaches(later - RETENTION_DAYS * MICROS_PER_DAY));
+        assert!(!state.dest_floor.reaches(later - DEST_RETENTION));
+        let decoded = snapshot::decode(&bytes, 0, 4);
+        assert!(decoded.is_ok());
+        if let Ok(decoded) = decoded {
+            state.restore(decoded);
+        }
+        assert!(state.users.read("old", |_, _| ()).is_some());
+        let login = Event::Login {
+            ts: Timestamp::from_micros(later),
+            user_id: "fresh".into(),
+            device_id: "d".into(),
+        };
+        state.observe(&login);
+        state.sweep(later);
+        state.sweep(later);
+        assert!(state.users.read("old", |_, _| ()).is_none());
+        assert!(state.destinations.read("Told", |_, _| ()).is_none());
         assert_references_consistent(&state);
     }
 

@@ -720,6 +720,8 @@ impl State {
         self.destinations.replace_with(decoded.destinations);
         self.observed.store(decoded.observed, Ordering::Relaxed);
         self.newest_ts.store(decoded.newest_ts, Ordering::Relaxed);
+        self.user_floor.forget();
+        self.dest_floor.forget();
     }
 }
 

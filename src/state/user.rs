@@ -28,12 +28,14 @@
 //!
 //! Reading (`fill`, the hot path) walks the record once, in place; a change (recording an
 //! event, rarer than reading) unpacks it into reusable per-thread vectors ([`Unpacked`]),
-//! changes those, and packs it again into a record of the exact size.
+//! changes those, and packs it again into a record of the exact size. The usual withdrawal
+//! (the user's newest event, nothing to trim, no cap reached) skips the unpacking: one pass
+//! rewrites the few deltas from `base` and appends the entry (`append_withdrawal`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::codec::{self, Cursor, Unit};
+use super::codec::{self, Cursor, Out, Unit};
 use super::table::Keyed;
 use super::{TxFeatures, MAX_DESTINATIONS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS, RETENTION_DAYS};
 use crate::time::{Timestamp, MICROS_PER_DAY};
@@ -405,11 +407,185 @@ impl UserRecord {
         device: Option<&str>,
         forgotten: &mut Vec<u32>,
     ) -> bool {
-        self.edit(|u| u.record_withdrawal(dest, ts, amount_usd, device, forgotten))
+        match self.append(Some((dest, amount_usd)), ts, device) {
+            Some(new) => new,
+            None => self.edit(|u| u.record_withdrawal(dest, ts, amount_usd, device, forgotten)),
+        }
+    }
+
+    /// The usual withdrawal, recorded in one pass over the record without unpacking it: the
+    /// user's newest event, in the record's time unit, with room under every cap and nothing
+    /// to trim. The new base (`ts`) rewrites the first delta of each section; the rest of the
+    /// history is copied as it is and the entry appended. The bytes are those the full path
+    /// writes. `None` (nothing changed) when the full path is needed.
+    /// Also a device seen at the user's newest time (a login), with no withdrawal.
+    fn append(
+        &mut self,
+        withdrawal: Option<(u32, f64)>,
+        ts: i64,
+        device: Option<&str>,
+    ) -> Option<bool> {
+        let h = self.head();
+        let unit = h.unit;
+        if h.n_history + h.n_devices + h.n_resets == 0
+            || (withdrawal.is_some() && h.n_history >= MAX_HISTORY)
+            || unit.time(unit.count(ts)) != ts
+            || ts < unit.time(h.base)
+        {
+            return None;
+        }
+        // What the full path's trim would drop: it must drop nothing (a login trims nothing,
+        // but a user with something to trim is rare enough to take the full path).
+        let horizon = unit
+            .time(h.base)
+            .saturating_sub(RETENTION_DAYS * MICROS_PER_DAY);
+        let stale = |t: i64| unit.time(t) <= horizon;
+        let completed = match withdrawal {
+            Some(_) => h.completed.checked_add(1)?,
+            None => h.completed,
+        };
+        let base = unit.count(ts);
+        let data = &*self.data;
+        PACKED
+            .with(|packed| {
+                let mut guard = packed.try_borrow_mut().ok()?;
+                let out: &mut Vec<u8> = &mut guard;
+                out.clear();
+                out.extend_from_slice(data.get(..HEADER)?);
+                let mut c = Cursor::new(data, HEADER);
+                let key_len = c.varint() as usize;
+                out.extend_from_slice(data.get(HEADER..c.at.checked_add(key_len)?)?);
+                out.varint(completed);
+                out.delta(0, base);
+                let mut c = Cursor::new(data, h.known);
+                let mut index = None;
+                for i in 0..h.n_known {
+                    let id = c.u32();
+                    let mut first = c.delta(h.base);
+                    let mut last = c.delta(first);
+                    if stale(last) {
+                        return None;
+                    }
+                    if index.is_none() && withdrawal.map(|w| w.0) == Some(id) {
+                        index = Some(i);
+                        first = first.min(base);
+                        last = last.max(base);
+                    }
+                    out.bytes(&id.to_le_bytes());
+                    out.delta(base, first);
+                    out.delta(first, last);
+                }
+                let (new, index) = match (withdrawal, index) {
+                    (None, _) => (false, 0),
+                    (Some(_), Some(i)) => (false, i),
+                    (Some((dest, _)), None) if h.n_known < MAX_DESTINATIONS => {
+                        out.bytes(&dest.to_le_bytes());
+                        out.delta(base, base);
+                        out.delta(base, base);
+                        (true, h.n_known)
+                    }
+                    (Some(_), None) => return None,
+                };
+                let (mut prev, mut prev_out) = (h.base, base);
+                for _ in 0..h.n_resets {
+                    prev = c.delta(prev);
+                    if stale(prev) {
+                        return None;
+                    }
+                    out.delta(prev_out, prev);
+                    prev_out = prev;
+                }
+                let mut device_found = device.is_none();
+                for _ in 0..h.n_devices {
+                    let len = c.varint() as usize;
+                    let id = data.get(c.at..c.at.checked_add(len)?)?;
+                    c.at += len;
+                    let mut first = c.delta(h.base);
+                    let mut last = c.delta(first);
+                    if stale(last) {
+                        return None;
+                    }
+                    if !device_found && device.map(str::as_bytes) == Some(id) {
+                        device_found = true;
+                        first = first.min(base);
+                        last = last.max(base);
+                    }
+                    out.varint(len as u64);
+                    out.bytes(id);
+                    out.delta(base, first);
+                    out.delta(first, last);
+                }
+                let n_devices = match device {
+                    Some(id) if !device_found => {
+                        if h.n_devices >= MAX_DEVICES {
+                            return None;
+                        }
+                        out.varint(id.len() as u64);
+                        out.bytes(id.as_bytes());
+                        out.delta(base, base);
+                        out.delta(base, base);
+                        h.n_devices + 1
+                    }
+                    _ => h.n_devices,
+                };
+                let mut prev = h.base;
+                for i in 0..h.n_history {
+                    let start = c.at;
+                    let dest = c.byte();
+                    prev = c.delta(prev);
+                    let amount_at = c.at;
+                    c.amount();
+                    if stale(prev) {
+                        return None;
+                    }
+                    if i == 0 {
+                        out.bytes(&[dest]);
+                        out.delta(base, prev);
+                        out.bytes(data.get(amount_at..c.at)?);
+                    } else {
+                        out.bytes(data.get(start..c.at)?);
+                    }
+                }
+                if c.at != data.len() {
+                    return None;
+                }
+                let n_history = match withdrawal {
+                    Some((_, amount_usd)) => {
+                        // `index < MAX_DESTINATIONS <= 255`.
+                        out.bytes(&[u8::try_from(index).ok()?]);
+                        // From the previous entry, or from the base for the first.
+                        out.delta(if h.n_history == 0 { base } else { prev }, base);
+                        out.amount(amount_usd);
+                        h.n_history + 1
+                    }
+                    None => h.n_history,
+                };
+                // The counts: n_history (u16), n_resets as it was, n_devices, n_known.
+                let [h0, h1] = (n_history as u16).to_le_bytes();
+                let counts = out.get_mut(4..9)?.first_chunk_mut::<5>()?;
+                *counts = [
+                    h0,
+                    h1,
+                    counts[2],
+                    n_devices as u8,
+                    (h.n_known + usize::from(new)) as u8,
+                ];
+                Some(new)
+            })
+            .inspect(|_| {
+                // Stored once `data` (a borrow of the old bytes) is done with.
+                PACKED.with(|packed| {
+                    if let Ok(buf) = packed.try_borrow() {
+                        store(self, &buf);
+                    }
+                });
+            })
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
-        self.edit(|u| u.record_device(id, ts));
+        if self.append(None, ts, Some(id)).is_none() {
+            self.edit(|u| u.record_device(id, ts));
+        }
     }
 
     pub(crate) fn record_reset(&mut self, ts: i64) {
@@ -479,6 +655,15 @@ thread_local! {
     static SCRATCH: RefCell<Unpacked> = RefCell::new(Unpacked::default());
     /// The bytes a record is packed into before they are copied into its allocation.
     static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Copies `bytes` into `record`'s own allocation, resized in place (see [`Unpacked::pack_into`]).
+fn store(record: &mut UserRecord, bytes: &[u8]) {
+    let mut data = std::mem::take(&mut record.data).into_vec();
+    data.clear();
+    data.reserve_exact(bytes.len());
+    data.extend_from_slice(bytes);
+    record.data = data.into_boxed_slice();
 }
 
 /// A device while unpacked: its id is a range of [`Unpacked::device_ids`].
@@ -552,11 +737,7 @@ impl Unpacked {
             };
             buf.clear();
             self.write(buf);
-            let mut data = std::mem::take(&mut record.data).into_vec();
-            data.clear();
-            data.reserve_exact(buf.len());
-            data.extend_from_slice(buf);
-            record.data = data.into_boxed_slice();
+            store(record, buf);
         });
     }
 
@@ -943,6 +1124,79 @@ mod tests {
         let micros = u.pack().data.len();
         assert!(small + 8 * 2 <= micros, "{small} {micros}");
         assert!(small <= 10 + 1 + 9 + 5 + 8 * 8, "{small}");
+    }
+
+    /// The one-pass append (of a withdrawal, or a login) writes the very bytes the full path
+    /// writes, or leaves the record alone: on a user's events mostly in order, with out-of-order ones, finer units, gaps
+    /// past retention, new and known destinations and devices, and every cap reached.
+    #[test]
+    fn appending_a_withdrawal_writes_what_the_full_path_writes() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut record = UserRecord::new("u-1");
+        let mut ts = 1_793_491_200_000_000_i64;
+        let (mut appended, mut withdrawals, mut logins_appended) = (0, 0, 0);
+        for i in 0..20_000 {
+            // Users of a few hundred events (so that some reach the caps, most do not).
+            if i % 300 == 0 {
+                record = UserRecord::new("u-1");
+            }
+            ts += match next(100) {
+                0..=2 => -(next(3_600) as i64) * 1_000_000,
+                3 => (RETENTION_DAYS + 1) * MICROS_PER_DAY,
+                4 => 1_000,
+                5 => 7,
+                _ => next(3_600) as i64 * 1_000_000,
+            };
+            let device = format!("d-{}", next(MAX_DEVICES as u64 + 3));
+            match next(10) {
+                0 => record.record_reset(ts),
+                1 => {
+                    let mut full = record.clone();
+                    full.edit(|u| u.record_device(&device, ts));
+                    let mut fast = record.clone();
+                    match fast.append(None, ts, Some(&device)) {
+                        Some(new) => {
+                            logins_appended += 1;
+                            assert_eq!(fast, full);
+                            assert!(!new);
+                        }
+                        None => assert_eq!(fast, record),
+                    }
+                    record = full;
+                }
+                _ => {
+                    withdrawals += 1;
+                    let dest = next(MAX_DESTINATIONS as u64 + 10) as u32;
+                    let amount = if next(4) == 0 { 0.1 + 0.2 } else { 173.81 };
+                    let device = (next(3) > 0).then_some(device.as_str());
+                    let mut full = record.clone();
+                    let mut forgotten = Vec::new();
+                    let new = full
+                        .edit(|u| u.record_withdrawal(dest, ts, amount, device, &mut forgotten));
+                    let mut fast = record.clone();
+                    match fast.append(Some((dest, amount)), ts, device) {
+                        Some(fast_new) => {
+                            appended += 1;
+                            assert_eq!(fast, full);
+                            assert_eq!(fast_new, new);
+                            assert!(forgotten.is_empty());
+                        }
+                        None => assert_eq!(fast, record),
+                    }
+                    record = full;
+                }
+            }
+        }
+        // Most take the append; enough fall back to cover the other paths.
+        assert!(appended * 2 > withdrawals, "{appended} of {withdrawals}");
+        assert!(appended < withdrawals);
+        assert!(logins_appended > 0);
     }
 
     #[test]
