@@ -167,6 +167,16 @@ impl<'a> Cursor<'a> {
         Cursor { data, at }
     }
 
+    /// A varint length, then that many bytes (empty when the record ends inside them): how
+    /// both records hold their key.
+    #[inline(always)]
+    pub(crate) fn prefixed(&mut self) -> &'a [u8] {
+        let len = self.varint() as usize;
+        let start = self.at;
+        self.at = start.saturating_add(len);
+        self.data.get(start..self.at).unwrap_or_default()
+    }
+
     #[inline(always)]
     pub(crate) fn byte(&mut self) -> u8 {
         let b = self.data.get(self.at).copied().unwrap_or(0);

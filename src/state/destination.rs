@@ -55,11 +55,7 @@ impl std::fmt::Debug for DestRecord {
 impl Keyed for DestRecord {
     fn key_bytes(&self) -> &[u8] {
         // Read on every lookup: the key's length only, not the whole header.
-        let mut c = Cursor::new(&self.data, HEADER);
-        let len = c.varint() as usize;
-        self.data
-            .get(c.at..c.at.saturating_add(len))
-            .unwrap_or_default()
+        Cursor::new(&self.data, HEADER).prefixed()
     }
 }
 

@@ -123,11 +123,7 @@ impl std::fmt::Debug for UserRecord {
 
 impl Keyed for UserRecord {
     fn key_bytes(&self) -> &[u8] {
-        let mut c = Cursor::new(&self.data, HEADER);
-        let len = c.varint() as usize;
-        self.data
-            .get(c.at..c.at.saturating_add(len))
-            .unwrap_or_default()
+        Cursor::new(&self.data, HEADER).prefixed()
     }
 }
 
