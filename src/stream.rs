@@ -252,13 +252,13 @@ impl EventStream {
         }
     }
 
-    /// Like [`EventStream::process`], reading a withdrawal into the stream's own (reused: no
-    /// allocation for its strings once they have grown); `Some` decision for a withdrawal.
-    fn process_in_place(
+    /// Reads a line: an account event is observed at once (`None`), a withdrawal is parsed
+    /// into the stream's own (`Some` with its line number), for the caller to decide.
+    fn read_withdrawal(
         &mut self,
         scorer: &Scorer,
         line: Result<&str, String>,
-    ) -> Result<Option<Decision>, Error> {
+    ) -> Result<Option<usize>, Error> {
         let Some((text, line_no)) = self.next_text(line)? else {
             return Ok(None);
         };
@@ -267,6 +267,19 @@ impl EventStream {
         if let Parsed::Account(event) = parsed {
             return observe(scorer, event).map(|_| None);
         }
+        Ok(Some(line_no))
+    }
+
+    /// Like [`EventStream::process`], reading a withdrawal into the stream's own (reused: no
+    /// allocation for its strings once they have grown); `Some` decision for a withdrawal.
+    fn process_in_place(
+        &mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+    ) -> Result<Option<Decision>, Error> {
+        let Some(line_no) = self.read_withdrawal(scorer, line)? else {
+            return Ok(None);
+        };
         let w = &self.withdrawal;
         decide(&mut self.withdrawal_ids, scorer, w, line_no, Scorer::score).map(Some)
     }
@@ -281,14 +294,9 @@ impl EventStream {
         line: Result<&str, String>,
         out: &mut W,
     ) -> Result<Option<std::io::Result<()>>, Error> {
-        let Some((text, line_no)) = self.next_text(line)? else {
+        let Some(line_no) = self.read_withdrawal(scorer, line)? else {
             return Ok(None);
         };
-        let parsed = crate::event::parse_into(text, &mut self.withdrawal)
-            .map_err(|message| Error::invalid_event(line_no, message))?;
-        if let Parsed::Account(event) = parsed {
-            return observe(scorer, event).map(|_| None);
-        }
         let w = &self.withdrawal;
         // One hash and probe: `insert` leaves the set unchanged for an id already there.
         if !self.withdrawal_ids.insert(&w.id) {
