@@ -388,6 +388,44 @@ fn the_fixtures_match_the_model_exactly() {
     assert!(checked > 20, "only {checked} withdrawals in the fixtures");
 }
 
+/// A stream from the independent generator (`fixtures/independent/gen.py`, written by someone
+/// who had not read this crate): times to the second or the millisecond, EIP-55 and lower-case
+/// EVM addresses of the same wallet, BTC, XRP and SOL addresses, cancelled withdrawals, API
+/// withdrawals without a device. Needs `python3` (standard library only).
+#[test]
+fn independent_generator_streams_match_the_model_exactly() {
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/independent/gen.py"
+        ))
+        .args([
+            "--seed",
+            "4",
+            "--users",
+            "400",
+            "--days",
+            "20",
+            "--warmup-days",
+            "30",
+        ])
+        .output()
+        .expect("python3 runs fixtures/independent/gen.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    // Written from the contract alone, every line must be a valid event.
+    for (i, line) in lines.iter().enumerate() {
+        assert!(Event::parse_line(line).is_ok(), "line {i}: {line}");
+    }
+    let checked = check(&lines, "independent generator seed 4");
+    assert!(checked > 1_000, "only {checked} withdrawals");
+}
+
 /// Rewrites a generated stream (whole seconds, whole cents) into every precision the
 /// in-memory records encode differently: times moved by whole milliseconds or by
 /// microseconds, amounts that are whole cents, whole dollars, sub-cent or full-precision
