@@ -543,14 +543,16 @@ impl DestRecord {
             .unwrap_or(NONE)
     }
 
-    /// The times of payer `user` (as [`DestRecord::payers`] gives them), without decoding the
-    /// other payers' times: a snapshot compares them with what the user's history implies.
-    pub(crate) fn times_of(&self, user: u32) -> Option<[i64; DEST_TIMES]> {
+    /// The number of payers and the times of payer `user` (as [`DestRecord::payers`] gives
+    /// them), without decoding the other payers' times: a snapshot compares them with what the
+    /// user's history implies.
+    pub(crate) fn times_of(&self, user: u32) -> (usize, Option<[i64; DEST_TIMES]>) {
         let h = self.head();
-        (0..h.n)
+        let times = (0..h.n)
             .map(|i| h.payer_at(i))
             .find(|&at| user_at(&self.data, at) == user)
-            .map(|at| times_at(&self.data, at, h.frame))
+            .map(|at| times_at(&self.data, at, h.frame));
+        (h.n, times)
     }
 }
 
