@@ -1,9 +1,9 @@
 //! State snapshots: [`Scorer::save_state`] and [`Scorer::load_state`].
 //!
-//! # File format (version 4; version 1 to 3 files are still read)
+//! # File format (version 5; version 1 to 4 files are still read)
 //! ```text
 //! "RGSTATE\0"  8 bytes   magic
-//! version      u32 LE    4 (or 3, 2, 1: the same frame, older payload encodings)
+//! version      u32 LE    5 (or 4 to 1: the same frame, older payload encodings)
 //! payload      ...       every user and destination record (see below)
 //! "RGSTEND\0"  8 bytes   trailer magic
 //! length       u64 LE    payload length in bytes
@@ -11,7 +11,8 @@
 //! ```
 //! The payload is a compact binary encoding with a string table (user ids and addresses stored
 //! once, packed by their shape: decimal ids, UUIDs, hex, base58 and EVM addresses as their
-//! bytes); it is documented in the source of `state/snapshot.rs`. A file with another magic, an
+//! bytes; users and destinations in segments saved and loaded on two threads); it is
+//! documented in the source of `state/snapshot.rs`. A file with another magic, an
 //! unknown version, a missing trailer (truncated), a length or digest that does not match, or
 //! a payload that does not decode to consistent records is refused with
 //! [`crate::ErrorKind::Corrupt`] and nothing is loaded.
@@ -36,9 +37,9 @@ use crate::stream::EventStream;
 
 /// First bytes of a snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGSTATE\0";
-/// The format version this build writes; it reads this one and versions 1 to 3 (the same
+/// The format version this build writes; it reads this one and versions 1 to 4 (the same
 /// records, less compact, written by earlier builds).
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 /// The oldest format version this build still reads.
 const OLDEST_VERSION: u32 = 1;
 const TRAILER_MAGIC: &[u8; 8] = b"RGSTEND\0";

@@ -542,6 +542,18 @@ impl DestRecord {
             .max()
             .unwrap_or(NONE)
     }
+
+    /// The number of payers and the times of payer `user` (as [`DestRecord::payers`] gives
+    /// them), without decoding the other payers' times: a snapshot compares them with what the
+    /// user's history implies.
+    pub(crate) fn times_of(&self, user: u32) -> (usize, Option<[i64; DEST_TIMES]>) {
+        let h = self.head();
+        let times = (0..h.n)
+            .map(|i| h.payer_at(i))
+            .find(|&at| user_at(&self.data, at) == user)
+            .map(|at| times_at(&self.data, at, h.frame));
+        (h.n, times)
+    }
 }
 
 /// Keeps the `DEST_TIMES` largest distinct times, newest first (a repeated time would only take

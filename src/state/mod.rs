@@ -605,7 +605,7 @@ mod tests {
             .user_floor
             .reaches(later - RETENTION_DAYS * MICROS_PER_DAY));
         assert!(!state.dest_floor.reaches(later - DEST_RETENTION));
-        let decoded = snapshot::decode(&bytes, 0, 4);
+        let decoded = snapshot::decode(&bytes, 0, crate::snapshot::SNAPSHOT_VERSION);
         assert!(decoded.is_ok());
         if let Ok(decoded) = decoded {
             state.restore(decoded);

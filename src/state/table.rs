@@ -302,3 +302,8 @@ pub(crate) fn count_of(counts: &mut [Vec<u32>], id: u32) -> Option<&mut u32> {
 pub(crate) fn id_of(shard: usize, slot: usize) -> u32 {
     join(shard, slot)
 }
+
+/// The shard and slot of an id (the inverse of [`id_of`]).
+pub(crate) fn split_id(id: u32) -> (usize, usize) {
+    split(id)
+}
