@@ -287,9 +287,15 @@ impl UserRecord {
         let mut c = Cursor::new(&self.data, h.known);
         let mut known = None;
         for i in 0..h.n_known {
-            let k = read_known(&mut c, &h);
-            if known.is_none() && Some(k.dest) == destination {
-                known = Some((i, k));
+            // Only the matching destination's times are decoded.
+            let start = c.at;
+            let id = c.u32();
+            if known.is_none() && Some(id) == destination {
+                c.at = start;
+                known = Some((i, read_known(&mut c, &h)));
+            } else {
+                c.varint();
+                c.varint();
             }
         }
         // Ascending: the last at or before `now` is the latest.
