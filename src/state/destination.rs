@@ -46,7 +46,7 @@ pub(crate) struct DestRecord {
 }
 
 /// Payers from which a growing record keeps room for more (see [`DestRecord::grow`]).
-const SPARE_FROM: usize = 16;
+const SPARE_FROM: usize = 64;
 
 impl PartialEq for DestRecord {
     /// The same record, whatever room each keeps for more payers.
@@ -590,13 +590,13 @@ impl DestRecord {
     }
 
     /// Makes room for one more payer after the `n` at `end` (`realloc`, in place when the
-    /// allocator can). A record of [`SPARE_FROM`] payers or more gets room for a quarter more:
+    /// allocator can). A record of [`SPARE_FROM`] payers or more gets room for an eighth more:
     /// a busy address (a mule's, an exchange's) gains payers one at a time, and a `realloc`
     /// that cannot grow in place copies the whole record each time (~4% of `replay`). The
     /// spare payers are zeroes past the count, dropped by the next re-encode or trim.
     fn grow(&mut self, end: usize, stride: usize, n: usize) {
         let spare = if n >= SPARE_FROM {
-            (n / 4).min(MAX_DEST_USERS.saturating_sub(n + 1))
+            (n / 8).min(MAX_DEST_USERS.saturating_sub(n + 1))
         } else {
             0
         };
