@@ -3,7 +3,10 @@
 //! one thread: every withdrawal is scored, then every event observed, in order, from a fresh
 //! scorer each iteration. `replay/events` starts from parsed events; `replay/jsonl` from JSON
 //! Lines text through `EventStream` (parsing and validation included). Each iteration asserts
-//! the tier counts of the whole replay equal those of a first pass.
+//! the tier counts of the whole replay equal those of a first pass. After criterion, each is
+//! replayed best of `RISKGATE_BENCH_RUNS` (default 3) for CPU-time figures;
+//! `RISKGATE_REPLAY_ONLY=events` (or `jsonl`) keeps one (a filter argument such as `nomatch`
+//! skips criterion: `cargo bench --bench replay -- nomatch`, e.g. under cachegrind).
 
 mod common;
 
@@ -155,10 +158,18 @@ fn bench(c: &mut Criterion) {
 
     // Per core: withdrawals per CPU-second of this (single-threaded) replay, which other
     // processes on a busy machine do not inflate the way they inflate wall-clock time.
+    let runs: usize = std::env::var("RISKGATE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let only = std::env::var("RISKGATE_REPLAY_ONLY").ok();
     for (name, jsonl) in [("events", false), ("jsonl", true)] {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let mut best_wall = f64::MAX;
         let mut best_cpu = f64::MAX;
-        for _ in 0..3 {
+        for _ in 0..runs {
             let scorer = Scorer::new_shared(rules.clone());
             let (cpu0, t0) = (common::cpu_seconds(), std::time::Instant::now());
             let tiers = if jsonl {
@@ -175,7 +186,7 @@ fn bench(c: &mut Criterion) {
             drop(scorer);
         }
         println!(
-            "replay/{name}: {withdrawals} withdrawals; best of 3: {:.0} withdrawals/s wall-clock, {:.0} withdrawals per CPU-second",
+            "replay/{name}: {withdrawals} withdrawals; best of {runs}: {:.0} withdrawals/s wall-clock, {:.0} withdrawals per CPU-second",
             withdrawals as f64 / best_wall,
             withdrawals as f64 / best_cpu
         );

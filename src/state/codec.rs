@@ -58,6 +58,18 @@ impl Unit {
         }
     }
 
+    /// The number of whole units at or before `t` (rounded toward minus infinity, so that
+    /// `time(n) <= t` exactly when `n <= floor(t)`): a window bound compared with stored
+    /// counts instead of a time decoded per entry.
+    #[inline]
+    pub(crate) fn floor(self, t: i64) -> i64 {
+        match self.0 {
+            1_000_000 => t.div_euclid(1_000_000),
+            1_000 => t.div_euclid(1_000),
+            _ => t,
+        }
+    }
+
     /// `n` units as a time (exact for every count of a time this unit divides).
     #[inline]
     pub(crate) fn time(self, n: i64) -> i64 {

@@ -38,10 +38,24 @@ const _: () = assert!(MAX_DEST_USERS <= u16::MAX as usize);
 const _: () = assert!(DEST_TIMES <= u8::MAX as usize);
 
 /// The users who paid one destination (packed, see the module docs): 16 bytes inline.
-#[derive(Default, Clone, PartialEq, Eq)]
+#[derive(Default, Clone)]
 pub(crate) struct DestRecord {
+    /// The record, then (past [`SPARE_FROM`] payers) room for more payers, which the count
+    /// in the header does not include.
     data: Box<[u8]>,
 }
+
+/// Payers from which a growing record keeps room for more (see [`DestRecord::grow`]).
+const SPARE_FROM: usize = 64;
+
+impl PartialEq for DestRecord {
+    /// The same record, whatever room each keeps for more payers.
+    fn eq(&self, other: &DestRecord) -> bool {
+        self.used() == other.used()
+    }
+}
+
+impl Eq for DestRecord {}
 
 impl std::fmt::Debug for DestRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,6 +129,37 @@ impl Frame {
         } else {
             self.unit.time(self.base.wrapping_add(v as i64 - 1))
         }
+    }
+
+    /// A stored value as a number ordered as the times are (the value itself below width
+    /// 8, where an unused slot is 0 and a time at least 1; the `i64` at width 8, where an
+    /// unused slot is `i64::MIN`): windows and the payers walk compare these without
+    /// decoding a time per payer.
+    #[inline]
+    fn key(self, v: u64) -> i64 {
+        v as i64
+    }
+
+    /// The key of an unused slot (the smallest key).
+    #[inline]
+    fn none_key(self) -> i64 {
+        if self.raw() {
+            NONE
+        } else {
+            0
+        }
+    }
+
+    /// The largest key whose time is at or before `t`: for a used slot, `time <= t` exactly
+    /// when `key <= at_or_before(t)` (and `time > t` when `key >` it).
+    fn at_or_before(self, t: i64) -> i64 {
+        if self.raw() {
+            return t;
+        }
+        // time = unit * (base + v - 1) <= t  <=>  v <= floor(t / unit) - base + 1.
+        let units = i128::from(self.unit.floor(t));
+        let v = units - i128::from(self.base) + 1;
+        v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
     }
 
     /// The smallest frame holding `times` (and `slots` per payer), with room for decades.
@@ -215,20 +260,28 @@ fn latest_at(data: &[u8], at: usize, frame: Frame) -> i64 {
     frame.time(value_at(data, at + USER, frame.width))
 }
 
-/// The latest of the payer's times (newest first) at or before `now` (`NONE` when there is
-/// none): it alone decides whether any time lies in a window ending at `now`.
+/// The key (see [`Frame::key`]) of the latest time at `at`.
 #[inline]
-fn latest_at_or_before(data: &[u8], at: usize, frame: Frame, now: i64) -> i64 {
+fn latest_key_at(data: &[u8], at: usize, frame: Frame) -> i64 {
+    frame.key(value_at(data, at + USER, frame.width))
+}
+
+/// The key of the latest of the payer's times (newest first) whose key is at or below
+/// `now_key` (`None` when there is none): it alone decides whether any time lies in a window
+/// ending at `now`.
+#[inline]
+fn latest_key_at_or_before(data: &[u8], at: usize, frame: Frame, now_key: i64) -> Option<i64> {
+    let none = frame.none_key();
     for i in 0..frame.slots {
-        let t = frame.time(value_at(data, at + USER + i * frame.width, frame.width));
-        if t == NONE {
+        let k = frame.key(value_at(data, at + USER + i * frame.width, frame.width));
+        if k == none {
             break;
         }
-        if t <= now {
-            return t;
+        if k <= now_key {
+            return Some(k);
         }
     }
-    NONE
+    None
 }
 
 /// Writes a payer; times must fit `frame` (see [`Frame::holds`]; one that does not is
@@ -280,6 +333,43 @@ fn set_count(data: &mut [u8], n: usize) {
     }
 }
 
+/// Writes a whole record of `refs`, `key` and `payers`, in the smallest frame holding them.
+fn write_record(out: &mut Vec<u8>, refs: u32, key: &[u8], payers: &[(u32, [i64; DEST_TIMES])]) {
+    let times = payers.iter().flat_map(|(_, t)| t.iter().copied());
+    let slots = payers.iter().map(|(_, t)| used(t)).max().unwrap_or(1);
+    let frame = Frame::fitting(times, slots);
+    let n = payers.len().min(MAX_DEST_USERS);
+    out.extend_from_slice(&refs.to_le_bytes());
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    out.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
+    out.varint(key.len() as u64);
+    out.extend_from_slice(key);
+    out.delta(0, frame.base);
+    for (user, times) in payers.iter().take(n) {
+        write_payer(out, frame, *user, times);
+    }
+}
+
+/// Per-thread buffers of a re-encode, reused (a re-encode is the first payment to every new
+/// destination whose times are not whole seconds: it allocated four times).
+#[derive(Default)]
+struct Scratch {
+    payers: Vec<(u32, [i64; DEST_TIMES])>,
+    bytes: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        // Only re-entered if `f` re-encoded another record (it does not).
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
@@ -298,26 +388,20 @@ impl DestRecord {
     /// allocation per re-encode and the old one freed would scatter the records over the
     /// heap (a sweep, which reads them in slot order, was measured several times slower).
     fn build_into(&mut self, refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) {
-        let times = payers.iter().flat_map(|(_, t)| t.iter().copied());
-        let slots = payers.iter().map(|(_, t)| used(t)).max().unwrap_or(1);
-        let frame = Frame::fitting(times, slots);
-        let mut head = Vec::new();
-        head.extend_from_slice(&refs.to_le_bytes());
-        head.extend_from_slice(&(payers.len().min(MAX_DEST_USERS) as u16).to_le_bytes());
-        head.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
-        head.varint(key.len() as u64);
-        let mut base = Vec::new();
-        base.delta(0, frame.base);
-        let n = payers.len().min(MAX_DEST_USERS);
+        with_scratch(|scratch| {
+            scratch.bytes.clear();
+            write_record(&mut scratch.bytes, refs, key.as_bytes(), payers);
+            self.store(&scratch.bytes);
+        });
+    }
+
+    /// Replaces the record's bytes with `bytes`, in its own allocation resized to the exact
+    /// size.
+    fn store(&mut self, bytes: &[u8]) {
         let mut data = std::mem::take(&mut self.data).into_vec();
         data.clear();
-        data.reserve_exact(head.len() + key.len() + base.len() + n * frame.stride());
-        data.extend_from_slice(&head);
-        data.extend_from_slice(key.as_bytes());
-        data.extend_from_slice(&base);
-        for (user, times) in payers.iter().take(n) {
-            write_payer(&mut data, frame, *user, times);
-        }
+        data.reserve_exact(bytes.len());
+        data.extend_from_slice(bytes);
         self.data = data.into_boxed_slice();
     }
 
@@ -339,6 +423,13 @@ impl DestRecord {
             n,
             payers: c.at,
         }
+    }
+
+    /// The record's bytes without the room kept for more payers.
+    fn used(&self) -> &[u8] {
+        let h = self.head();
+        let end = h.payer_at(h.n);
+        self.data.get(..end).unwrap_or(&self.data)
     }
 
     /// The normalized address.
@@ -385,15 +476,21 @@ impl DestRecord {
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let h = self.head();
         let data = &*self.data;
+        // The window bounds in the record's stored values, once, instead of a time decoded
+        // per payer.
+        let now_key = h.frame.at_or_before(now);
+        let day_key = h.frame.at_or_before(day_start);
+        let month_key = h.frame.at_or_before(month_start);
         let mut day = 0;
         let mut month = 0;
         for i in 0..h.n {
             let at = h.payer_at(i);
             // In `(now - span, now]` for some time iff the latest at or before `now` is.
-            let latest = latest_at_or_before(data, at, h.frame, now);
-            if latest != NONE && latest > month_start && Some(user_at(data, at)) != user {
-                month += 1;
-                day += i64::from(latest > day_start);
+            if let Some(latest) = latest_key_at_or_before(data, at, h.frame, now_key) {
+                if latest > month_key && Some(user_at(data, at)) != user {
+                    month += 1;
+                    day += i64::from(latest > day_key);
+                }
             }
         }
         (day, month)
@@ -406,14 +503,13 @@ impl DestRecord {
     pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
         let h = self.head();
         let mut found = None;
-        let mut before = NONE;
-        let mut oldest = i64::MAX;
+        // Compared as keys (ordered as the times), decoded once after the walk.
+        let mut newest_key = i64::MIN;
         let mut stalest = (i64::MAX, 0);
         for i in 0..h.n {
             let at = h.payer_at(i);
-            let latest = latest_at(&self.data, at, h.frame);
-            before = before.max(latest);
-            oldest = oldest.min(latest);
+            let latest = latest_key_at(&self.data, at, h.frame);
+            newest_key = newest_key.max(latest);
             if latest < stalest.0 {
                 stalest = (latest, i);
             }
@@ -421,6 +517,14 @@ impl DestRecord {
                 found = Some(i);
             }
         }
+        let (before, oldest) = if h.n == 0 {
+            (NONE, i64::MAX)
+        } else {
+            (
+                h.frame.time(newest_key as u64),
+                h.frame.time(stalest.0 as u64),
+            )
+        };
         let added = match found {
             Some(i) => {
                 let at = h.payer_at(i);
@@ -452,12 +556,13 @@ impl DestRecord {
                         self.data.copy_within(last..last + stride, at);
                         overwrite_payer(&mut self.data, last, h.frame, user, &times);
                     } else {
-                        // Grown in place when the allocator can (`realloc`).
-                        let mut data = std::mem::take(&mut self.data).into_vec();
-                        data.reserve_exact(h.frame.stride());
-                        write_payer(&mut data, h.frame, user, &times);
-                        set_count(&mut data, h.n + 1);
-                        self.data = data.into_boxed_slice();
+                        let stride = h.frame.stride();
+                        let end = h.payer_at(h.n);
+                        if end + stride > self.data.len() {
+                            self.grow(end, stride, h.n);
+                        }
+                        overwrite_payer(&mut self.data, end, h.frame, user, &times);
+                        set_count(&mut self.data, h.n + 1);
                     }
                 } else {
                     self.rebuild(|payers| {
@@ -484,13 +589,41 @@ impl DestRecord {
         added
     }
 
+    /// Makes room for one more payer after the `n` at `end` (`realloc`, in place when the
+    /// allocator can). A record of [`SPARE_FROM`] payers or more gets room for an eighth more:
+    /// a busy address (a mule's, an exchange's) gains payers one at a time, and a `realloc`
+    /// that cannot grow in place copies the whole record each time (~4% of `replay`). The
+    /// spare payers are zeroes past the count, dropped by the next re-encode or trim.
+    fn grow(&mut self, end: usize, stride: usize, n: usize) {
+        let spare = if n >= SPARE_FROM {
+            (n / 8).min(MAX_DEST_USERS.saturating_sub(n + 1))
+        } else {
+            0
+        };
+        let mut data = std::mem::take(&mut self.data).into_vec();
+        data.truncate(end);
+        let len = end + stride * (1 + spare);
+        data.reserve_exact(len - end);
+        data.resize(len, 0);
+        self.data = data.into_boxed_slice();
+    }
+
     /// Re-encodes the record, its payers changed by `change`, in a frame that holds them
     /// (rare: a finer time unit, a time before the oldest or past the width, one more slot).
     fn rebuild(&mut self, change: impl FnOnce(&mut Vec<(u32, [i64; DEST_TIMES])>)) {
-        let mut payers: Vec<_> = self.payers().collect();
-        change(&mut payers);
-        let key = self.key().to_owned();
-        self.build_into(self.refs(), &key, &payers);
+        with_scratch(|scratch| {
+            scratch.payers.clear();
+            scratch.payers.extend(self.payers());
+            change(&mut scratch.payers);
+            scratch.bytes.clear();
+            write_record(
+                &mut scratch.bytes,
+                self.refs(),
+                self.key_bytes(),
+                &scratch.payers,
+            );
+            self.store(&scratch.bytes);
+        });
     }
 
     /// Keeps the payers for which `keep` says yes; the others' users go to `dropped`.
@@ -664,6 +797,46 @@ mod tests {
         assert_eq!(after.get(5), before.last());
         assert_eq!(after.last(), Some(&(99_999, times(&[base + 7]))));
         assert_eq!(after.get(..5), before.get(..5));
+    }
+
+    /// A busy record keeps room for more payers past `SPARE_FROM` and reads (and compares)
+    /// as the exact record of the same payers; a trim gives the room back.
+    #[test]
+    fn room_for_more_payers_is_not_part_of_the_record() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        let mut d = DestRecord::new("Tbusy");
+        let mut dropped = Vec::new();
+        let mut want = Vec::new();
+        for user in 0..100_u32 {
+            assert!(d.record(user, base + i64::from(user) * S, &mut dropped));
+            want.push((user, times(&[base + i64::from(user) * S])));
+            assert_eq!(d.payers().collect::<Vec<_>>(), want);
+            if (user as usize) < SPARE_FROM {
+                assert_eq!(d.data.len(), d.used().len());
+            }
+        }
+        assert!(d.data.len() > d.used().len());
+        // Compared without the room: the same record with none is equal.
+        let mut exact = d.clone();
+        exact.data = exact.used().into();
+        assert_eq!(d, exact);
+        assert_eq!(d.payers().last(), Some((99, times(&[base + 99 * S]))));
+        assert_eq!(d.newest(), base + 99 * S);
+        assert_eq!(d.other_users(Some(3), base + 99 * S), (99, 99));
+        assert_eq!(d.other_users(None, base + 49 * S), (50, 50));
+        // Far later (the retention runs from the earlier of a payment and the newest before
+        // it: the second such payment trims): the first 100 payers are forgotten.
+        let late = base + DEST_RETENTION + 200 * S;
+        assert!(d.record(500, late, &mut dropped));
+        assert!(dropped.is_empty());
+        assert!(d.record(501, late + S, &mut dropped));
+        assert_eq!(dropped, (0..100).collect::<Vec<u32>>());
+        assert_eq!(d.data.len(), d.used().len());
+        assert_eq!(
+            d.payers().collect::<Vec<_>>(),
+            [(500, times(&[late])), (501, times(&[late + S]))]
+        );
     }
 
     #[test]

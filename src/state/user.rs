@@ -28,9 +28,10 @@
 //!
 //! Reading (`fill`, the hot path) walks the record once, in place; a change (recording an
 //! event, rarer than reading) unpacks it into reusable per-thread vectors ([`Unpacked`]),
-//! changes those, and packs it again into a record of the exact size. The usual withdrawal
-//! (the user's newest event, nothing to trim, no cap reached) skips the unpacking: one pass
-//! rewrites the few deltas from `base` and appends the entry (`append_withdrawal`).
+//! changes those, and packs it again into a record of the exact size. The usual withdrawal,
+//! login or password reset (the user's newest event, nothing to trim, no cap reached) skips
+//! the unpacking: one pass rewrites the few deltas from `base` and appends the entry
+//! (`UserRecord::append`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -287,9 +288,15 @@ impl UserRecord {
         let mut c = Cursor::new(&self.data, h.known);
         let mut known = None;
         for i in 0..h.n_known {
-            let k = read_known(&mut c, &h);
-            if known.is_none() && Some(k.dest) == destination {
-                known = Some((i, k));
+            // Only the matching destination's times are decoded.
+            let start = c.at;
+            let id = c.u32();
+            if known.is_none() && Some(id) == destination {
+                c.at = start;
+                known = Some((i, read_known(&mut c, &h)));
+            } else {
+                c.varint();
+                c.varint();
             }
         }
         // Ascending: the last at or before `now` is the latest.
@@ -403,7 +410,7 @@ impl UserRecord {
         device: Option<&str>,
         forgotten: &mut Vec<u32>,
     ) -> bool {
-        match self.append(Some((dest, amount_usd)), ts, device) {
+        match self.append(Some((dest, amount_usd)), ts, device, false) {
             Some(new) => new,
             None => self.edit(|u| u.record_withdrawal(dest, ts, amount_usd, device, forgotten)),
         }
@@ -414,17 +421,20 @@ impl UserRecord {
     /// to trim. The new base (`ts`) rewrites the first delta of each section; the rest of the
     /// history is copied as it is and the entry appended. The bytes are those the full path
     /// writes. `None` (nothing changed) when the full path is needed.
-    /// Also a device seen at the user's newest time (a login), with no withdrawal.
+    /// Also a device seen at the user's newest time (a login), with no withdrawal, and a
+    /// password reset at it (`reset`: appended to the resets, under their cap).
     fn append(
         &mut self,
         withdrawal: Option<(u32, f64)>,
         ts: i64,
         device: Option<&str>,
+        reset: bool,
     ) -> Option<bool> {
         let h = self.head();
         let unit = h.unit;
         if h.n_history + h.n_devices + h.n_resets == 0
             || (withdrawal.is_some() && h.n_history >= MAX_HISTORY)
+            || (reset && h.n_resets >= MAX_RESETS)
             || unit.time(unit.count(ts)) != ts
             || ts < unit.time(h.base)
         {
@@ -491,6 +501,10 @@ impl UserRecord {
                     out.delta(prev_out, prev);
                     prev_out = prev;
                 }
+                // The newest reset, last (they are ascending and none is after `ts`).
+                if reset {
+                    out.delta(prev_out, base);
+                }
                 let mut device_found = device.is_none();
                 for _ in 0..h.n_devices {
                     let len = c.varint() as usize;
@@ -556,13 +570,14 @@ impl UserRecord {
                     }
                     None => h.n_history,
                 };
-                // The counts: n_history (u16), n_resets as it was, n_devices, n_known.
+                // The counts: n_history (u16), n_resets, n_devices, n_known.
                 let [h0, h1] = (n_history as u16).to_le_bytes();
+                let n_resets = h.n_resets + usize::from(reset);
                 let counts = out.get_mut(4..9)?.first_chunk_mut::<5>()?;
                 *counts = [
                     h0,
                     h1,
-                    counts[2],
+                    n_resets as u8,
                     n_devices as u8,
                     (h.n_known + usize::from(new)) as u8,
                 ];
@@ -579,13 +594,15 @@ impl UserRecord {
     }
 
     pub(crate) fn record_device(&mut self, id: &str, ts: i64) {
-        if self.append(None, ts, Some(id)).is_none() {
+        if self.append(None, ts, Some(id), false).is_none() {
             self.edit(|u| u.record_device(id, ts));
         }
     }
 
     pub(crate) fn record_reset(&mut self, ts: i64) {
-        self.edit(|u| u.record_reset(ts));
+        if self.append(None, ts, None, true).is_none() {
+            self.edit(|u| u.record_reset(ts));
+        }
     }
 
     /// The newest time anything happened to this user.
@@ -1122,7 +1139,7 @@ mod tests {
         assert!(small <= 10 + 1 + 9 + 5 + 8 * 8, "{small}");
     }
 
-    /// The one-pass append (of a withdrawal, or a login) writes the very bytes the full path
+    /// The one-pass append (of a withdrawal, a login or a password reset) writes the very bytes the full path
     /// writes, or leaves the record alone: on a user's events mostly in order, with out-of-order ones, finer units, gaps
     /// past retention, new and known destinations and devices, and every cap reached.
     #[test]
@@ -1137,6 +1154,7 @@ mod tests {
         let mut record = UserRecord::new("u-1");
         let mut ts = 1_793_491_200_000_000_i64;
         let (mut appended, mut withdrawals, mut logins_appended) = (0, 0, 0);
+        let mut resets_appended = 0;
         for i in 0..20_000 {
             // Users of a few hundred events (so that some reach the caps, most do not).
             if i % 300 == 0 {
@@ -1151,12 +1169,25 @@ mod tests {
             };
             let device = format!("d-{}", next(MAX_DEVICES as u64 + 3));
             match next(10) {
-                0 => record.record_reset(ts),
+                0 => {
+                    let mut full = record.clone();
+                    full.edit(|u| u.record_reset(ts));
+                    let mut fast = record.clone();
+                    match fast.append(None, ts, None, true) {
+                        Some(new) => {
+                            resets_appended += 1;
+                            assert_eq!(fast, full);
+                            assert!(!new);
+                        }
+                        None => assert_eq!(fast, record),
+                    }
+                    record = full;
+                }
                 1 => {
                     let mut full = record.clone();
                     full.edit(|u| u.record_device(&device, ts));
                     let mut fast = record.clone();
-                    match fast.append(None, ts, Some(&device)) {
+                    match fast.append(None, ts, Some(&device), false) {
                         Some(new) => {
                             logins_appended += 1;
                             assert_eq!(fast, full);
@@ -1176,7 +1207,7 @@ mod tests {
                     let new = full
                         .edit(|u| u.record_withdrawal(dest, ts, amount, device, &mut forgotten));
                     let mut fast = record.clone();
-                    match fast.append(Some((dest, amount)), ts, device) {
+                    match fast.append(Some((dest, amount)), ts, device, false) {
                         Some(fast_new) => {
                             appended += 1;
                             assert_eq!(fast, full);
@@ -1193,6 +1224,7 @@ mod tests {
         assert!(appended * 2 > withdrawals, "{appended} of {withdrawals}");
         assert!(appended < withdrawals);
         assert!(logins_appended > 0);
+        assert!(resets_appended > 0);
     }
 
     #[test]
