@@ -736,6 +736,27 @@ impl State {
         self.encode_v5(withdrawal_ids, sink)
     }
 
+    /// Copies the destination in `slot` of `shard` (its key and payers) into the reused
+    /// buffers under its lock, so that encoding it holds no lock; false for an empty slot.
+    fn copy_destination(
+        &self,
+        shard: usize,
+        slot: usize,
+        key: &mut String,
+        payers: &mut Vec<(u32, Times)>,
+    ) -> bool {
+        self.destinations.read_slot(shard, slot, |d| {
+            let Some(d) = d else {
+                return false;
+            };
+            key.clear();
+            key.push_str(d.key());
+            payers.clear();
+            payers.extend(d.payers());
+            true
+        })
+    }
+
     /// [`State::encode`] in format version 5: the users, then the destinations, in
     /// [`SEGMENTS`] segments of table shards, each encoded on its own thread (the first one
     /// straight to `sink`, the others into memory, then written in order).
@@ -953,15 +974,7 @@ impl State {
                     // Written with its only payer.
                     continue;
                 }
-                let found = self.destinations.read_slot(shard, slot, |d| {
-                    let d = d?;
-                    key.clear();
-                    key.push_str(d.key());
-                    payers.clear();
-                    payers.extend(d.payers());
-                    Some(())
-                });
-                if found.is_none() {
+                if !self.copy_destination(shard, slot, &mut key, &mut payers) {
                     continue;
                 }
                 match users.index(DEST | u64::from(did)) {
@@ -1085,15 +1098,7 @@ impl State {
                     // Written with its only payer (version 4).
                     continue;
                 }
-                let found = self.destinations.read_slot(shard, slot, |d| {
-                    let d = d?;
-                    key.clear();
-                    key.push_str(d.key());
-                    payers.clear();
-                    payers.extend(d.payers());
-                    Some(())
-                });
-                if found.is_none() {
+                if !self.copy_destination(shard, slot, &mut key, &mut payers) {
                     continue;
                 }
                 enc.record_key(DEST | u64::from(did), &key);
