@@ -712,6 +712,24 @@ impl Encoder {
     }
 
     /// Hands the buffer to the sink once it is big enough (never while a record is locked).
+    /// [`Encoder::drain`] when the segment is written straight to a sink (the first one);
+    /// the others stay in memory until every segment is done.
+    fn drain_to<E>(&mut self, sink: &mut Sink<'_, E>) -> Result<(), E> {
+        match sink.as_mut() {
+            Some(sink) => self.drain(sink, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends a segment's section (a zero count) and writes out what is left for a sink.
+    fn end_segment<E>(&mut self, sink: &mut Sink<'_, E>) -> Result<(), E> {
+        self.varint(0);
+        match sink.as_mut() {
+            Some(sink) => self.drain(sink, true),
+            None => Ok(()),
+        }
+    }
+
     fn drain<E>(
         &mut self,
         sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -942,16 +960,10 @@ impl State {
                     Some(())
                 });
                 counts.users += usize::from(written.is_some());
-                if let Some(sink) = sink.as_mut() {
-                    enc.drain(sink, false)?;
-                }
+                enc.drain_to(&mut sink)?;
             }
         }
-        enc.varint(0);
-        if let Some(sink) = sink.as_mut() {
-            enc.drain(sink, true)?;
-        }
-        Ok(())
+        enc.end_segment(&mut sink)
     }
 
     /// The destinations of `shards` (version 5) not written inline, into `enc` (see
@@ -1007,16 +1019,10 @@ impl State {
                     }
                 }
                 counts.destinations += 1;
-                if let Some(sink) = sink.as_mut() {
-                    enc.drain(sink, false)?;
-                }
+                enc.drain_to(&mut sink)?;
             }
         }
-        enc.varint(0);
-        if let Some(sink) = sink.as_mut() {
-            enc.drain(sink, true)?;
-        }
-        Ok(())
+        enc.end_segment(&mut sink)
     }
 
     /// [`State::encode`] in format version 4, 3, 2 or 1.
