@@ -801,41 +801,39 @@ impl State {
         let mut counts = Counts::default();
         let mut lengths = Vec::with_capacity(2 * SEGMENTS);
 
-        let (first, others) = std::thread::scope(|scope| {
-            let claims = &claims;
-            let others: Vec<_> = (1..SEGMENTS)
-                .map(|i| {
-                    scope.spawn(move || {
-                        let mut enc = Encoder::new(5, 1 << 20, strings);
-                        let mut counts = Counts::default();
-                        let done = self.encode_users::<std::convert::Infallible>(
-                            &mut enc,
-                            segment(i),
-                            claims,
-                            &mut counts,
-                            None,
-                        );
-                        // Nothing to fail without a sink.
-                        let Ok(()) = done;
-                        (enc, counts)
-                    })
-                })
-                .collect();
-            let mut enc = Encoder::new(5, CHUNK + 4096, strings);
-            let mut streamed = 0;
-            let done = self.encode_users(
-                &mut enc,
-                segment(0),
-                claims,
-                &mut counts,
-                Some(&mut |chunk: &[u8]| {
-                    streamed += chunk.len();
-                    sink(chunk)
-                }),
-            );
-            let others: Vec<_> = others.into_iter().map(joined).collect();
-            (done.map(|()| (enc, streamed)), others)
-        });
+        let claims = &claims;
+        let (first, others) = first_here_others_spawned(
+            SEGMENTS,
+            || {
+                let mut enc = Encoder::new(5, CHUNK + 4096, strings);
+                let mut streamed = 0;
+                let done = self.encode_users(
+                    &mut enc,
+                    segment(0),
+                    claims,
+                    &mut counts,
+                    Some(&mut |chunk: &[u8]| {
+                        streamed += chunk.len();
+                        sink(chunk)
+                    }),
+                );
+                done.map(|()| (enc, streamed))
+            },
+            |i| {
+                let mut enc = Encoder::new(5, 1 << 20, strings);
+                let mut counts = Counts::default();
+                let done = self.encode_users::<std::convert::Infallible>(
+                    &mut enc,
+                    segment(i),
+                    claims,
+                    &mut counts,
+                    None,
+                );
+                // Nothing to fail without a sink.
+                let Ok(()) = done;
+                (enc, counts)
+            },
+        );
         let (first, streamed) = first?;
         let mut users = vec![first];
         lengths.push(streamed);
@@ -862,43 +860,41 @@ impl State {
             users: &users,
             offsets: &offsets,
         };
-        let (first, others) = std::thread::scope(|scope| {
-            let (claims, view) = (&claims, &view);
-            let others: Vec<_> = (1..SEGMENTS)
-                .map(|i| {
-                    scope.spawn(move || {
-                        let mut enc = Encoder::new(5, 1 << 20, 0);
-                        let mut counts = Counts::default();
-                        let done = self.encode_destinations::<std::convert::Infallible>(
-                            &mut enc,
-                            segment(i),
-                            claims,
-                            view,
-                            &mut counts,
-                            None,
-                        );
-                        // Nothing to fail without a sink.
-                        let Ok(()) = done;
-                        (enc, counts)
-                    })
-                })
-                .collect();
-            let mut enc = Encoder::new(5, CHUNK + 4096, 0);
-            let mut streamed = 0;
-            let done = self.encode_destinations(
-                &mut enc,
-                segment(0),
-                claims,
-                view,
-                &mut counts,
-                Some(&mut |chunk: &[u8]| {
-                    streamed += chunk.len();
-                    sink(chunk)
-                }),
-            );
-            let others: Vec<_> = others.into_iter().map(joined).collect();
-            (done.map(|()| streamed), others)
-        });
+        let view = &view;
+        let (first, others) = first_here_others_spawned(
+            SEGMENTS,
+            || {
+                let mut enc = Encoder::new(5, CHUNK + 4096, 0);
+                let mut streamed = 0;
+                let done = self.encode_destinations(
+                    &mut enc,
+                    segment(0),
+                    claims,
+                    view,
+                    &mut counts,
+                    Some(&mut |chunk: &[u8]| {
+                        streamed += chunk.len();
+                        sink(chunk)
+                    }),
+                );
+                done.map(|()| streamed)
+            },
+            |i| {
+                let mut enc = Encoder::new(5, 1 << 20, 0);
+                let mut counts = Counts::default();
+                let done = self.encode_destinations::<std::convert::Infallible>(
+                    &mut enc,
+                    segment(i),
+                    claims,
+                    view,
+                    &mut counts,
+                    None,
+                );
+                // Nothing to fail without a sink.
+                let Ok(()) = done;
+                (enc, counts)
+            },
+        );
         lengths.push(first?);
         for (enc, more) in others {
             sink(&enc.buf)?;
@@ -1159,6 +1155,21 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         Ok(value) => value,
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// Runs `first` on this thread while `other(1)` to `other(n - 1)` run on threads of their own;
+/// the others' results in order. How a save or a load spreads its segments over the cores.
+fn first_here_others_spawned<A, B: Send>(
+    n: usize,
+    first: impl FnOnce() -> A,
+    other: impl Fn(usize) -> B + Sync,
+) -> (A, Vec<B>) {
+    std::thread::scope(|scope| {
+        let other = &other;
+        let others: Vec<_> = (1..n).map(|i| scope.spawn(move || other(i))).collect();
+        let first = first();
+        (first, others.into_iter().map(joined).collect())
+    })
 }
 
 /// One flag per destination slot at the start of a save (version 5): set when the
@@ -2643,45 +2654,31 @@ fn decode_v5(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
     let slice = |r: &Range<usize>| bytes.get(r.clone()).unwrap_or_default();
     let strings = (user_hint + dest_hint) / segments;
     let (user_ranges, dest_ranges) = ranges.split_at(segments);
-    let decoded: Vec<_> = std::thread::scope(|scope| {
-        let tables = &tables;
-        let others: Vec<_> = user_ranges
-            .iter()
-            .skip(1)
-            .map(|r| {
-                scope.spawn(move || decode_users_segment(slice(r), base + r.start, tables, strings))
-            })
-            .collect();
-        let first = user_ranges
-            .first()
-            .map(|r| decode_users_segment(slice(r), base + r.start, tables, strings));
-        first
-            .into_iter()
-            .chain(others.into_iter().map(joined))
-            .collect()
-    });
-    let user_segments = decoded.into_iter().collect::<DecodeResult<Vec<_>>>()?;
+    let tables = &tables;
+    let users_of =
+        |r: &Range<usize>| decode_users_segment(slice(r), base + r.start, tables, strings);
+    let (first, others) = first_here_others_spawned(
+        user_ranges.len(),
+        || user_ranges.first().map(users_of),
+        |i| user_ranges.get(i).map(users_of),
+    );
+    let user_segments = first
+        .into_iter()
+        .chain(others.into_iter().flatten())
+        .collect::<DecodeResult<Vec<_>>>()?;
     let user_segments = &user_segments;
-    let decoded: Vec<_> = std::thread::scope(|scope| {
-        let tables = &tables;
-        let others: Vec<_> = dest_ranges
-            .iter()
-            .skip(1)
-            .map(|r| {
-                scope.spawn(move || {
-                    decode_destinations_segment(slice(r), base + r.start, tables, user_segments)
-                })
-            })
-            .collect();
-        let first = dest_ranges
-            .first()
-            .map(|r| decode_destinations_segment(slice(r), base + r.start, tables, user_segments));
-        first
-            .into_iter()
-            .chain(others.into_iter().map(joined))
-            .collect()
-    });
-    let dest_segments = decoded.into_iter().collect::<DecodeResult<Vec<_>>>()?;
+    let destinations_of = |r: &Range<usize>| {
+        decode_destinations_segment(slice(r), base + r.start, tables, user_segments)
+    };
+    let (first, others) = first_here_others_spawned(
+        dest_ranges.len(),
+        || dest_ranges.first().map(destinations_of),
+        |i| dest_ranges.get(i).map(destinations_of),
+    );
+    let dest_segments = first
+        .into_iter()
+        .chain(others.into_iter().flatten())
+        .collect::<DecodeResult<Vec<_>>>()?;
 
     // Each destination's record once, inline or in the destinations' segments (counted in a
     // dense array by id rather than a set).
