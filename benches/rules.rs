@@ -467,6 +467,8 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
                     dest_last_amount_usd: 0.0,
                     dest_rising_run: 0,
                     dest_others_since_first: 0,
+                    dest_first_amount_usd: 0.0,
+                    dest_rises: 0,
                 },
                 watchlists,
             }

@@ -546,6 +546,35 @@ fn dest_prior_last_and_rising_run_follow_the_payments_to_the_destination() {
     );
 }
 
+/// Extensions: the first payment to this destination, and how many payments to it rose, counted
+/// over all of them (a fall does not reset the count as it resets `dest_rising_run`).
+#[test]
+fn dest_first_amount_and_rises_count_every_payment_to_the_destination() {
+    let history = [
+        h("0", "u", T - 60 * DAY, 7.0, "E"),
+        h("1", "u", T - 50 * DAY, 100.0, "D"),
+        h("2", "u", T - 40 * DAY, 90.0, "D"),
+        h("3", "u", T - 30 * DAY, 120.0, "D"),
+        h("other-user", "v", T - 25 * DAY, 5000.0, "D"),
+        wd("cancel", "u", &at(T - 22 * DAY), 1000.0, "D")
+            .cancelled()
+            .line(),
+        h("4", "u", T - 20 * DAY, 150.0, "D"),
+        h("5", "u", T - 10 * DAY, 150.0, "D"),
+        h("6", "u", T - 5 * DAY, 160.0, "D"),
+        h("7", "u", T - DAY, 200.0, "D"),
+    ];
+    let f = tx_after(&history, &now("u", "D")).features;
+    // Rises: 120 over 90, 150 over 120, 160 over 150, 200 over 160 (not 90, not the equal 150).
+    assert_eq!((f.dest_first_amount_usd, f.dest_rises), (100.0, 4));
+    let g = tx_after(&history[..3], &now("u", "D")).features;
+    assert_eq!((g.dest_first_amount_usd, g.dest_rises), (100.0, 0));
+    let fresh = tx_after(&history, &now("u", "New")).features;
+    assert_eq!((fresh.dest_first_amount_usd, fresh.dest_rises), (0.0, 0));
+    let other = tx_after(&history, &now("u", "E")).features;
+    assert_eq!((other.dest_first_amount_usd, other.dest_rises), (7.0, 0));
+}
+
 /// Extension: withdrawals to other destinations since the first one to this destination.
 #[test]
 fn dest_others_since_first_counts_other_payees_after_the_first_payment() {
@@ -651,10 +680,11 @@ fn a_rule_sees_every_field_with_its_contract_type() {
         let strings = ["id", "user_id", "asset", "network", "country", "locale", "referral", "destination"];
         for k in strings { if type_of(tx[k]) != "string" { throw k + " is " + type_of(tx[k]); } }
         let ints = ["account_age_days", "prior_withdrawals", "withdrawals_24h", "dest_users_24h", "dest_users_30d",
-                    "dest_prior_withdrawals", "dest_rising_run", "dest_others_since_first"];
+                    "dest_prior_withdrawals", "dest_rising_run", "dest_others_since_first", "dest_rises"];
         for k in ints { if type_of(tx[k]) != "i64" { throw k + " is " + type_of(tx[k]); } }
         let floats = ["amount_usd", "amount_usd_24h", "median_amount_usd_90d", "hours_since_password_reset",
-                      "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd"];
+                      "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd",
+                      "dest_first_amount_usd"];
         for k in floats { if type_of(tx[k]) != "f64" { throw k + " is " + type_of(tx[k]); } }
         if type_of(tx.is_new_address) != "bool" { throw "is_new_address"; }
         if type_of(tx.watchlists) != "array" { throw "watchlists"; }

@@ -283,6 +283,20 @@ fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
                 "dest_others_since_first, {}",
                 ctx
             );
+            let first_amount = to_dest.first().map_or(0.0, |p| p.amount);
+            prop_assert_eq!(
+                f.dest_first_amount_usd.to_bits(),
+                first_amount.to_bits(),
+                "dest_first_amount_usd {} vs {}, {}",
+                f.dest_first_amount_usd,
+                first_amount,
+                ctx
+            );
+            let rises = to_dest
+                .windows(2)
+                .filter(|w| w[1].amount > w[0].amount)
+                .count() as i64;
+            prop_assert_eq!(f.dest_rises, rises, "dest_rises, {}", ctx);
             prop_assert_eq!(&tx.destination, &dest);
         }
         stream.process(&scorer, Ok(&line)).unwrap();

@@ -42,6 +42,8 @@ fn field(tx: &Tx, name: &str) -> Value {
         "dest_last_amount_usd" => float(f.dest_last_amount_usd),
         "dest_rising_run" => json!(f.dest_rising_run),
         "dest_others_since_first" => json!(f.dest_others_since_first),
+        "dest_first_amount_usd" => float(f.dest_first_amount_usd),
+        "dest_rises" => json!(f.dest_rises),
         "watchlists" => json!(tx.watchlists),
         other => panic!("expect_tx names unknown field {other}"),
     }

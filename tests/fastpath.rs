@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use riskgate::rules::RuleProbe;
 use riskgate::{Outcome, Tx, TxFeatures};
 
-const INT_FIELDS: [&str; 8] = [
+const INT_FIELDS: [&str; 9] = [
     "account_age_days",
     "prior_withdrawals",
     "withdrawals_24h",
@@ -20,8 +20,9 @@ const INT_FIELDS: [&str; 8] = [
     "dest_prior_withdrawals",
     "dest_rising_run",
     "dest_others_since_first",
+    "dest_rises",
 ];
-const FLOAT_FIELDS: [&str; 9] = [
+const FLOAT_FIELDS: [&str; 10] = [
     "amount_usd",
     "amount_usd_24h",
     "median_amount_usd_90d",
@@ -30,6 +31,7 @@ const FLOAT_FIELDS: [&str; 9] = [
     "dest_first_used_days",
     "dest_amount_usd_30d",
     "dest_last_amount_usd",
+    "dest_first_amount_usd",
     "amount_usd",
 ];
 const STR_FIELDS: [&str; 8] = [
@@ -98,8 +100,8 @@ prop_compose! {
     fn tx()(
         strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
-        ints in proptest::collection::vec(int_value(), 8),
-        floats in proptest::collection::vec(float_value(), 7),
+        ints in proptest::collection::vec(int_value(), 9),
+        floats in proptest::collection::vec(float_value(), 8),
         is_new_address in any::<bool>(),
         lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
     ) -> Tx {
@@ -115,7 +117,7 @@ prop_compose! {
                 device_age_hours: x(3), dest_users_24h: n(3), dest_users_30d: n(4),
                 dest_first_used_days: x(4), dest_amount_usd_30d: x(5),
                 dest_prior_withdrawals: n(5), dest_last_amount_usd: x(6), dest_rising_run: n(6),
-                dest_others_since_first: n(7),
+                dest_others_since_first: n(7), dest_first_amount_usd: x(7), dest_rises: n(8),
             },
             watchlists: lists.into_iter().map(str::to_string).collect(),
         }
@@ -308,6 +310,8 @@ fn sample_tx() -> Tx {
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
             dest_others_since_first: 0,
+            dest_first_amount_usd: 0.0,
+            dest_rises: 0,
         },
         watchlists: vec!["hk-police/scameter".into()],
     }
@@ -609,6 +613,7 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "dest_prior_withdrawals" => f.dest_prior_withdrawals = n,
         "dest_rising_run" => f.dest_rising_run = n,
         "dest_others_since_first" => f.dest_others_since_first = n,
+        "dest_rises" => f.dest_rises = n,
         "amount_usd" => tx.amount_usd = value,
         "amount_usd_24h" => f.amount_usd_24h = value,
         "median_amount_usd_90d" => f.median_amount_usd_90d = value,
@@ -617,6 +622,7 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "dest_first_used_days" => f.dest_first_used_days = value,
         "dest_amount_usd_30d" => f.dest_amount_usd_30d = value,
         "dest_last_amount_usd" => f.dest_last_amount_usd = value,
+        "dest_first_amount_usd" => f.dest_first_amount_usd = value,
         other => panic!("not a numeric field: {other}"),
     }
 }

@@ -121,6 +121,8 @@ fn tx(amount_usd: f64, account_age_days: i64, referral: &str, lists: &[&str]) ->
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
             dest_others_since_first: 0,
+            dest_first_amount_usd: 0.0,
+            dest_rises: 0,
         },
         watchlists: lists.iter().map(|s| s.to_string()).collect(),
     }

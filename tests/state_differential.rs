@@ -135,6 +135,11 @@ impl Model {
                 .skip_while(|p| p.dest != dest)
                 .filter(|p| p.dest != dest)
                 .count() as i64,
+            dest_first_amount_usd: to_dest.first().map_or(0.0, |p| p.amount),
+            dest_rises: to_dest
+                .windows(2)
+                .filter(|w| w[1].amount > w[0].amount)
+                .count() as i64,
         }
     }
 
@@ -180,7 +185,7 @@ impl Model {
 }
 
 /// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
-fn bits(f: &TxFeatures) -> [(&'static str, u64); 16] {
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 18] {
     [
         ("account_age_days", f.account_age_days as u64),
         ("is_new_address", u64::from(f.is_new_address)),
@@ -201,6 +206,8 @@ fn bits(f: &TxFeatures) -> [(&'static str, u64); 16] {
         ("dest_last_amount_usd", f.dest_last_amount_usd.to_bits()),
         ("dest_rising_run", f.dest_rising_run as u64),
         ("dest_others_since_first", f.dest_others_since_first as u64),
+        ("dest_first_amount_usd", f.dest_first_amount_usd.to_bits()),
+        ("dest_rises", f.dest_rises as u64),
     ]
 }
 

@@ -82,17 +82,17 @@ pub(crate) struct TxView<'a> {
     /// The length in bytes of the longest string field (see `fastpath::FAST_TEXT_LIMIT`).
     pub(crate) longest_text: usize,
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
-    pub(crate) ints: [i64; 8],
+    pub(crate) ints: [i64; 9],
     /// The float fields as a table, for the fast path.
-    pub(crate) floats: [f64; 8],
+    pub(crate) floats: [f64; 9],
 }
 
 impl<'a> TxView<'a> {
     /// A view with the fast path's tables filled in: `ints` = account_age_days,
     /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d,
-    /// dest_prior_withdrawals, dest_rising_run, dest_others_since_first; `floats` = amount_usd, amount_usd_24h,
+    /// dest_prior_withdrawals, dest_rising_run, dest_others_since_first, dest_rises; `floats` = amount_usd, amount_usd_24h,
     /// median_amount_usd_90d, hours_since_password_reset, device_age_hours,
-    /// dest_first_used_days, dest_amount_usd_30d, dest_last_amount_usd.
+    /// dest_first_used_days, dest_amount_usd_30d, dest_last_amount_usd, dest_first_amount_usd.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         strings: [&'a str; 8],
@@ -114,6 +114,7 @@ impl<'a> TxView<'a> {
                 f.dest_prior_withdrawals,
                 f.dest_rising_run,
                 f.dest_others_since_first,
+                f.dest_rises,
             ],
             floats: [
                 amount_usd,
@@ -124,6 +125,7 @@ impl<'a> TxView<'a> {
                 f.dest_first_used_days,
                 f.dest_amount_usd_30d,
                 f.dest_last_amount_usd,
+                f.dest_first_amount_usd,
             ],
             features,
             watchlists,
@@ -170,6 +172,8 @@ impl<'a> TxView<'a> {
         put("dest_last_amount_usd", f.dest_last_amount_usd.into());
         put("dest_rising_run", f.dest_rising_run.into());
         put("dest_others_since_first", f.dest_others_since_first.into());
+        put("dest_first_amount_usd", f.dest_first_amount_usd.into());
+        put("dest_rises", f.dest_rises.into());
         put(
             "watchlists",
             Dynamic::from_array(self.watchlists.to_array()),

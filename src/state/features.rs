@@ -45,6 +45,12 @@ pub struct TxFeatures {
     /// Extension: the user's history withdrawals to other destinations recorded after the first
     /// one to this destination (0 when none went to it).
     pub dest_others_since_first: i64,
+    /// Extension: `amount_usd` of the user's first recorded history withdrawal to this
+    /// destination; 0.0 when none.
+    pub dest_first_amount_usd: f64,
+    /// Extension: how many of the user's history withdrawals to this destination were larger
+    /// than the one before to it, over all of them (a run broken by a fall still counts).
+    pub dest_rises: i64,
 }
 
 impl TxFeatures {
@@ -74,6 +80,8 @@ impl TxFeatures {
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
             dest_others_since_first: 0,
+            dest_first_amount_usd: 0.0,
+            dest_rises: 0,
         }
     }
 }

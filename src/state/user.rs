@@ -345,8 +345,12 @@ impl UserRecord {
             if Some(e.dest) == dest_index {
                 if f.dest_prior_withdrawals > 0 && e.amount_usd > f.dest_last_amount_usd {
                     f.dest_rising_run += 1;
+                    f.dest_rises += 1;
                 } else {
                     f.dest_rising_run = 0;
+                }
+                if f.dest_prior_withdrawals == 0 {
+                    f.dest_first_amount_usd = e.amount_usd;
                 }
                 f.dest_prior_withdrawals += 1;
                 f.dest_last_amount_usd = e.amount_usd;

@@ -262,6 +262,8 @@ mod tests {
             dest_last_amount_usd: 0.0,
             dest_rising_run: 0,
             dest_others_since_first: 0,
+            dest_first_amount_usd: 0.0,
+            dest_rises: 0,
         }
     }
 

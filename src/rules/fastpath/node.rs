@@ -41,6 +41,8 @@ pub(super) enum Field {
     DestLastAmountUsd,
     DestRisingRun,
     DestOthersSinceFirst,
+    DestFirstAmountUsd,
+    DestRises,
     Watchlists,
 }
 
@@ -72,6 +74,8 @@ impl Field {
             "dest_last_amount_usd" => Field::DestLastAmountUsd,
             "dest_rising_run" => Field::DestRisingRun,
             "dest_others_since_first" => Field::DestOthersSinceFirst,
+            "dest_first_amount_usd" => Field::DestFirstAmountUsd,
+            "dest_rises" => Field::DestRises,
             "watchlists" => Field::Watchlists,
             _ => return None,
         })
@@ -94,7 +98,8 @@ impl Field {
             | Field::DestUsers30d
             | Field::DestPriorWithdrawals
             | Field::DestRisingRun
-            | Field::DestOthersSinceFirst => INT,
+            | Field::DestOthersSinceFirst
+            | Field::DestRises => INT,
             Field::IsNewAddress => BOOL,
             Field::AmountUsd
             | Field::AmountUsd24h
@@ -103,7 +108,8 @@ impl Field {
             | Field::DeviceAgeHours
             | Field::DestFirstUsedDays
             | Field::DestAmountUsd30d
-            | Field::DestLastAmountUsd => FLOAT,
+            | Field::DestLastAmountUsd
+            | Field::DestFirstAmountUsd => FLOAT,
             Field::Watchlists => WATCH,
         }
     }
@@ -119,6 +125,7 @@ impl Field {
             Field::DestPriorWithdrawals => 5,
             Field::DestRisingRun => 6,
             Field::DestOthersSinceFirst => 7,
+            Field::DestRises => 8,
             _ => return None,
         })
     }
@@ -149,6 +156,7 @@ impl Field {
             Field::DestFirstUsedDays => 5,
             Field::DestAmountUsd30d => 6,
             Field::DestLastAmountUsd => 7,
+            Field::DestFirstAmountUsd => 8,
             _ => return None,
         })
     }
@@ -182,6 +190,8 @@ impl Field {
             Field::DestLastAmountUsd => Val::Float(f.dest_last_amount_usd),
             Field::DestRisingRun => Val::Int(f.dest_rising_run),
             Field::DestOthersSinceFirst => Val::Int(f.dest_others_since_first),
+            Field::DestFirstAmountUsd => Val::Float(f.dest_first_amount_usd),
+            Field::DestRises => Val::Int(f.dest_rises),
             // Never compiled as a value (only as the right side of `in`).
             Field::Watchlists => Val::Unit,
         }
