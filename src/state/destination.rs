@@ -260,28 +260,105 @@ fn latest_at(data: &[u8], at: usize, frame: Frame) -> i64 {
     frame.time(value_at(data, at + USER, frame.width))
 }
 
-/// The key (see [`Frame::key`]) of the latest time at `at`.
-#[inline]
-fn latest_key_at(data: &[u8], at: usize, frame: Frame) -> i64 {
-    frame.key(value_at(data, at + USER, frame.width))
+/// The `W`-byte value at `at` of one payer's bytes (0 past them). `W` is a constant so that
+/// the payer walks below compile to fixed-size loads for each width.
+#[inline(always)]
+fn value_w<const W: usize>(payer: &[u8], at: usize) -> u64 {
+    let mut b = [0_u8; 8];
+    if let (Some(dst), Some(src)) = (b.get_mut(..W), payer.get(at..at + W)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from_le_bytes(b)
 }
 
-/// The key of the latest of the payer's times (newest first) whose key is at or below
-/// `now_key` (`None` when there is none): it alone decides whether any time lies in a window
-/// ending at `now`.
-#[inline]
-fn latest_key_at_or_before(data: &[u8], at: usize, frame: Frame, now_key: i64) -> Option<i64> {
-    let none = frame.none_key();
-    for i in 0..frame.slots {
-        let k = frame.key(value_at(data, at + USER + i * frame.width, frame.width));
-        if k == none {
-            break;
+#[inline(always)]
+fn user_w(payer: &[u8]) -> u32 {
+    payer
+        .first_chunk::<4>()
+        .map_or(u32::MAX, |b| u32::from_le_bytes(*b))
+}
+
+/// The payers' bytes (`n` at a stride), without the room kept for more.
+fn payer_bytes<'a>(data: &'a [u8], h: &Head) -> &'a [u8] {
+    data.get(h.payers..h.payer_at(h.n)).unwrap_or_default()
+}
+
+/// Calls `f::<W>` with the frame's width as a constant (1 to 8).
+macro_rules! by_width {
+    ($width:expr, $f:ident($($arg:expr),*)) => {
+        match $width {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            _ => $f::<8>($($arg),*),
         }
-        if k <= now_key {
-            return Some(k);
+    };
+}
+
+/// [`DestRecord::other_users`]'s walk at width `W`: the payers other than `me` whose latest
+/// time at or before `now` (as keys, see [`Frame::key`]) lies after `day_key` and after
+/// `month_key`. A payer's first slot is its newest time: only when that lies after `now`
+/// (events out of order) are its other slots read.
+#[inline(never)]
+fn count_others<const W: usize>(
+    payers: &[u8],
+    frame: Frame,
+    me: Option<u32>,
+    [now_key, day_key, month_key]: [i64; 3],
+) -> (i64, i64) {
+    let none = frame.none_key();
+    let (me, has_me) = (me.unwrap_or(0), me.is_some());
+    let (mut day, mut month) = (0_i64, 0_i64);
+    for payer in payers.chunks_exact(frame.stride()) {
+        let mut latest = frame.key(value_w::<W>(payer, USER));
+        let mut found = latest != none && latest <= now_key;
+        if !found && latest != none {
+            for i in 1..frame.slots {
+                latest = frame.key(value_w::<W>(payer, USER + i * W));
+                if latest == none {
+                    break;
+                }
+                if latest <= now_key {
+                    found = true;
+                    break;
+                }
+            }
+        }
+        let counted = found && latest > month_key && !(has_me && user_w(payer) == me);
+        month += i64::from(counted);
+        day += i64::from(counted && latest > day_key);
+    }
+    (day, month)
+}
+
+/// What [`DestRecord::record`] needs of every payer, at width `W`: the newest latest time
+/// and the stalest (its key and index; the first of equal ones), as keys, and where `user`
+/// is.
+#[inline(never)]
+fn walk_payers<const W: usize>(
+    payers: &[u8],
+    frame: Frame,
+    user: u32,
+) -> (i64, (i64, usize), Option<usize>) {
+    let mut newest = i64::MIN;
+    let mut stalest = (i64::MAX, 0);
+    let mut found = None;
+    for (i, payer) in payers.chunks_exact(frame.stride()).enumerate() {
+        let latest = frame.key(value_w::<W>(payer, USER));
+        newest = newest.max(latest);
+        if latest < stalest.0 {
+            stalest = (latest, i);
+        }
+        // A user is a payer at most once.
+        if user_w(payer) == user {
+            found = Some(i);
         }
     }
-    None
+    (newest, stalest, found)
 }
 
 /// Writes a payer; times must fit `frame` (see [`Frame::holds`]; one that does not is
@@ -374,6 +451,35 @@ impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
         DestRecord::build(0, key, &[])
+    }
+
+    /// A destination with no payers yet, about to be paid at `ts`: its frame is the one the
+    /// first payment would re-encode it into (unchanged when the empty frame already holds
+    /// `ts`, so the bytes after that payment are what [`DestRecord::new`] then
+    /// [`DestRecord::record`] write), with room for that payer. Saves the re-encode (a
+    /// time that is not whole seconds) and the `realloc` of every new destination's first
+    /// payment.
+    pub(crate) fn new_at(key: &str, ts: i64) -> DestRecord {
+        let empty = Frame::fitting(std::iter::empty(), 1);
+        let frame = if empty.value(ts).is_some() {
+            empty
+        } else {
+            Frame::fitting(std::iter::once(ts), 1)
+        };
+        let mut record = DestRecord::default();
+        with_scratch(|scratch| {
+            let data = &mut scratch.bytes;
+            data.clear();
+            data.extend_from_slice(&0_u32.to_le_bytes());
+            data.extend_from_slice(&0_u16.to_le_bytes());
+            data.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
+            data.varint(key.len() as u64);
+            data.extend_from_slice(key.as_bytes());
+            data.delta(0, frame.base);
+            data.resize(data.len() + frame.stride(), 0);
+            record.store(data);
+        });
+        record
     }
 
     /// A record of `refs`, `key` and `payers`, in the smallest frame holding them (one
@@ -481,19 +587,9 @@ impl DestRecord {
         let now_key = h.frame.at_or_before(now);
         let day_key = h.frame.at_or_before(day_start);
         let month_key = h.frame.at_or_before(month_start);
-        let mut day = 0;
-        let mut month = 0;
-        for i in 0..h.n {
-            let at = h.payer_at(i);
-            // In `(now - span, now]` for some time iff the latest at or before `now` is.
-            if let Some(latest) = latest_key_at_or_before(data, at, h.frame, now_key) {
-                if latest > month_key && Some(user_at(data, at)) != user {
-                    month += 1;
-                    day += i64::from(latest > day_key);
-                }
-            }
-        }
-        (day, month)
+        let keys = [now_key, day_key, month_key];
+        let payers = payer_bytes(data, &h);
+        by_width!(h.frame.width, count_others(payers, h.frame, user, keys))
     }
 
     /// Remembers that `user` paid this destination at `ts`: one walk over the payers (finding
@@ -502,21 +598,10 @@ impl DestRecord {
     /// retention) are appended to `dropped`.
     pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
         let h = self.head();
-        let mut found = None;
         // Compared as keys (ordered as the times), decoded once after the walk.
-        let mut newest_key = i64::MIN;
-        let mut stalest = (i64::MAX, 0);
-        for i in 0..h.n {
-            let at = h.payer_at(i);
-            let latest = latest_key_at(&self.data, at, h.frame);
-            newest_key = newest_key.max(latest);
-            if latest < stalest.0 {
-                stalest = (latest, i);
-            }
-            if found.is_none() && user_at(&self.data, at) == user {
-                found = Some(i);
-            }
-        }
+        let payers = payer_bytes(&self.data, &h);
+        let (newest_key, stalest, found) =
+            by_width!(h.frame.width, walk_payers(payers, h.frame, user));
         let (before, oldest) = if h.n == 0 {
             (NONE, i64::MAX)
         } else {
@@ -837,6 +922,37 @@ mod tests {
             d.payers().collect::<Vec<_>>(),
             [(500, times(&[late])), (501, times(&[late + S]))]
         );
+    }
+
+    /// A destination made for its first payment writes, once paid, the very bytes of one
+    /// made empty and then paid, whatever the time's unit and size.
+    #[test]
+    fn made_for_its_first_payment_is_made_empty_then_paid() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        for ts in [
+            base,
+            base + 1_000,
+            base + 7,
+            0,
+            -S,
+            -1,
+            5_000 * 365 * 86_400 * S,
+            i64::MAX,
+            i64::MIN + 1,
+        ] {
+            let mut empty = DestRecord::new("Tfirst");
+            let mut made = DestRecord::new_at("Tfirst", ts);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            assert!(empty.record(42, ts, &mut a));
+            assert!(made.record(42, ts, &mut b));
+            assert_eq!(made.data, empty.data, "at {ts}");
+            assert_eq!(made.payers().collect::<Vec<_>>(), [(42, times(&[ts]))]);
+            // And so after a second payer.
+            assert!(empty.record(7, ts.saturating_add(S), &mut a));
+            assert!(made.record(7, ts.saturating_add(S), &mut b));
+            assert_eq!(made.data, empty.data, "at {ts}");
+        }
     }
 
     #[test]

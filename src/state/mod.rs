@@ -237,7 +237,7 @@ impl State {
         let mut dropped_users = Vec::new();
         let recorded = self.destinations.write(
             &destination,
-            || DestRecord::new(&destination),
+            || DestRecord::new_at(&destination, ts),
             |did, d| {
                 d.add_refs(1);
                 (did, d.record(uid, ts, &mut dropped_users))
