@@ -311,26 +311,27 @@ fn count_others<const W: usize>(
     [now_key, day_key, month_key]: [i64; 3],
 ) -> (i64, i64) {
     let none = frame.none_key();
-    let (me, has_me) = (me.unwrap_or(0), me.is_some());
+    // Never a user id when there is no `me` (ids are `u32`).
+    let me = me.map_or(u64::MAX, u64::from);
     let (mut day, mut month) = (0_i64, 0_i64);
     for payer in payers.chunks_exact(frame.stride()) {
         let mut latest = frame.key(value_w::<W>(payer, USER));
-        let mut found = latest != none && latest <= now_key;
-        if !found && latest != none {
+        if latest > now_key {
+            // Out of order: the latest of the other slots at or before `now`, if any.
+            let mut found = none;
             for i in 1..frame.slots {
-                latest = frame.key(value_w::<W>(payer, USER + i * W));
-                if latest == none {
-                    break;
-                }
-                if latest <= now_key {
-                    found = true;
+                let k = frame.key(value_w::<W>(payer, USER + i * W));
+                if k == none || k <= now_key {
+                    found = k;
                     break;
                 }
             }
+            latest = found;
         }
-        let counted = found && latest > month_key && !(has_me && user_w(payer) == me);
+        // Without branches (the outcomes mix): `&` of the three, not `&&`.
+        let counted = (latest != none) & (latest > month_key) & (u64::from(user_w(payer)) != me);
         month += i64::from(counted);
-        day += i64::from(counted && latest > day_key);
+        day += i64::from(counted & (latest > day_key));
     }
     (day, month)
 }
