@@ -599,17 +599,38 @@ impl DestRecord {
     /// retention) are appended to `dropped`.
     pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
         let h = self.head();
-        // Compared as keys (ordered as the times), decoded once after the walk.
         let payers = payer_bytes(&self.data, &h);
-        let (newest_key, stalest, found) =
-            by_width!(h.frame.width, walk_payers(payers, h.frame, user));
-        let (before, oldest) = if h.n == 0 {
-            (NONE, i64::MAX)
+        // Every stored time is at or after the frame's oldest (a stored value of 1): when
+        // that lies within the retention of `ts`, no payer can be due to be forgotten, and
+        // (below the cap) the walk needs neither the newest nor the stalest payer, only where
+        // `user` is, which stops there (a busy address's payers were read whole each time).
+        let nothing_due = !h.frame.raw() && h.frame.time(1) > ts.saturating_sub(DEST_RETENTION);
+        let quick = if nothing_due {
+            let found = payers
+                .chunks_exact(h.frame.stride())
+                .position(|payer| user_w(payer) == user);
+            (found.is_some() || h.n < MAX_DEST_USERS).then_some(found)
         } else {
-            (
-                h.frame.time(newest_key as u64),
-                h.frame.time(stalest.0 as u64),
-            )
+            None
+        };
+        // `before` and `oldest` such that the retention below drops nothing.
+        let (before, oldest, stalest, found) = match quick {
+            Some(found) => (NONE, i64::MAX, (i64::MAX, 0), found),
+            None => {
+                // Compared as keys (ordered as the times), decoded once after the walk.
+                let (newest_key, stalest, found) =
+                    by_width!(h.frame.width, walk_payers(payers, h.frame, user));
+                if h.n == 0 {
+                    (NONE, i64::MAX, stalest, found)
+                } else {
+                    (
+                        h.frame.time(newest_key as u64),
+                        h.frame.time(stalest.0 as u64),
+                        stalest,
+                        found,
+                    )
+                }
+            }
         };
         let added = match found {
             Some(i) => {
