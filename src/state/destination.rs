@@ -994,6 +994,64 @@ mod tests {
         }
     }
 
+    /// `other_users` (its one pass for events in order and its exact walk otherwise) counts
+    /// what the decoded payers say, in every frame, with payments in and out of order, past
+    /// the retention and at every `now` before, among and after them.
+    #[test]
+    fn other_users_counts_what_the_payers_say() {
+        const S: i64 = 1_000_000;
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let naive = |d: &DestRecord, me: Option<u32>, now: i64| {
+            let (mut day, mut month) = (0, 0);
+            for (user, times) in d.payers() {
+                let latest = times
+                    .iter()
+                    .copied()
+                    .filter(|&t| t != NONE && t <= now)
+                    .max();
+                if let Some(t) = latest {
+                    if Some(user) != me && t > now - 30 * MICROS_PER_DAY {
+                        month += 1;
+                        day += i64::from(t > now - MICROS_PER_DAY);
+                    }
+                }
+            }
+            (day, month)
+        };
+        for round in 0..40 {
+            let mut d = DestRecord::new_at("Tcount", 1_793_491_200 * S);
+            let mut ts = 1_793_491_200 * S;
+            let mut dropped = Vec::new();
+            for _ in 0..150 {
+                ts += match next(20) {
+                    0 => -(next(40 * 86_400) as i64) * S,
+                    1 if round % 4 == 0 => DEST_RETENTION / 3,
+                    2 => next(1_000) as i64,
+                    3 => 1_000 * next(1_000) as i64,
+                    _ => next(4 * 3_600) as i64 * S,
+                };
+                let user = next(60) as u32;
+                d.record(user, ts, &mut dropped);
+                for now in [
+                    ts,
+                    ts - next(86_400) as i64 * S,
+                    ts + 40 * 86_400 * S,
+                    ts - 1,
+                ] {
+                    for me in [None, Some(user), Some(999)] {
+                        assert_eq!(d.other_users(me, now), naive(&d, me, now), "{now}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn keeps_the_latest_times_newest_first() {
         let mut times = [NONE; DEST_TIMES];
