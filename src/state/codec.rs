@@ -183,7 +183,14 @@ impl<'a> Cursor<'a> {
     /// both records hold their key.
     #[inline(always)]
     pub(crate) fn prefixed(&mut self) -> &'a [u8] {
-        let len = self.varint() as usize;
+        // Every table lookup reads a key: one byte of length for keys under 128 bytes.
+        let len = match self.data.get(self.at) {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                usize::from(b)
+            }
+            _ => self.varint() as usize,
+        };
         let start = self.at;
         self.at = start.saturating_add(len);
         self.data.get(start..self.at).unwrap_or_default()

@@ -260,28 +260,123 @@ fn latest_at(data: &[u8], at: usize, frame: Frame) -> i64 {
     frame.time(value_at(data, at + USER, frame.width))
 }
 
-/// The key (see [`Frame::key`]) of the latest time at `at`.
-#[inline]
-fn latest_key_at(data: &[u8], at: usize, frame: Frame) -> i64 {
-    frame.key(value_at(data, at + USER, frame.width))
+/// The `W`-byte value at `at` of one payer's bytes (0 past them). `W` is a constant so that
+/// the payer walks below compile to fixed-size loads for each width.
+#[inline(always)]
+fn value_w<const W: usize>(payer: &[u8], at: usize) -> u64 {
+    let mut b = [0_u8; 8];
+    if let (Some(dst), Some(src)) = (b.get_mut(..W), payer.get(at..at + W)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from_le_bytes(b)
 }
 
-/// The key of the latest of the payer's times (newest first) whose key is at or below
-/// `now_key` (`None` when there is none): it alone decides whether any time lies in a window
-/// ending at `now`.
-#[inline]
-fn latest_key_at_or_before(data: &[u8], at: usize, frame: Frame, now_key: i64) -> Option<i64> {
-    let none = frame.none_key();
-    for i in 0..frame.slots {
-        let k = frame.key(value_at(data, at + USER + i * frame.width, frame.width));
-        if k == none {
-            break;
+#[inline(always)]
+fn user_w(payer: &[u8]) -> u32 {
+    payer
+        .first_chunk::<4>()
+        .map_or(u32::MAX, |b| u32::from_le_bytes(*b))
+}
+
+/// The payers' bytes (`n` at a stride), without the room kept for more.
+fn payer_bytes<'a>(data: &'a [u8], h: &Head) -> &'a [u8] {
+    data.get(h.payers..h.payer_at(h.n)).unwrap_or_default()
+}
+
+/// Calls `f::<W>` with the frame's width as a constant (1 to 8).
+macro_rules! by_width {
+    ($width:expr, $f:ident($($arg:expr),*)) => {
+        match $width {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            _ => $f::<8>($($arg),*),
         }
-        if k <= now_key {
-            return Some(k);
+    };
+}
+
+/// [`DestRecord::other_users`]'s walk at width `W`: the payers other than `me` whose latest
+/// time at or before `now` (as keys, see [`Frame::key`]) lies after `day_key` and after
+/// `month_key`. A payer's first slot is its newest time: only when that lies after `now`
+/// (events out of order) are its other slots read.
+#[inline(never)]
+fn count_others<const W: usize>(
+    payers: &[u8],
+    frame: Frame,
+    me: Option<u32>,
+    [now_key, day_key, month_key]: [i64; 3],
+) -> (i64, i64) {
+    let none = frame.none_key();
+    // Never a user id when there is no `me` (ids are `u32`).
+    let me = me.map_or(u64::MAX, u64::from);
+    // The usual case first (events in order): every payer's newest time at or before `now`,
+    // so that it is the one the windows test: a pass without a branch per payer, whose
+    // largest and smallest keys then tell whether it was that case (`none` is the smallest
+    // key there is, and never a payer's newest).
+    let (mut day, mut month) = (0_i64, 0_i64);
+    let (mut newest, mut oldest) = (i64::MIN, i64::MAX);
+    for payer in payers.chunks_exact(frame.stride()) {
+        let latest = frame.key(value_w::<W>(payer, USER));
+        newest = newest.max(latest);
+        oldest = oldest.min(latest);
+        let counted = (latest > month_key) & (u64::from(user_w(payer)) != me);
+        month += i64::from(counted);
+        day += i64::from(counted & (latest > day_key));
+    }
+    if newest <= now_key && oldest > none {
+        return (day, month);
+    }
+    let (mut day, mut month) = (0_i64, 0_i64);
+    for payer in payers.chunks_exact(frame.stride()) {
+        let mut latest = frame.key(value_w::<W>(payer, USER));
+        if latest > now_key {
+            // Out of order: the latest of the other slots at or before `now`, if any.
+            let mut found = none;
+            for i in 1..frame.slots {
+                let k = frame.key(value_w::<W>(payer, USER + i * W));
+                if k == none || k <= now_key {
+                    found = k;
+                    break;
+                }
+            }
+            latest = found;
+        }
+        // Without branches (the outcomes mix): `&` of the three, not `&&`.
+        let counted = (latest != none) & (latest > month_key) & (u64::from(user_w(payer)) != me);
+        month += i64::from(counted);
+        day += i64::from(counted & (latest > day_key));
+    }
+    (day, month)
+}
+
+/// What [`DestRecord::record`] needs of every payer, at width `W`: the newest latest time
+/// and the stalest (its key and index; the first of equal ones), as keys, and where `user`
+/// is.
+#[inline(never)]
+fn walk_payers<const W: usize>(
+    payers: &[u8],
+    frame: Frame,
+    user: u32,
+) -> (i64, (i64, usize), Option<usize>) {
+    let mut newest = i64::MIN;
+    let mut stalest = (i64::MAX, 0);
+    let mut found = None;
+    for (i, payer) in payers.chunks_exact(frame.stride()).enumerate() {
+        let latest = frame.key(value_w::<W>(payer, USER));
+        newest = newest.max(latest);
+        if latest < stalest.0 {
+            stalest = (latest, i);
+        }
+        // A user is a payer at most once.
+        if user_w(payer) == user {
+            found = Some(i);
         }
     }
-    None
+    (newest, stalest, found)
 }
 
 /// Writes a payer; times must fit `frame` (see [`Frame::holds`]; one that does not is
@@ -374,6 +469,35 @@ impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
         DestRecord::build(0, key, &[])
+    }
+
+    /// A destination with no payers yet, about to be paid at `ts`: its frame is the one the
+    /// first payment would re-encode it into (unchanged when the empty frame already holds
+    /// `ts`, so the bytes after that payment are what [`DestRecord::new`] then
+    /// [`DestRecord::record`] write), with room for that payer. Saves the re-encode (a
+    /// time that is not whole seconds) and the `realloc` of every new destination's first
+    /// payment.
+    pub(crate) fn new_at(key: &str, ts: i64) -> DestRecord {
+        let empty = Frame::fitting(std::iter::empty(), 1);
+        let frame = if empty.value(ts).is_some() {
+            empty
+        } else {
+            Frame::fitting(std::iter::once(ts), 1)
+        };
+        let mut record = DestRecord::default();
+        with_scratch(|scratch| {
+            let data = &mut scratch.bytes;
+            data.clear();
+            data.extend_from_slice(&0_u32.to_le_bytes());
+            data.extend_from_slice(&0_u16.to_le_bytes());
+            data.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
+            data.varint(key.len() as u64);
+            data.extend_from_slice(key.as_bytes());
+            data.delta(0, frame.base);
+            data.resize(data.len() + frame.stride(), 0);
+            record.store(data);
+        });
+        record
     }
 
     /// A record of `refs`, `key` and `payers`, in the smallest frame holding them (one
@@ -481,19 +605,9 @@ impl DestRecord {
         let now_key = h.frame.at_or_before(now);
         let day_key = h.frame.at_or_before(day_start);
         let month_key = h.frame.at_or_before(month_start);
-        let mut day = 0;
-        let mut month = 0;
-        for i in 0..h.n {
-            let at = h.payer_at(i);
-            // In `(now - span, now]` for some time iff the latest at or before `now` is.
-            if let Some(latest) = latest_key_at_or_before(data, at, h.frame, now_key) {
-                if latest > month_key && Some(user_at(data, at)) != user {
-                    month += 1;
-                    day += i64::from(latest > day_key);
-                }
-            }
-        }
-        (day, month)
+        let keys = [now_key, day_key, month_key];
+        let payers = payer_bytes(data, &h);
+        by_width!(h.frame.width, count_others(payers, h.frame, user, keys))
     }
 
     /// Remembers that `user` paid this destination at `ts`: one walk over the payers (finding
@@ -502,28 +616,38 @@ impl DestRecord {
     /// retention) are appended to `dropped`.
     pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
         let h = self.head();
-        let mut found = None;
-        // Compared as keys (ordered as the times), decoded once after the walk.
-        let mut newest_key = i64::MIN;
-        let mut stalest = (i64::MAX, 0);
-        for i in 0..h.n {
-            let at = h.payer_at(i);
-            let latest = latest_key_at(&self.data, at, h.frame);
-            newest_key = newest_key.max(latest);
-            if latest < stalest.0 {
-                stalest = (latest, i);
-            }
-            if found.is_none() && user_at(&self.data, at) == user {
-                found = Some(i);
-            }
-        }
-        let (before, oldest) = if h.n == 0 {
-            (NONE, i64::MAX)
+        let payers = payer_bytes(&self.data, &h);
+        // Every stored time is at or after the frame's oldest (a stored value of 1): when
+        // that lies within the retention of `ts`, no payer can be due to be forgotten, and
+        // (below the cap) the walk needs neither the newest nor the stalest payer, only where
+        // `user` is, which stops there (a busy address's payers were read whole each time).
+        let nothing_due = !h.frame.raw() && h.frame.time(1) > ts.saturating_sub(DEST_RETENTION);
+        let quick = if nothing_due {
+            let found = payers
+                .chunks_exact(h.frame.stride())
+                .position(|payer| user_w(payer) == user);
+            (found.is_some() || h.n < MAX_DEST_USERS).then_some(found)
         } else {
-            (
-                h.frame.time(newest_key as u64),
-                h.frame.time(stalest.0 as u64),
-            )
+            None
+        };
+        // `before` and `oldest` such that the retention below drops nothing.
+        let (before, oldest, stalest, found) = match quick {
+            Some(found) => (NONE, i64::MAX, (i64::MAX, 0), found),
+            None => {
+                // Compared as keys (ordered as the times), decoded once after the walk.
+                let (newest_key, stalest, found) =
+                    by_width!(h.frame.width, walk_payers(payers, h.frame, user));
+                if h.n == 0 {
+                    (NONE, i64::MAX, stalest, found)
+                } else {
+                    (
+                        h.frame.time(newest_key as u64),
+                        h.frame.time(stalest.0 as u64),
+                        stalest,
+                        found,
+                    )
+                }
+            }
         };
         let added = match found {
             Some(i) => {
@@ -837,6 +961,95 @@ mod tests {
             d.payers().collect::<Vec<_>>(),
             [(500, times(&[late])), (501, times(&[late + S]))]
         );
+    }
+
+    /// A destination made for its first payment writes, once paid, the very bytes of one
+    /// made empty and then paid, whatever the time's unit and size.
+    #[test]
+    fn made_for_its_first_payment_is_made_empty_then_paid() {
+        const S: i64 = 1_000_000;
+        let base = 1_793_491_200 * S;
+        for ts in [
+            base,
+            base + 1_000,
+            base + 7,
+            0,
+            -S,
+            -1,
+            5_000 * 365 * 86_400 * S,
+            i64::MAX,
+            i64::MIN + 1,
+        ] {
+            let mut empty = DestRecord::new("Tfirst");
+            let mut made = DestRecord::new_at("Tfirst", ts);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            assert!(empty.record(42, ts, &mut a));
+            assert!(made.record(42, ts, &mut b));
+            assert_eq!(made.data, empty.data, "at {ts}");
+            assert_eq!(made.payers().collect::<Vec<_>>(), [(42, times(&[ts]))]);
+            // And so after a second payer.
+            assert!(empty.record(7, ts.saturating_add(S), &mut a));
+            assert!(made.record(7, ts.saturating_add(S), &mut b));
+            assert_eq!(made.data, empty.data, "at {ts}");
+        }
+    }
+
+    /// `other_users` (its one pass for events in order and its exact walk otherwise) counts
+    /// what the decoded payers say, in every frame, with payments in and out of order, past
+    /// the retention and at every `now` before, among and after them.
+    #[test]
+    fn other_users_counts_what_the_payers_say() {
+        const S: i64 = 1_000_000;
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let naive = |d: &DestRecord, me: Option<u32>, now: i64| {
+            let (mut day, mut month) = (0, 0);
+            for (user, times) in d.payers() {
+                let latest = times
+                    .iter()
+                    .copied()
+                    .filter(|&t| t != NONE && t <= now)
+                    .max();
+                if let Some(t) = latest {
+                    if Some(user) != me && t > now - 30 * MICROS_PER_DAY {
+                        month += 1;
+                        day += i64::from(t > now - MICROS_PER_DAY);
+                    }
+                }
+            }
+            (day, month)
+        };
+        for round in 0..40 {
+            let mut d = DestRecord::new_at("Tcount", 1_793_491_200 * S);
+            let mut ts = 1_793_491_200 * S;
+            let mut dropped = Vec::new();
+            for _ in 0..150 {
+                ts += match next(20) {
+                    0 => -(next(40 * 86_400) as i64) * S,
+                    1 if round % 4 == 0 => DEST_RETENTION / 3,
+                    2 => next(1_000) as i64,
+                    3 => 1_000 * next(1_000) as i64,
+                    _ => next(4 * 3_600) as i64 * S,
+                };
+                let user = next(60) as u32;
+                d.record(user, ts, &mut dropped);
+                for now in [
+                    ts,
+                    ts - next(86_400) as i64 * S,
+                    ts + 40 * 86_400 * S,
+                    ts - 1,
+                ] {
+                    for me in [None, Some(user), Some(999)] {
+                        assert_eq!(d.other_users(me, now), naive(&d, me, now), "{now}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

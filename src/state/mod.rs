@@ -237,7 +237,7 @@ impl State {
         let mut dropped_users = Vec::new();
         let recorded = self.destinations.write(
             &destination,
-            || DestRecord::new(&destination),
+            || DestRecord::new_at(&destination, ts),
             |did, d| {
                 d.add_refs(1);
                 (did, d.record(uid, ts, &mut dropped_users))
@@ -258,7 +258,9 @@ impl State {
                     )
                 });
                 if newly_known != Some(true) {
-                    forgotten.push(did);
+                    // The pin goes: a known destination, the usual case (not through
+                    // `forgotten`, which would then be allocated for nearly every withdrawal).
+                    self.destinations.write_id(did, |d| d.add_refs(-1));
                 }
                 self.dest_floor.lower(ts);
                 self.user_floor.lower(ts);

@@ -543,8 +543,10 @@ impl UserRecord {
                     _ => h.n_devices,
                 };
                 let mut prev = h.base;
+                // Past the first entry the history is copied as it is, in one piece once it
+                // was checked (a copy per entry was most of this function's `memmove`).
+                let mut rest = c.at;
                 for i in 0..h.n_history {
-                    let start = c.at;
                     let dest = c.byte();
                     prev = c.delta(prev);
                     let amount_at = c.at;
@@ -556,13 +558,13 @@ impl UserRecord {
                         out.bytes(&[dest]);
                         out.delta(base, prev);
                         out.bytes(data.get(amount_at..c.at)?);
-                    } else {
-                        out.bytes(data.get(start..c.at)?);
+                        rest = c.at;
                     }
                 }
                 if c.at != data.len() {
                     return None;
                 }
+                out.bytes(data.get(rest..)?);
                 let n_history = match withdrawal {
                     Some((_, amount_usd)) => {
                         // `index < MAX_DESTINATIONS <= 255`.
