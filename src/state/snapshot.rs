@@ -1172,6 +1172,23 @@ fn first_here_others_spawned<A, B: Send>(
     })
 }
 
+/// Decodes each of a load's segments (the first on this thread, the others on threads of their
+/// own), in order, stopping at the first failure.
+fn decode_segments<T: Send>(
+    ranges: &[Range<usize>],
+    decode: impl Fn(&Range<usize>) -> DecodeResult<T> + Sync,
+) -> DecodeResult<Vec<T>> {
+    let (first, others) = first_here_others_spawned(
+        ranges.len(),
+        || ranges.first().map(&decode),
+        |i| ranges.get(i).map(&decode),
+    );
+    first
+        .into_iter()
+        .chain(others.into_iter().flatten())
+        .collect()
+}
+
 /// One flag per destination slot at the start of a save (version 5): set when the
 /// destination's record was written inline with its only payer, so that exactly one
 /// segment does it and the destination section leaves it out. A destination created later
@@ -2655,30 +2672,13 @@ fn decode_v5(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
     let strings = (user_hint + dest_hint) / segments;
     let (user_ranges, dest_ranges) = ranges.split_at(segments);
     let tables = &tables;
-    let users_of =
-        |r: &Range<usize>| decode_users_segment(slice(r), base + r.start, tables, strings);
-    let (first, others) = first_here_others_spawned(
-        user_ranges.len(),
-        || user_ranges.first().map(users_of),
-        |i| user_ranges.get(i).map(users_of),
-    );
-    let user_segments = first
-        .into_iter()
-        .chain(others.into_iter().flatten())
-        .collect::<DecodeResult<Vec<_>>>()?;
+    let user_segments = decode_segments(user_ranges, |r| {
+        decode_users_segment(slice(r), base + r.start, tables, strings)
+    })?;
     let user_segments = &user_segments;
-    let destinations_of = |r: &Range<usize>| {
+    let dest_segments = decode_segments(dest_ranges, |r| {
         decode_destinations_segment(slice(r), base + r.start, tables, user_segments)
-    };
-    let (first, others) = first_here_others_spawned(
-        dest_ranges.len(),
-        || dest_ranges.first().map(destinations_of),
-        |i| dest_ranges.get(i).map(destinations_of),
-    );
-    let dest_segments = first
-        .into_iter()
-        .chain(others.into_iter().flatten())
-        .collect::<DecodeResult<Vec<_>>>()?;
+    })?;
 
     // Each destination's record once, inline or in the destinations' segments (counted in a
     // dense array by id rather than a set).
