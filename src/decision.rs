@@ -173,7 +173,18 @@ impl<'r> DecisionBuilder<'r> {
     }
 
     /// The outcome of rule `i` (`rules.rules()[i]`); call in increasing `i`.
+    #[inline]
     pub(crate) fn add(&mut self, i: usize, outcome: Outcome) {
+        // Most outcomes are misses: inlined, they cost a compare instead of a call that moves
+        // and drops the outcome.
+        if !matches!(outcome, Outcome::NoHit) {
+            self.add_hit_or_error(i, outcome);
+        }
+    }
+
+    /// [`DecisionBuilder::add`] for a hit or an error.
+    #[inline(never)]
+    fn add_hit_or_error(&mut self, i: usize, outcome: Outcome) {
         let Some(rule) = self.rules.rules.get(i) else {
             return;
         };
