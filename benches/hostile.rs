@@ -40,7 +40,7 @@ fn load(name: &str, script: &str, limits: &str) -> Option<Loaded> {
     let hostile = rules
         .rules()
         .iter()
-        .position(|r| r.id == "hostile/m-hostile")?;
+        .position(|r| &*r.id == "hostile/m-hostile")?;
     Some(Loaded {
         name: name.to_string(),
         scorer: Scorer::new(rules),

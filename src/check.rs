@@ -175,7 +175,7 @@ pub(crate) fn check_pack(pack_dir: &Path, pack: &str, rules: RuleSet) -> PackRep
         } else {
             &mut report.interpreted
         };
-        list.push(rule.id.clone());
+        list.push(rule.id.to_string());
     }
     let tests_dir = pack_dir.join("tests");
     let mut files: Vec<_> = std::fs::read_dir(&tests_dir)
@@ -261,7 +261,7 @@ fn invalid_message(e: &crate::Error) -> String {
 fn compare(expect: &Expect, decision: &Decision) -> Vec<String> {
     let mut failures = Vec::new();
     let hit_ids = |hits: &[crate::decision::Hit]| -> Vec<String> {
-        hits.iter().map(|h| h.rule.clone()).collect()
+        hits.iter().map(|h| h.rule.to_string()).collect()
     };
     let got_hits = hit_ids(&decision.hits);
     if let Some(tier) = &expect.tier {
@@ -306,7 +306,7 @@ fn compare(expect: &Expect, decision: &Decision) -> Vec<String> {
         // The warning the rules chose, even when the exchange's holdout withholds it.
         let got = (decision.warning.as_ref().map(|w| &w.key))
             .or(decision.withheld.as_ref().map(|w| &w.key))
-            .cloned();
+            .map(|key| key.to_string());
         if *warning != got {
             failures.push(format!("expected warning {warning:?}, got {got:?}"));
         }

@@ -12,19 +12,19 @@ pub use crate::tier::Tier;
 /// A rule that hit.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Hit {
-    /// `pack/rule`.
-    pub rule: String,
+    /// `pack/rule`, shared with the rule set (a hit copies no string).
+    pub rule: Arc<str>,
     /// The rule's own score, before any pack cap.
     pub score: i64,
-    /// The manifest's reason.
-    pub reason: String,
+    /// The manifest's reason, shared with the rule set.
+    pub reason: Arc<str>,
 }
 
 /// A rule that failed (runtime error, limit, deadline or wrong return type).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RuleError {
-    /// `pack/rule`.
-    pub rule: String,
+    /// `pack/rule`, shared with the rule set.
+    pub rule: Arc<str>,
     /// What happened.
     pub error: String,
 }
@@ -173,7 +173,18 @@ impl<'r> DecisionBuilder<'r> {
     }
 
     /// The outcome of rule `i` (`rules.rules()[i]`); call in increasing `i`.
+    #[inline]
     pub(crate) fn add(&mut self, i: usize, outcome: Outcome) {
+        // Most outcomes are misses: inlined, they cost a compare instead of a call that moves
+        // and drops the outcome.
+        if !matches!(outcome, Outcome::NoHit) {
+            self.add_hit_or_error(i, outcome);
+        }
+    }
+
+    /// [`DecisionBuilder::add`] for a hit or an error.
+    #[inline(never)]
+    fn add_hit_or_error(&mut self, i: usize, outcome: Outcome) {
         let Some(rule) = self.rules.rules.get(i) else {
             return;
         };
@@ -323,7 +334,7 @@ impl<'r> DecisionBuilder<'r> {
         let text = s.warning.and_then(|chosen| {
             chosen
                 .render_into(&w.user.locale, w, destination, title, body)
-                .map(|locale| (chosen.key.as_str(), locale))
+                .map(|locale| (&*chosen.key, locale))
         });
         let (warning, withheld) = match text {
             Some((key, locale)) if s.holdout => (None, Some(WithheldView { key, locale })),

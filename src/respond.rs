@@ -254,7 +254,7 @@ pub fn respond(
             continue;
         };
         let decision = scorer.score(&w);
-        let shown = decision.warning.as_ref().map(|x| x.key.as_str());
+        let shown = decision.warning.as_ref().map(|x| &*x.key);
         let p = model.cancel_probability(shown, object.get_str("typology"));
         let cancelled = rng.unit() < p;
         summary.withdrawals += 1;

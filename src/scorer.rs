@@ -283,7 +283,7 @@ impl Scorer {
             .default_warning
             .render(&w.user.locale, w, destination);
         decision.errors.push(crate::decision::RuleError {
-            rule: "store".to_owned(),
+            rule: "store".into(),
             error: e.to_string(),
         });
         decision

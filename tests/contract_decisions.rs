@@ -160,7 +160,7 @@ fn shadow_packs_and_shadow_rules_are_reported_never_scored() {
         "no min_tier from shadow hits, and a shadow failure does not raise to on_rule_error"
     );
     assert_eq!(d.errors.len(), 1, "shadow failures are reported");
-    assert_eq!(d.errors[0].rule, "trial/y");
+    assert_eq!(&*d.errors[0].rule, "trial/y");
     assert!(d.warning.is_none());
 }
 
@@ -181,7 +181,7 @@ fn a_shadow_hits_warning_is_never_chosen() {
         ],
     );
     rules.append("p/pack.toml", WARNINGS);
-    assert_eq!(one(&rules).warning.unwrap().key, "p/low");
+    assert_eq!(&*one(&rules).warning.unwrap().key, "p/low");
 }
 
 // ---- 2. score ----------------------------------------------------------------------------
@@ -205,7 +205,11 @@ fn each_packs_sum_is_capped_at_its_max_score_and_hits_keep_their_own_score() {
     fixed(&rules, "under", "max_score = 100", &[("e", "7", "")]);
     let d = one(&rules);
     assert_eq!(d.score, 87, "50 (capped) + 30 + 0 (max_score 0) + 7");
-    let scores: Vec<(String, i64)> = d.hits.iter().map(|h| (h.rule.clone(), h.score)).collect();
+    let scores: Vec<(String, i64)> = d
+        .hits
+        .iter()
+        .map(|h| (h.rule.to_string(), h.score))
+        .collect();
     assert_eq!(
         scores,
         [
@@ -286,7 +290,7 @@ fn min_tier_of_a_live_hit_raises_the_tier_never_lowers_it() {
         (5, Tier::CoolOff, Some(24))
     );
     assert_eq!(
-        d.warning.as_ref().unwrap().key,
+        &*d.warning.as_ref().unwrap().key,
         "default",
         "above allow with no named warning: the policy's"
     );
@@ -369,7 +373,7 @@ fn the_warning_is_the_highest_scoring_live_hit_that_names_one() {
     );
     rules.append("p/pack.toml", WARNINGS);
     let w = one(&rules).warning.unwrap();
-    assert_eq!(w.key, "p/high");
+    assert_eq!(&*w.key, "p/high");
 }
 
 #[test]
@@ -388,7 +392,7 @@ fn warning_ties_go_to_the_full_rule_id_ascending() {
     );
     rules.append("a-pack/pack.toml", WARNINGS);
     assert_eq!(
-        one(&rules).warning.unwrap().key,
+        &*one(&rules).warning.unwrap().key,
         "a-pack/high",
         "a-pack/z < b-pack/a"
     );
@@ -405,7 +409,7 @@ fn warning_ties_go_to_the_full_rule_id_ascending() {
     );
     rules.append("p/pack.toml", WARNINGS);
     assert_eq!(
-        one(&rules).warning.unwrap().key,
+        &*one(&rules).warning.unwrap().key,
         "p/low",
         "p/rule-a < p/rule-b"
     );
@@ -430,7 +434,7 @@ fn the_score_used_to_choose_is_the_hits_own_before_the_cap() {
     rules.append("open/pack.toml", WARNINGS);
     let d = one(&rules);
     assert_eq!(d.score, 60);
-    assert_eq!(d.warning.unwrap().key, "capped/high");
+    assert_eq!(&*d.warning.unwrap().key, "capped/high");
 }
 
 #[test]
@@ -460,7 +464,7 @@ fn warning_for(locale: &str) -> (String, String) {
     let w = decide(&rules, &wd("w", "u", T0, 100.0, "X").locale(locale))
         .warning
         .unwrap();
-    (w.locale, w.title)
+    (w.locale.to_string(), w.title)
 }
 
 #[test]
@@ -497,16 +501,13 @@ fn the_policy_default_warning_also_follows_the_locale() {
         .warning
         .unwrap();
     assert_eq!(
-        (w.key.as_str(), w.locale.as_str(), w.title.as_str()),
+        (&*w.key, &*w.locale, w.title.as_str()),
         ("default", "fr", "Titre")
     );
     let w = decide(&rules, &wd("w", "u", T0, 1.0, "X").locale("de"))
         .warning
         .unwrap();
-    assert_eq!(
-        (w.locale.as_str(), w.title.as_str()),
-        ("en", "Default title")
-    );
+    assert_eq!((&*w.locale, w.title.as_str()), ("en", "Default title"));
 }
 
 #[test]
@@ -578,7 +579,7 @@ fn hits_shadow_hits_and_errors_are_sorted_by_rule_id() {
     let d = one(&rules);
     assert_eq!(ids(&d.hits), ["aa/z", "zz/a", "zz/b"]);
     assert_eq!(ids(&d.shadow_hits), ["ab/s", "mm/s1", "mm/s2"]);
-    let errors: Vec<&str> = d.errors.iter().map(|e| e.rule.as_str()).collect();
+    let errors: Vec<&str> = d.errors.iter().map(|e| &*e.rule).collect();
     assert_eq!(errors, ["aa/m", "zz/e1", "zz/e2"]);
 }
 

@@ -292,15 +292,19 @@ fn check(
         "cool_off_hours: {}",
         ctx
     );
-    let got_hits: Vec<(String, i64)> = d.hits.iter().map(|h| (h.rule.clone(), h.score)).collect();
+    let got_hits: Vec<(String, i64)> = d
+        .hits
+        .iter()
+        .map(|h| (h.rule.to_string(), h.score))
+        .collect();
     prop_assert_eq!(got_hits, hits, "hits: {}", ctx);
     let got_shadow: Vec<(String, i64)> = d
         .shadow_hits
         .iter()
-        .map(|h| (h.rule.clone(), h.score))
+        .map(|h| (h.rule.to_string(), h.score))
         .collect();
     prop_assert_eq!(got_shadow, shadow_hits, "shadow_hits: {}", ctx);
-    let got_errors: Vec<String> = d.errors.iter().map(|e| e.rule.clone()).collect();
+    let got_errors: Vec<String> = d.errors.iter().map(|e| e.rule.to_string()).collect();
     prop_assert_eq!(got_errors, errors, "errors: {}", ctx);
     match (&d.warning, tier) {
         (None, Tier::Allow) => {}
@@ -310,13 +314,8 @@ fn check(
                 Some((_, _, key)) if key.ends_with("w0") => (key.clone(), &["en", "zh-HK"]),
                 Some((_, _, key)) => (key.clone(), &["en", "zh", "FR"]),
             };
-            prop_assert_eq!(&w.key, &key, "warning key: {}", ctx);
-            prop_assert_eq!(
-                w.locale.as_str(),
-                pick(texts, locale),
-                "warning locale: {}",
-                ctx
-            );
+            prop_assert_eq!(&*w.key, key.as_str(), "warning key: {}", ctx);
+            prop_assert_eq!(&*w.locale, pick(texts, locale), "warning locale: {}", ctx);
         }
         _ => prop_assert!(false, "warning shown iff above allow: {}", ctx),
     }

@@ -138,7 +138,7 @@ fn held_out_decision_keeps_tier_score_and_hits_and_has_no_warning() {
     assert_eq!(held.score, 25);
     assert_eq!(held.hits, shown.hits);
     assert_eq!(held.warning, None);
-    assert_eq!(shown.warning.as_ref().unwrap().key, "p/w");
+    assert_eq!(&*shown.warning.as_ref().unwrap().key, "p/w");
     let v: serde_json::Value = serde_json::from_str(&held.to_json()).unwrap();
     assert_eq!(v["warning"], serde_json::Value::Null);
     assert_eq!(v["holdout"], json!(true));

@@ -37,7 +37,7 @@ fn rule_error(script: &str) -> String {
         1,
         "{script}: expected a rule error, got {d:?}"
     );
-    assert_eq!(d.errors[0].rule, "p/r");
+    assert_eq!(&*d.errors[0].rule, "p/r");
     d.errors[0].error.clone()
 }
 
@@ -93,7 +93,7 @@ fn a_full_pack_loads_with_every_manifest_field() {
     let micros = |s: &str| wd("x", "u", s, 1.0, "X").w().ts.as_micros();
     assert_eq!(pack.active_from, Some(micros("2026-12-01T00:00:00Z")));
     assert_eq!(pack.active_until, Some(micros("2027-03-01T00:00:00Z")));
-    let ids: Vec<&str> = set.rules().iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = set.rules().iter().map(|r| &*r.id).collect();
     assert_eq!(
         ids,
         ["hk-test/a-rule", "hk-test/b-rule"],
@@ -535,7 +535,7 @@ fn a_failing_rule_never_fails_the_decision_and_other_rules_still_run() {
     let d = decide(&rules, &wd("w", "u", T0, 1.0, "X"));
     assert_eq!(ids(&d.hits), ["p/c"]);
     assert_eq!(
-        d.errors.iter().map(|e| e.rule.as_str()).collect::<Vec<_>>(),
+        d.errors.iter().map(|e| &*e.rule).collect::<Vec<_>>(),
         ["p/a", "p/b"]
     );
     assert_eq!(d.score, 25);

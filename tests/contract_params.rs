@@ -123,7 +123,7 @@ fn reading_a_param_that_is_not_there_is_a_rule_error_as_for_tx() {
     );
     let d = decide(&rules, &amount(10.0));
     assert!(d.hits.is_empty(), "{d:?}");
-    let failed: Vec<&str> = d.errors.iter().map(|e| e.rule.as_str()).collect();
+    let failed: Vec<&str> = d.errors.iter().map(|e| &*e.rule).collect();
     assert_eq!(
         failed,
         ["p/missing-field", "p/missing-param", "p/no-params"]
@@ -176,7 +176,7 @@ fn a_script_cannot_change_params() {
     for id in ["w1", "w2"] {
         let d = scorer.score(&wd(id, "u1", T0, 1.0, "T-dest").w());
         assert_eq!(ids(&d.hits), ["p/after"], "{d:?}");
-        let failed: Vec<&str> = d.errors.iter().map(|e| e.rule.as_str()).collect();
+        let failed: Vec<&str> = d.errors.iter().map(|e| &*e.rule).collect();
         assert_eq!(failed, ["p/add", "p/assign", "p/whole"], "{d:?}");
     }
 }

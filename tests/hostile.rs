@@ -44,7 +44,7 @@ fn run(script: &str, limits: &str) -> Got {
         .rules()
         .rules()
         .iter()
-        .position(|r| r.id == "hostile/m-hostile")
+        .position(|r| &*r.id == "hostile/m-hostile")
         .expect("hostile rule");
     let elapsed = timings
         .get(hostile)
@@ -109,8 +109,8 @@ fn check(label: &str, case: &Case, got: &Got, check_message: bool) -> Result<(),
             let others: Vec<(&str, i64)> = d
                 .hits
                 .iter()
-                .filter(|h| h.rule != "hostile/m-hostile")
-                .map(|h| (h.rule.as_str(), h.score))
+                .filter(|h| &*h.rule != "hostile/m-hostile")
+                .map(|h| (&*h.rule, h.score))
                 .collect();
             if others
                 != [
@@ -123,9 +123,9 @@ fn check(label: &str, case: &Case, got: &Got, check_message: bool) -> Result<(),
                     describe(d)
                 ));
             }
-            let hostile_hit = d.hits.iter().find(|h| h.rule == "hostile/m-hostile");
-            let hostile_error = d.errors.iter().find(|e| e.rule == "hostile/m-hostile");
-            if d.errors.iter().any(|e| e.rule != "hostile/m-hostile") {
+            let hostile_hit = d.hits.iter().find(|h| &*h.rule == "hostile/m-hostile");
+            let hostile_error = d.errors.iter().find(|e| &*e.rule == "hostile/m-hostile");
+            if d.errors.iter().any(|e| &*e.rule != "hostile/m-hostile") {
                 return Err(format!(
                     "{label}: only the hostile rule may fail: {}",
                     describe(d)

@@ -188,11 +188,11 @@ proptest! {
             prop_assert_eq!(d.tier, s.tier);
             prop_assert_eq!(d.score, s.score);
             prop_assert_eq!(&d.hits, &s.hits);
-            prop_assert!(d.shadow_hits.iter().all(|h| h.rule == "alpha/shadowed" || h.rule == "gamma/all"));
-            prop_assert!(d.hits.iter().all(|h| h.rule != "alpha/shadowed" && !h.rule.starts_with("gamma/")));
+            prop_assert!(d.shadow_hits.iter().all(|h| &*h.rule == "alpha/shadowed" || &*h.rule == "gamma/all"));
+            prop_assert!(d.hits.iter().all(|h| &*h.rule != "alpha/shadowed" && !h.rule.starts_with("gamma/")));
             // Removing a rule that did not fire changes nothing.
-            let fired = d.hits.iter().chain(&d.shadow_hits).any(|h| h.rule == "alpha/listed")
-                || d.errors.iter().any(|e| e.rule == "alpha/listed");
+            let fired = d.hits.iter().chain(&d.shadow_hits).any(|h| &*h.rule == "alpha/listed")
+                || d.errors.iter().any(|e| &*e.rule == "alpha/listed");
             if !fired {
                 prop_assert_eq!(essence(d), essence(l));
             }

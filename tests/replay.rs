@@ -405,7 +405,7 @@ fn figures_match_an_independent_recount_of_score_decisions() {
     let min_tier: HashMap<&str, Tier> = rules
         .rules()
         .iter()
-        .filter_map(|r| Some((r.id.as_str(), r.min_tier?)))
+        .filter_map(|r| Some((&*r.id, r.min_tier?)))
         .collect();
     let t = rules.policy().thresholds;
     for p in &report.sweep {

@@ -165,13 +165,17 @@ impl BaselineAcc {
     }
 
     fn count_rules(&mut self, baseline: &Decision, candidate: &Decision) {
-        let hit =
-            |d: &Decision, rule: &str| d.hits.iter().chain(&d.shadow_hits).any(|h| h.rule == rule);
+        let hit = |d: &Decision, rule: &str| {
+            d.hits
+                .iter()
+                .chain(&d.shadow_hits)
+                .any(|h| &*h.rule == rule)
+        };
         for (side, this, other) in [(0, baseline, candidate), (1, candidate, baseline)] {
             for h in this.hits.iter().chain(&this.shadow_hits) {
-                let counts = match self.rules.get_mut(h.rule.as_str()) {
+                let counts = match self.rules.get_mut(&*h.rule) {
                     Some(counts) => counts,
-                    None => self.rules.entry(h.rule.clone()).or_default(),
+                    None => self.rules.entry(h.rule.to_string()).or_default(),
                 };
                 if let Some(n) = counts.get_mut(side) {
                     *n += 1;

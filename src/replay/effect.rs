@@ -218,8 +218,8 @@ impl EffectAcc {
     /// Counts one decision whose withdrawal ended with `status`.
     pub fn record_decision(&mut self, d: &Decision, status: Status, label: Option<Label>) {
         let (key, locale) = match (&d.warning, &d.withheld) {
-            (Some(w), _) => (w.key.as_str(), w.locale.as_str()),
-            (None, Some(w)) => (w.key.as_str(), w.locale.as_str()),
+            (Some(w), _) => (&*w.key, &*w.locale),
+            (None, Some(w)) => (&*w.key, &*w.locale),
             (None, None) => (UNKNOWN_WARNING, ""),
         };
         self.record(

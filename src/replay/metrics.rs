@@ -239,7 +239,7 @@ impl Accumulator {
             rule_index: list
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (r.id.clone(), i))
+                .map(|(i, r)| (r.id.to_string(), i))
                 .collect(),
             rule_pack: list.iter().map(|r| r.pack).collect(),
             rule_shadow: list.iter().map(|r| r.shadow).collect(),
@@ -275,7 +275,7 @@ impl Accumulator {
         self.pack_sums.iter_mut().for_each(|s| *s = 0);
         self.live.clear();
         for hit in &d.hits {
-            let Some(&i) = self.rule_index.get(&hit.rule) else {
+            let Some(&i) = self.rule_index.get(&*hit.rule) else {
                 continue;
             };
             self.live.push(i);
@@ -301,7 +301,7 @@ impl Accumulator {
             }
         }
         for hit in &d.shadow_hits {
-            let Some(&i) = self.rule_index.get(&hit.rule) else {
+            let Some(&i) = self.rule_index.get(&*hit.rule) else {
                 continue;
             };
             if let Some(row) = self.rows.get_mut(i) {
@@ -314,7 +314,7 @@ impl Accumulator {
             self.count_change(i, tier, d.tier, truth);
         }
         for error in &d.errors {
-            let Some(&i) = self.rule_index.get(&error.rule) else {
+            let Some(&i) = self.rule_index.get(&*error.rule) else {
                 continue;
             };
             if let Some(row) = self.rows.get_mut(i) {
@@ -409,10 +409,10 @@ impl Accumulator {
             .iter()
             .zip(&self.rows)
             .map(|(rule, acc)| RuleRow {
-                rule: rule.id.clone(),
+                rule: rule.id.to_string(),
                 mode: if rule.shadow { "shadow" } else { "live" },
                 score: rule.score,
-                reason: rule.reason.clone(),
+                reason: rule.reason.to_string(),
                 evaluated: acc.evaluated,
                 hits: acc.hits,
                 scam_hits: acc.scam_hits,

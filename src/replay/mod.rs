@@ -633,7 +633,7 @@ impl Replay {
                     .iter()
                     .zip(self.acc.rule_times())
                     .map(|(r, mean_us)| RuleTime {
-                        rule: r.id.clone(),
+                        rule: r.id.to_string(),
                         mean_us,
                     })
                     .collect(),

@@ -55,7 +55,7 @@ impl ParamSpec {
         let Some((rule, name)) = target.trim().rsplit_once('.') else {
             return Err(bad("expected pack/rule.name=V1,V2,...".into()));
         };
-        let Some(found) = rules.rules().iter().find(|r| r.id == rule) else {
+        let Some(found) = rules.rules().iter().find(|r| &*r.id == rule) else {
             return Err(bad(format!("no rule \"{rule}\" is loaded")));
         };
         let Some(like) = found.params().get(name) else {
@@ -189,7 +189,7 @@ impl Recorder {
     pub(crate) fn new(rules: &RuleSet, specs: Vec<ParamSpec>) -> Result<Recorder, Error> {
         let mut swept = Vec::new();
         for spec in &specs {
-            let at = rules.rules().iter().position(|r| r.id == spec.rule);
+            let at = rules.rules().iter().position(|r| *r.id == *spec.rule);
             let Some(i) = at else {
                 return Err(Error::invalid_argument(
                     &format!("--param {}", spec.rule),
@@ -243,7 +243,7 @@ impl Recorder {
                 .rules()
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (r.id.clone(), i))
+                .map(|(i, r)| (r.id.to_string(), i))
                 .collect(),
             rows: Vec::new(),
             open: Vec::new(),
@@ -283,7 +283,7 @@ impl Recorder {
         self.sums.iter_mut().for_each(|s| *s = 0);
         let mut floor = Tier::Allow;
         for hit in &d.hits {
-            let Some(&i) = self.rule_index.get(&hit.rule) else {
+            let Some(&i) = self.rule_index.get(&*hit.rule) else {
                 continue;
             };
             if self.swept.binary_search(&i).is_ok() {
@@ -300,7 +300,7 @@ impl Recorder {
             }
         }
         let live_error = d.errors.iter().any(|e| {
-            self.rule_index.get(&e.rule).is_some_and(|&i| {
+            self.rule_index.get(&*e.rule).is_some_and(|&i| {
                 self.swept.binary_search(&i).is_err()
                     && rules.rules().get(i).is_some_and(|r| !r.shadow)
             })
@@ -375,7 +375,7 @@ impl Recorder {
             .filter_map(|(&i, &slot)| {
                 let rule = rules.rules().get(i)?;
                 let mut params: Params = rule.params().clone();
-                for setting in combo.iter().filter(|s| s.rule == rule.id) {
+                for setting in combo.iter().filter(|s| *s.rule == *rule.id) {
                     // Values were parsed against the rule's types: this cannot fail.
                     let _ = params.set(&setting.name, &setting.value);
                 }

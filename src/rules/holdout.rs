@@ -324,8 +324,8 @@ fn first_u64(digest: &[u8]) -> u64 {
 /// only when `holdout` is true): what the warning effect is measured per.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WithheldWarning {
-    /// `pack/key` (or `default`).
-    pub key: String,
-    /// The locale of the text that would have been chosen.
-    pub locale: String,
+    /// `pack/key` (or `default`), shared with the rule set.
+    pub key: std::sync::Arc<str>,
+    /// The locale of the text that would have been chosen (shared with the rule set).
+    pub locale: std::sync::Arc<str>,
 }

@@ -75,8 +75,8 @@ impl PackInfo {
 
 /// One compiled rule.
 pub struct Rule {
-    /// `pack/rule`.
-    pub id: String,
+    /// `pack/rule` (shared with the hits and errors of decisions).
+    pub id: Arc<str>,
     /// Index into [`RuleSet::packs`].
     pub pack: usize,
     /// `pack/file.rhai`.
@@ -86,8 +86,8 @@ pub struct Rule {
     pub(crate) fast: Option<fastpath::FastRule>,
     /// The manifest's score (for `true`).
     pub score: i64,
-    /// Why the rule exists, shown in decisions.
-    pub reason: String,
+    /// Why the rule exists, shown in decisions (shared with their hits).
+    pub reason: Arc<str>,
     pub(crate) warning: Option<usize>,
     /// The least tier of a decision in which this rule hits live.
     pub min_tier: Option<Tier>,
@@ -438,8 +438,11 @@ fn assemble(
             }
         }
         let first_warning = warnings.len();
-        let pack_warnings: Vec<String> =
-            loaded_pack.warnings.iter().map(|w| w.key.clone()).collect();
+        let pack_warnings: Vec<String> = loaded_pack
+            .warnings
+            .iter()
+            .map(|w| w.key.to_string())
+            .collect();
         warnings.extend(loaded_pack.warnings);
         for rule in loaded_pack.rules {
             let warning = rule
@@ -455,13 +458,13 @@ fn assemble(
             let params_map = params::reads_params(&rule.ast)
                 .then(|| rhai::Dynamic::from_map(rule.params.to_map()));
             rules.push(Rule {
-                id: rule.id,
+                id: rule.id.into(),
                 pack: pack_index,
                 script_file: rule.script_file,
                 ast: rule.ast,
                 fast,
                 score: rule.score,
-                reason: rule.reason,
+                reason: rule.reason.into(),
                 warning,
                 min_tier: rule.min_tier,
                 shadow: rule.shadow,

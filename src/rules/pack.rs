@@ -301,7 +301,7 @@ pub(crate) fn load(
         seen_ids.push(rule_id);
         let warning = rule.warning.as_ref().map(|w| {
             let key = format!("{id}/{}", w.get_ref());
-            if !warnings.iter().any(|known| known.key == key) {
+            if !warnings.iter().any(|known| *known.key == *key) {
                 problems.in_source(
                     &source,
                     w.span(),

@@ -180,7 +180,7 @@ impl Policy {
         let mut warnings: BTreeMap<String, Warning> =
             Warning::load_all(raw.warnings, "", source, problems)
                 .into_iter()
-                .map(|w| (w.key.clone(), w))
+                .map(|w| (w.key.to_string(), w))
                 .collect();
         let holdout = raw
             .holdout

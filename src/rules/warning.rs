@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -21,14 +22,14 @@ pub(crate) type RawWarnings =
 /// A warning with all its translations.
 #[derive(Debug)]
 pub(crate) struct Warning {
-    /// `pack/key`, or `default` for the policy's.
-    pub(crate) key: String,
+    /// `pack/key`, or `default` for the policy's (shared with rendered [`WarningText`]s).
+    pub(crate) key: Arc<str>,
     texts: Vec<Text>,
 }
 
 #[derive(Debug)]
 struct Text {
-    locale: String,
+    locale: Arc<str>,
     title: Template,
     body: Template,
 }
@@ -36,10 +37,10 @@ struct Text {
 /// The warning chosen for a decision, in the user's language.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct WarningText {
-    /// `pack/key` (or `default`, the policy's).
-    pub key: String,
-    /// The locale of the text chosen, as the pack spells it.
-    pub locale: String,
+    /// `pack/key` (or `default`, the policy's), shared with the rule set.
+    pub key: Arc<str>,
+    /// The locale of the text chosen, as the pack spells it (shared with the rule set).
+    pub locale: Arc<str>,
     /// Title, placeholders filled in.
     pub title: String,
     /// Body, placeholders filled in.
@@ -66,14 +67,14 @@ impl Warning {
                 .map(|(locale, text)| {
                     let text = text.into_inner();
                     Text {
-                        locale,
+                        locale: locale.into(),
                         title: Template::parse(&text.title),
                         body: Template::parse(&text.body),
                     }
                 })
                 .collect();
             out.push(Warning {
-                key: format!("{prefix}{key}"),
+                key: format!("{prefix}{key}").into(),
                 texts,
             });
         }

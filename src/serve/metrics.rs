@@ -161,9 +161,9 @@ impl Metrics {
                 (&self.hit_counters, &self.rule_hits),
                 (&self.error_counters, &self.rule_errors),
             ] {
-                if !cache.contains_key(rule.id.as_str()) {
-                    let counter = family.get_or_create_owned(&[("rule", rule.id.as_str().into())]);
-                    cache.insert(rule.id.as_str().into(), counter);
+                if !cache.contains_key(&*rule.id) {
+                    let counter = family.get_or_create_owned(&[("rule", rule.id.clone())]);
+                    cache.insert(rule.id.as_ref().into(), counter);
                 }
             }
         }

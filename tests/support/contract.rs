@@ -290,5 +290,5 @@ pub fn repo() -> PathBuf {
 
 /// Rule ids of hits.
 pub fn ids(hits: &[riskgate::Hit]) -> Vec<String> {
-    hits.iter().map(|h| h.rule.clone()).collect()
+    hits.iter().map(|h| h.rule.to_string()).collect()
 }

@@ -116,16 +116,27 @@ impl FastRule {
             && within(tx.watchlists.total_bytes(), self.max_string_size)
     }
 
+    /// Conditions (most rules) inline, straight to the boolean evaluator: the rest's frame
+    /// (room for the locals, error plumbing) is paid only by the rules that need it.
+    #[inline]
     fn run_unchecked(&self, tx: &TxView<'_>, score: i64) -> Outcome {
-        let result = match &self.body {
-            // Conditions (most rules): no locals, straight to the boolean evaluator.
+        match &self.body {
             Node::Test(p) => {
-                return if p.test(tx) {
+                if p.test(tx) {
                     Outcome::Hit(score)
                 } else {
                     Outcome::NoHit
-                };
+                }
             }
+            _ => self.run_tree(tx, score),
+        }
+    }
+
+    /// [`FastRule::run_unchecked`] for a body other than a condition.
+    #[inline(never)]
+    fn run_tree(&self, tx: &TxView<'_>, score: i64) -> Outcome {
+        let result = match &self.body {
+            Node::Test(p) => Ok(Val::Bool(p.test(tx))),
             Node::Select(select) => return outcome(select_value(select, tx), score),
             body @ (Node::And(_) | Node::Or(_)) if self.locals == 0 => {
                 eval_bool(body, tx, &mut []).map(Val::Bool)
