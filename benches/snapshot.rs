@@ -19,6 +19,8 @@
 //! `TWallet0000042Own000…`, zero-padded `0x000…`), which compress far better than real ones.
 //! `RISKGATE_BENCH_KEEP=FILE` copies the snapshot there (for a look with other tools).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
@@ -335,12 +337,6 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
-/// The on-CPU time of this thread, in nanoseconds (Linux: `/proc/thread-self/schedstat`).
-fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
-}
-
 /// The on-CPU time of the whole process, threads that ended included, in nanoseconds (Linux:
 /// user and system time in `/proc/self/stat`, in clock ticks of 10 ms): a save or load that
 /// runs on several threads costs this much of the machine.
@@ -357,7 +353,7 @@ fn process_cpu_ns() -> Option<u64> {
 /// grow with the load, these much less (waiting for a core or for the disk is not counted;
 /// cache misses caused by other processes still are).
 fn cpu_times(scorer: &Scorer, path: &std::path::Path) {
-    let Some(_) = thread_cpu_ns() else {
+    let Some(_) = common::thread_cpu_ns() else {
         return;
     };
     let median = |mut runs: Vec<u64>| {
@@ -368,16 +364,16 @@ fn cpu_times(scorer: &Scorer, path: &std::path::Path) {
     let (mut process_saves, mut process_loads) = (Vec::new(), Vec::new());
     let process = || process_cpu_ns().unwrap_or(0);
     for _ in 0..5 {
-        let (before, process_before) = (thread_cpu_ns().unwrap_or(0), process());
+        let (before, process_before) = (common::thread_cpu_ns().unwrap_or(0), process());
         scorer.save_state(path).expect("save");
-        saves.push(thread_cpu_ns().unwrap_or(0) - before);
+        saves.push(common::thread_cpu_ns().unwrap_or(0) - before);
         process_saves.push(process() - process_before);
         let target = Scorer::new(
             riskgate::RuleSet::load(concat!(env!("CARGO_MANIFEST_DIR"), "/rules")).expect("rules"),
         );
-        let (before, process_before) = (thread_cpu_ns().unwrap_or(0), process());
+        let (before, process_before) = (common::thread_cpu_ns().unwrap_or(0), process());
         target.load_state(path).expect("load");
-        loads.push(thread_cpu_ns().unwrap_or(0) - before);
+        loads.push(common::thread_cpu_ns().unwrap_or(0) - before);
         process_loads.push(process() - process_before);
         drop(target);
     }

@@ -27,6 +27,14 @@ pub fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// The on-CPU time of the calling thread, in nanoseconds, from `/proc/thread-self/schedstat`
+/// (Linux; `None` elsewhere). Finer than [`cpu_seconds`]' 10 ms ticks, which quantize a
+/// half-second run by 2%; only for work done on this one thread.
+pub fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
+
 /// SplitMix64: small, fast, deterministic.
 pub struct Rng(u64);
 
