@@ -730,6 +730,23 @@ impl Encoder {
         }
     }
 
+    /// The section of a stream's withdrawal ids (each behind a 1, then a 0); how many.
+    fn withdrawal_ids<E>(
+        &mut self,
+        ids: Option<&crate::stream::IdSet>,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut written = 0;
+        for id in ids.into_iter().flatten() {
+            self.varint(1);
+            self.str(id);
+            written += 1;
+            self.drain(sink, false)?;
+        }
+        self.varint(0);
+        Ok(written)
+    }
+
     fn drain<E>(
         &mut self,
         sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -903,13 +920,7 @@ impl State {
         }
 
         let mut enc = Encoder::new(5, CHUNK + 4096, 0);
-        for id in withdrawal_ids.into_iter().flatten() {
-            enc.varint(1);
-            enc.str(id);
-            counts.withdrawal_ids += 1;
-            enc.drain(&mut sink, false)?;
-        }
-        enc.varint(0);
+        counts.withdrawal_ids += enc.withdrawal_ids(withdrawal_ids, &mut sink)?;
         for length in lengths {
             enc.buf.extend_from_slice(&(length as u64).to_le_bytes());
         }
@@ -1113,13 +1124,7 @@ impl State {
         }
         enc.varint(0);
 
-        for id in withdrawal_ids.into_iter().flatten() {
-            enc.varint(1);
-            enc.str(id);
-            counts.withdrawal_ids += 1;
-            enc.drain(&mut sink, false)?;
-        }
-        enc.varint(0);
+        counts.withdrawal_ids += enc.withdrawal_ids(withdrawal_ids, &mut sink)?;
         enc.drain(&mut sink, true)?;
         counts.destinations += enc.inlined;
         Ok(counts)
