@@ -1721,6 +1721,22 @@ impl<'a> Decoder<'a, '_> {
         }
     }
 
+    /// The last section: a stream's withdrawal ids (each behind a 1, then a 0), which must end
+    /// exactly where the decoder's bytes do.
+    fn withdrawal_ids_to_end(&mut self) -> DecodeResult<Vec<Box<str>>> {
+        let mut ids = Vec::new();
+        while self.more()? {
+            ids.push(Box::from(self.str()?));
+        }
+        if self.pos != self.bytes.len() {
+            return self.fail(format!(
+                "{} stray bytes after the last record",
+                self.bytes.len() - self.pos
+            ));
+        }
+        Ok(ids)
+    }
+
     fn fail<T>(&self, what: impl std::fmt::Display) -> DecodeResult<T> {
         Err(format!("at byte {}: {what}", self.base + self.pos))
     }
@@ -2380,16 +2396,7 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         });
         counts.destinations += 1;
     }
-    let mut withdrawal_ids = Vec::new();
-    while d.more()? {
-        withdrawal_ids.push(Box::from(d.str()?));
-    }
-    if d.pos != bytes.len() {
-        return d.fail(format!(
-            "{} stray bytes after the last record",
-            bytes.len() - d.pos
-        ));
-    }
+    let withdrawal_ids = d.withdrawal_ids_to_end()?;
     count_refs(&users, &destinations);
     Ok(Decoded {
         observed,
@@ -2710,16 +2717,7 @@ fn decode_v5(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
     counts.destinations += dest_segments.iter().map(Vec::len).sum::<usize>();
 
     let mut d = Decoder::new(slice(&(at..trailer)), base + at, 5);
-    let mut withdrawal_ids = Vec::new();
-    while d.more()? {
-        withdrawal_ids.push(Box::from(d.str()?));
-    }
-    if d.pos != trailer - at {
-        return d.fail(format!(
-            "{} stray bytes after the last record",
-            trailer - at - d.pos
-        ));
-    }
+    let withdrawal_ids = d.withdrawal_ids_to_end()?;
     count_refs_on_two_threads(&users, &destinations);
     Ok(Decoded {
         observed,
@@ -3315,6 +3313,49 @@ mod tests {
             v5.len(),
             v4.len()
         );
+    }
+
+    /// The withdrawal-id section, the last of every version: the ids come back in the order
+    /// written, and a byte after them (before version 5's segment lengths) is refused by name.
+    #[test]
+    fn withdrawal_ids_round_trip_and_stray_bytes_after_them_are_refused() {
+        let ids: crate::stream::IdSet = ["w-1", "w-2", "an id with spaces"]
+            .into_iter()
+            .map(Box::from)
+            .collect();
+        let state = shared_state(3);
+        for version in 1..=5 {
+            let mut bytes = Vec::new();
+            let sink = |chunk: &[u8]| {
+                bytes.extend_from_slice(chunk);
+                Ok::<(), ()>(())
+            };
+            let written = if version == 5 {
+                state.encode(Some(&ids), sink)
+            } else {
+                state.encode_version(version, Some(&ids), sink)
+            };
+            assert_eq!(
+                written.map(|c| c.withdrawal_ids),
+                Ok(3),
+                "version {version}"
+            );
+            let decoded = decode(&bytes, 0, version).map(|d| d.withdrawal_ids);
+            let expected: Vec<Box<str>> = (&ids).into_iter().map(Box::from).collect();
+            assert_eq!(decoded, Ok(expected), "version {version}");
+            // Version 5 ends with the segments' lengths; the stray byte goes before them.
+            let at = if version == 5 {
+                bytes.len() - 16 * SEGMENTS
+            } else {
+                bytes.len()
+            };
+            bytes.insert(at, 7);
+            let error = decode(&bytes, 0, version).err().unwrap_or_default();
+            assert!(
+                error.contains("1 stray bytes after the last record"),
+                "version {version}: {error}"
+            );
+        }
     }
 
     /// A damaged version 5 payload (cut short anywhere, or a segment length changed) is
