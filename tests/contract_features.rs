@@ -575,6 +575,63 @@ fn dest_first_amount_and_rises_count_every_payment_to_the_destination() {
     assert_eq!((other.dest_first_amount_usd, other.dest_rises), (7.0, 0));
 }
 
+/// Extensions: the payments of the last 30 days to destinations first paid in the last 30
+/// days (this one included), and the withdrawals from before those 30 days.
+#[test]
+fn new_payee_withdrawals_and_withdrawals_before_30d_split_the_history_at_30_days() {
+    let history = [
+        h("0", "u", T - 200 * DAY, 50.0, "Old"),
+        h("1", "u", T - 45 * DAY, 60.0, "Old"),
+        h("2", "u", T - 40 * DAY, 70.0, "Q"),
+        h("3", "u", T - 20 * DAY, 500.0, "A"),
+        h("other-user", "v", T - 15 * DAY, 5000.0, "B"),
+        wd("cancel", "u", &at(T - 14 * DAY), 1000.0, "C")
+            .cancelled()
+            .line(),
+        h("4", "u", T - 12 * DAY, 800.0, "A"),
+        h("5", "u", T - 10 * DAY, 90.0, "Old"),
+        h("6", "u", T - 8 * DAY, 80.0, "Q"),
+        h("7", "u", T - 5 * DAY, 1300.0, "B"),
+        h("8", "u", T - DAY, 2000.0, "B"),
+    ];
+    // A (2) and B (2) were first paid within 30 days; Old and Q before, so their payments of
+    // the last 30 days (5, 6) do not count; 0, 1 and 2 are older than 30 days.
+    let f = tx_after(&history, &now("u", "B")).features;
+    assert_eq!(
+        (f.new_payee_withdrawals_30d, f.withdrawals_before_30d),
+        (4, 3)
+    );
+    // The same to a new address, or to an old one: the count is the user's, not the payee's.
+    let fresh = tx_after(&history, &now("u", "New")).features;
+    assert_eq!(
+        (
+            fresh.new_payee_withdrawals_30d,
+            fresh.withdrawals_before_30d
+        ),
+        (4, 3)
+    );
+    let old = tx_after(&history, &now("u", "Old")).features;
+    assert_eq!(
+        (old.new_payee_withdrawals_30d, old.withdrawals_before_30d),
+        (4, 3)
+    );
+    // 10 days on, A's first payment is exactly 30 days old: outside the window (t - 30d, t],
+    // so A is no new payee and that payment counts as before; B's two still count.
+    let later = tx_after(&history, &wd("now", "u", &at(T + 10 * DAY), 77.5, "B")).features;
+    assert_eq!(
+        (
+            later.new_payee_withdrawals_30d,
+            later.withdrawals_before_30d
+        ),
+        (2, 4)
+    );
+    let none = tx_after(&history[..1], &now("u", "B")).features;
+    assert_eq!(
+        (none.new_payee_withdrawals_30d, none.withdrawals_before_30d),
+        (0, 1)
+    );
+}
+
 /// Extension: withdrawals to other destinations since the first one to this destination.
 #[test]
 fn dest_others_since_first_counts_other_payees_after_the_first_payment() {
@@ -680,7 +737,8 @@ fn a_rule_sees_every_field_with_its_contract_type() {
         let strings = ["id", "user_id", "asset", "network", "country", "locale", "referral", "destination"];
         for k in strings { if type_of(tx[k]) != "string" { throw k + " is " + type_of(tx[k]); } }
         let ints = ["account_age_days", "prior_withdrawals", "withdrawals_24h", "dest_users_24h", "dest_users_30d",
-                    "dest_prior_withdrawals", "dest_rising_run", "dest_others_since_first", "dest_rises"];
+                    "dest_prior_withdrawals", "dest_rising_run", "dest_others_since_first", "dest_rises",
+                    "new_payee_withdrawals_30d", "withdrawals_before_30d"];
         for k in ints { if type_of(tx[k]) != "i64" { throw k + " is " + type_of(tx[k]); } }
         let floats = ["amount_usd", "amount_usd_24h", "median_amount_usd_90d", "hours_since_password_reset",
                       "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd",

@@ -297,6 +297,32 @@ fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
                 .filter(|w| w[1].amount > w[0].amount)
                 .count() as i64;
             prop_assert_eq!(f.dest_rises, rises, "dest_rises, {}", ctx);
+            // A new payee: a destination whose earliest history withdrawal is in the last 30 days.
+            let new_payee = |d: &str| {
+                history
+                    .iter()
+                    .filter(|p| p.dest == d)
+                    .map(|p| p.at)
+                    .min()
+                    .is_some_and(|first| first > t - 30 * D)
+            };
+            let to_new_payees = history
+                .iter()
+                .filter(|p| in_window(p.at, t, 30 * D) && new_payee(&p.dest))
+                .count() as i64;
+            prop_assert_eq!(
+                f.new_payee_withdrawals_30d,
+                to_new_payees,
+                "new_payee_withdrawals_30d, {}",
+                ctx
+            );
+            let before = history.iter().filter(|p| p.at <= t - 30 * D).count() as i64;
+            prop_assert_eq!(
+                f.withdrawals_before_30d,
+                before,
+                "withdrawals_before_30d, {}",
+                ctx
+            );
             prop_assert_eq!(&tx.destination, &dest);
         }
         stream.process(&scorer, Ok(&line)).unwrap();

@@ -44,6 +44,8 @@ fn field(tx: &Tx, name: &str) -> Value {
         "dest_others_since_first" => json!(f.dest_others_since_first),
         "dest_first_amount_usd" => float(f.dest_first_amount_usd),
         "dest_rises" => json!(f.dest_rises),
+        "new_payee_withdrawals_30d" => json!(f.new_payee_withdrawals_30d),
+        "withdrawals_before_30d" => json!(f.withdrawals_before_30d),
         "watchlists" => json!(tx.watchlists),
         other => panic!("expect_tx names unknown field {other}"),
     }

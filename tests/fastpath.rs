@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use riskgate::rules::RuleProbe;
 use riskgate::{Outcome, Tx, TxFeatures};
 
-const INT_FIELDS: [&str; 9] = [
+const INT_FIELDS: [&str; 11] = [
     "account_age_days",
     "prior_withdrawals",
     "withdrawals_24h",
@@ -21,6 +21,8 @@ const INT_FIELDS: [&str; 9] = [
     "dest_rising_run",
     "dest_others_since_first",
     "dest_rises",
+    "new_payee_withdrawals_30d",
+    "withdrawals_before_30d",
 ];
 const FLOAT_FIELDS: [&str; 10] = [
     "amount_usd",
@@ -100,7 +102,7 @@ prop_compose! {
     fn tx()(
         strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
-        ints in proptest::collection::vec(int_value(), 9),
+        ints in proptest::collection::vec(int_value(), 11),
         floats in proptest::collection::vec(float_value(), 8),
         is_new_address in any::<bool>(),
         lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
@@ -118,6 +120,7 @@ prop_compose! {
                 dest_first_used_days: x(4), dest_amount_usd_30d: x(5),
                 dest_prior_withdrawals: n(5), dest_last_amount_usd: x(6), dest_rising_run: n(6),
                 dest_others_since_first: n(7), dest_first_amount_usd: x(7), dest_rises: n(8),
+                new_payee_withdrawals_30d: n(9), withdrawals_before_30d: n(10),
             },
             watchlists: lists.into_iter().map(str::to_string).collect(),
         }
@@ -312,6 +315,8 @@ fn sample_tx() -> Tx {
             dest_others_since_first: 0,
             dest_first_amount_usd: 0.0,
             dest_rises: 0,
+            new_payee_withdrawals_30d: 0,
+            withdrawals_before_30d: 0,
         },
         watchlists: vec!["hk-police/scameter".into()],
     }
@@ -614,6 +619,8 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "dest_rising_run" => f.dest_rising_run = n,
         "dest_others_since_first" => f.dest_others_since_first = n,
         "dest_rises" => f.dest_rises = n,
+        "new_payee_withdrawals_30d" => f.new_payee_withdrawals_30d = n,
+        "withdrawals_before_30d" => f.withdrawals_before_30d = n,
         "amount_usd" => tx.amount_usd = value,
         "amount_usd_24h" => f.amount_usd_24h = value,
         "median_amount_usd_90d" => f.median_amount_usd_90d = value,

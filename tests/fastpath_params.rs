@@ -123,6 +123,8 @@ fn tx(amount_usd: f64, account_age_days: i64, referral: &str, lists: &[&str]) ->
             dest_others_since_first: 0,
             dest_first_amount_usd: 0.0,
             dest_rises: 0,
+            new_payee_withdrawals_30d: 0,
+            withdrawals_before_30d: 0,
         },
         watchlists: lists.iter().map(|s| s.to_string()).collect(),
     }

@@ -140,6 +140,19 @@ impl Model {
                 .windows(2)
                 .filter(|w| w[1].amount > w[0].amount)
                 .count() as i64,
+            new_payee_withdrawals_30d: history
+                .iter()
+                .filter(|p| {
+                    in_window(p.at, t, 30 * D)
+                        && history
+                            .iter()
+                            .filter(|q| q.dest == p.dest)
+                            .map(|q| q.at)
+                            .min()
+                            .is_some_and(|first| first > t - 30 * D)
+                })
+                .count() as i64,
+            withdrawals_before_30d: history.iter().filter(|p| p.at <= t - 30 * D).count() as i64,
         }
     }
 
@@ -185,7 +198,7 @@ impl Model {
 }
 
 /// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
-fn bits(f: &TxFeatures) -> [(&'static str, u64); 18] {
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 20] {
     [
         ("account_age_days", f.account_age_days as u64),
         ("is_new_address", u64::from(f.is_new_address)),
@@ -208,6 +221,11 @@ fn bits(f: &TxFeatures) -> [(&'static str, u64); 18] {
         ("dest_others_since_first", f.dest_others_since_first as u64),
         ("dest_first_amount_usd", f.dest_first_amount_usd.to_bits()),
         ("dest_rises", f.dest_rises as u64),
+        (
+            "new_payee_withdrawals_30d",
+            f.new_payee_withdrawals_30d as u64,
+        ),
+        ("withdrawals_before_30d", f.withdrawals_before_30d as u64),
     ]
 }
 

@@ -82,7 +82,7 @@ pub(crate) struct TxView<'a> {
     /// The length in bytes of the longest string field (see `fastpath::FAST_TEXT_LIMIT`).
     pub(crate) longest_text: usize,
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
-    pub(crate) ints: [i64; 9],
+    pub(crate) ints: [i64; 11],
     /// The float fields as a table, for the fast path.
     pub(crate) floats: [f64; 9],
 }
@@ -90,7 +90,8 @@ pub(crate) struct TxView<'a> {
 impl<'a> TxView<'a> {
     /// A view with the fast path's tables filled in: `ints` = account_age_days,
     /// prior_withdrawals, withdrawals_24h, dest_users_24h, dest_users_30d,
-    /// dest_prior_withdrawals, dest_rising_run, dest_others_since_first, dest_rises; `floats` = amount_usd, amount_usd_24h,
+    /// dest_prior_withdrawals, dest_rising_run, dest_others_since_first, dest_rises,
+    /// new_payee_withdrawals_30d, withdrawals_before_30d; `floats` = amount_usd, amount_usd_24h,
     /// median_amount_usd_90d, hours_since_password_reset, device_age_hours,
     /// dest_first_used_days, dest_amount_usd_30d, dest_last_amount_usd, dest_first_amount_usd.
     #[allow(clippy::too_many_arguments)]
@@ -115,6 +116,8 @@ impl<'a> TxView<'a> {
                 f.dest_rising_run,
                 f.dest_others_since_first,
                 f.dest_rises,
+                f.new_payee_withdrawals_30d,
+                f.withdrawals_before_30d,
             ],
             floats: [
                 amount_usd,
@@ -174,6 +177,11 @@ impl<'a> TxView<'a> {
         put("dest_others_since_first", f.dest_others_since_first.into());
         put("dest_first_amount_usd", f.dest_first_amount_usd.into());
         put("dest_rises", f.dest_rises.into());
+        put(
+            "new_payee_withdrawals_30d",
+            f.new_payee_withdrawals_30d.into(),
+        );
+        put("withdrawals_before_30d", f.withdrawals_before_30d.into());
         put(
             "watchlists",
             Dynamic::from_array(self.watchlists.to_array()),

@@ -51,6 +51,11 @@ pub struct TxFeatures {
     /// Extension: how many of the user's history withdrawals to this destination were larger
     /// than the one before to it, over all of them (a run broken by a fall still counts).
     pub dest_rises: i64,
+    /// Extension: the user's history withdrawals in the last 30 days to destinations the user
+    /// first paid in the last 30 days (this destination included).
+    pub new_payee_withdrawals_30d: i64,
+    /// Extension: the user's history withdrawals at or before 30 days ago.
+    pub withdrawals_before_30d: i64,
 }
 
 impl TxFeatures {
@@ -82,6 +87,8 @@ impl TxFeatures {
             dest_others_since_first: 0,
             dest_first_amount_usd: 0.0,
             dest_rises: 0,
+            new_payee_withdrawals_30d: 0,
+            withdrawals_before_30d: 0,
         }
     }
 }

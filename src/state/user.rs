@@ -53,6 +53,8 @@ pub(crate) struct Entry {
 
 // A destination index must fit the entry's byte, and the counts their header fields.
 const _: () = assert!(MAX_DESTINATIONS <= u8::MAX as usize);
+// And the 128-bit set of new payees in `fill`.
+const _: () = assert!(MAX_DESTINATIONS <= 128);
 const _: () = assert!(MAX_HISTORY <= u16::MAX as usize);
 const _: () = assert!(MAX_RESETS <= u8::MAX as usize);
 const _: () = assert!(MAX_DEVICES <= u8::MAX as usize);
@@ -287,15 +289,24 @@ impl UserRecord {
         f.prior_withdrawals = i64::try_from(h.completed).unwrap_or(i64::MAX);
         let mut c = Cursor::new(&self.data, h.known);
         let mut known = None;
+        let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
+        // The destinations first paid in the last 30 days, by index (MAX_DESTINATIONS <= 128).
+        let mut new_payees = [0_u64; 2];
         for i in 0..h.n_known {
-            // Only the matching destination's times are decoded.
+            // Only the matching destination's times are decoded in full.
             let start = c.at;
             let id = c.u32();
             if known.is_none() && Some(id) == destination {
                 c.at = start;
-                known = Some((i, read_known(&mut c, &h)));
+                let k = read_known(&mut c, &h);
+                if k.first_ts > month_start {
+                    set_bit(&mut new_payees, i);
+                }
+                known = Some((i, k));
             } else {
-                c.varint();
+                if h.unit.time(c.delta(h.base)) > month_start {
+                    set_bit(&mut new_payees, i);
+                }
                 c.varint();
             }
         }
@@ -328,7 +339,6 @@ impl UserRecord {
         let mut recent_len = 0;
         let mut recent_heap: Vec<f64> = Vec::new();
         let day_start = now.saturating_sub(MICROS_PER_DAY);
-        let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
         let quarter_start = now.saturating_sub(90 * MICROS_PER_DAY);
         let dest_index = known.map(|(i, _)| i as u8);
         let mut prev = h.base;
@@ -357,6 +367,13 @@ impl UserRecord {
             } else if f.dest_prior_withdrawals > 0 {
                 // Whether the user still pays anyone else since this payee appeared.
                 f.dest_others_since_first += 1;
+            }
+            // A spree of payments to new payees (coaches rotate addresses), against the
+            // user's older history.
+            if e.ts <= month_start {
+                f.withdrawals_before_30d += 1;
+            } else if e.ts <= now && has_bit(&new_payees, usize::from(e.dest)) {
+                f.new_payee_withdrawals_30d += 1;
             }
             // Every window is `(now - span, now]`.
             if e.ts > now || e.ts <= quarter_start {
@@ -1026,6 +1043,19 @@ impl UserState {
 
 /// 90-day amounts kept on the stack while computing the median.
 const RECENT_INLINE: usize = 32;
+
+/// Sets bit `i` of a 128-bit set (indexes past it are ignored: there are none).
+fn set_bit(bits: &mut [u64; 2], i: usize) {
+    if let Some(word) = bits.get_mut(i / 64) {
+        *word |= 1 << (i % 64);
+    }
+}
+
+/// Whether bit `i` of a 128-bit set is set.
+fn has_bit(bits: &[u64; 2], i: usize) -> bool {
+    bits.get(i / 64)
+        .is_some_and(|word| word & (1 << (i % 64)) != 0)
+}
 
 /// Median of `values`; the mean of the two middle values for an even count; 0.0 when empty.
 fn median(values: &mut [f64]) -> f64 {

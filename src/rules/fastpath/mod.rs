@@ -275,6 +275,8 @@ mod tests {
             dest_others_since_first: 0,
             dest_first_amount_usd: 0.0,
             dest_rises: 0,
+            new_payee_withdrawals_30d: 0,
+            withdrawals_before_30d: 0,
         }
     }
 

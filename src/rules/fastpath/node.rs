@@ -43,6 +43,8 @@ pub(super) enum Field {
     DestOthersSinceFirst,
     DestFirstAmountUsd,
     DestRises,
+    NewPayeeWithdrawals30d,
+    WithdrawalsBefore30d,
     Watchlists,
 }
 
@@ -76,6 +78,8 @@ impl Field {
             "dest_others_since_first" => Field::DestOthersSinceFirst,
             "dest_first_amount_usd" => Field::DestFirstAmountUsd,
             "dest_rises" => Field::DestRises,
+            "new_payee_withdrawals_30d" => Field::NewPayeeWithdrawals30d,
+            "withdrawals_before_30d" => Field::WithdrawalsBefore30d,
             "watchlists" => Field::Watchlists,
             _ => return None,
         })
@@ -99,7 +103,9 @@ impl Field {
             | Field::DestPriorWithdrawals
             | Field::DestRisingRun
             | Field::DestOthersSinceFirst
-            | Field::DestRises => INT,
+            | Field::DestRises
+            | Field::NewPayeeWithdrawals30d
+            | Field::WithdrawalsBefore30d => INT,
             Field::IsNewAddress => BOOL,
             Field::AmountUsd
             | Field::AmountUsd24h
@@ -126,6 +132,8 @@ impl Field {
             Field::DestRisingRun => 6,
             Field::DestOthersSinceFirst => 7,
             Field::DestRises => 8,
+            Field::NewPayeeWithdrawals30d => 9,
+            Field::WithdrawalsBefore30d => 10,
             _ => return None,
         })
     }
@@ -192,6 +200,8 @@ impl Field {
             Field::DestOthersSinceFirst => Val::Int(f.dest_others_since_first),
             Field::DestFirstAmountUsd => Val::Float(f.dest_first_amount_usd),
             Field::DestRises => Val::Int(f.dest_rises),
+            Field::NewPayeeWithdrawals30d => Val::Int(f.new_payee_withdrawals_30d),
+            Field::WithdrawalsBefore30d => Val::Int(f.withdrawals_before_30d),
             // Never compiled as a value (only as the right side of `in`).
             Field::Watchlists => Val::Unit,
         }
