@@ -671,9 +671,16 @@ impl DestRecord {
         };
         let added = match found {
             Some(i) => {
-                let at = h.payer_at(i);
-                let mut times = times_at(&self.data, at, h.frame);
+                let mut times = times_at(&self.data, h.payer_at(i), h.frame);
                 insert_time(&mut times, ts);
+                // One more slot, when that is all the times need (a payer paying again:
+                // most re-encodes), without a re-encode.
+                let h = if !h.frame.holds(&times) && self.widen(&h, &times) {
+                    self.head()
+                } else {
+                    h
+                };
+                let (at, stride) = (h.payer_at(i), h.frame.stride());
                 if h.frame.holds(&times) {
                     overwrite_payer(&mut self.data, at, h.frame, user, &times);
                     // Its newest time can only have grown: it moves after the payers at or
@@ -758,6 +765,35 @@ impl DestRecord {
         data.reserve_exact(len - end);
         data.resize(len, 0);
         self.data = data.into_boxed_slice();
+    }
+
+    /// Gives every payer one more time slot (unused), in the same frame otherwise, when that
+    /// is all it takes to hold `times` (one more time for a payer); `false` (nothing changed)
+    /// otherwise. Reads the same as a re-encode of the same payers, for a copy of the bytes.
+    fn widen(&mut self, h: &Head, times: &[i64; DEST_TIMES]) -> bool {
+        let frame = Frame {
+            slots: h.frame.slots + 1,
+            ..h.frame
+        };
+        if frame.slots > DEST_TIMES || !frame.holds(times) {
+            return false;
+        }
+        let unused = frame.value(NONE).unwrap_or(0).to_le_bytes();
+        let unused = unused.get(..frame.width).unwrap_or_default();
+        with_scratch(|scratch| {
+            let out = &mut scratch.bytes;
+            out.clear();
+            out.extend_from_slice(self.data.get(..h.payers).unwrap_or_default());
+            if let Some(slots) = out.get_mut(8) {
+                *slots = frame.slots as u8;
+            }
+            for payer in payer_bytes(&self.data, h).chunks_exact(h.frame.stride()) {
+                out.extend_from_slice(payer);
+                out.extend_from_slice(unused);
+            }
+            self.store(out);
+        });
+        true
     }
 
     /// Re-encodes the record, its payers changed by `change`, in a frame that holds them
@@ -939,6 +975,13 @@ mod tests {
             Some((3, times(&[base + 3 * S, base + 100 * S])))
         );
         assert_eq!(d.payers().nth(3).map(|p| p.0), Some(4));
+        // The slot was added in the record's own frame (a re-encode would have moved its base
+        // from the empty record's 0 to the oldest time), reading as a re-encode does.
+        assert_eq!(d.head().frame.base, 0);
+        let payers: Vec<_> = d.payers().collect();
+        let encoded = DestRecord::with_payers("Tsec", &payers);
+        assert_ne!(encoded.head().frame.base, 0);
+        assert_eq!(encoded.payers().collect::<Vec<_>>(), payers);
     }
 
     /// At the cap, a new payer replaces the stalest payer (the first) and takes its place in
