@@ -87,7 +87,7 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-#[inline]
+#[inline(always)]
 pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
@@ -112,6 +112,7 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
     push_u64_slow(out, v);
 }
 
+#[inline(never)]
 fn push_u64_slow(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
