@@ -10,8 +10,10 @@
 //! ```
 //!
 //! A payer is the user's interned id (see `super::table`) and their latest distinct times to
-//! this address, newest first. `refs` counts the users whose known destinations name this
-//! destination's id (see `super`).
+//! this address, newest first. The payers are kept in the order of their newest times (a payer
+//! placed after those with the same newest time), so that `other_users` counts a window by
+//! binary search and the newest and the stalest payer are the last and the first. `refs`
+//! counts the users whose known destinations name this destination's id (see `super`).
 //!
 //! Times are exact and fixed-width, so that a payer is found, updated and replaced in place
 //! and the payers are read at a fixed stride (`other_users` is on the hot path): a time is
@@ -21,8 +23,9 @@
 //! (4 bytes of seconds, 5 of milliseconds, 6 of microseconds); width 8 stores the `i64`
 //! itself (`i64::MIN`: unused). `slots` is the most times any payer holds (1 to
 //! [`DEST_TIMES`]): a destination paid once by each of its payers keeps one time per payer.
-//! A time that does not fit the frame (a finer unit, before `base`, past the width) or a
-//! payer needing one more slot re-encodes the record once in a frame that fits. With whole
+//! A time that does not fit the frame (a finer unit, before `base`, past the width)
+//! re-encodes the record once in a frame that fits; a payer needing one more slot widens
+//! every payer by one unused slot in the same frame. With whole
 //! seconds a payer is 8 to 20 bytes, against 36 with four `i64`.
 
 use super::codec::{Cursor, Out, Unit};
