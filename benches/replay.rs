@@ -99,6 +99,9 @@ fn to_json(e: &Event) -> String {
     }
 }
 
+// Not inlined, so that a profiler can collect this function alone
+// (`valgrind --tool=callgrind --toggle-collect=replay::replay_events`).
+#[inline(never)]
 fn replay_events(scorer: &Scorer, events: &[Event]) -> [usize; 4] {
     let mut tiers = [0; 4];
     for e in events {

@@ -200,11 +200,129 @@ impl Template {
             match segment {
                 Segment::Literal(s) => out.push_str(s),
                 Segment::Asset => out.push_str(&w.asset),
-                Segment::AmountUsd => {
-                    let _ = write!(out, "{:.2}", w.amount_usd);
-                }
+                Segment::AmountUsd => push_two_decimals(out, w.amount_usd),
                 Segment::Destination => out.push_str(destination),
             }
+        }
+    }
+}
+
+/// Appends `format!("{:.2}", x)`: for a positive finite `x` of 2^-68 or more (every amount a
+/// withdrawal carries) computed from its exact binary value in integers (the standard library's
+/// exact float formatting was ~3% of a replay), else by the standard library.
+fn push_two_decimals(out: &mut String, x: f64) {
+    match hundredths(x) {
+        Some(h) => {
+            // Digits by hand: `write!` of two integers cost half of what it saved.
+            let (mut units, cents) = (h / 100, (h % 100) as u8);
+            let mut digits = [0_u8; 40];
+            let mut start = digits.len();
+            for slot in digits.iter_mut().rev() {
+                *slot = b'0' + (units % 10) as u8;
+                units /= 10;
+                start -= 1;
+                if units == 0 {
+                    break;
+                }
+            }
+            let text = digits.get(start..).unwrap_or_default();
+            out.push_str(std::str::from_utf8(text).unwrap_or_default());
+            out.push('.');
+            out.push(char::from(b'0' + cents / 10));
+            out.push(char::from(b'0' + cents % 10));
+        }
+        None => {
+            let _ = write!(out, "{x:.2}");
+        }
+    }
+}
+
+/// `x * 100` rounded to the nearest integer, ties to even, as `{:.2}` rounds `x`'s exact
+/// value; `None` for a negative, non-finite, tiny (below 2^-68) or integral (2^52 or more) `x`.
+fn hundredths(x: f64) -> Option<u128> {
+    if !(x.is_finite() && x.is_sign_positive()) {
+        return None;
+    }
+    // x = m * 2^e exactly.
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1_u64 << 52) - 1);
+    let (m, e) = if exponent == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | 1 << 52, exponent - 1075)
+    };
+    if !(-120..0).contains(&e) {
+        return None;
+    }
+    // x * 100 = (m * 100) / 2^shift: the quotient, and the remainder against a half.
+    let scaled = u128::from(m) * 100;
+    let shift = e.unsigned_abs();
+    let q = scaled >> shift;
+    let r = scaled & ((1_u128 << shift) - 1);
+    let half = 1_u128 << (shift - 1);
+    Some(if r > half || (r == half && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    })
+}
+
+#[cfg(test)]
+mod two_decimals_tests {
+    use super::*;
+
+    fn fast(x: f64) -> String {
+        let mut out = String::new();
+        push_two_decimals(&mut out, x);
+        out
+    }
+
+    /// The same text as `{:.2}` for every kind of value: ties (exact halves of a cent, which
+    /// round to even), cents, random bit patterns, the extremes and the values left to it.
+    #[test]
+    fn amounts_print_as_the_standard_library_prints_them() {
+        let edges = [
+            0.0,
+            -0.0,
+            0.125,
+            0.375,
+            0.625,
+            0.875,
+            1.125,
+            2.5,
+            0.005,
+            0.015,
+            0.025,
+            173.81,
+            0.1 + 0.2,
+            1e15 + 0.125,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e-20,
+            -5.255,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for x in edges {
+            assert_eq!(fast(x), format!("{x:.2}"), "{x:e}");
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for i in 0..400_000_u64 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let x = match i % 4 {
+                0 => f64::from_bits(seed),
+                1 => (seed % 10_000_000_000) as f64 / 1000.0,
+                2 => (seed % 100_000_000) as f64 / 8.0,
+                _ => f64::from_bits((seed >> 12) | 0x3ff0_0000_0000_0000) * 1e3,
+            };
+            assert_eq!(fast(x), format!("{x:.2}"), "{x:e}");
         }
     }
 }

@@ -87,7 +87,33 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+#[inline(always)]
+pub(crate) fn push_u64(out: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        out.push(v as u8);
+        return;
+    }
+    // Below 2^56 (every time delta and amount but the extremes), without a branch per byte:
+    // the 7-bit groups spread into bytes in three steps (the reverse of `Cursor::varint`),
+    // the top bit set on every byte but the last, and the bytes appended at once (all 8, a
+    // fixed-size copy, then cut to the length).
+    if v < 1 << 56 {
+        let x = (v & 0x0000_0000_0fff_ffff) | ((v & 0x00ff_ffff_f000_0000) << 4);
+        let x = (x & 0x0000_3fff_0000_3fff) | ((x & 0x0fff_c000_0fff_c000) << 2);
+        let x = (x & 0x007f_007f_007f_007f) | ((x & 0x3f80_3f80_3f80_3f80) << 1);
+        let bits = u64::BITS - (v | 1).leading_zeros();
+        let len = bits.div_ceil(7) as usize;
+        let more = 0x8080_8080_8080_8080 & ((1_u64 << (8 * (len - 1))) - 1);
+        let start = out.len();
+        out.extend_from_slice(&(x | more).to_le_bytes());
+        out.truncate(start + len);
+        return;
+    }
+    push_u64_slow(out, v);
+}
+
+#[inline(never)]
+fn push_u64_slow(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -106,6 +132,7 @@ pub(crate) fn u64_len(mut v: u64) -> usize {
 }
 
 /// A zig-zag varint of `count - prev` (both in units, wrapping).
+#[inline]
 pub(crate) fn push_delta(out: &mut Vec<u8>, prev: i64, count: i64) {
     push_u64(out, zigzag(count.wrapping_sub(prev)));
 }
@@ -152,12 +179,15 @@ pub(crate) trait Out {
 }
 
 impl Out for Vec<u8> {
+    #[inline]
     fn bytes(&mut self, b: &[u8]) {
         self.extend_from_slice(b);
     }
+    #[inline]
     fn varint(&mut self, v: u64) {
         push_u64(self, v);
     }
+    #[inline]
     fn delta(&mut self, prev: i64, count: i64) {
         push_delta(self, prev, count);
     }
@@ -283,6 +313,30 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// Moves past an amount written by [`push_amount`] without decoding it.
+    #[inline(always)]
+    pub(crate) fn skip_amount(&mut self) {
+        match self.data.get(self.at) {
+            // The escape and the 8 bytes.
+            Some(b) if b & 1 == 1 => self.at += 9,
+            _ => self.skip_varint(),
+        }
+    }
+
+    /// Moves past a varint without decoding it: its length is where its first byte without
+    /// the top bit lies.
+    #[inline(always)]
+    pub(crate) fn skip_varint(&mut self) {
+        if let Some(b) = self.data.get(self.at..).and_then(|r| r.first_chunk::<8>()) {
+            let ends = !u64::from_le_bytes(*b) & 0x8080_8080_8080_8080;
+            if ends != 0 {
+                self.at += ((ends.trailing_zeros() + 1) / 8) as usize;
+                return;
+            }
+        }
+        self.varint_slow();
+    }
+
     /// `n` bytes as a string (empty when they are not UTF-8, which a record never holds).
     pub(crate) fn str(&mut self, n: usize) -> &'a str {
         let s = self
@@ -377,8 +431,11 @@ mod tests {
             assert_eq!(out.len() - before, amount_len(a), "{a}");
         }
         let mut c = Cursor::new(&out, 0);
+        let mut skip = Cursor::new(&out, 0);
         for &a in &amounts {
             assert_eq!(c.amount().to_bits(), a.to_bits(), "{a}");
+            skip.skip_amount();
+            assert_eq!(skip.at, c.at, "{a}");
         }
         assert_eq!(c.at, out.len());
         // Whole cents are short; the rest take the escape and 8 bytes.
@@ -413,7 +470,23 @@ mod tests {
                 for tail in [0, 9] {
                     let mut c = Cursor::new(one.get(..len + tail).unwrap_or_default(), 0);
                     assert_eq!((c.varint(), c.at), (v, len), "{v:#x}");
+                    let mut skip = Cursor::new(one.get(..len + tail).unwrap_or_default(), 0);
+                    skip.skip_varint();
+                    assert_eq!(skip.at, len, "{v:#x}");
                 }
+            }
+        }
+        // The branchless writer writes what the byte-by-byte one does, at every width.
+        for shift in 0..64 {
+            for v in [
+                (1_u64 << shift) - 1,
+                1_u64 << shift,
+                (1_u64 << shift) | 0x55,
+            ] {
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                push_u64(&mut fast, v);
+                push_u64_slow(&mut slow, v);
+                assert_eq!(fast, slow, "{v:#x}");
             }
         }
         // Reading past the end gives zeros, not a panic.

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! A payer is the user's interned id (see `super::table`) and their latest distinct times to
-//! this address, newest first. `refs` counts the users whose known destinations name this
-//! destination's id (see `super`).
+//! this address, newest first. The payers are kept in the order of their newest times (a payer
+//! placed after those with the same newest time), so that `other_users` counts a window by
+//! binary search and the newest and the stalest payer are the last and the first. `refs`
+//! counts the users whose known destinations name this destination's id (see `super`).
 //!
 //! Times are exact and fixed-width, so that a payer is found, updated and replaced in place
 //! and the payers are read at a fixed stride (`other_users` is on the hot path): a time is
@@ -21,8 +23,9 @@
 //! (4 bytes of seconds, 5 of milliseconds, 6 of microseconds); width 8 stores the `i64`
 //! itself (`i64::MIN`: unused). `slots` is the most times any payer holds (1 to
 //! [`DEST_TIMES`]): a destination paid once by each of its payers keeps one time per payer.
-//! A time that does not fit the frame (a finer unit, before `base`, past the width) or a
-//! payer needing one more slot re-encodes the record once in a frame that fits. With whole
+//! A time that does not fit the frame (a finer unit, before `base`, past the width)
+//! re-encodes the record once in a frame that fits; a payer needing one more slot widens
+//! every payer by one unused slot in the same frame. With whole
 //! seconds a payer is 8 to 20 bytes, against 36 with four `i64`.
 
 use super::codec::{Cursor, Out, Unit};
@@ -283,6 +286,29 @@ fn payer_bytes<'a>(data: &'a [u8], h: &Head) -> &'a [u8] {
     data.get(h.payers..h.payer_at(h.n)).unwrap_or_default()
 }
 
+/// Where a payer whose newest time has the key `key` goes among the payers from `from` on:
+/// after every one whose newest time is at or before it (they are in that order; the last
+/// is checked first, as a payment in order goes last).
+fn order_point(data: &[u8], h: &Head, from: usize, key: i64) -> usize {
+    let newest = |i: usize| {
+        h.frame
+            .key(value_at(data, h.payer_at(i) + USER, h.frame.width))
+    };
+    let (mut lo, mut hi) = (from, h.n);
+    if lo >= hi || newest(hi - 1) <= key {
+        return hi.max(lo);
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if newest(mid) <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Calls `f::<W>` with the frame's width as a constant (1 to 8).
 macro_rules! by_width {
     ($width:expr, $f:ident($($arg:expr),*)) => {
@@ -299,10 +325,30 @@ macro_rules! by_width {
     };
 }
 
-/// [`DestRecord::other_users`]'s walk at width `W`: the payers other than `me` whose latest
+/// The number of payers among the first `n` (at `stride`) whose latest time, as a key (see
+/// [`Frame::key`]), is at or before `key`: payers are kept in the order of their latest times
+/// (see [`DestRecord::record`]), so this is a binary search.
+#[inline(always)]
+fn latest_at_or_before<const W: usize>(payers: &[u8], stride: usize, n: usize, key: i64) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let latest = value_w::<W>(payers.get(mid * stride..).unwrap_or_default(), USER) as i64;
+        if latest <= key {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// [`DestRecord::other_users`]'s count at width `W`: the payers other than `me` whose latest
 /// time at or before `now` (as keys, see [`Frame::key`]) lies after `day_key` and after
-/// `month_key`. A payer's first slot is its newest time: only when that lies after `now`
-/// (events out of order) are its other slots read.
+/// `month_key`. The payers are in the order of their first slot, their newest time: those at
+/// or before `now` (all of them when events came in order) are a prefix, counted by binary
+/// searches for the window bounds and a look for `me` among the payers inside the month;
+/// only past that prefix (events out of order) are a payer's other slots read.
 #[inline(never)]
 fn count_others<const W: usize>(
     payers: &[u8],
@@ -311,72 +357,66 @@ fn count_others<const W: usize>(
     [now_key, day_key, month_key]: [i64; 3],
 ) -> (i64, i64) {
     let none = frame.none_key();
-    // Never a user id when there is no `me` (ids are `u32`).
-    let me = me.map_or(u64::MAX, u64::from);
-    // The usual case first (events in order): every payer's newest time at or before `now`,
-    // so that it is the one the windows test: a pass without a branch per payer, whose
-    // largest and smallest keys then tell whether it was that case (`none` is the smallest
-    // key there is, and never a payer's newest).
-    let (mut day, mut month) = (0_i64, 0_i64);
-    let (mut newest, mut oldest) = (i64::MIN, i64::MAX);
-    for payer in payers.chunks_exact(frame.stride()) {
-        let latest = frame.key(value_w::<W>(payer, USER));
-        newest = newest.max(latest);
-        oldest = oldest.min(latest);
-        let counted = (latest > month_key) & (u64::from(user_w(payer)) != me);
-        month += i64::from(counted);
-        day += i64::from(counted & (latest > day_key));
-    }
-    if newest <= now_key && oldest > none {
-        return (day, month);
-    }
-    let (mut day, mut month) = (0_i64, 0_i64);
-    for payer in payers.chunks_exact(frame.stride()) {
-        let mut latest = frame.key(value_w::<W>(payer, USER));
-        if latest > now_key {
-            // Out of order: the latest of the other slots at or before `now`, if any.
-            let mut found = none;
-            for i in 1..frame.slots {
-                let k = frame.key(value_w::<W>(payer, USER + i * W));
-                if k == none || k <= now_key {
-                    found = k;
-                    break;
-                }
-            }
-            latest = found;
+    let stride = frame.stride();
+    let n = payers.len() / stride;
+    // An unused slot's key (the smallest there is, never a payer's newest) is in no window.
+    let (day_key, month_key) = (day_key.max(none), month_key.max(none));
+    // Usually every payer: the last one's newest time is at or before `now`.
+    let in_order = match n.checked_sub(1) {
+        Some(last) => {
+            value_w::<W>(payers.get(last * stride..).unwrap_or_default(), USER) as i64 <= now_key
         }
-        // Without branches (the outcomes mix): `&` of the three, not `&&`.
+        None => return (0, 0),
+    };
+    let upto = if in_order {
+        n
+    } else {
+        latest_at_or_before::<W>(payers, stride, n, now_key)
+    };
+    // `now_key >= day_key >= month_key`, so `month_from <= day_from <= upto`.
+    let month_from = latest_at_or_before::<W>(payers, stride, upto, month_key);
+    let day_from = month_from
+        + latest_at_or_before::<W>(
+            payers.get(month_from * stride..).unwrap_or_default(),
+            stride,
+            upto - month_from,
+            day_key,
+        );
+    let mut month = (upto - month_from) as i64;
+    let mut day = (upto - day_from) as i64;
+    if let Some(me) = me {
+        let window = payers
+            .get(month_from * stride..upto * stride)
+            .unwrap_or_default();
+        if let Some(i) = window
+            .chunks_exact(stride)
+            .position(|payer| user_w(payer) == me)
+        {
+            month -= 1;
+            day -= i64::from(month_from + i >= day_from);
+        }
+    }
+    // Out of order: payers whose newest time lies after `now`, each counted by the latest of
+    // its other slots at or before `now`, if any.
+    let me = me.map_or(u64::MAX, u64::from);
+    for payer in payers
+        .get(upto * stride..)
+        .unwrap_or_default()
+        .chunks_exact(stride)
+    {
+        let mut latest = none;
+        for i in 1..frame.slots {
+            let k = frame.key(value_w::<W>(payer, USER + i * W));
+            if k == none || k <= now_key {
+                latest = k;
+                break;
+            }
+        }
         let counted = (latest != none) & (latest > month_key) & (u64::from(user_w(payer)) != me);
         month += i64::from(counted);
         day += i64::from(counted & (latest > day_key));
     }
     (day, month)
-}
-
-/// What [`DestRecord::record`] needs of every payer, at width `W`: the newest latest time
-/// and the stalest (its key and index; the first of equal ones), as keys, and where `user`
-/// is.
-#[inline(never)]
-fn walk_payers<const W: usize>(
-    payers: &[u8],
-    frame: Frame,
-    user: u32,
-) -> (i64, (i64, usize), Option<usize>) {
-    let mut newest = i64::MIN;
-    let mut stalest = (i64::MAX, 0);
-    let mut found = None;
-    for (i, payer) in payers.chunks_exact(frame.stride()).enumerate() {
-        let latest = frame.key(value_w::<W>(payer, USER));
-        newest = newest.max(latest);
-        if latest < stalest.0 {
-            stalest = (latest, i);
-        }
-        // A user is a payer at most once.
-        if user_w(payer) == user {
-            found = Some(i);
-        }
-    }
-    (newest, stalest, found)
 }
 
 /// Writes a payer; times must fit `frame` (see [`Frame::holds`]; one that does not is
@@ -610,56 +650,55 @@ impl DestRecord {
         by_width!(h.frame.width, count_others(payers, h.frame, user, keys))
     }
 
-    /// Remembers that `user` paid this destination at `ts`: one walk over the payers (finding
-    /// the user, the newest time before this one and whether any payer is due to be forgotten).
-    /// Returns whether `user` is a new payer; payers forgotten (over the cap, or past
-    /// retention) are appended to `dropped`.
+    /// Remembers that `user` paid this destination at `ts`. Returns whether `user` is a new
+    /// payer; payers forgotten (over the cap, or past retention) are appended to `dropped`.
+    ///
+    /// The payers are kept in the order of their newest times (their first slot; a payer
+    /// whose newest time changes moves after those at or before it, a new payer goes after
+    /// those at or before its time), so that the newest and the stalest payer are the last
+    /// and the first, and `other_users` counts a window by binary search. Only the look for
+    /// `user` reads every payer (a user id each).
     pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
         let h = self.head();
-        let payers = payer_bytes(&self.data, &h);
-        // Every stored time is at or after the frame's oldest (a stored value of 1): when
-        // that lies within the retention of `ts`, no payer can be due to be forgotten, and
-        // (below the cap) the walk needs neither the newest nor the stalest payer, only where
-        // `user` is, which stops there (a busy address's payers were read whole each time).
-        let nothing_due = !h.frame.raw() && h.frame.time(1) > ts.saturating_sub(DEST_RETENTION);
-        let quick = if nothing_due {
-            let found = payers
-                .chunks_exact(h.frame.stride())
-                .position(|payer| user_w(payer) == user);
-            (found.is_some() || h.n < MAX_DEST_USERS).then_some(found)
-        } else {
-            None
-        };
-        // `before` and `oldest` such that the retention below drops nothing.
-        let (before, oldest, stalest, found) = match quick {
-            Some(found) => (NONE, i64::MAX, (i64::MAX, 0), found),
-            None => {
-                // Compared as keys (ordered as the times), decoded once after the walk.
-                let (newest_key, stalest, found) =
-                    by_width!(h.frame.width, walk_payers(payers, h.frame, user));
-                if h.n == 0 {
-                    (NONE, i64::MAX, stalest, found)
-                } else {
-                    (
-                        h.frame.time(newest_key as u64),
-                        h.frame.time(stalest.0 as u64),
-                        stalest,
-                        found,
-                    )
-                }
-            }
+        let stride = h.frame.stride();
+        let found = payer_bytes(&self.data, &h)
+            .chunks_exact(stride)
+            .position(|payer| user_w(payer) == user);
+        // The newest time before this one and the oldest payer's, for the retention below.
+        let (before, oldest) = match h.n.checked_sub(1) {
+            Some(last) => (
+                latest_at(&self.data, h.payer_at(last), h.frame),
+                latest_at(&self.data, h.payer_at(0), h.frame),
+            ),
+            None => (NONE, i64::MAX),
         };
         let added = match found {
             Some(i) => {
-                let at = h.payer_at(i);
-                let mut times = times_at(&self.data, at, h.frame);
+                let mut times = times_at(&self.data, h.payer_at(i), h.frame);
                 insert_time(&mut times, ts);
+                // One more slot, when that is all the times need (a payer paying again:
+                // most re-encodes), without a re-encode.
+                let h = if !h.frame.holds(&times) && self.widen(&h, &times) {
+                    self.head()
+                } else {
+                    h
+                };
+                let (at, stride) = (h.payer_at(i), h.frame.stride());
                 if h.frame.holds(&times) {
                     overwrite_payer(&mut self.data, at, h.frame, user, &times);
+                    // Its newest time can only have grown: it moves after the payers at or
+                    // before it.
+                    let key = h.frame.key(h.frame.value(times[0]).unwrap_or(0));
+                    let to = order_point(&self.data, &h, i + 1, key);
+                    if let Some(moved) = self.data.get_mut(at..h.payer_at(to)) {
+                        moved.rotate_left(stride);
+                    }
                 } else {
                     self.rebuild(|payers| {
-                        if let Some(p) = payers.get_mut(i) {
-                            p.1 = times;
+                        if i < payers.len() {
+                            let payer = payers.remove(i);
+                            let to = payers.partition_point(|p| p.1[0] <= times[0]);
+                            payers.insert(to, (payer.0, times));
                         }
                     });
                 }
@@ -670,35 +709,34 @@ impl DestRecord {
                 times[0] = ts;
                 let at_cap = h.n >= MAX_DEST_USERS;
                 if h.frame.holds(&times) {
+                    let key = h.frame.key(h.frame.value(ts).unwrap_or(0));
                     if at_cap && h.payer_at(h.n) <= self.data.len() {
-                        // At the cap the record keeps its size (no reallocation): the payer
-                        // with the oldest latest time goes, the last payer takes its slot and
-                        // the new one the last slot.
-                        let stride = h.frame.stride();
-                        let (at, last) = (h.payer_at(stalest.1), h.payer_at(h.n - 1));
-                        dropped.push(user_at(&self.data, at));
-                        self.data.copy_within(last..last + stride, at);
-                        overwrite_payer(&mut self.data, last, h.frame, user, &times);
+                        // At the cap the record keeps its size (no reallocation): the stalest
+                        // payer (the first) goes, those before the new one's place move down.
+                        let to = order_point(&self.data, &h, 1, key);
+                        dropped.push(user_at(&self.data, h.payer_at(0)));
+                        self.data
+                            .copy_within(h.payer_at(1)..h.payer_at(to), h.payer_at(0));
+                        overwrite_payer(&mut self.data, h.payer_at(to - 1), h.frame, user, &times);
                     } else {
-                        let stride = h.frame.stride();
+                        let to = order_point(&self.data, &h, 0, key);
                         let end = h.payer_at(h.n);
                         if end + stride > self.data.len() {
                             self.grow(end, stride, h.n);
                         }
-                        overwrite_payer(&mut self.data, end, h.frame, user, &times);
+                        self.data
+                            .copy_within(h.payer_at(to)..end, h.payer_at(to) + stride);
+                        overwrite_payer(&mut self.data, h.payer_at(to), h.frame, user, &times);
                         set_count(&mut self.data, h.n + 1);
                     }
                 } else {
                     self.rebuild(|payers| {
                         if at_cap && !payers.is_empty() {
                             // As above, in the new frame.
-                            let last = payers.len() - 1;
-                            payers.swap(stalest.1, last);
-                            if let Some(gone) = payers.pop() {
-                                dropped.push(gone.0);
-                            }
+                            dropped.push(payers.remove(0).0);
                         }
-                        payers.push((user, times));
+                        let to = payers.partition_point(|p| p.1[0] <= ts);
+                        payers.insert(to, (user, times));
                     });
                 }
                 true
@@ -730,6 +768,35 @@ impl DestRecord {
         data.reserve_exact(len - end);
         data.resize(len, 0);
         self.data = data.into_boxed_slice();
+    }
+
+    /// Gives every payer one more time slot (unused), in the same frame otherwise, when that
+    /// is all it takes to hold `times` (one more time for a payer); `false` (nothing changed)
+    /// otherwise. Reads the same as a re-encode of the same payers, for a copy of the bytes.
+    fn widen(&mut self, h: &Head, times: &[i64; DEST_TIMES]) -> bool {
+        let frame = Frame {
+            slots: h.frame.slots + 1,
+            ..h.frame
+        };
+        if frame.slots > DEST_TIMES || !frame.holds(times) {
+            return false;
+        }
+        let unused = frame.value(NONE).unwrap_or(0).to_le_bytes();
+        let unused = unused.get(..frame.width).unwrap_or_default();
+        with_scratch(|scratch| {
+            let out = &mut scratch.bytes;
+            out.clear();
+            out.extend_from_slice(self.data.get(..h.payers).unwrap_or_default());
+            if let Some(slots) = out.get_mut(8) {
+                *slots = frame.slots as u8;
+            }
+            for payer in payer_bytes(&self.data, h).chunks_exact(h.frame.stride()) {
+                out.extend_from_slice(payer);
+                out.extend_from_slice(unused);
+            }
+            self.store(out);
+        });
+        true
     }
 
     /// Re-encodes the record, its payers changed by `change`, in a frame that holds them
@@ -787,17 +854,24 @@ impl DestRecord {
     }
 
     /// A record with these payers (as read from a snapshot) and no refs.
+    /// The payers are put in the order of their newest times (see [`DestRecord::record`]):
+    /// a snapshot of an earlier version lists them in the order they came.
     pub(crate) fn with_payers(key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
-        DestRecord::build(0, key, payers)
+        if payers.is_sorted_by_key(|p| p.1[0]) {
+            return DestRecord::build(0, key, payers);
+        }
+        let mut sorted = payers.to_vec();
+        sorted.sort_by_key(|p| p.1[0]);
+        DestRecord::build(0, key, &sorted)
     }
 
-    /// The latest withdrawal time to this destination.
+    /// The latest withdrawal time to this destination: the last payer's newest.
     pub(crate) fn newest(&self) -> i64 {
         let h = self.head();
-        (0..h.n)
-            .map(|i| latest_at(&self.data, h.payer_at(i), h.frame))
-            .max()
-            .unwrap_or(NONE)
+        match h.n.checked_sub(1) {
+            Some(last) => latest_at(&self.data, h.payer_at(last), h.frame),
+            None => NONE,
+        }
     }
 
     /// The number of payers and the times of payer `user` (as [`DestRecord::payers`] gives
@@ -875,13 +949,20 @@ mod tests {
             }
             // The retention forgets payers: compare with what is left.
             want.retain(|(u, _)| !dropped.contains(u));
-            let got: Vec<(u32, [i64; DEST_TIMES])> = d.payers().collect();
-            let expected: Vec<(u32, [i64; DEST_TIMES])> =
+            let mut got: Vec<(u32, [i64; DEST_TIMES])> = d.payers().collect();
+            assert!(got.is_sorted_by_key(|p| p.1[0]), "after {user} at {ts}");
+            got.sort_by_key(|p| p.0);
+            let mut expected: Vec<(u32, [i64; DEST_TIMES])> =
                 want.iter().map(|(u, list)| (*u, times(list))).collect();
+            expected.sort_by_key(|p| p.0);
             assert_eq!(got, expected, "after {user} at {ts}");
             assert_eq!((d.key(), d.refs()), ("Taddr", 9));
+            // Listed in any order (a snapshot's), they are put in order.
             let rebuilt = DestRecord::with_payers("Taddr", &got);
-            assert_eq!(rebuilt.payers().collect::<Vec<_>>(), got);
+            let mut again: Vec<_> = rebuilt.payers().collect();
+            assert!(again.is_sorted_by_key(|p| p.1[0]));
+            again.sort_by_key(|p| p.0);
+            assert_eq!(again, got);
         }
         // Seconds throughout: 4-byte times, one slot while each payer has paid once.
         let mut d = DestRecord::new("Tsec");
@@ -891,14 +972,24 @@ mod tests {
         assert_eq!(d.head().frame.stride(), 8);
         d.record(3, base + 100 * S, &mut dropped);
         assert_eq!(d.head().frame.stride(), 12);
+        // The newest payment: payer 3 moved last.
         assert_eq!(
-            d.payers().nth(3),
+            d.payers().last(),
             Some((3, times(&[base + 3 * S, base + 100 * S])))
         );
+        assert_eq!(d.payers().nth(3).map(|p| p.0), Some(4));
+        // The slot was added in the record's own frame (a re-encode would have moved its base
+        // from the empty record's 0 to the oldest time), reading as a re-encode does.
+        assert_eq!(d.head().frame.base, 0);
+        let payers: Vec<_> = d.payers().collect();
+        let encoded = DestRecord::with_payers("Tsec", &payers);
+        assert_ne!(encoded.head().frame.base, 0);
+        assert_eq!(encoded.payers().collect::<Vec<_>>(), payers);
     }
 
-    /// At the cap, a new payer whose time needs a new frame replaces the stalest payer as
-    /// one that fits does: the last payer takes the stalest's place, the new one the last.
+    /// At the cap, a new payer replaces the stalest payer (the first) and takes its place in
+    /// the order of newest times, whether its time needs a new frame or fits the record's (which
+    /// then keeps its size).
     #[test]
     fn the_cap_holds_across_a_change_of_frame() {
         const S: i64 = 1_000_000;
@@ -911,16 +1002,25 @@ mod tests {
             d.record(user, ts, &mut dropped);
         }
         assert!(dropped.is_empty());
-        let before: Vec<_> = d.payers().collect();
+        let mut want: Vec<_> = d.payers().collect();
+        assert_eq!(want.first().map(|p| p.0), Some(5));
         let width = d.head().frame.width;
         assert!(d.record(99_999, base + 7, &mut dropped));
         assert_eq!(dropped, [5]);
         assert!(d.head().frame.width > width);
-        let after: Vec<_> = d.payers().collect();
-        assert_eq!(after.len(), MAX_DEST_USERS);
-        assert_eq!(after.get(5), before.last());
-        assert_eq!(after.last(), Some(&(99_999, times(&[base + 7]))));
-        assert_eq!(after.get(..5), before.get(..5));
+        want.remove(0);
+        want.insert(1, (99_999, times(&[base + 7])));
+        assert_eq!(d.payers().collect::<Vec<_>>(), want);
+        // In the frame now (microseconds): the stalest (user 0) goes, in place.
+        dropped.clear();
+        let size = d.data.len();
+        assert!(d.record(77_777, base + 2 * S + 1, &mut dropped));
+        assert_eq!(dropped, [0]);
+        assert_eq!(d.data.len(), size);
+        want.remove(0);
+        want.insert(3, (77_777, times(&[base + 2 * S + 1])));
+        assert_eq!(d.payers().collect::<Vec<_>>(), want);
+        assert_eq!(d.payers().nth(2).map(|p| p.0), Some(2));
     }
 
     /// A busy record keeps room for more payers past `SPARE_FROM` and reads (and compares)
@@ -1038,6 +1138,12 @@ mod tests {
                 };
                 let user = next(60) as u32;
                 d.record(user, ts, &mut dropped);
+                // In the order of their newest times, which the counts rely on; listed in
+                // another order (a snapshot's), they are put back in it.
+                let payers: Vec<_> = d.payers().collect();
+                assert!(payers.is_sorted_by_key(|p| p.1[0]));
+                let reversed: Vec<_> = payers.iter().rev().copied().collect();
+                let rebuilt = DestRecord::with_payers("Tcount", &reversed);
                 for now in [
                     ts,
                     ts - next(86_400) as i64 * S,
@@ -1046,6 +1152,7 @@ mod tests {
                 ] {
                     for me in [None, Some(user), Some(999)] {
                         assert_eq!(d.other_users(me, now), naive(&d, me, now), "{now}");
+                        assert_eq!(rebuilt.other_users(me, now), naive(&d, me, now), "{now}");
                     }
                 }
             }

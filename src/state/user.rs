@@ -178,8 +178,8 @@ impl UserRecord {
         let mut c = Cursor::new(&self.data, h.known);
         for _ in 0..h.n_known {
             c.at += 4;
-            c.varint();
-            c.varint();
+            c.skip_varint();
+            c.skip_varint();
         }
         c
     }
@@ -188,7 +188,7 @@ impl UserRecord {
     fn devices_cursor(&self, h: &Head) -> Cursor<'_> {
         let mut c = self.resets_cursor(h);
         for _ in 0..h.n_resets {
-            c.varint();
+            c.skip_varint();
         }
         c
     }
@@ -199,8 +199,8 @@ impl UserRecord {
         for _ in 0..h.n_devices {
             let len = c.varint() as usize;
             c.at = c.at.saturating_add(len);
-            c.varint();
-            c.varint();
+            c.skip_varint();
+            c.skip_varint();
         }
         c
     }
@@ -307,7 +307,7 @@ impl UserRecord {
                 if h.unit.time(c.delta(h.base)) > month_start {
                     set_bit(&mut new_payees, i);
                 }
-                c.varint();
+                c.skip_varint();
             }
         }
         // Ascending: the last at or before `now` is the latest.
@@ -328,7 +328,7 @@ impl UserRecord {
             let id = c.data.get(c.at..c.at.saturating_add(len));
             c.at = c.at.saturating_add(len);
             let first = c.delta(h.base);
-            c.varint();
+            c.skip_varint();
             if device_first.is_none() && id.is_some() && id == device_bytes {
                 device_first = Some(h.unit.time(first));
             }
@@ -567,7 +567,7 @@ impl UserRecord {
                     let dest = c.byte();
                     prev = c.delta(prev);
                     let amount_at = c.at;
-                    c.amount();
+                    c.skip_amount();
                     if stale(prev) {
                         return None;
                     }
@@ -648,8 +648,8 @@ impl UserRecord {
                 field.copy_from_slice(&id.to_le_bytes());
             }
             let mut c = Cursor::new(&self.data, at + 4);
-            c.varint();
-            c.varint();
+            c.skip_varint();
+            c.skip_varint();
             at = c.at;
         }
     }
