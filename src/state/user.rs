@@ -290,8 +290,9 @@ impl UserRecord {
         let mut c = Cursor::new(&self.data, h.known);
         let mut known = None;
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
-        // The destinations first paid in the last 30 days, by index (MAX_DESTINATIONS <= 128).
-        let mut new_payees = [0_u64; 2];
+        // The destinations first paid in the last 30 days: bit i for index i (MAX_DESTINATIONS
+        // <= 128).
+        let mut new_payees = 0_u128;
         for i in 0..h.n_known {
             // Only the matching destination's times are decoded in full.
             let start = c.at;
@@ -300,12 +301,12 @@ impl UserRecord {
                 c.at = start;
                 let k = read_known(&mut c, &h);
                 if k.first_ts > month_start {
-                    set_bit(&mut new_payees, i);
+                    new_payees |= bit(i);
                 }
                 known = Some((i, k));
             } else {
                 if h.unit.time(c.delta(h.base)) > month_start {
-                    set_bit(&mut new_payees, i);
+                    new_payees |= bit(i);
                 }
                 c.skip_varint();
             }
@@ -372,7 +373,7 @@ impl UserRecord {
             // user's older history.
             if e.ts <= month_start {
                 f.withdrawals_before_30d += 1;
-            } else if e.ts <= now && has_bit(&new_payees, usize::from(e.dest)) {
+            } else if e.ts <= now && new_payees & bit(usize::from(e.dest)) != 0 {
                 f.new_payee_withdrawals_30d += 1;
             }
             // Every window is `(now - span, now]`.
@@ -1044,17 +1045,12 @@ impl UserState {
 /// 90-day amounts kept on the stack while computing the median.
 const RECENT_INLINE: usize = 32;
 
-/// Sets bit `i` of a 128-bit set (indexes past it are ignored: there are none).
-fn set_bit(bits: &mut [u64; 2], i: usize) {
-    if let Some(word) = bits.get_mut(i / 64) {
-        *word |= 1 << (i % 64);
-    }
-}
-
-/// Whether bit `i` of a 128-bit set is set.
-fn has_bit(bits: &[u64; 2], i: usize) -> bool {
-    bits.get(i / 64)
-        .is_some_and(|word| word & (1 << (i % 64)) != 0)
+/// Bit `i` of a 128-bit set (none past it: a destination index is below 128).
+fn bit(i: usize) -> u128 {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1_u128.checked_shl(i))
+        .unwrap_or(0)
 }
 
 /// Median of `values`; the mean of the two middle values for an even count; 0.0 when empty.
