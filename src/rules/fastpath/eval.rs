@@ -22,8 +22,17 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
             unary(*op, value).map_err(Stop::from)
         }
         Node::Binary(op, args) => {
-            let lhs = eval(&args.0, tx, locals)?;
-            let rhs = eval(&args.1, tx, locals)?;
+            // Fields and literals (most operands of arithmetic) read in place.
+            let lhs = match &args.0 {
+                Node::Field(field) => field.read(tx),
+                Node::Const(c) => c.val(),
+                other => eval(other, tx, locals)?,
+            };
+            let rhs = match &args.1 {
+                Node::Field(field) => field.read(tx),
+                Node::Const(c) => c.val(),
+                other => eval(other, tx, locals)?,
+            };
             binary(*op, lhs, rhs).map_err(Stop::from)
         }
         Node::Test(p) => Ok(Val::Bool(p.test(tx))),
