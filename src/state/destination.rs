@@ -614,7 +614,7 @@ impl DestRecord {
         let byte = |at: usize| data.get(at).copied().unwrap_or(0);
         let n = usize::from(u16::from_le_bytes([byte(4), byte(5)]));
         let mut c = Cursor::new(data, HEADER);
-        let len = c.varint() as usize;
+        let len = c.short() as usize;
         c.at = c.at.saturating_add(len);
         let base = c.delta(0);
         Head {
