@@ -80,7 +80,17 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
         Node::Block(stmts) => {
             let mut value = Val::Unit;
             for s in stmts.iter() {
-                value = eval(s, tx, locals)?;
+                // A `let` (most statements before the last) without a call of its own.
+                value = match s {
+                    Node::Let(slot, init) => {
+                        let init = eval(init, tx, locals)?;
+                        if let Some(local) = locals.get_mut(usize::from(*slot)) {
+                            *local = init;
+                        }
+                        Val::Unit
+                    }
+                    other => eval(other, tx, locals)?,
+                };
             }
             Ok(value)
         }
