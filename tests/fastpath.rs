@@ -240,6 +240,27 @@ fn boolean(local: &'static str) -> impl Strategy<Value = String> {
     })
 }
 
+/// An `if` chain over conditions whose branches are literals or such chains again (nested:
+/// the fast path flattens them into one select).
+fn chain(local: &'static str) -> impl Strategy<Value = String> {
+    let literal = prop_oneof![
+        3 => int_literal(),
+        1 => float_literal(),
+        2 => any::<bool>().prop_map(|b| b.to_string()),
+        1 => Just("()".to_string()),
+        1 => Just("\"s\"".to_string()),
+    ];
+    let leaf = literal.prop_map(|k| format!("{{ {k} }}"));
+    leaf.prop_recursive(3, 16, 3, move |inner| {
+        prop_oneof![
+            2 => (boolean(local), inner.clone(), inner.clone()).prop_map(|(c, t, e)| format!("{{ if {c} {t} else {e} }}")),
+            1 => (boolean(local), inner.clone()).prop_map(|(c, t)| format!("{{ if {c} {t} }}")),
+            1 => (boolean(local), inner.clone(), boolean(local), inner.clone(), inner.clone())
+                .prop_map(|(c1, t1, c2, t2, e)| format!("{{ if {c1} {t1} else if {c2} {t2} else {e} }}")),
+        ]
+    })
+}
+
 /// A rule's value: a boolean, a number, or an `if` choosing between them.
 fn value(local: &'static str) -> impl Strategy<Value = String> {
     prop_oneof![
@@ -247,6 +268,7 @@ fn value(local: &'static str) -> impl Strategy<Value = String> {
         2 => num(local),
         2 => (boolean(local), num(local), boolean(local)).prop_map(|(c, t, e)| format!("(if {c} {{ {t} }} else {{ {e} }})")),
         1 => (boolean(local), num(local)).prop_map(|(c, t)| format!("(if {c} {{ {t} }})")),
+        2 => chain(local),
         1 => odd_leaf(),
     ]
 }
@@ -345,6 +367,8 @@ fn subset_scripts_take_the_fast_path_and_agree() {
         "tx.watchlists.contains(\"hk-police/scameter\")",
         "\"香港\".len() == 2",
         "tx.is_new_address && { let x = tx.amount_usd; x > 5.0 }",
+        "let big = tx.amount_usd > 1000.0 && tx.dest_users_24h > 1; if tx.account_age_days > 1 { if big { 40 } else if tx.is_new_address { 20 } } else if !big { 5 } else { false }",
+        "if tx.dest_users_24h < 5 { if tx.amount_usd > 1.0 { 1 } else { 2 } } else { if tx.is_new_address { 3 } else { 4 } }",
         "tx.prior_withdrawals > 100 || { let x = tx.amount_usd; x > 5.0 }",
         "tx.hours_since_password_reset > 24.0",
         "\"x\" < 1",

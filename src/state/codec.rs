@@ -276,6 +276,19 @@ impl<'a> Cursor<'a> {
         self.varint_slow()
     }
 
+    /// A varint that is usually one byte (a key's or device id's length, a user's count of
+    /// withdrawals): that byte without the general decoding, else [`Cursor::varint`].
+    #[inline(always)]
+    pub(crate) fn short(&mut self) -> u64 {
+        match self.data.get(self.at) {
+            Some(&b) if b < 0x80 => {
+                self.at += 1;
+                u64::from(b)
+            }
+            _ => self.varint(),
+        }
+    }
+
     /// A varint near the end of the record, or longer than 8 bytes.
     fn varint_slow(&mut self) -> u64 {
         let first = self.byte();
@@ -473,6 +486,8 @@ mod tests {
                     let mut skip = Cursor::new(one.get(..len + tail).unwrap_or_default(), 0);
                     skip.skip_varint();
                     assert_eq!(skip.at, len, "{v:#x}");
+                    let mut short = Cursor::new(one.get(..len + tail).unwrap_or_default(), 0);
+                    assert_eq!((short.short(), short.at), (v, len), "{v:#x}");
                 }
             }
         }

@@ -93,7 +93,7 @@ fn read_known(c: &mut Cursor<'_>, h: &Head) -> Known {
 
 #[inline]
 fn read_device<'a>(c: &mut Cursor<'a>, h: &Head) -> DeviceSeen<'a> {
-    let len = c.varint() as usize;
+    let len = c.short() as usize;
     let id = c.str(len);
     let first = c.delta(h.base);
     let last = c.delta(first);
@@ -157,9 +157,9 @@ impl UserRecord {
         let data = &*self.data;
         let byte = |at: usize| data.get(at).copied().unwrap_or(0);
         let mut c = Cursor::new(data, HEADER);
-        let key_len = c.varint() as usize;
+        let key_len = c.short() as usize;
         c.at = c.at.saturating_add(key_len);
-        let completed = c.varint();
+        let completed = c.short();
         let base = c.delta(0);
         Head {
             n_history: usize::from(u16::from_le_bytes([byte(4), byte(5)])),
@@ -197,7 +197,7 @@ impl UserRecord {
     fn history_cursor(&self, h: &Head) -> Cursor<'_> {
         let mut c = self.devices_cursor(h);
         for _ in 0..h.n_devices {
-            let len = c.varint() as usize;
+            let len = c.short() as usize;
             c.at = c.at.saturating_add(len);
             c.skip_varint();
             c.skip_varint();
@@ -325,7 +325,7 @@ impl UserRecord {
         let device_bytes = device.map(str::as_bytes);
         for _ in 0..h.n_devices {
             // Compared as bytes: what `read_device` would check as UTF-8 was a `&str`.
-            let len = c.varint() as usize;
+            let len = c.short() as usize;
             let id = c.data.get(c.at..c.at.saturating_add(len));
             c.at = c.at.saturating_add(len);
             let first = c.delta(h.base);
@@ -481,7 +481,7 @@ impl UserRecord {
                 out.clear();
                 out.extend_from_slice(data.get(..HEADER)?);
                 let mut c = Cursor::new(data, HEADER);
-                let key_len = c.varint() as usize;
+                let key_len = c.short() as usize;
                 out.extend_from_slice(data.get(HEADER..c.at.checked_add(key_len)?)?);
                 out.varint(completed);
                 out.delta(0, base);
@@ -529,7 +529,7 @@ impl UserRecord {
                 }
                 let mut device_found = device.is_none();
                 for _ in 0..h.n_devices {
-                    let len = c.varint() as usize;
+                    let len = c.short() as usize;
                     let id = data.get(c.at..c.at.checked_add(len)?)?;
                     c.at += len;
                     let mut first = c.delta(h.base);

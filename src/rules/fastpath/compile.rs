@@ -6,21 +6,57 @@ use super::*;
 use crate::rules::params::{ParamValue, Params};
 
 /// An `if`/`else if` chain over predicates whose branches are all literals, as its arms and
-/// its final `else` (`()` when there is none).
+/// its final `else` (`()` when there is none). A branch may itself be such a chain (`if p {
+/// if q { 1 } else { 2 } } else { 3 }`): its arms are the outer predicate and each of its own
+/// (`p && q`), then the outer predicate alone for its `else` (predicates can't fail and have
+/// no effects, so testing one again changes nothing but time).
 pub(super) fn as_select(node: &Node) -> Option<(Vec<(Pred, Const)>, Const)> {
-    let Node::If(parts) = node else {
-        return None;
-    };
-    let (Node::Test(p), Node::Const(k), otherwise) = &**parts else {
-        return None;
-    };
-    let (mut arms, last) = match otherwise {
-        Node::Const(last) => (Vec::new(), last.clone()),
-        Node::Block(stmts) if stmts.is_empty() => (Vec::new(), Const::Unit),
-        chain => as_select(chain)?,
-    };
-    arms.insert(0, (p.clone(), k.clone()));
-    Some((arms, last))
+    match node {
+        Node::If(_) => chain(node),
+        _ => None,
+    }
+}
+
+/// [`as_select`] of a branch: a literal, an empty block, a select or an `if` chain.
+fn chain(node: &Node) -> Option<(Vec<(Pred, Const)>, Const)> {
+    match node {
+        Node::Const(k) => Some((Vec::new(), k.clone())),
+        Node::Block(stmts) if stmts.is_empty() => Some((Vec::new(), Const::Unit)),
+        Node::Select(select) => Some((select.0.to_vec(), select.1.clone())),
+        Node::If(parts) => {
+            let (Node::Test(p), then, otherwise) = &**parts else {
+                return None;
+            };
+            let (inner, inner_last) = chain(then)?;
+            let (rest, last) = chain(otherwise)?;
+            let mut arms: Vec<(Pred, Const)> =
+                inner.into_iter().map(|(q, k)| (both(p, &q), k)).collect();
+            arms.push((p.clone(), inner_last));
+            arms.extend(rest);
+            Some((arms, last))
+        }
+        _ => None,
+    }
+}
+
+/// `p && q` as one predicate (the lists of `&&`s joined).
+fn both(p: &Pred, q: &Pred) -> Pred {
+    let mut list = Vec::new();
+    for x in [p, q] {
+        match x {
+            Pred::And(items) => list.extend(items.iter().cloned()),
+            other => list.push(other.clone()),
+        }
+    }
+    Pred::And(list.into_boxed_slice())
+}
+
+/// An `if` as a [`Node::Select`] when it is one (see [`as_select`]).
+fn select_or_if(node: Node) -> Node {
+    match as_select(&node) {
+        Some((arms, otherwise)) => Node::Select(Box::new((arms.into_boxed_slice(), otherwise))),
+        None => node,
+    }
 }
 
 /// Compiles a rule's AST for the fast path, or `None` when it leaves the subset. The rule's
@@ -34,10 +70,7 @@ pub(crate) fn compile(ast: &AST, limits: &Limits, params: &Params) -> Option<Fas
         ..Compiler::default()
     };
     let (body, _) = c.block(ast.statements())?;
-    let body = match as_select(&body) {
-        Some((arms, otherwise)) => Node::Select(Box::new((arms.into_boxed_slice(), otherwise))),
-        None => body,
-    };
+    let body = select_or_if(body);
     // Each AST node costs the interpreter at most a few operations; stay well inside the limit
     // so that the interpreter could never have stopped where the fast path goes on.
     let bound = c.nodes.saturating_mul(4).saturating_add(16);
@@ -63,10 +96,10 @@ pub(crate) fn compile(ast: &AST, limits: &Limits, params: &Params) -> Option<Fas
 enum Binding {
     /// A slot of the evaluation's locals, set by its `let`.
     Slot(u8),
-    /// A value that can't fail, costs no more to compute again than to read from a slot, and
-    /// can't change (`tx` is constant and the subset has no assignment): a number or boolean
-    /// field, or a non-string literal. Uses read it in place, so that comparisons with it
-    /// become predicates (`let usual = tx.median_amount_usd_90d; tx.amount_usd >= 2.0 * usual`).
+    /// A value that can't fail, has no effects and can't change (`tx` is constant and the
+    /// subset has no assignment): a number or boolean field, a non-string literal, a
+    /// predicate. Uses read (or test) it in place, so that comparisons with it become
+    /// predicates (`let usual = tx.median_amount_usd_90d; tx.amount_usd >= 2.0 * usual`).
     Inline(Node),
 }
 
@@ -120,7 +153,8 @@ impl Compiler {
                 let (cond, _) = self.value(&flow.expr)?;
                 let (then, t1) = self.block(flow.body.statements())?;
                 let (otherwise, t2) = self.block(flow.branch.statements())?;
-                Some((Node::If(Box::new((cond, then, otherwise))), t1 | t2))
+                let node = select_or_if(Node::If(Box::new((cond, then, otherwise))));
+                Some((node, t1 | t2))
             }
             Stmt::Var(var, _flags, _) => {
                 let (ident, init, _) = &**var;
@@ -436,11 +470,14 @@ impl Compiler {
 }
 
 /// Whether a `let` of this value is inlined (see [`Binding::Inline`]). Strings are not: the
-/// interpreter checks a string local against `max_string_size` where it is used.
+/// interpreter checks a string local against `max_string_size` where it is used. A predicate
+/// is (`let big = usual > 0.0 && tx.amount_usd >= 3.0 * usual`): it can't fail and has no
+/// effects, so testing it where it is used gives the same value, and the conditions using it
+/// become predicates themselves (a rule of `if` chains over them, a [`Node::Select`]).
 fn inlinable(init: &Node) -> bool {
     match init {
         Node::Field(field) => field.ty() & (INT | FLOAT | BOOL) != 0,
-        Node::Test(Pred::IsNew(_)) => true,
+        Node::Test(_) => true,
         Node::Const(c) => !matches!(c, Const::Str(_)),
         _ => false,
     }

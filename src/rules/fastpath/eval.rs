@@ -22,8 +22,17 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
             unary(*op, value).map_err(Stop::from)
         }
         Node::Binary(op, args) => {
-            let lhs = eval(&args.0, tx, locals)?;
-            let rhs = eval(&args.1, tx, locals)?;
+            // Fields and literals (most operands of arithmetic) read in place.
+            let lhs = match &args.0 {
+                Node::Field(field) => field.read(tx),
+                Node::Const(c) => c.val(),
+                other => eval(other, tx, locals)?,
+            };
+            let rhs = match &args.1 {
+                Node::Field(field) => field.read(tx),
+                Node::Const(c) => c.val(),
+                other => eval(other, tx, locals)?,
+            };
             binary(*op, lhs, rhs).map_err(Stop::from)
         }
         Node::Test(p) => Ok(Val::Bool(p.test(tx))),
@@ -71,7 +80,17 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
         Node::Block(stmts) => {
             let mut value = Val::Unit;
             for s in stmts.iter() {
-                value = eval(s, tx, locals)?;
+                // A `let` (most statements before the last) without a call of its own.
+                value = match s {
+                    Node::Let(slot, init) => {
+                        let init = eval(init, tx, locals)?;
+                        if let Some(local) = locals.get_mut(usize::from(*slot)) {
+                            *local = init;
+                        }
+                        Val::Unit
+                    }
+                    other => eval(other, tx, locals)?,
+                };
             }
             Ok(value)
         }

@@ -373,6 +373,49 @@ mod tests {
         assert!(errors >= 3, "{errors} size errors");
     }
 
+    /// A predicate `let` is tested where it is used, and an `if` chain nested in a branch
+    /// joins the outer one: a rule of both is one select, with no locals.
+    #[test]
+    #[allow(clippy::expect_used)] // a test fails loudly
+    fn nested_if_chains_over_predicate_lets_become_one_select() {
+        // A deadline a busy machine cannot reach (see `RuleProbe`).
+        let limits = Limits {
+            max_rule_ms: 1000.0,
+            ..Limits::default()
+        };
+        let sandbox = super::super::Sandbox::new(&limits);
+        let script = "let big = tx.amount_usd > 2.0 * tx.median_amount_usd_90d; \
+            if tx.dest_users_30d < 1 { false } \
+            else if tx.is_new_address { if big { 40 } else if tx.dest_users_24h > 2 { 30 } else { 10 } } \
+            else if big { 5 } else { false }";
+        let ast = sandbox.compile(script).expect("compiles");
+        let fast = compile(&ast, &limits, &Params::default()).expect("in the subset");
+        assert_eq!(fast.locals, 0);
+        // `dest_users_30d < 1`, three arms under `is_new_address` (two nested and its own
+        // else), `big`.
+        let arms = match &fast.body {
+            Node::Select(select) => select.0.len(),
+            _ => 0,
+        };
+        assert_eq!(arms, 5, "{:?}", fast.body);
+        let lists = [rhai::Dynamic::from("a/b")];
+        for (new, users_24h, amount) in [(true, 3, 1.0), (true, 1, 100.0), (false, 0, 100.0)] {
+            let mut features = sample_features();
+            features.is_new_address = new;
+            features.dest_users_24h = users_24h;
+            features.median_amount_usd_90d = 10.0;
+            let tx = TxView::new(
+                ["w", "u", "USDT", "TRON", "HK", "en", "r", "T1"],
+                amount,
+                features,
+                super::super::Watchlists::Dynamic(&lists),
+            );
+            let mut scope = rhai::Scope::new();
+            scope.push_constant("tx", tx.to_map());
+            assert_eq!(fast.run(&tx, 10), Some(sandbox.run(&ast, &mut scope, 10)));
+        }
+    }
+
     #[test]
     fn float_comparisons_are_exact() {
         assert!(float_compare(BinOp::Eq, f64::INFINITY, f64::INFINITY));
