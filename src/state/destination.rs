@@ -6,6 +6,7 @@
 //! ```text
 //! refs:u32 n_payers:u16 unit:u8 width:u8 slots:u8      (9 bytes)
 //! key_len:varint key:bytes base:delta(0)               (key: the address; base in units)
+//! first_user:u64 first:width-byte other:width-byte     (the earliest payments, see below)
 //! { user:u32 time:width-byte^slots }^n_payers          (fixed stride: 4 + width * slots)
 //! ```
 //!
@@ -27,6 +28,21 @@
 //! re-encodes the record once in a frame that fits; a payer needing one more slot widens
 //! every payer by one unused slot in the same frame. With whole
 //! seconds a payer is 8 to 20 bytes, against 36 with four `i64`.
+//!
+//! # The earliest payments ([`First`])
+//! Besides its payers, a record keeps the earliest payment recorded to it (the time and a
+//! 64-bit hash of its user's id, [`super::user_hash`]) and the earliest time of a payment by a
+//! user whose hash differs, both in the frame's encoding (12 bytes with whole seconds). From
+//! them `others_first` gives, in O(1), the earliest payment by a user other than a given one,
+//! for `dest_others_first_days`: the first user's id is hashed rather than interned because an
+//! interned id is reused once its user is forgotten, while the earliest payment outlives its
+//! payer. Both are minimums, exact whatever the order of the events. They are kept while
+//! payers are trimmed (the cap, the retention: a busy or long-used address stays old) and
+//! forgotten with the payers: when every payer is forgotten (the sweep of an idle destination)
+//! and when a payment comes [`DEST_RETENTION`] or more after the destination's newest before
+//! it (what the sweep would have forgotten by then, so that whether a sweep ran changes
+//! nothing); `others_first` answers none for a destination whose newest payment is
+//! [`DEST_RETENTION`] or more before `now`, for the same reason.
 
 use super::codec::{Cursor, Out, Unit};
 use super::table::Keyed;
@@ -64,6 +80,7 @@ impl std::fmt::Debug for DestRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DestRecord")
             .field("key", &self.key())
+            .field("first", &self.first())
             .field("payers", &self.payers().collect::<Vec<_>>())
             .finish()
     }
@@ -206,11 +223,133 @@ fn used(times: &[i64; DEST_TIMES]) -> usize {
     times.iter().filter(|&&t| t != NONE).count()
 }
 
+/// The earliest payments recorded to a destination (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct First {
+    /// The hash of the earliest payment's user ([`super::user_hash`]).
+    pub(crate) user: u64,
+    /// The earliest payment's time (`i64::MIN`: none).
+    pub(crate) time: i64,
+    /// The earliest time of a payment by a user whose hash is not `user` (`i64::MIN`: none).
+    pub(crate) other: i64,
+}
+
+impl Default for First {
+    fn default() -> First {
+        First::NONE
+    }
+}
+
+impl First {
+    /// No payment.
+    pub(crate) const NONE: First = First {
+        user: 0,
+        time: NONE,
+        other: NONE,
+    };
+
+    /// After a payment by the user of hash `user` at `ts` (minimums: any order of events
+    /// gives the same).
+    #[must_use]
+    pub(crate) fn paid(self, user: u64, ts: i64) -> First {
+        if self.time == NONE {
+            First {
+                user,
+                time: ts,
+                other: NONE,
+            }
+        } else if user == self.user {
+            First {
+                time: self.time.min(ts),
+                ..self
+            }
+        } else if ts < self.time {
+            // Every earlier payment is at or after `self.time`, by `self.user` among others.
+            First {
+                user,
+                time: ts,
+                other: self.time,
+            }
+        } else {
+            First {
+                other: if self.other == NONE {
+                    ts
+                } else {
+                    self.other.min(ts)
+                },
+                ..self
+            }
+        }
+    }
+
+    /// The earliest time of a payment by a user other than the one of hash `user`
+    /// (`i64::MIN`: none).
+    pub(crate) fn others(self, user: u64) -> i64 {
+        if user != self.user {
+            self.time
+        } else {
+            self.other
+        }
+    }
+
+    /// The earliest payments among `payers` (each user's hash given by `hash`): what a
+    /// record read from a snapshot written before they were kept holds (the oldest times its
+    /// payers kept, so a lower bound of the destination's age).
+    pub(crate) fn of_payers(
+        payers: &[(u32, [i64; DEST_TIMES])],
+        hash: impl Fn(u32) -> u64,
+    ) -> First {
+        let mut first = First::NONE;
+        for (user, times) in payers {
+            let h = hash(*user);
+            for &t in times.iter().filter(|&&t| t != NONE) {
+                first = first.paid(h, t);
+            }
+        }
+        first
+    }
+
+    fn times(self) -> [i64; 2] {
+        [self.time, self.other]
+    }
+}
+
+/// Writes the earliest payments; their times must fit `frame` (one that does not is written
+/// as none, which no caller does).
+fn write_first(out: &mut impl Out, frame: Frame, first: First) {
+    out.bytes(&first.user.to_le_bytes());
+    for t in first.times() {
+        let v = frame.value(t).unwrap_or(0);
+        out.bytes(v.to_le_bytes().get(..frame.width).unwrap_or_default());
+    }
+}
+
+/// The earliest payments at `at`.
+fn first_at(data: &[u8], at: usize, frame: Frame) -> First {
+    let user = data
+        .get(at..)
+        .and_then(|rest| rest.first_chunk::<8>())
+        .map_or(0, |b| u64::from_le_bytes(*b));
+    let time = |i: usize| frame.time(value_at(data, at + 8 + i * frame.width, frame.width));
+    First {
+        user,
+        time: time(0),
+        other: time(1),
+    }
+}
+
+/// The bytes of the earliest payments in `frame`.
+fn first_len(frame: Frame) -> usize {
+    8 + 2 * frame.width
+}
+
 /// The record's header, parsed.
 #[derive(Clone, Copy)]
 struct Head {
     frame: Frame,
     n: usize,
+    /// Where the earliest payments ([`First`]) start.
+    first: usize,
     /// Where the payers start.
     payers: usize,
 }
@@ -468,9 +607,19 @@ fn set_count(data: &mut [u8], n: usize) {
     }
 }
 
-/// Writes a whole record of `refs`, `key` and `payers`, in the smallest frame holding them.
-fn write_record(out: &mut Vec<u8>, refs: u32, key: &[u8], payers: &[(u32, [i64; DEST_TIMES])]) {
-    let times = payers.iter().flat_map(|(_, t)| t.iter().copied());
+/// Writes a whole record of `refs`, `key`, `first` and `payers`, in the smallest frame holding
+/// them.
+fn write_record(
+    out: &mut Vec<u8>,
+    refs: u32,
+    key: &[u8],
+    first: First,
+    payers: &[(u32, [i64; DEST_TIMES])],
+) {
+    let times = payers
+        .iter()
+        .flat_map(|(_, t)| t.iter().copied())
+        .chain(first.times());
     let slots = payers.iter().map(|(_, t)| used(t)).max().unwrap_or(1);
     let frame = Frame::fitting(times, slots);
     let n = payers.len().min(MAX_DEST_USERS);
@@ -480,6 +629,7 @@ fn write_record(out: &mut Vec<u8>, refs: u32, key: &[u8], payers: &[(u32, [i64; 
     out.varint(key.len() as u64);
     out.extend_from_slice(key);
     out.delta(0, frame.base);
+    write_first(out, frame, first);
     for (user, times) in payers.iter().take(n) {
         write_payer(out, frame, *user, times);
     }
@@ -508,7 +658,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
-        DestRecord::build(0, key, &[])
+        DestRecord::build(0, key, First::NONE, &[])
     }
 
     /// A destination with no payers yet, about to be paid at `ts`: its frame is the one the
@@ -534,27 +684,39 @@ impl DestRecord {
             data.varint(key.len() as u64);
             data.extend_from_slice(key.as_bytes());
             data.delta(0, frame.base);
+            write_first(data, frame, First::NONE);
             data.resize(data.len() + frame.stride(), 0);
             record.store(data);
         });
         record
     }
 
-    /// A record of `refs`, `key` and `payers`, in the smallest frame holding them (one
-    /// allocation of the exact size).
-    fn build(refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
+    /// A record of `refs`, `key`, `first` and `payers`, in the smallest frame holding them
+    /// (one allocation of the exact size).
+    fn build(
+        refs: u32,
+        key: &str,
+        first: First,
+        payers: &[(u32, [i64; DEST_TIMES])],
+    ) -> DestRecord {
         let mut record = DestRecord::default();
-        record.build_into(refs, key, payers);
+        record.build_into(refs, key, first, payers);
         record
     }
 
     /// [`DestRecord::build`] into this record's own allocation, resized (`realloc`): a new
     /// allocation per re-encode and the old one freed would scatter the records over the
     /// heap (a sweep, which reads them in slot order, was measured several times slower).
-    fn build_into(&mut self, refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) {
+    fn build_into(
+        &mut self,
+        refs: u32,
+        key: &str,
+        first: First,
+        payers: &[(u32, [i64; DEST_TIMES])],
+    ) {
         with_scratch(|scratch| {
             scratch.bytes.clear();
-            write_record(&mut scratch.bytes, refs, key.as_bytes(), payers);
+            write_record(&mut scratch.bytes, refs, key.as_bytes(), first, payers);
             self.store(&scratch.bytes);
         });
     }
@@ -577,15 +739,17 @@ impl DestRecord {
         let len = c.varint() as usize;
         c.at = c.at.saturating_add(len);
         let base = c.delta(0);
+        let frame = Frame {
+            unit: Unit::from_code(byte(6)),
+            width: usize::from(byte(7)).clamp(1, 8),
+            slots: usize::from(byte(8)).clamp(1, DEST_TIMES),
+            base,
+        };
         Head {
-            frame: Frame {
-                unit: Unit::from_code(byte(6)),
-                width: usize::from(byte(7)).clamp(1, 8),
-                slots: usize::from(byte(8)).clamp(1, DEST_TIMES),
-                base,
-            },
+            frame,
             n,
-            payers: c.at,
+            first: c.at,
+            payers: c.at + first_len(frame),
         }
     }
 
@@ -650,15 +814,22 @@ impl DestRecord {
         by_width!(h.frame.width, count_others(payers, h.frame, user, keys))
     }
 
-    /// Remembers that `user` paid this destination at `ts`. Returns whether `user` is a new
-    /// payer; payers forgotten (over the cap, or past retention) are appended to `dropped`.
+    /// Remembers that `user` (whose id's hash is `user_hash`, see [`First`]) paid this
+    /// destination at `ts`. Returns whether `user` is a new payer; payers forgotten (over the
+    /// cap, or past retention) are appended to `dropped`.
     ///
     /// The payers are kept in the order of their newest times (their first slot; a payer
     /// whose newest time changes moves after those at or before it, a new payer goes after
     /// those at or before its time), so that the newest and the stalest payer are the last
     /// and the first, and `other_users` counts a window by binary search. Only the look for
     /// `user` reads every payer (a user id each).
-    pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
+    pub(crate) fn record(
+        &mut self,
+        user: u32,
+        user_hash: u64,
+        ts: i64,
+        dropped: &mut Vec<u32>,
+    ) -> bool {
         let h = self.head();
         let stride = h.frame.stride();
         let found = payer_bytes(&self.data, &h)
@@ -748,7 +919,55 @@ impl DestRecord {
         if oldest <= horizon {
             self.retain_payers(|_, times| times[0] > horizon, dropped);
         }
+        // The earliest payments start again after a retention's worth of silence (see the
+        // module docs; `before` is none without payers).
+        let first = if before <= ts.saturating_sub(DEST_RETENTION) {
+            First::NONE
+        } else {
+            self.first()
+        };
+        self.set_first(first.paid(user_hash, ts));
         added
+    }
+
+    /// The earliest payments recorded (see the module docs).
+    pub(crate) fn first(&self) -> First {
+        let h = self.head();
+        first_at(&self.data, h.first, h.frame)
+    }
+
+    /// Sets the earliest payments: in place when their times fit the frame, else re-encoded.
+    fn set_first(&mut self, first: First) {
+        let h = self.head();
+        if first.times().iter().all(|&t| h.frame.value(t).is_some()) {
+            let mut bytes = [0_u8; 24];
+            let mut out = Slice {
+                buf: &mut bytes,
+                at: 0,
+            };
+            write_first(&mut out, h.frame, first);
+            let len = first_len(h.frame);
+            if let (Some(slot), Some(bytes)) =
+                (self.data.get_mut(h.first..h.first + len), bytes.get(..len))
+            {
+                slot.copy_from_slice(bytes);
+            }
+        } else {
+            self.rebuild_with(first, |_| {});
+        }
+    }
+
+    /// The earliest time, at or before `now`, of a payment to this destination by a user other
+    /// than the one whose id hashes to `user_hash`, among those remembered (see the module
+    /// docs): none (`None`) when there is none, or when the destination's newest payment is
+    /// [`DEST_RETENTION`] or more before `now`. O(1).
+    pub(crate) fn others_first(&self, user_hash: u64, now: i64) -> Option<i64> {
+        let newest = self.newest();
+        if newest == NONE || newest <= now.saturating_sub(DEST_RETENTION) {
+            return None;
+        }
+        let t = self.first().others(user_hash);
+        (t != NONE && t <= now).then_some(t)
     }
 
     /// Makes room for one more payer after the `n` at `end` (`realloc`, in place when the
@@ -802,6 +1021,15 @@ impl DestRecord {
     /// Re-encodes the record, its payers changed by `change`, in a frame that holds them
     /// (rare: a finer time unit, a time before the oldest or past the width, one more slot).
     fn rebuild(&mut self, change: impl FnOnce(&mut Vec<(u32, [i64; DEST_TIMES])>)) {
+        self.rebuild_with(self.first(), change);
+    }
+
+    /// [`DestRecord::rebuild`] with the earliest payments set to `first`.
+    fn rebuild_with(
+        &mut self,
+        first: First,
+        change: impl FnOnce(&mut Vec<(u32, [i64; DEST_TIMES])>),
+    ) {
         with_scratch(|scratch| {
             scratch.payers.clear();
             scratch.payers.extend(self.payers());
@@ -811,6 +1039,7 @@ impl DestRecord {
                 &mut scratch.bytes,
                 self.refs(),
                 self.key_bytes(),
+                first,
                 &scratch.payers,
             );
             self.store(&scratch.bytes);
@@ -846,23 +1075,30 @@ impl DestRecord {
         self.data = data.into_boxed_slice();
     }
 
-    /// Forgets every payer (their users go to `dropped`).
+    /// Forgets every payer (their users go to `dropped`), and the earliest payments with them.
     pub(crate) fn clear_payers(&mut self, dropped: &mut Vec<u32>) {
         if self.payer_count() > 0 {
             self.retain_payers(|_, _| false, dropped);
         }
+        if self.first() != First::NONE {
+            self.set_first(First::NONE);
+        }
     }
 
-    /// A record with these payers (as read from a snapshot) and no refs.
+    /// A record with these earliest payments and payers (as read from a snapshot) and no refs.
     /// The payers are put in the order of their newest times (see [`DestRecord::record`]):
     /// a snapshot of an earlier version lists them in the order they came.
-    pub(crate) fn with_payers(key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
+    pub(crate) fn with_payers(
+        key: &str,
+        first: First,
+        payers: &[(u32, [i64; DEST_TIMES])],
+    ) -> DestRecord {
         if payers.is_sorted_by_key(|p| p.1[0]) {
-            return DestRecord::build(0, key, payers);
+            return DestRecord::build(0, key, first, payers);
         }
         let mut sorted = payers.to_vec();
         sorted.sort_by_key(|p| p.1[0]);
-        DestRecord::build(0, key, &sorted)
+        DestRecord::build(0, key, first, &sorted)
     }
 
     /// The latest withdrawal time to this destination: the last payer's newest.
@@ -913,6 +1149,115 @@ mod tests {
         times
     }
 
+    /// The user hash of a test's user id (any distinct numbers do).
+    fn h(user: u32) -> u64 {
+        u64::from(user).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The earliest payments are minimums over every payment recorded, in any order and unit
+    /// (a time finer than the frame's or before its base re-encodes the record), survive the
+    /// payers' trims and go with the last payer; a payment after a retention's silence starts
+    /// them again.
+    #[test]
+    fn earliest_payments_are_kept_across_frames_and_trims() {
+        const S: i64 = 1_000_000;
+        let base = 1_790_000_000 * S;
+        let mut dropped = Vec::new();
+        let mut d = DestRecord::new("Tfirst");
+        assert_eq!(d.first(), First::NONE);
+        assert_eq!(d.others_first(h(1), base), None);
+        d.record(1, h(1), base + 10 * S, &mut dropped);
+        assert_eq!(d.others_first(h(1), base + 20 * S), None);
+        assert_eq!(d.others_first(h(2), base + 20 * S), Some(base + 10 * S));
+        // Before `now`: not yet.
+        assert_eq!(d.others_first(h(2), base + 9 * S), None);
+        // Another user, later; then an earlier one in milliseconds (a re-encode, a new base).
+        d.record(2, h(2), base + 30 * S, &mut dropped);
+        assert_eq!(d.others_first(h(1), base + 40 * S), Some(base + 30 * S));
+        d.record(3, h(3), base + 5 * S + 1_000, &mut dropped);
+        assert_eq!(d.head().frame.unit.code(), 1);
+        assert_eq!(
+            d.first(),
+            First {
+                user: h(3),
+                time: base + 5 * S + 1_000,
+                other: base + 10 * S,
+            }
+        );
+        assert_eq!(d.others_first(h(3), base + 40 * S), Some(base + 10 * S));
+        assert_eq!(
+            d.others_first(h(1), base + 40 * S),
+            Some(base + 5 * S + 1_000)
+        );
+        // Its own first payment again, earlier still.
+        d.record(3, h(3), base + S, &mut dropped);
+        assert_eq!(d.first().time, base + S);
+        assert_eq!(d.first().other, base + 10 * S);
+        // Payer 1 pays four more times: its first payment leaves its slots, not the record.
+        for k in 0..4 {
+            d.record(1, h(1), base + (50 + k) * S, &mut dropped);
+        }
+        assert!(d
+            .times_of(1)
+            .1
+            .is_some_and(|t| !t.contains(&(base + 10 * S))));
+        assert_eq!(d.first().other, base + 10 * S);
+        // The retention trims payers 2 and 3 (their newest are 400 days or more before payer
+        // 1's last payment and the newest before it), not the earliest payments.
+        let late = base + 40 * S + DEST_RETENTION;
+        d.record(4, h(4), late, &mut dropped);
+        assert_eq!(d.payer_count(), 4);
+        d.record(1, h(1), late + S, &mut dropped);
+        assert_eq!(d.payer_count(), 2);
+        assert_eq!(d.first().time, base + S);
+        assert_eq!(d.others_first(h(4), late + S), Some(base + S));
+        // Silent for the retention: none, and a payment then starts them again.
+        let silent = late + S + DEST_RETENTION;
+        assert_eq!(d.others_first(h(5), silent), None);
+        assert_eq!(d.others_first(h(5), silent - 1), Some(base + S));
+        d.record(5, h(5), silent, &mut dropped);
+        assert_eq!(
+            d.first(),
+            First {
+                user: h(5),
+                time: silent,
+                other: NONE,
+            }
+        );
+        // Read back as a snapshot writes it; gone with the payers.
+        let payers: Vec<_> = d.payers().collect();
+        let read = DestRecord::with_payers("Tfirst", d.first(), &payers);
+        assert_eq!(
+            (read.first(), read.payers().collect::<Vec<_>>()),
+            (d.first(), payers)
+        );
+        d.clear_payers(&mut dropped);
+        assert_eq!(d.first(), First::NONE);
+        assert_eq!(d.others_first(h(1), silent), None);
+    }
+
+    /// `First::of_payers` is what recording every kept time gives.
+    #[test]
+    fn earliest_payments_of_payers_are_their_oldest_times() {
+        let payers = [
+            (1, [30, 20, NONE, NONE]),
+            (2, [25, 10, 5, NONE]),
+            (3, [40, NONE, NONE, NONE]),
+        ];
+        let first = First::of_payers(&payers, h);
+        assert_eq!(
+            first,
+            First {
+                user: h(2),
+                time: 5,
+                other: 20,
+            }
+        );
+        assert_eq!(first.others(h(2)), 20);
+        assert_eq!(first.others(h(3)), 5);
+        assert_eq!(First::of_payers(&[], h), First::NONE);
+    }
+
     /// Payers recorded in every order, unit and span (a re-encode each time the frame must
     /// change) read back exactly, and a capped record keeps its size while the frame holds.
     #[test]
@@ -936,7 +1281,7 @@ mod tests {
         let mut want: Vec<(u32, Vec<i64>)> = Vec::new();
         let mut dropped = Vec::new();
         for (user, ts) in steps {
-            let new = d.record(user, ts, &mut dropped);
+            let new = d.record(user, h(user), ts, &mut dropped);
             match want.iter_mut().find(|(u, _)| *u == user) {
                 Some((_, list)) => {
                     assert!(!new);
@@ -958,7 +1303,7 @@ mod tests {
             assert_eq!(got, expected, "after {user} at {ts}");
             assert_eq!((d.key(), d.refs()), ("Taddr", 9));
             // Listed in any order (a snapshot's), they are put in order.
-            let rebuilt = DestRecord::with_payers("Taddr", &got);
+            let rebuilt = DestRecord::with_payers("Taddr", d.first(), &got);
             let mut again: Vec<_> = rebuilt.payers().collect();
             assert!(again.is_sorted_by_key(|p| p.1[0]));
             again.sort_by_key(|p| p.0);
@@ -967,10 +1312,10 @@ mod tests {
         // Seconds throughout: 4-byte times, one slot while each payer has paid once.
         let mut d = DestRecord::new("Tsec");
         for user in 0..10 {
-            d.record(user, base + i64::from(user) * S, &mut dropped);
+            d.record(user, h(user), base + i64::from(user) * S, &mut dropped);
         }
         assert_eq!(d.head().frame.stride(), 8);
-        d.record(3, base + 100 * S, &mut dropped);
+        d.record(3, h(3), base + 100 * S, &mut dropped);
         assert_eq!(d.head().frame.stride(), 12);
         // The newest payment: payer 3 moved last.
         assert_eq!(
@@ -982,7 +1327,7 @@ mod tests {
         // from the empty record's 0 to the oldest time), reading as a re-encode does.
         assert_eq!(d.head().frame.base, 0);
         let payers: Vec<_> = d.payers().collect();
-        let encoded = DestRecord::with_payers("Tsec", &payers);
+        let encoded = DestRecord::with_payers("Tsec", d.first(), &payers);
         assert_ne!(encoded.head().frame.base, 0);
         assert_eq!(encoded.payers().collect::<Vec<_>>(), payers);
     }
@@ -999,13 +1344,13 @@ mod tests {
         for user in 0..MAX_DEST_USERS as u32 {
             // User 5 is the stalest.
             let ts = base + if user == 5 { -S } else { i64::from(user) * S };
-            d.record(user, ts, &mut dropped);
+            d.record(user, h(user), ts, &mut dropped);
         }
         assert!(dropped.is_empty());
         let mut want: Vec<_> = d.payers().collect();
         assert_eq!(want.first().map(|p| p.0), Some(5));
         let width = d.head().frame.width;
-        assert!(d.record(99_999, base + 7, &mut dropped));
+        assert!(d.record(99_999, h(99_999), base + 7, &mut dropped));
         assert_eq!(dropped, [5]);
         assert!(d.head().frame.width > width);
         want.remove(0);
@@ -1014,7 +1359,7 @@ mod tests {
         // In the frame now (microseconds): the stalest (user 0) goes, in place.
         dropped.clear();
         let size = d.data.len();
-        assert!(d.record(77_777, base + 2 * S + 1, &mut dropped));
+        assert!(d.record(77_777, h(77_777), base + 2 * S + 1, &mut dropped));
         assert_eq!(dropped, [0]);
         assert_eq!(d.data.len(), size);
         want.remove(0);
@@ -1033,7 +1378,7 @@ mod tests {
         let mut dropped = Vec::new();
         let mut want = Vec::new();
         for user in 0..100_u32 {
-            assert!(d.record(user, base + i64::from(user) * S, &mut dropped));
+            assert!(d.record(user, h(user), base + i64::from(user) * S, &mut dropped));
             want.push((user, times(&[base + i64::from(user) * S])));
             assert_eq!(d.payers().collect::<Vec<_>>(), want);
             if (user as usize) < SPARE_FROM {
@@ -1052,9 +1397,9 @@ mod tests {
         // Far later (the retention runs from the earlier of a payment and the newest before
         // it: the second such payment trims): the first 100 payers are forgotten.
         let late = base + DEST_RETENTION + 200 * S;
-        assert!(d.record(500, late, &mut dropped));
+        assert!(d.record(500, h(500), late, &mut dropped));
         assert!(dropped.is_empty());
-        assert!(d.record(501, late + S, &mut dropped));
+        assert!(d.record(501, h(501), late + S, &mut dropped));
         assert_eq!(dropped, (0..100).collect::<Vec<u32>>());
         assert_eq!(d.data.len(), d.used().len());
         assert_eq!(
@@ -1083,13 +1428,13 @@ mod tests {
             let mut empty = DestRecord::new("Tfirst");
             let mut made = DestRecord::new_at("Tfirst", ts);
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            assert!(empty.record(42, ts, &mut a));
-            assert!(made.record(42, ts, &mut b));
+            assert!(empty.record(42, h(42), ts, &mut a));
+            assert!(made.record(42, h(42), ts, &mut b));
             assert_eq!(made.data, empty.data, "at {ts}");
             assert_eq!(made.payers().collect::<Vec<_>>(), [(42, times(&[ts]))]);
             // And so after a second payer.
-            assert!(empty.record(7, ts.saturating_add(S), &mut a));
-            assert!(made.record(7, ts.saturating_add(S), &mut b));
+            assert!(empty.record(7, h(7), ts.saturating_add(S), &mut a));
+            assert!(made.record(7, h(7), ts.saturating_add(S), &mut b));
             assert_eq!(made.data, empty.data, "at {ts}");
         }
     }
@@ -1137,13 +1482,13 @@ mod tests {
                     _ => next(4 * 3_600) as i64 * S,
                 };
                 let user = next(60) as u32;
-                d.record(user, ts, &mut dropped);
+                d.record(user, h(user), ts, &mut dropped);
                 // In the order of their newest times, which the counts rely on; listed in
                 // another order (a snapshot's), they are put back in it.
                 let payers: Vec<_> = d.payers().collect();
                 assert!(payers.is_sorted_by_key(|p| p.1[0]));
                 let reversed: Vec<_> = payers.iter().rev().copied().collect();
-                let rebuilt = DestRecord::with_payers("Tcount", &reversed);
+                let rebuilt = DestRecord::with_payers("Tcount", d.first(), &reversed);
                 for now in [
                     ts,
                     ts - next(86_400) as i64 * S,
