@@ -32,7 +32,7 @@
 //! # The earliest payments ([`First`])
 //! Besides its payers, a record keeps the earliest payment recorded to it (the time and a
 //! 64-bit hash of its user's id, [`super::user_hash`]) and the earliest time of a payment by a
-//! user whose hash differs, both in the frame's encoding (12 bytes with whole seconds). From
+//! user whose hash differs, both in the frame's encoding (16 bytes with whole seconds). From
 //! them `others_first` gives, in O(1), the earliest payment by a user other than a given one,
 //! for `dest_others_first_days`: the first user's id is hashed rather than interned because an
 //! interned id is reused once its user is forgotten, while the earliest payment outlives its
