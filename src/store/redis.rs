@@ -260,6 +260,8 @@ impl RedisStore {
     /// Everything a score reads, in one round trip: the user's record, whether the id was
     /// recorded, and the destination's payer counts.
     fn fetch(&self, w: &Withdrawal, destination: &str) -> Result<Fetched, Error> {
+        /// The user's record, whether the id was recorded, and `DEST_USERS`'s reply.
+        type Reply = (Option<Vec<u8>>, bool, (i64, i64, i64, i64));
         let user_key = self.user_key(&w.user_id);
         let id_key = self.id_key(&w.id);
         let (hash, zset, first) = self.dest_keys(destination);
@@ -284,11 +286,8 @@ impl RedisStore {
             .arg(&day_start)
             .arg(user_hash(&w.user_id).to_string())
             .arg(DEST_RETENTION);
-        let (bytes, id_seen, (day, month, found, first)): (
-            Option<Vec<u8>>,
-            bool,
-            (i64, i64, i64, i64),
-        ) = self.with_connection(|con| con.query(&pipe))?;
+        let (bytes, id_seen, (day, month, found, first)): Reply =
+            self.with_connection(|con| con.query(&pipe))?;
         let dest_users = (day, month, (found == 1).then_some(first));
         let user = bytes.map(|b| self.decode(&user_key, &b)).transpose()?;
         Ok(Fetched {
