@@ -33,9 +33,9 @@ pub use features::TxFeatures;
 
 use crate::event::{normalize_address, Event, Status, Withdrawal};
 use crate::time::MICROS_PER_DAY;
-use destination::DestRecord;
 #[cfg_attr(not(feature = "redis"), allow(unused_imports))]
 pub(crate) use destination::First;
+use destination::{DestRecord, Others};
 use table::Table;
 use user::UserRecord;
 pub(crate) use user::UserState;
@@ -164,12 +164,13 @@ impl State {
         let now = w.ts.as_micros();
         let mut f = TxFeatures::empty(w);
         let me = user_hash(&w.user_id);
+        let mut others = Others::Known(None);
         let known = self.users.read(w.user_id.as_str(), |uid, user| {
             let dest = self.destinations.read(destination, |did, d| {
                 let (users_24h, users_30d) = d.other_users(Some(uid), now);
                 f.dest_users_24h = users_24h;
                 f.dest_users_30d = users_30d;
-                f.dest_others_first_days = others_first_days(d.others_first(me, now), now);
+                others = d.others_first(Some(uid), me, now);
                 did
             });
             user.fill(&mut f, now, dest, w.device_id.as_deref());
@@ -177,13 +178,18 @@ impl State {
         if known.is_none() {
             if let Some((day, month, first)) = self.destinations.read(destination, |_, d| {
                 let (day, month) = d.other_users(None, now);
-                (day, month, d.others_first(me, now))
+                (day, month, d.others_first(None, me, now))
             }) {
                 f.dest_users_24h = day;
                 f.dest_users_30d = month;
-                f.dest_others_first_days = others_first_days(first, now);
+                others = first;
             }
         }
+        // The sole payer's hash, if asked for, read with no lock held (see `State`).
+        let first = others.resolve(me, |payer| {
+            self.users.read_id(payer, |u| user_hash(u.key()))
+        });
+        f.dest_others_first_days = others_first_days(first, now);
         f
     }
 
@@ -262,17 +268,30 @@ impl State {
             return;
         };
         let mut dropped_users = Vec::new();
-        let recorded = self.destinations.write(
-            &destination,
-            || DestRecord::new_at(&destination, ts),
-            |did, d| {
-                d.add_refs(1);
-                (
-                    did,
-                    d.record(uid, user_hash(user_id), ts, &mut dropped_users),
-                )
-            },
-        );
+        let hash = user_hash(user_id);
+        let mut sole = None;
+        let recorded = loop {
+            let recorded = self.destinations.write(
+                &destination,
+                || DestRecord::new_at(&destination, ts),
+                |did, d| {
+                    let new_payer = d.record(uid, hash, ts, sole, &mut dropped_users)?;
+                    d.add_refs(1);
+                    Ok((did, new_payer))
+                },
+            );
+            match recorded {
+                // The first payment by another user than the sole payer: its hash, read with no
+                // lock held (see `State`), then again (rare: once per destination that gains
+                // a second payer).
+                Some(Err(payer)) => {
+                    let payer_hash = self.users.read_id(payer, |u| user_hash(u.key()));
+                    sole = Some((payer, payer_hash.unwrap_or(0)));
+                }
+                Some(Ok(recorded)) => break Some(recorded),
+                None => break None,
+            }
+        };
         let mut forgotten = Vec::new();
         match recorded {
             Some((did, new_payer)) => {
@@ -403,7 +422,12 @@ impl State {
                 .iter()
                 .map(|(u, t)| (u.as_str(), t.clone()))
                 .collect();
-            visit(Record::Destination(d.key(), payers, d.first()));
+            let first = d.first(|payer| {
+                self.users
+                    .read_id(payer, |u| user_hash(u.key()))
+                    .unwrap_or(0)
+            });
+            visit(Record::Destination(d.key(), payers, first));
         }
     }
 

@@ -80,15 +80,19 @@
 //! through a flag per destination slot, so that two segments cannot both inline it.
 //!
 //! Version 6 (issue 10, `dest_others_first_days`; versions 1 to 5 are still read, and saved as
-//! version 6) is version 5 with every destination record followed by its earliest payments
-//! (`First` in `super::destination`): `0` for none, else `1` (no payment by a user of another
-//! hash) or `2`, the earliest payment's user hash as 8 little-endian bytes, its time and (`2`)
-//! the earliest other time, as `time`s. Inline destinations carry it after their payer times,
-//! the destinations' section after the payers. A destination read from an earlier version takes
+//! version 6) is version 5 with every destination record followed by its earliest payments as
+//! the record stores them (`Stored` in `super::destination`, lazily): `0` for mode 0 (nothing:
+//! one payer at most, whose oldest kept time is the earliest payment), `1` and a `time` for
+//! mode 1 (one payer, whose earliest payment left its slots), `2` or `3` for mode 2: the
+//! earliest payment's user hash as 8 little-endian bytes, its time and (`3`) the earliest
+//! other time, as `time`s. Modes 0 and 1 are refused for a destination of more payers (mode 1
+//! also without payers). Inline destinations carry it after their payer times, the
+//! destinations' section after the payers. A destination read from an earlier version takes
 //! the earliest payments its payers' kept times give (each payer's `dest_times` latest, the
-//! users' ids hashed): a lower bound of how long others have paid it, never older than the
-//! truth, so that a restored state after an upgrade may see shared addresses as younger than
-//! they are (never older) until it has run for the rules' window.
+//! users' ids hashed: mode 0 for one payer, 2 for more): a lower bound of how long others have
+//! paid it, never older than the truth, so that a restored state after an upgrade may see
+//! shared addresses as younger than they are (never older) until it has run for the rules'
+//! window.
 //!
 //! Every value reads back bit for bit in every version. The shared store (Redis) keeps each
 //! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
@@ -169,7 +173,8 @@
 //!
 //! version 6: version 5, with `first` after an inline destination's payer times (`udest` of
 //! kind 8+kind) and after each destination's payers in the destinations' segments:
-//! first    = 0:varint | 1:varint user:u64 ts:time | 2:varint user:u64 ts:time other:time
+//! first    = 0:varint | 1:varint ts:time | 2:varint user:u64 ts:time
+//!          | 3:varint user:u64 ts:time other:time
 //! ```
 //!
 //! # Consistency while other threads keep scoring
@@ -188,7 +193,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::destination::{DestRecord, First};
+use super::destination::{DestRecord, Stored};
 use super::table::{self, Table};
 use super::user::{Entry, Known, Unpacked, UserRecord, UserState};
 use super::{
@@ -296,8 +301,8 @@ struct DestView {
     only: Option<Times>,
     /// The user's payer times, when it is a payer.
     mine: Option<Times>,
-    /// The destination's earliest payments (written with `only`).
-    first: First,
+    /// The destination's stored earliest payments (written with `only`).
+    first: Stored,
 }
 
 /// The bits a version 5 history entry takes for its destination's index among `n`.
@@ -735,18 +740,26 @@ impl Encoder {
         }
     }
 
-    /// A destination's earliest payments (version 6): `0` for none, else `1` (no payment by
-    /// another user) or `2`, the first user's hash as 8 bytes, and the times.
-    fn first(&mut self, first: First) {
-        if first.time == i64::MIN {
-            return self.varint(0);
-        }
-        let other = first.other != i64::MIN;
-        self.varint(if other { 2 } else { 1 });
-        self.buf.extend_from_slice(&first.user.to_le_bytes());
-        self.ts(first.time);
-        if other {
-            self.ts(first.other);
+    /// A destination's stored earliest payments (version 6, as the record stores them, see
+    /// `Stored` in `super::destination`): `0` for mode 0, `1` and the time for mode 1, `2` or
+    /// `3` for mode 2: the first user's hash as 8 bytes, the time and (`3`) the other time.
+    fn first(&mut self, first: Stored) {
+        match first {
+            Stored::Time(t) if t != i64::MIN => {
+                self.varint(1);
+                self.ts(t);
+            }
+            Stored::Full(f) if f.time != i64::MIN => {
+                let other = f.other != i64::MIN;
+                self.varint(if other { 3 } else { 2 });
+                self.buf.extend_from_slice(&f.user.to_le_bytes());
+                self.ts(f.time);
+                if other {
+                    self.ts(f.other);
+                }
+            }
+            // Mode 0, or none stored in mode 1 or 2 (which no record holds).
+            _ => self.varint(0),
         }
     }
 
@@ -818,7 +831,7 @@ impl State {
         slot: usize,
         key: &mut String,
         payers: &mut Vec<(u32, Times)>,
-        first: &mut First,
+        first: &mut Stored,
     ) -> bool {
         self.destinations.read_slot(shard, slot, |d| {
             let Some(d) = d else {
@@ -828,7 +841,7 @@ impl State {
             key.push_str(d.key());
             payers.clear();
             payers.extend(d.payers());
-            *first = d.first();
+            *first = d.stored();
             true
         })
     }
@@ -1005,7 +1018,7 @@ impl State {
                                 },
                                 only,
                                 mine,
-                                first: d.first(),
+                                first: d.stored(),
                             }
                         })
                     });
@@ -1030,7 +1043,7 @@ impl State {
         counts: &mut Counts,
         mut sink: Sink<'_, E>,
     ) -> Result<(), E> {
-        let (mut key, mut payers, mut first) = (String::new(), Vec::new(), First::NONE);
+        let (mut key, mut payers, mut first) = (String::new(), Vec::new(), Stored::Derived);
         for shard in shards {
             for slot in 0..self.destinations.slots(shard) {
                 let did = table::id_of(shard, slot);
@@ -1132,7 +1145,7 @@ impl State {
                                     key: d.key().to_owned(),
                                     only,
                                     mine: None,
-                                    first: d.first(),
+                                    first: d.stored(),
                                 }
                             })
                         });
@@ -1160,8 +1173,13 @@ impl State {
                     // Written with its only payer (version 4).
                     continue;
                 }
-                if !self.copy_destination(shard, slot, &mut key, &mut payers, &mut First::default())
-                {
+                if !self.copy_destination(
+                    shard,
+                    slot,
+                    &mut key,
+                    &mut payers,
+                    &mut Stored::default(),
+                ) {
                     continue;
                 }
                 enc.record_key(DEST | u64::from(did), &key);
@@ -1751,7 +1769,7 @@ struct Decoder<'a, 't> {
     /// table entry of the address, the destination's id and the user's times as its payer.
     /// Version 6: and the destination's earliest payments (earlier versions: derived from
     /// the payers).
-    inline: Vec<(usize, u32, Times, Option<First>)>,
+    inline: Vec<(usize, u32, Times, Option<Stored>)>,
 }
 
 type DecodeResult<T> = std::result::Result<T, String>;
@@ -2301,22 +2319,28 @@ impl<'a> Decoder<'a, '_> {
         Ok(addresses)
     }
 
-    /// A destination's earliest payments (version 6, see [`Encoder::first`]).
-    fn first(&mut self) -> DecodeResult<First> {
+    /// A destination's stored earliest payments (version 6, see [`Encoder::first`]).
+    fn first(&mut self) -> DecodeResult<Stored> {
         let tag = self.varint()?;
-        if tag == 0 {
-            return Ok(First::NONE);
-        }
-        if tag > 2 {
-            return self.fail(format!("earliest payments tagged {tag}"));
+        match tag {
+            0 => return Ok(Stored::Derived),
+            1 => {
+                let time = self.ts()?;
+                if time == i64::MIN {
+                    return self.fail("earliest payment of no time");
+                }
+                return Ok(Stored::Time(time));
+            }
+            2 | 3 => {}
+            _ => return self.fail(format!("earliest payments tagged {tag}")),
         }
         let user = u64::from_le_bytes(self.eight()?);
         let time = self.ts()?;
-        let other = if tag == 2 { self.ts()? } else { i64::MIN };
+        let other = if tag == 3 { self.ts()? } else { i64::MIN };
         if time == i64::MIN || (other != i64::MIN && other < time) {
             return self.fail("earliest payments out of order");
         }
-        Ok(First { user, time, other })
+        Ok(Stored::Full(super::First { user, time, other }))
     }
 
     /// A user's history entries (their destination indexes are checked by the caller, once
@@ -2452,10 +2476,14 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
             }
             let address = d.text(entry);
             let payers = [(uid, times)];
-            let first = first.unwrap_or_else(|| First::of_payers(&payers, |_| user_hash(&key)));
-            destinations.write_id(did, |record| {
-                *record = DestRecord::with_payers(&address, first, &payers)
-            });
+            // Versions 1 to 5: the payer's oldest kept time stands in (mode 0).
+            let first = first.unwrap_or_default();
+            let Some(made) = DestRecord::with_payers(&address, first, &payers) else {
+                return d.fail(format!(
+                    "destination \"{address}\": earliest payments {first:?}"
+                ));
+            };
+            destinations.write_id(did, |record| *record = made);
             counts.destinations += 1;
         }
     }
@@ -2468,12 +2496,15 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         d.payers(&tables, &mut payers)?;
         let key = d.text(entry);
         // Versions 1 to 4 kept no earliest payments: the oldest times of the payers stand in.
-        let first = First::of_payers(&payers, |uid| {
+        let first = Stored::of_payers(&payers, |uid| {
             users.read_id(uid, |u| user_hash(u.key())).unwrap_or(0)
         });
-        destinations.write_id(did, |record| {
-            *record = DestRecord::with_payers(&key, first, &payers)
-        });
+        let Some(made) = DestRecord::with_payers(&key, first, &payers) else {
+            return d.fail(format!(
+                "destination \"{key}\": earliest payments {first:?}"
+            ));
+        };
+        destinations.write_id(did, |record| *record = made);
         counts.destinations += 1;
     }
     let withdrawal_ids = d.withdrawal_ids_to_end()?;
@@ -2568,10 +2599,14 @@ fn decode_users_segment<'a>(
         for (entry, did, times, first) in inline.drain(..) {
             let address = d.text(entry);
             let payers = [(uid, times)];
-            let first = first.unwrap_or_else(|| First::of_payers(&payers, |_| user_hash(&key)));
-            tables.destinations.write_id(did, |record| {
-                *record = DestRecord::with_payers(&address, first, &payers)
-            });
+            // Version 5: the payer's oldest kept time stands in (mode 0).
+            let first = first.unwrap_or_default();
+            let Some(made) = DestRecord::with_payers(&address, first, &payers) else {
+                return d.fail(format!(
+                    "destination \"{address}\": earliest payments {first:?}"
+                ));
+            };
+            tables.destinations.write_id(did, |record| *record = made);
             out.seen.push(did);
             out.counts.destinations += 1;
         }
@@ -2695,16 +2730,19 @@ fn decode_destinations_segment(
             d.first()?
         } else {
             // Version 5 kept no earliest payments: the oldest times of the payers stand in.
-            First::of_payers(&payers, |uid| {
+            Stored::of_payers(&payers, |uid| {
                 tables
                     .users
                     .read_id(uid, |u| user_hash(u.key()))
                     .unwrap_or(0)
             })
         };
-        tables.destinations.write_id(did, |record| {
-            *record = DestRecord::with_payers(&key, first, &payers)
-        });
+        let Some(made) = DestRecord::with_payers(&key, first, &payers) else {
+            return d.fail(format!(
+                "destination \"{key}\": earliest payments {first:?}"
+            ));
+        };
+        tables.destinations.write_id(did, |record| *record = made);
         seen.push(did);
     }
     if d.pos != bytes.len() {
@@ -2890,7 +2928,7 @@ mod tests {
                 super::super::Record::User(key, user) => format!("user {key} {user:?}"),
                 super::super::Record::Destination(key, payers, mut first) => {
                     if derived {
-                        first = First::NONE;
+                        first = super::super::First::NONE;
                         for (user, times) in &payers {
                             for &t in times {
                                 first = first.paid(user_hash(user), t);
