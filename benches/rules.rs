@@ -471,6 +471,7 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
                     dest_rises: 0,
                     new_payee_withdrawals_30d: 0,
                     withdrawals_before_30d: 0,
+                    dest_others_first_days: -1.0,
                 },
                 watchlists,
             }

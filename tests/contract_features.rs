@@ -668,6 +668,93 @@ fn dest_others_since_first_counts_other_payees_after_the_first_payment() {
     );
 }
 
+/// Extension: days since the earliest withdrawal to this destination by another user, at or
+/// before t (-1.0 when none); out-of-order events lower it; a destination silent for the
+/// retention (400 days) or more is forgotten.
+#[test]
+fn dest_others_first_days_is_the_earliest_payment_by_another_user() {
+    let history = [
+        h("1", "v", T - 50 * DAY, 100.0, "G"),
+        h("2", "w", T - 20 * DAY, 100.0, "G"),
+        h("3", "u", T - 10 * DAY, 100.0, "G"),
+        h("4", "v", T - 5 * DAY, 100.0, "G"),
+        wd("cancel", "x", &at(T - 70 * DAY), 1.0, "G")
+            .cancelled()
+            .line(),
+        h("5", "u", T - 30 * DAY, 100.0, "Own"),
+        // At t itself (included), and after t (not yet: out of order).
+        h("6", "w", T, 100.0, "Now"),
+        h("7", "w", T + DAY, 100.0, "Later"),
+    ];
+    let days = |u: &str, dest: &str, n: usize| {
+        tx_after(&history[..n], &now(u, dest))
+            .features
+            .dest_others_first_days
+    };
+    let all = history.len();
+    assert_eq!(days("u", "G", all), 50.0, "v's first payment");
+    assert_eq!(days("v", "G", all), 20.0, "not v's own: w's");
+    assert_eq!(days("w", "G", all), 50.0);
+    assert_eq!(days("new", "G", all), 50.0, "a user without state");
+    assert_eq!(days("u", "G", 1), 50.0);
+    assert_eq!(days("v", "G", 1), -1.0, "only v paid it");
+    assert_eq!(days("u", "Own", all), -1.0, "only u paid it");
+    assert_eq!(days("v", "Own", all), 30.0);
+    assert_eq!(days("u", "Now", all), 0.0, "t is included");
+    assert_eq!(days("u", "Later", all), -1.0, "after t: not yet");
+    assert_eq!(days("u", "Never", all), -1.0);
+    // Processed late, an earlier payment is the earliest.
+    let mut late = history.to_vec();
+    late.push(h("8", "x", T - 60 * DAY, 100.0, "G"));
+    assert_eq!(
+        tx_after(&late, &now("u", "G"))
+            .features
+            .dest_others_first_days,
+        60.0
+    );
+    assert_eq!(
+        tx_after(&late, &now("x", "G"))
+            .features
+            .dest_others_first_days,
+        50.0
+    );
+    // Fractions of a day.
+    let half = [h("1", "v", T - DAY / 2, 100.0, "H")];
+    assert_eq!(
+        tx_after(&half, &now("u", "H"))
+            .features
+            .dest_others_first_days,
+        0.5
+    );
+
+    // The retention: a destination whose newest payment is 400 days or more before t is
+    // forgotten (400 days less a second is not), and a payment after such a silence starts
+    // the earliest payments again.
+    let old = [h("1", "v", T, 100.0, "R")];
+    let at_day = |d: i64, secs: i64| wd("now", "u", &at(T + d * DAY + secs), 1.0, "R");
+    let first = |history: &[String], w: &W| tx_after(history, w).features.dest_others_first_days;
+    assert_eq!(first(&old, &at_day(400, 0)), -1.0);
+    assert_eq!(first(&old, &at_day(400, -1)), 400.0 - 1.0 / DAY as f64);
+    let again = [
+        h("1", "v", T, 100.0, "R"),
+        h("2", "w", T + 400 * DAY, 100.0, "R"),
+    ];
+    assert_eq!(
+        first(&again, &at_day(401, 0)),
+        1.0,
+        "v's payment is forgotten"
+    );
+    let kept = [
+        h("1", "v", T, 100.0, "R"),
+        h("2", "w", T + 399 * DAY, 100.0, "R"),
+    ];
+    assert_eq!(
+        first(&kept, &at_day(401, 0)),
+        401.0,
+        "a shorter silence keeps it"
+    );
+}
+
 fn watchlist_rules() -> Rules {
     let rules = Rules::new();
     rules.pack("zeta", "regions = [\"HK\"]", &[]);
@@ -742,7 +829,7 @@ fn a_rule_sees_every_field_with_its_contract_type() {
         for k in ints { if type_of(tx[k]) != "i64" { throw k + " is " + type_of(tx[k]); } }
         let floats = ["amount_usd", "amount_usd_24h", "median_amount_usd_90d", "hours_since_password_reset",
                       "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd",
-                      "dest_first_amount_usd"];
+                      "dest_first_amount_usd", "dest_others_first_days"];
         for k in floats { if type_of(tx[k]) != "f64" { throw k + " is " + type_of(tx[k]); } }
         if type_of(tx.is_new_address) != "bool" { throw "is_new_address"; }
         if type_of(tx.watchlists) != "array" { throw "watchlists"; }

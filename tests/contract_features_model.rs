@@ -323,6 +323,39 @@ fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
                 "withdrawals_before_30d, {}",
                 ctx
             );
+            // The earliest completed withdrawal to this destination by another user, at or before
+            // t, among those since the last gap of the retention or more between a payment and
+            // the newest before it; none when the newest is the retention or more before t.
+            let paid: Vec<&Past> = past
+                .iter()
+                .filter(|p| p.completed && p.dest == dest)
+                .collect();
+            let retention = riskgate::RETENTION_DAYS * D;
+            let (mut start, mut newest) = (0, i64::MIN);
+            for (k, p) in paid.iter().enumerate() {
+                if newest <= p.at - retention {
+                    start = k;
+                }
+                newest = newest.max(p.at);
+            }
+            let others_first = if paid.is_empty() || newest <= t - retention {
+                None
+            } else {
+                paid[start..]
+                    .iter()
+                    .filter(|p| p.user != u && p.at <= t)
+                    .map(|p| p.at)
+                    .min()
+            };
+            let others_first_days = others_first.map_or(-1.0, |f| (t - f) as f64 / D as f64);
+            prop_assert_eq!(
+                f.dest_others_first_days.to_bits(),
+                others_first_days.to_bits(),
+                "dest_others_first_days {} vs {}, {}",
+                f.dest_others_first_days,
+                others_first_days,
+                ctx
+            );
             prop_assert_eq!(&tx.destination, &dest);
         }
         stream.process(&scorer, Ok(&line)).unwrap();

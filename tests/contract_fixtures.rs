@@ -46,6 +46,7 @@ fn field(tx: &Tx, name: &str) -> Value {
         "dest_rises" => json!(f.dest_rises),
         "new_payee_withdrawals_30d" => json!(f.new_payee_withdrawals_30d),
         "withdrawals_before_30d" => json!(f.withdrawals_before_30d),
+        "dest_others_first_days" => float(f.dest_others_first_days),
         "watchlists" => json!(tx.watchlists),
         other => panic!("expect_tx names unknown field {other}"),
     }

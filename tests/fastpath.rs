@@ -24,7 +24,7 @@ const INT_FIELDS: [&str; 11] = [
     "new_payee_withdrawals_30d",
     "withdrawals_before_30d",
 ];
-const FLOAT_FIELDS: [&str; 10] = [
+const FLOAT_FIELDS: [&str; 11] = [
     "amount_usd",
     "amount_usd_24h",
     "median_amount_usd_90d",
@@ -34,6 +34,7 @@ const FLOAT_FIELDS: [&str; 10] = [
     "dest_amount_usd_30d",
     "dest_last_amount_usd",
     "dest_first_amount_usd",
+    "dest_others_first_days",
     "amount_usd",
 ];
 const STR_FIELDS: [&str; 8] = [
@@ -103,7 +104,7 @@ prop_compose! {
         strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
         ints in proptest::collection::vec(int_value(), 11),
-        floats in proptest::collection::vec(float_value(), 8),
+        floats in proptest::collection::vec(float_value(), 9),
         is_new_address in any::<bool>(),
         lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
     ) -> Tx {
@@ -121,6 +122,7 @@ prop_compose! {
                 dest_prior_withdrawals: n(5), dest_last_amount_usd: x(6), dest_rising_run: n(6),
                 dest_others_since_first: n(7), dest_first_amount_usd: x(7), dest_rises: n(8),
                 new_payee_withdrawals_30d: n(9), withdrawals_before_30d: n(10),
+                dest_others_first_days: x(8),
             },
             watchlists: lists.into_iter().map(str::to_string).collect(),
         }
@@ -339,6 +341,7 @@ fn sample_tx() -> Tx {
             dest_rises: 0,
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
+            dest_others_first_days: -1.0,
         },
         watchlists: vec!["hk-police/scameter".into()],
     }
@@ -654,6 +657,7 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "dest_amount_usd_30d" => f.dest_amount_usd_30d = value,
         "dest_last_amount_usd" => f.dest_last_amount_usd = value,
         "dest_first_amount_usd" => f.dest_first_amount_usd = value,
+        "dest_others_first_days" => f.dest_others_first_days = value,
         other => panic!("not a numeric field: {other}"),
     }
 }

@@ -40,7 +40,7 @@ struct UserModel {
 #[derive(Default)]
 struct Model {
     users: HashMap<String, UserModel>,
-    /// Per destination: (user, ts) of completed withdrawals.
+    /// Per destination: (user, ts) of completed withdrawals, in processing order.
     dests: HashMap<String, Vec<(String, i64)>>,
 }
 
@@ -153,7 +153,32 @@ impl Model {
                 })
                 .count() as i64,
             withdrawals_before_30d: history.iter().filter(|p| p.at <= t - 30 * D).count() as i64,
+            dest_others_first_days: self.others_first_days(&dest, &w.user_id, t),
         }
+    }
+
+    /// The earliest withdrawal to `dest` by a user other than `user`, at or before `t`, among
+    /// those since the last gap of the retention or more between a withdrawal and the newest
+    /// before it, in days; -1.0 when none, or when the newest is the retention or more before t.
+    fn others_first_days(&self, dest: &str, user: &str, t: i64) -> f64 {
+        let paid = self.dests.get(dest).map_or(&[][..], Vec::as_slice);
+        let retention = riskgate::RETENTION_DAYS * D;
+        let (mut start, mut newest) = (0, i64::MIN);
+        for (k, (_, at)) in paid.iter().enumerate() {
+            if newest <= at - retention {
+                start = k;
+            }
+            newest = newest.max(*at);
+        }
+        if paid.is_empty() || newest <= t - retention {
+            return -1.0;
+        }
+        paid[start..]
+            .iter()
+            .filter(|(u, at)| u != user && *at <= t)
+            .map(|(_, at)| *at)
+            .min()
+            .map_or(-1.0, |f| (t - f) as f64 / D as f64)
     }
 
     fn observe(&mut self, event: &Event) {
@@ -198,7 +223,7 @@ impl Model {
 }
 
 /// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
-fn bits(f: &TxFeatures) -> [(&'static str, u64); 20] {
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 21] {
     [
         ("account_age_days", f.account_age_days as u64),
         ("is_new_address", u64::from(f.is_new_address)),
@@ -226,6 +251,7 @@ fn bits(f: &TxFeatures) -> [(&'static str, u64); 20] {
             f.new_payee_withdrawals_30d as u64,
         ),
         ("withdrawals_before_30d", f.withdrawals_before_30d as u64),
+        ("dest_others_first_days", f.dest_others_first_days.to_bits()),
     ]
 }
 

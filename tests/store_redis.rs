@@ -794,7 +794,11 @@ fn a_record_interrupted_between_steps_is_finished_by_a_retry_and_never_applied_t
         .arg(format!("{done}{{d:*"))
         .query(&mut con)
         .unwrap();
-    assert_eq!(dest.len(), 2);
+    assert_eq!(
+        dest.len(),
+        3,
+        "payers, their sorted set, the earliest payments: {dest:?}"
+    );
     redis::cmd("DEL").arg(&dest).query::<()>(&mut con).unwrap();
     assert_eq!(probe(&scorer), (1, 0));
     let again = scorer.try_record(&w.event()).unwrap_err();

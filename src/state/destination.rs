@@ -4,8 +4,12 @@
 //! One allocation per destination ([`DestRecord`]), written sequentially and read in place:
 //!
 //! ```text
-//! refs:u32 n_payers:u16 unit:u8 width:u8 slots:u8      (9 bytes)
+//! refs:u32 n_payers:u16 unit:u8 width:u8 mode<<6|slots:u8 (9 bytes)
 //! key_len:varint key:bytes base:delta(0)               (key: the address; base in units)
+//! earliest                                             (the earliest payments, see below:
+//!                                                       mode 0: nothing; 1: first:width-byte;
+//!                                                       2: first_user:u64 first:width-byte
+//!                                                          other:width-byte)
 //! { user:u32 time:width-byte^slots }^n_payers          (fixed stride: 4 + width * slots)
 //! ```
 //!
@@ -27,6 +31,47 @@
 //! re-encodes the record once in a frame that fits; a payer needing one more slot widens
 //! every payer by one unused slot in the same frame. With whole
 //! seconds a payer is 8 to 20 bytes, against 36 with four `i64`.
+//!
+//! # The earliest payments ([`First`])
+//! Besides its payers, a record keeps the earliest payment recorded to it (the time and a
+//! 64-bit hash of its user's id, [`super::user_hash`]) and the earliest time of a payment by a
+//! user whose hash differs, both in the frame's encoding (16 bytes with whole seconds; stored
+//! lazily, see below). From
+//! them `others_first` gives, in O(1), the earliest payment by a user other than a given one,
+//! for `dest_others_first_days`: the first user's id is hashed rather than interned because an
+//! interned id is reused once its user is forgotten, while the earliest payment outlives its
+//! payer. Both are minimums, exact whatever the order of the events. They are kept while
+//! payers are trimmed (the cap, the retention: a busy or long-used address stays old) and
+//! forgotten with the payers: when every payer is forgotten (the sweep of an idle destination)
+//! and when a payment comes [`DEST_RETENTION`] or more after the destination's newest before
+//! it (what the sweep would have forgotten by then, so that whether a sweep ran changes
+//! nothing); `others_first` answers none for a destination whose newest payment is
+//! [`DEST_RETENTION`] or more before `now`, for the same reason.
+//!
+//! ## Lazily ([`Stored`])
+//! Most destinations are paid by one user only, a few times: their earliest payment is the
+//! oldest time their payer keeps, and nobody else paid them. So the record stores only what
+//! its payers' times do not tell, in one of three modes (the top two bits of the `slots`
+//! byte), which only go up while the record has payers:
+//! - mode 0 ([`Stored::Derived`], nothing stored): at most one payer, and the earliest
+//!   payments are that payer's (its user's hash), at the oldest time it keeps, no other;
+//! - mode 1 ([`Stored::Time`], one time): one payer, no other payment, but its earliest
+//!   payment is not among its kept times (a fifth distinct time pushed it out of the slots,
+//!   an older time than those kept was not kept, or a payment after a retention's silence
+//!   started the earliest payments again while older times stay in the slots);
+//! - mode 2 ([`Stored::Full`], the whole block above): anything else, from the first
+//!   payment by a second user (or once the sole payer is not the earliest payment's user).
+//!
+//! [`DestRecord::record`] works out the earliest payments exactly as they were kept whole,
+//! before changing the payers, and stores them in the lowest mode (not below the record's)
+//! that gives them back exactly, so every place a sole payer's time can leave its slots
+//! (slot overflow, an older time not kept, the retention, the cap) upgrades the record first.
+//! In modes 0 and 1 the earliest payment's user is the sole payer, known by its interned id
+//! (alive while it is a payer, see `super`): the hash is needed only when another user pays
+//! for the first time (mode 2: [`DestRecord::record`] then asks the caller for it, who reads
+//! it from the users table without holding the destination's lock) and for a question by
+//! another user ([`Others::UnlessPaidBy`], the same). Forgetting every payer (the sweep)
+//! forgets the earliest payments and goes back to mode 0.
 
 use super::codec::{Cursor, Out, Unit};
 use super::table::Keyed;
@@ -36,6 +81,9 @@ use crate::time::MICROS_PER_DAY;
 const NONE: i64 = i64::MIN;
 const HEADER: usize = 9;
 const USER: usize = 4;
+/// The `slots` byte's bits holding the slots (the top two hold the mode, see [`Stored`]).
+const SLOTS_MASK: u8 = 0x3f;
+const MODE_SHIFT: u32 = 6;
 
 const _: () = assert!(MAX_DEST_USERS <= u16::MAX as usize);
 const _: () = assert!(DEST_TIMES <= u8::MAX as usize);
@@ -64,6 +112,7 @@ impl std::fmt::Debug for DestRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DestRecord")
             .field("key", &self.key())
+            .field("stored", &self.stored())
             .field("payers", &self.payers().collect::<Vec<_>>())
             .finish()
     }
@@ -206,11 +255,253 @@ fn used(times: &[i64; DEST_TIMES]) -> usize {
     times.iter().filter(|&&t| t != NONE).count()
 }
 
+/// The earliest payments recorded to a destination (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct First {
+    /// The hash of the earliest payment's user ([`super::user_hash`]).
+    pub(crate) user: u64,
+    /// The earliest payment's time (`i64::MIN`: none).
+    pub(crate) time: i64,
+    /// The earliest time of a payment by a user whose hash is not `user` (`i64::MIN`: none).
+    pub(crate) other: i64,
+}
+
+impl Default for First {
+    fn default() -> First {
+        First::NONE
+    }
+}
+
+impl First {
+    /// No payment.
+    pub(crate) const NONE: First = First {
+        user: 0,
+        time: NONE,
+        other: NONE,
+    };
+
+    /// After a payment by the user of hash `user` at `ts` (minimums: any order of events
+    /// gives the same).
+    #[must_use]
+    pub(crate) fn paid(self, user: u64, ts: i64) -> First {
+        if self.time == NONE {
+            First {
+                user,
+                time: ts,
+                other: NONE,
+            }
+        } else if user == self.user {
+            First {
+                time: self.time.min(ts),
+                ..self
+            }
+        } else if ts < self.time {
+            // Every earlier payment is at or after `self.time`, by `self.user` among others.
+            First {
+                user,
+                time: ts,
+                other: self.time,
+            }
+        } else {
+            First {
+                other: if self.other == NONE {
+                    ts
+                } else {
+                    self.other.min(ts)
+                },
+                ..self
+            }
+        }
+    }
+
+    /// The earliest time of a payment by a user other than the one of hash `user`
+    /// (`i64::MIN`: none).
+    pub(crate) fn others(self, user: u64) -> i64 {
+        if user != self.user {
+            self.time
+        } else {
+            self.other
+        }
+    }
+
+    /// The earliest payments among `payers` (each user's hash given by `hash`): what a
+    /// record read from a snapshot written before they were kept holds (the oldest times its
+    /// payers kept, so a lower bound of the destination's age).
+    pub(crate) fn of_payers(
+        payers: &[(u32, [i64; DEST_TIMES])],
+        hash: impl Fn(u32) -> u64,
+    ) -> First {
+        let mut first = First::NONE;
+        for (user, times) in payers {
+            let h = hash(*user);
+            for &t in times.iter().filter(|&&t| t != NONE) {
+                first = first.paid(h, t);
+            }
+        }
+        first
+    }
+
+    fn times(self) -> [i64; 2] {
+        [self.time, self.other]
+    }
+}
+
+/// The earliest payments as a record stores them (see the module docs' "Lazily").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum Stored {
+    /// Mode 0: none without payers, else the sole payer's, at the oldest time it keeps.
+    #[default]
+    Derived,
+    /// Mode 1: the sole payer's, at this time (`i64::MIN`: none, which no record holds).
+    Time(i64),
+    /// Mode 2: these.
+    Full(First),
+}
+
+impl Stored {
+    /// The mode (0, 1, 2).
+    pub(crate) fn mode(self) -> u8 {
+        match self {
+            Stored::Derived => 0,
+            Stored::Time(_) => 1,
+            Stored::Full(_) => 2,
+        }
+    }
+
+    /// The times it stores (`NONE` for those it does not).
+    fn times(self) -> [i64; 2] {
+        match self {
+            Stored::Derived => [NONE; 2],
+            Stored::Time(t) => [t, NONE],
+            Stored::Full(f) => f.times(),
+        }
+    }
+
+    /// What a record of these payers read from a snapshot of version 5 or earlier (which kept
+    /// no earliest payments) stores: the earliest payments their kept times give (each user's
+    /// hash given by `hash`, asked for only with two payers or more).
+    pub(crate) fn of_payers(
+        payers: &[(u32, [i64; DEST_TIMES])],
+        hash: impl Fn(u32) -> u64,
+    ) -> Stored {
+        if payers.len() <= 1 {
+            Stored::Derived
+        } else {
+            Stored::Full(First::of_payers(payers, hash))
+        }
+    }
+
+    /// The earliest payments stored as `self` in a record of these payers, the sole payer's
+    /// hash given by `hash`.
+    fn first(
+        self,
+        payers: &mut dyn Iterator<Item = (u32, [i64; DEST_TIMES])>,
+        hash: impl FnOnce(u32) -> u64,
+    ) -> First {
+        let time = match self {
+            Stored::Full(f) => return f,
+            Stored::Time(t) => Some(t),
+            Stored::Derived => None,
+        };
+        match payers.next() {
+            Some((user, times)) => First {
+                user: hash(user),
+                time: time.unwrap_or_else(|| oldest_time(&times)),
+                other: NONE,
+            },
+            None => First::NONE,
+        }
+    }
+}
+
+/// The oldest of a payer's times (`NONE`: none).
+fn oldest_time(times: &[i64; DEST_TIMES]) -> i64 {
+    times
+        .iter()
+        .rev()
+        .copied()
+        .find(|&t| t != NONE)
+        .unwrap_or(NONE)
+}
+
+/// What [`DestRecord::others_first`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Others {
+    /// This time (`None`: none).
+    Known(Option<i64>),
+    /// This time, unless the asking user's hash is that of the user of this id (the sole
+    /// payer, mode 0 or 1), which the caller looks up without the destination's lock: then
+    /// none.
+    UnlessPaidBy(u32, i64),
+}
+
+impl Others {
+    /// The answer for the user of hash `me`, a user id's hash given by `hash` (`None`: not
+    /// known, so not `me`'s).
+    pub(crate) fn resolve(self, me: u64, hash: impl FnOnce(u32) -> Option<u64>) -> Option<i64> {
+        match self {
+            Others::Known(t) => t,
+            Others::UnlessPaidBy(user, t) => (hash(user) != Some(me)).then_some(t),
+        }
+    }
+}
+
+/// Writes the stored earliest payments; their times must fit `frame` (one that does not is
+/// written as none, which no caller does).
+fn write_stored(out: &mut impl Out, frame: Frame, stored: Stored) {
+    let times = stored.times();
+    let n = match stored {
+        Stored::Derived => 0,
+        Stored::Time(_) => 1,
+        Stored::Full(f) => {
+            out.bytes(&f.user.to_le_bytes());
+            2
+        }
+    };
+    for &t in times.iter().take(n) {
+        let v = frame.value(t).unwrap_or(0);
+        out.bytes(v.to_le_bytes().get(..frame.width).unwrap_or_default());
+    }
+}
+
+/// The stored earliest payments at `at`, in `mode`.
+fn stored_at(data: &[u8], at: usize, frame: Frame, mode: u8) -> Stored {
+    let time = |at: usize| frame.time(value_at(data, at, frame.width));
+    match mode {
+        0 => Stored::Derived,
+        1 => Stored::Time(time(at)),
+        _ => {
+            let user = data
+                .get(at..)
+                .and_then(|rest| rest.first_chunk::<8>())
+                .map_or(0, |b| u64::from_le_bytes(*b));
+            Stored::Full(First {
+                user,
+                time: time(at + 8),
+                other: time(at + 8 + frame.width),
+            })
+        }
+    }
+}
+
+/// The bytes of the stored earliest payments in `frame` and `mode`.
+fn stored_len(frame: Frame, mode: u8) -> usize {
+    match mode {
+        0 => 0,
+        1 => frame.width,
+        _ => 8 + 2 * frame.width,
+    }
+}
+
 /// The record's header, parsed.
 #[derive(Clone, Copy)]
 struct Head {
     frame: Frame,
     n: usize,
+    /// The mode of the stored earliest payments ([`Stored`]).
+    mode: u8,
+    /// Where the stored earliest payments start.
+    first: usize,
     /// Where the payers start.
     payers: usize,
 }
@@ -508,18 +799,33 @@ fn set_count(data: &mut [u8], n: usize) {
     }
 }
 
-/// Writes a whole record of `refs`, `key` and `payers`, in the smallest frame holding them.
-fn write_record(out: &mut Vec<u8>, refs: u32, key: &[u8], payers: &[(u32, [i64; DEST_TIMES])]) {
-    let times = payers.iter().flat_map(|(_, t)| t.iter().copied());
+/// Writes a whole record of `refs`, `key`, `stored` and `payers`, in the smallest frame
+/// holding them.
+fn write_record(
+    out: &mut Vec<u8>,
+    refs: u32,
+    key: &[u8],
+    stored: Stored,
+    payers: &[(u32, [i64; DEST_TIMES])],
+) {
+    let times = payers
+        .iter()
+        .flat_map(|(_, t)| t.iter().copied())
+        .chain(stored.times());
     let slots = payers.iter().map(|(_, t)| used(t)).max().unwrap_or(1);
     let frame = Frame::fitting(times, slots);
     let n = payers.len().min(MAX_DEST_USERS);
     out.extend_from_slice(&refs.to_le_bytes());
     out.extend_from_slice(&(n as u16).to_le_bytes());
-    out.extend_from_slice(&[frame.unit.code(), frame.width as u8, frame.slots as u8]);
+    out.extend_from_slice(&[
+        frame.unit.code(),
+        frame.width as u8,
+        frame.slots as u8 | stored.mode() << MODE_SHIFT,
+    ]);
     out.varint(key.len() as u64);
     out.extend_from_slice(key);
     out.delta(0, frame.base);
+    write_stored(out, frame, stored);
     for (user, times) in payers.iter().take(n) {
         write_payer(out, frame, *user, times);
     }
@@ -548,7 +854,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 impl DestRecord {
     /// A destination with no payers.
     pub(crate) fn new(key: &str) -> DestRecord {
-        DestRecord::build(0, key, &[])
+        DestRecord::build(0, key, Stored::Derived, &[])
     }
 
     /// A destination with no payers yet, about to be paid at `ts`: its frame is the one the
@@ -574,27 +880,39 @@ impl DestRecord {
             data.varint(key.len() as u64);
             data.extend_from_slice(key.as_bytes());
             data.delta(0, frame.base);
+            write_stored(data, frame, Stored::Derived);
             data.resize(data.len() + frame.stride(), 0);
             record.store(data);
         });
         record
     }
 
-    /// A record of `refs`, `key` and `payers`, in the smallest frame holding them (one
-    /// allocation of the exact size).
-    fn build(refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
+    /// A record of `refs`, `key`, `stored` and `payers`, in the smallest frame holding them
+    /// (one allocation of the exact size).
+    fn build(
+        refs: u32,
+        key: &str,
+        stored: Stored,
+        payers: &[(u32, [i64; DEST_TIMES])],
+    ) -> DestRecord {
         let mut record = DestRecord::default();
-        record.build_into(refs, key, payers);
+        record.build_into(refs, key, stored, payers);
         record
     }
 
     /// [`DestRecord::build`] into this record's own allocation, resized (`realloc`): a new
     /// allocation per re-encode and the old one freed would scatter the records over the
     /// heap (a sweep, which reads them in slot order, was measured several times slower).
-    fn build_into(&mut self, refs: u32, key: &str, payers: &[(u32, [i64; DEST_TIMES])]) {
+    fn build_into(
+        &mut self,
+        refs: u32,
+        key: &str,
+        stored: Stored,
+        payers: &[(u32, [i64; DEST_TIMES])],
+    ) {
         with_scratch(|scratch| {
             scratch.bytes.clear();
-            write_record(&mut scratch.bytes, refs, key.as_bytes(), payers);
+            write_record(&mut scratch.bytes, refs, key.as_bytes(), stored, payers);
             self.store(&scratch.bytes);
         });
     }
@@ -617,15 +935,19 @@ impl DestRecord {
         let len = c.short() as usize;
         c.at = c.at.saturating_add(len);
         let base = c.delta(0);
+        let frame = Frame {
+            unit: Unit::from_code(byte(6)),
+            width: usize::from(byte(7)).clamp(1, 8),
+            slots: usize::from(byte(8) & SLOTS_MASK).clamp(1, DEST_TIMES),
+            base,
+        };
+        let mode = (byte(8) >> MODE_SHIFT).min(2);
         Head {
-            frame: Frame {
-                unit: Unit::from_code(byte(6)),
-                width: usize::from(byte(7)).clamp(1, 8),
-                slots: usize::from(byte(8)).clamp(1, DEST_TIMES),
-                base,
-            },
+            frame,
             n,
-            payers: c.at,
+            mode,
+            first: c.at,
+            payers: c.at + stored_len(frame, mode),
         }
     }
 
@@ -690,15 +1012,27 @@ impl DestRecord {
         by_width!(h.frame.width, count_others(payers, h.frame, user, keys))
     }
 
-    /// Remembers that `user` paid this destination at `ts`. Returns whether `user` is a new
-    /// payer; payers forgotten (over the cap, or past retention) are appended to `dropped`.
+    /// Remembers that `user` (whose id's hash is `user_hash`, see [`First`]) paid this
+    /// destination at `ts`. Returns whether `user` is a new payer; payers forgotten (over the
+    /// cap, or past retention) are appended to `dropped`.
+    ///
+    /// `Err(payer)`, with nothing changed, when the record needs its sole payer's hash (see
+    /// the module docs' "Lazily": another user's first payment to it): call again with
+    /// `sole` that payer's id and hash.
     ///
     /// The payers are kept in the order of their newest times (their first slot; a payer
     /// whose newest time changes moves after those at or before it, a new payer goes after
     /// those at or before its time), so that the newest and the stalest payer are the last
     /// and the first, and `other_users` counts a window by binary search. Only the look for
     /// `user` reads every payer (a user id each).
-    pub(crate) fn record(&mut self, user: u32, ts: i64, dropped: &mut Vec<u32>) -> bool {
+    pub(crate) fn record(
+        &mut self,
+        user: u32,
+        user_hash: u64,
+        ts: i64,
+        sole: Option<(u32, u64)>,
+        dropped: &mut Vec<u32>,
+    ) -> Result<bool, u32> {
         let h = self.head();
         let stride = h.frame.stride();
         let found = find_payer(payer_bytes(&self.data, &h), stride, user);
@@ -710,6 +1044,34 @@ impl DestRecord {
             ),
             None => (NONE, i64::MAX),
         };
+        // The earliest payments after this one, worked out before any time can leave the
+        // slots. They start again after a retention's worth of silence (see the module docs;
+        // `before` is none without payers).
+        let first = if before <= ts.saturating_sub(DEST_RETENTION) {
+            First::NONE
+        } else {
+            let stored = stored_at(&self.data, h.first, h.frame, h.mode);
+            let sole_hash = |payer: u32| {
+                if payer == user {
+                    Ok(user_hash)
+                } else {
+                    match sole {
+                        Some((id, hash)) if id == payer => Ok(hash),
+                        _ => Err(payer),
+                    }
+                }
+            };
+            let mut needed = Ok(());
+            let first = stored.first(&mut self.payers(), |payer| {
+                sole_hash(payer).unwrap_or_else(|p| {
+                    needed = Err(p);
+                    0
+                })
+            });
+            needed?;
+            first
+        }
+        .paid(user_hash, ts);
         let added = match found {
             Some(i) => {
                 let mut times = times_at(&self.data, h.payer_at(i), h.frame);
@@ -786,7 +1148,104 @@ impl DestRecord {
         if oldest <= horizon {
             self.retain_payers(|_, times| times[0] > horizon, dropped);
         }
-        added
+        // Stored in the lowest mode, not below the record's, that gives `first` back.
+        let h = self.head();
+        let sole = match (h.n, self.payers().next()) {
+            (1, Some((payer, times))) if payer == user => Some(oldest_time(&times)),
+            _ => None,
+        };
+        let stored = match sole {
+            Some(kept) if first.user == user_hash && first.other == NONE && h.mode < 2 => {
+                if h.mode == 0 && kept == first.time {
+                    Stored::Derived
+                } else {
+                    Stored::Time(first.time)
+                }
+            }
+            _ => Stored::Full(first),
+        };
+        self.set_stored(stored);
+        Ok(added)
+    }
+
+    /// The stored earliest payments (see the module docs' "Lazily").
+    pub(crate) fn stored(&self) -> Stored {
+        let h = self.head();
+        stored_at(&self.data, h.first, h.frame, h.mode)
+    }
+
+    /// The earliest payments recorded (see the module docs), the sole payer's hash (modes 0
+    /// and 1) given by `hash`.
+    pub(crate) fn first(&self, hash: impl FnOnce(u32) -> u64) -> First {
+        self.stored().first(&mut self.payers(), hash)
+    }
+
+    /// Sets the stored earliest payments in the record's frame when their times fit it: in
+    /// place in the same mode, else with the payers moved (one `realloc`); re-encoded
+    /// otherwise.
+    fn set_stored(&mut self, stored: Stored) {
+        let h = self.head();
+        if !stored.times().iter().all(|&t| h.frame.value(t).is_some()) {
+            return self.rebuild_with(stored, |_| {});
+        }
+        let mut bytes = [0_u8; 24];
+        let mut out = Slice {
+            buf: &mut bytes,
+            at: 0,
+        };
+        write_stored(&mut out, h.frame, stored);
+        let len = stored_len(h.frame, stored.mode());
+        let bytes = bytes.get(..len).unwrap_or_default();
+        if stored.mode() == h.mode {
+            if let Some(slot) = self.data.get_mut(h.first..h.first + len) {
+                slot.copy_from_slice(bytes);
+            }
+            return;
+        }
+        with_scratch(|scratch| {
+            let out = &mut scratch.bytes;
+            out.clear();
+            out.extend_from_slice(self.data.get(..h.first).unwrap_or_default());
+            if let Some(slots) = out.get_mut(8) {
+                *slots = *slots & SLOTS_MASK | stored.mode() << MODE_SHIFT;
+            }
+            out.extend_from_slice(bytes);
+            out.extend_from_slice(self.data.get(h.payers..).unwrap_or_default());
+            self.store(out);
+        });
+    }
+
+    /// The earliest time, at or before `now`, of a payment to this destination by a user other
+    /// than the one whose id hashes to `user_hash` (interned as `user`, when known), among
+    /// those remembered (see the module docs): none when there is none, or when the
+    /// destination's newest payment is [`DEST_RETENTION`] or more before `now`. O(1); in
+    /// modes 0 and 1, when the asking user is not the sole payer by id, the caller compares
+    /// the hashes ([`Others::UnlessPaidBy`]).
+    pub(crate) fn others_first(&self, user: Option<u32>, user_hash: u64, now: i64) -> Others {
+        let newest = self.newest();
+        if newest == NONE || newest <= now.saturating_sub(DEST_RETENTION) {
+            return Others::Known(None);
+        }
+        let h = self.head();
+        let time = match stored_at(&self.data, h.first, h.frame, h.mode) {
+            Stored::Full(f) => {
+                let t = f.others(user_hash);
+                return Others::Known((t != NONE && t <= now).then_some(t));
+            }
+            Stored::Time(t) => t,
+            Stored::Derived => times_at(&self.data, h.payer_at(0), h.frame)
+                .iter()
+                .rev()
+                .copied()
+                .find(|&t| t != NONE)
+                .unwrap_or(NONE),
+        };
+        let payer = user_at(&self.data, h.payer_at(0));
+        if time == NONE || time > now || user == Some(payer) {
+            Others::Known(None)
+        } else {
+            Others::UnlessPaidBy(payer, time)
+        }
     }
 
     /// Makes room for one more payer after the `n` at `end` (`realloc`, in place when the
@@ -826,7 +1285,7 @@ impl DestRecord {
             out.clear();
             out.extend_from_slice(self.data.get(..h.payers).unwrap_or_default());
             if let Some(slots) = out.get_mut(8) {
-                *slots = frame.slots as u8;
+                *slots = *slots & !SLOTS_MASK | frame.slots as u8;
             }
             for payer in payer_bytes(&self.data, h).chunks_exact(h.frame.stride()) {
                 out.extend_from_slice(payer);
@@ -840,6 +1299,15 @@ impl DestRecord {
     /// Re-encodes the record, its payers changed by `change`, in a frame that holds them
     /// (rare: a finer time unit, a time before the oldest or past the width, one more slot).
     fn rebuild(&mut self, change: impl FnOnce(&mut Vec<(u32, [i64; DEST_TIMES])>)) {
+        self.rebuild_with(self.stored(), change);
+    }
+
+    /// [`DestRecord::rebuild`] with the stored earliest payments set to `stored`.
+    fn rebuild_with(
+        &mut self,
+        stored: Stored,
+        change: impl FnOnce(&mut Vec<(u32, [i64; DEST_TIMES])>),
+    ) {
         with_scratch(|scratch| {
             scratch.payers.clear();
             scratch.payers.extend(self.payers());
@@ -849,6 +1317,7 @@ impl DestRecord {
                 &mut scratch.bytes,
                 self.refs(),
                 self.key_bytes(),
+                stored,
                 &scratch.payers,
             );
             self.store(&scratch.bytes);
@@ -884,23 +1353,41 @@ impl DestRecord {
         self.data = data.into_boxed_slice();
     }
 
-    /// Forgets every payer (their users go to `dropped`).
+    /// Forgets every payer (their users go to `dropped`), and the earliest payments with them
+    /// (back to mode 0).
     pub(crate) fn clear_payers(&mut self, dropped: &mut Vec<u32>) {
         if self.payer_count() > 0 {
             self.retain_payers(|_, _| false, dropped);
         }
+        if self.stored() != Stored::Derived {
+            self.set_stored(Stored::Derived);
+        }
     }
 
-    /// A record with these payers (as read from a snapshot) and no refs.
-    /// The payers are put in the order of their newest times (see [`DestRecord::record`]):
-    /// a snapshot of an earlier version lists them in the order they came.
-    pub(crate) fn with_payers(key: &str, payers: &[(u32, [i64; DEST_TIMES])]) -> DestRecord {
+    /// A record with these stored earliest payments and payers (as read from a snapshot) and
+    /// no refs; `None` when `stored` does not fit them (modes 0 and 1 are for one payer, mode
+    /// 0 also for none). The payers are put in the order of their newest times (see
+    /// [`DestRecord::record`]): a snapshot of an earlier version lists them in the order they
+    /// came.
+    pub(crate) fn with_payers(
+        key: &str,
+        stored: Stored,
+        payers: &[(u32, [i64; DEST_TIMES])],
+    ) -> Option<DestRecord> {
+        let fits = match stored {
+            Stored::Derived => payers.len() <= 1,
+            Stored::Time(t) => payers.len() == 1 && t != NONE,
+            Stored::Full(_) => true,
+        };
+        if !fits {
+            return None;
+        }
         if payers.is_sorted_by_key(|p| p.1[0]) {
-            return DestRecord::build(0, key, payers);
+            return Some(DestRecord::build(0, key, stored, payers));
         }
         let mut sorted = payers.to_vec();
         sorted.sort_by_key(|p| p.1[0]);
-        DestRecord::build(0, key, &sorted)
+        Some(DestRecord::build(0, key, stored, &sorted))
     }
 
     /// The latest withdrawal time to this destination: the last payer's newest.
@@ -979,6 +1466,322 @@ mod tests {
         times
     }
 
+    /// The user hash of a test's user id (any distinct numbers do).
+    fn h(user: u32) -> u64 {
+        u64::from(user).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// What `State` does with a record, the users' hashes given by [`h`].
+    trait Lazy {
+        /// [`DestRecord::record`], given the sole payer's hash when it asks.
+        fn rec(&mut self, user: u32, hash: u64, ts: i64, dropped: &mut Vec<u32>) -> bool;
+        /// [`DestRecord::others_first`] for the user of hash `hash`, resolved.
+        fn others(&self, hash: u64, now: i64) -> Option<i64>;
+    }
+
+    impl Lazy for DestRecord {
+        fn rec(&mut self, user: u32, hash: u64, ts: i64, dropped: &mut Vec<u32>) -> bool {
+            match self.record(user, hash, ts, None, dropped) {
+                Ok(new) => new,
+                Err(payer) => {
+                    let again = self.record(user, hash, ts, Some((payer, h(payer))), dropped);
+                    assert!(again.is_ok(), "asked twice for a hash");
+                    again.unwrap_or_default()
+                }
+            }
+        }
+
+        fn others(&self, hash: u64, now: i64) -> Option<i64> {
+            self.others_first(None, hash, now)
+                .resolve(hash, |payer| Some(h(payer)))
+        }
+    }
+
+    /// The earliest payments are minimums over every payment recorded, in any order and unit
+    /// (a time finer than the frame's or before its base re-encodes the record), survive the
+    /// payers' trims and go with the last payer; a payment after a retention's silence starts
+    /// them again.
+    #[test]
+    fn earliest_payments_are_kept_across_frames_and_trims() {
+        const S: i64 = 1_000_000;
+        let base = 1_790_000_000 * S;
+        let mut dropped = Vec::new();
+        let mut d = DestRecord::new("Tfirst");
+        assert_eq!(d.first(h), First::NONE);
+        assert_eq!(d.others(h(1), base), None);
+        d.rec(1, h(1), base + 10 * S, &mut dropped);
+        assert_eq!(d.others(h(1), base + 20 * S), None);
+        assert_eq!(d.others(h(2), base + 20 * S), Some(base + 10 * S));
+        // Before `now`: not yet.
+        assert_eq!(d.others(h(2), base + 9 * S), None);
+        // Another user, later; then an earlier one in milliseconds (a re-encode, a new base).
+        d.rec(2, h(2), base + 30 * S, &mut dropped);
+        assert_eq!(d.others(h(1), base + 40 * S), Some(base + 30 * S));
+        d.rec(3, h(3), base + 5 * S + 1_000, &mut dropped);
+        assert_eq!(d.head().frame.unit.code(), 1);
+        assert_eq!(
+            d.first(h),
+            First {
+                user: h(3),
+                time: base + 5 * S + 1_000,
+                other: base + 10 * S,
+            }
+        );
+        assert_eq!(d.others(h(3), base + 40 * S), Some(base + 10 * S));
+        assert_eq!(d.others(h(1), base + 40 * S), Some(base + 5 * S + 1_000));
+        // Its own first payment again, earlier still.
+        d.rec(3, h(3), base + S, &mut dropped);
+        assert_eq!(d.first(h).time, base + S);
+        assert_eq!(d.first(h).other, base + 10 * S);
+        // Payer 1 pays four more times: its first payment leaves its slots, not the record.
+        for k in 0..4 {
+            d.rec(1, h(1), base + (50 + k) * S, &mut dropped);
+        }
+        assert!(d
+            .times_of(1)
+            .1
+            .is_some_and(|t| !t.contains(&(base + 10 * S))));
+        assert_eq!(d.first(h).other, base + 10 * S);
+        // The retention trims payers 2 and 3 (their newest are 400 days or more before payer
+        // 1's last payment and the newest before it), not the earliest payments.
+        let late = base + 40 * S + DEST_RETENTION;
+        d.rec(4, h(4), late, &mut dropped);
+        assert_eq!(d.payer_count(), 4);
+        d.rec(1, h(1), late + S, &mut dropped);
+        assert_eq!(d.payer_count(), 2);
+        assert_eq!(d.first(h).time, base + S);
+        assert_eq!(d.others(h(4), late + S), Some(base + S));
+        // Silent for the retention: none, and a payment then starts them again.
+        let silent = late + S + DEST_RETENTION;
+        assert_eq!(d.others(h(5), silent), None);
+        assert_eq!(d.others(h(5), silent - 1), Some(base + S));
+        d.rec(5, h(5), silent, &mut dropped);
+        assert_eq!(
+            d.first(h),
+            First {
+                user: h(5),
+                time: silent,
+                other: NONE,
+            }
+        );
+        // Read back as a snapshot writes it; gone with the payers.
+        let payers: Vec<_> = d.payers().collect();
+        let read = DestRecord::with_payers("Tfirst", d.stored(), &payers).unwrap_or_default();
+        assert_eq!(
+            (read.first(h), read.payers().collect::<Vec<_>>()),
+            (d.first(h), payers)
+        );
+        d.clear_payers(&mut dropped);
+        assert_eq!(d.first(h), First::NONE);
+        assert_eq!(d.others(h(1), silent), None);
+    }
+
+    /// Records `user` at `ts` in `d` and in `shadow`, the earliest payments kept whole as
+    /// before the lazy modes (a retention's silence starts them again); checks that the record
+    /// gives them back, to the asking users 1 to 4 too, and that its mode never goes down.
+    fn step(d: &mut DestRecord, shadow: &mut First, user: u32, ts: i64) {
+        let mode = d.head().mode;
+        let before = d.newest();
+        if before <= ts.saturating_sub(DEST_RETENTION) {
+            *shadow = First::NONE;
+        }
+        *shadow = shadow.paid(h(user), ts);
+        d.rec(user, h(user), ts, &mut Vec::new());
+        assert_eq!(d.first(h), *shadow, "{user} at {ts}: {d:?}");
+        assert!(
+            d.head().mode >= mode,
+            "{user} at {ts}: mode {mode} to {d:?}"
+        );
+        for asking in 1..=4 {
+            let t = shadow.others(h(asking));
+            let want = (t != NONE && t <= ts).then_some(t);
+            assert_eq!(
+                d.others(h(asking), ts),
+                want,
+                "{asking} asks after {user} at {ts}"
+            );
+            // The same when the asking user is known by its id.
+            let known = d
+                .others_first(Some(asking), h(asking), ts)
+                .resolve(h(asking), |payer| Some(h(payer)));
+            assert_eq!(known, want, "{asking} (known) asks after {user} at {ts}");
+        }
+        // A snapshot keeps the stored form.
+        let payers: Vec<_> = d.payers().collect();
+        let read = DestRecord::with_payers(d.key(), d.stored(), &payers).unwrap_or_default();
+        assert_eq!(
+            (read.stored(), read.first(h)),
+            (d.stored(), *shadow),
+            "{user} at {ts}"
+        );
+    }
+
+    /// Each way a sole payer's earliest time can leave its slots upgrades the record (mode 0
+    /// to 1), a second payer makes it whole (mode 2), and the answers are those of the whole
+    /// block throughout.
+    #[test]
+    fn lazy_earliest_payments_upgrade_before_a_time_is_lost() {
+        const S: i64 = 1_000_000;
+        let base = 1_790_000_000 * S;
+        let t = |k: i64| base + k * S;
+        let mode = |d: &DestRecord| d.head().mode;
+        // Four distinct times: mode 0 (a repeated time too); the fifth drops the first: mode 1.
+        let (mut d, mut shadow) = (DestRecord::new("T5th"), First::NONE);
+        for k in [10, 20, 30, 30, 40] {
+            step(&mut d, &mut shadow, 1, t(k));
+            assert_eq!(mode(&d), 0);
+        }
+        assert_eq!(d.stored(), Stored::Derived);
+        step(&mut d, &mut shadow, 1, t(50));
+        assert_eq!(d.stored(), Stored::Time(t(10)));
+        // Older still (not kept): the stored time moves.
+        step(&mut d, &mut shadow, 1, t(5));
+        assert_eq!(d.stored(), Stored::Time(t(5)));
+        // In milliseconds: re-encoded, still mode 1.
+        step(&mut d, &mut shadow, 1, t(4) + 1_000);
+        assert_eq!(d.stored(), Stored::Time(t(4) + 1_000));
+        assert_eq!(d.head().frame.unit.code(), 1);
+        // A second user: mode 2, the first user's hash asked for.
+        step(&mut d, &mut shadow, 2, t(60));
+        assert_eq!(
+            d.stored(),
+            Stored::Full(First {
+                user: h(1),
+                time: t(4) + 1_000,
+                other: t(60),
+            })
+        );
+
+        // Four times kept, then an older one not kept: mode 1 at once.
+        let (mut d, mut shadow) = (DestRecord::new("Told"), First::NONE);
+        for k in [20, 30, 40, 50] {
+            step(&mut d, &mut shadow, 1, t(k));
+        }
+        assert_eq!(mode(&d), 0);
+        step(&mut d, &mut shadow, 1, t(10));
+        assert_eq!(d.stored(), Stored::Time(t(10)));
+        // An older time that is kept (fewer than four): still mode 0.
+        let (mut d, mut shadow) = (DestRecord::new("Tkept"), First::NONE);
+        for k in [20, 10, 15] {
+            step(&mut d, &mut shadow, 1, t(k));
+        }
+        assert_eq!(d.stored(), Stored::Derived);
+        assert_eq!(d.first(h).time, t(10));
+
+        // A payment after a retention's silence starts them again while the older times stay
+        // in the slots: mode 1 at the new time.
+        let (mut d, mut shadow) = (DestRecord::new("Tsilent"), First::NONE);
+        step(&mut d, &mut shadow, 1, t(10));
+        step(&mut d, &mut shadow, 1, t(20));
+        let late = t(20) + DEST_RETENTION;
+        step(&mut d, &mut shadow, 1, late);
+        assert_eq!(d.stored(), Stored::Time(late));
+        assert_eq!(d.payers().next().map(|p| p.1[1]), Some(t(20)));
+        // Then the old payer is trimmed by another user's payments: mode 2 stays.
+        step(&mut d, &mut shadow, 2, late + DEST_RETENTION);
+        step(&mut d, &mut shadow, 2, late + DEST_RETENTION + S);
+        assert_eq!(mode(&d), 2);
+
+        // A second user earlier than the first: mode 2 (no hash needed: the new user's).
+        let (mut d, mut shadow) = (DestRecord::new("Tearlier"), First::NONE);
+        step(&mut d, &mut shadow, 1, t(10));
+        assert!(d.record(2, h(2), t(5), None, &mut Vec::new()) == Err(1));
+        step(&mut d, &mut shadow, 2, t(5));
+        assert_eq!(
+            d.stored(),
+            Stored::Full(First {
+                user: h(2),
+                time: t(5),
+                other: t(10),
+            })
+        );
+        // After a retention's silence, another user's payment asks no hash (they start again).
+        let (mut d, mut shadow) = (DestRecord::new("Tagain"), First::NONE);
+        step(&mut d, &mut shadow, 1, t(10));
+        assert!(d
+            .record(2, h(2), t(10) + DEST_RETENTION, None, &mut Vec::new())
+            .is_ok());
+        shadow = First::NONE.paid(h(2), t(10) + DEST_RETENTION);
+        assert_eq!(d.first(h), shadow);
+        assert_eq!(mode(&d), 2);
+
+        // The sweep forgets every payer: mode 0, none.
+        let mut dropped = Vec::new();
+        d.clear_payers(&mut dropped);
+        assert_eq!((d.stored(), d.first(h)), (Stored::Derived, First::NONE));
+        assert_eq!(d.others(h(3), t(20) + DEST_RETENTION), None);
+    }
+
+    /// Random payments by one to three users (repeated times, older ones, milliseconds,
+    /// retention-long silences, sweeps): the lazy record answers as the whole block does.
+    #[test]
+    fn lazy_earliest_payments_match_the_whole_block() {
+        const S: i64 = 1_000_000;
+        let base = 1_790_000_000 * S;
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut modes = [0; 3];
+        for round in 0..400 {
+            let (mut d, mut shadow) = (DestRecord::new("Trandom"), First::NONE);
+            let mut now = base;
+            let users = 1 + next(3) as u32;
+            // Most rounds: one user for a while.
+            let second_after = if round % 2 == 0 { 6 } else { 0 };
+            for i in 0..12 {
+                now += match next(10) {
+                    0 => DEST_RETENTION,
+                    1 => -(next(40) as i64) * S,
+                    2 => 0,
+                    _ => next(10) as i64 * S,
+                };
+                let ts = if next(8) == 0 { now + 1_000 } else { now };
+                let user = if i < second_after {
+                    1
+                } else {
+                    1 + next(u64::from(users)) as u32
+                };
+                step(&mut d, &mut shadow, user, ts);
+                if next(30) == 0 {
+                    d.clear_payers(&mut Vec::new());
+                    shadow = First::NONE;
+                    assert_eq!(d.first(h), shadow);
+                }
+            }
+            if let Some(seen) = modes.get_mut(usize::from(d.head().mode)) {
+                *seen += 1;
+            }
+        }
+        // Every mode was reached.
+        assert!(modes.iter().all(|&n| n > 0), "{modes:?}");
+    }
+
+    /// `First::of_payers` is what recording every kept time gives.
+    #[test]
+    fn earliest_payments_of_payers_are_their_oldest_times() {
+        let payers = [
+            (1, [30, 20, NONE, NONE]),
+            (2, [25, 10, 5, NONE]),
+            (3, [40, NONE, NONE, NONE]),
+        ];
+        let first = First::of_payers(&payers, h);
+        assert_eq!(
+            first,
+            First {
+                user: h(2),
+                time: 5,
+                other: 20,
+            }
+        );
+        assert_eq!(first.others(h(2)), 20);
+        assert_eq!(first.others(h(3)), 5);
+        assert_eq!(First::of_payers(&[], h), First::NONE);
+    }
+
     /// Payers recorded in every order, unit and span (a re-encode each time the frame must
     /// change) read back exactly, and a capped record keeps its size while the frame holds.
     #[test]
@@ -1002,7 +1805,7 @@ mod tests {
         let mut want: Vec<(u32, Vec<i64>)> = Vec::new();
         let mut dropped = Vec::new();
         for (user, ts) in steps {
-            let new = d.record(user, ts, &mut dropped);
+            let new = d.rec(user, h(user), ts, &mut dropped);
             match want.iter_mut().find(|(u, _)| *u == user) {
                 Some((_, list)) => {
                     assert!(!new);
@@ -1024,7 +1827,7 @@ mod tests {
             assert_eq!(got, expected, "after {user} at {ts}");
             assert_eq!((d.key(), d.refs()), ("Taddr", 9));
             // Listed in any order (a snapshot's), they are put in order.
-            let rebuilt = DestRecord::with_payers("Taddr", &got);
+            let rebuilt = DestRecord::with_payers("Taddr", d.stored(), &got).unwrap_or_default();
             let mut again: Vec<_> = rebuilt.payers().collect();
             assert!(again.is_sorted_by_key(|p| p.1[0]));
             again.sort_by_key(|p| p.0);
@@ -1033,10 +1836,10 @@ mod tests {
         // Seconds throughout: 4-byte times, one slot while each payer has paid once.
         let mut d = DestRecord::new("Tsec");
         for user in 0..10 {
-            d.record(user, base + i64::from(user) * S, &mut dropped);
+            d.rec(user, h(user), base + i64::from(user) * S, &mut dropped);
         }
         assert_eq!(d.head().frame.stride(), 8);
-        d.record(3, base + 100 * S, &mut dropped);
+        d.rec(3, h(3), base + 100 * S, &mut dropped);
         assert_eq!(d.head().frame.stride(), 12);
         // The newest payment: payer 3 moved last.
         assert_eq!(
@@ -1048,7 +1851,7 @@ mod tests {
         // from the empty record's 0 to the oldest time), reading as a re-encode does.
         assert_eq!(d.head().frame.base, 0);
         let payers: Vec<_> = d.payers().collect();
-        let encoded = DestRecord::with_payers("Tsec", &payers);
+        let encoded = DestRecord::with_payers("Tsec", d.stored(), &payers).unwrap_or_default();
         assert_ne!(encoded.head().frame.base, 0);
         assert_eq!(encoded.payers().collect::<Vec<_>>(), payers);
     }
@@ -1065,13 +1868,13 @@ mod tests {
         for user in 0..MAX_DEST_USERS as u32 {
             // User 5 is the stalest.
             let ts = base + if user == 5 { -S } else { i64::from(user) * S };
-            d.record(user, ts, &mut dropped);
+            d.rec(user, h(user), ts, &mut dropped);
         }
         assert!(dropped.is_empty());
         let mut want: Vec<_> = d.payers().collect();
         assert_eq!(want.first().map(|p| p.0), Some(5));
         let width = d.head().frame.width;
-        assert!(d.record(99_999, base + 7, &mut dropped));
+        assert!(d.rec(99_999, h(99_999), base + 7, &mut dropped));
         assert_eq!(dropped, [5]);
         assert!(d.head().frame.width > width);
         want.remove(0);
@@ -1080,7 +1883,7 @@ mod tests {
         // In the frame now (microseconds): the stalest (user 0) goes, in place.
         dropped.clear();
         let size = d.data.len();
-        assert!(d.record(77_777, base + 2 * S + 1, &mut dropped));
+        assert!(d.rec(77_777, h(77_777), base + 2 * S + 1, &mut dropped));
         assert_eq!(dropped, [0]);
         assert_eq!(d.data.len(), size);
         want.remove(0);
@@ -1099,7 +1902,7 @@ mod tests {
         let mut dropped = Vec::new();
         let mut want = Vec::new();
         for user in 0..100_u32 {
-            assert!(d.record(user, base + i64::from(user) * S, &mut dropped));
+            assert!(d.rec(user, h(user), base + i64::from(user) * S, &mut dropped));
             want.push((user, times(&[base + i64::from(user) * S])));
             assert_eq!(d.payers().collect::<Vec<_>>(), want);
             if (user as usize) < SPARE_FROM {
@@ -1118,9 +1921,9 @@ mod tests {
         // Far later (the retention runs from the earlier of a payment and the newest before
         // it: the second such payment trims): the first 100 payers are forgotten.
         let late = base + DEST_RETENTION + 200 * S;
-        assert!(d.record(500, late, &mut dropped));
+        assert!(d.rec(500, h(500), late, &mut dropped));
         assert!(dropped.is_empty());
-        assert!(d.record(501, late + S, &mut dropped));
+        assert!(d.rec(501, h(501), late + S, &mut dropped));
         assert_eq!(dropped, (0..100).collect::<Vec<u32>>());
         assert_eq!(d.data.len(), d.used().len());
         assert_eq!(
@@ -1149,13 +1952,13 @@ mod tests {
             let mut empty = DestRecord::new("Tfirst");
             let mut made = DestRecord::new_at("Tfirst", ts);
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            assert!(empty.record(42, ts, &mut a));
-            assert!(made.record(42, ts, &mut b));
+            assert!(empty.rec(42, h(42), ts, &mut a));
+            assert!(made.rec(42, h(42), ts, &mut b));
             assert_eq!(made.data, empty.data, "at {ts}");
             assert_eq!(made.payers().collect::<Vec<_>>(), [(42, times(&[ts]))]);
             // And so after a second payer.
-            assert!(empty.record(7, ts.saturating_add(S), &mut a));
-            assert!(made.record(7, ts.saturating_add(S), &mut b));
+            assert!(empty.rec(7, h(7), ts.saturating_add(S), &mut a));
+            assert!(made.rec(7, h(7), ts.saturating_add(S), &mut b));
             assert_eq!(made.data, empty.data, "at {ts}");
         }
     }
@@ -1203,13 +2006,14 @@ mod tests {
                     _ => next(4 * 3_600) as i64 * S,
                 };
                 let user = next(60) as u32;
-                d.record(user, ts, &mut dropped);
+                d.rec(user, h(user), ts, &mut dropped);
                 // In the order of their newest times, which the counts rely on; listed in
                 // another order (a snapshot's), they are put back in it.
                 let payers: Vec<_> = d.payers().collect();
                 assert!(payers.is_sorted_by_key(|p| p.1[0]));
                 let reversed: Vec<_> = payers.iter().rev().copied().collect();
-                let rebuilt = DestRecord::with_payers("Tcount", &reversed);
+                let rebuilt =
+                    DestRecord::with_payers("Tcount", d.stored(), &reversed).unwrap_or_default();
                 for now in [
                     ts,
                     ts - next(86_400) as i64 * S,

@@ -56,6 +56,10 @@ pub struct TxFeatures {
     pub new_payee_withdrawals_30d: i64,
     /// Extension: the user's history withdrawals at or before 30 days ago.
     pub withdrawals_before_30d: i64,
+    /// Extension: days from the earliest withdrawal to this destination by another user, at
+    /// or before t, that riskgate remembers (see `destination`'s module docs for what it
+    /// forgets); -1.0 when none.
+    pub dest_others_first_days: f64,
 }
 
 impl TxFeatures {
@@ -89,6 +93,7 @@ impl TxFeatures {
             dest_rises: 0,
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
+            dest_others_first_days: -1.0,
         }
     }
 }

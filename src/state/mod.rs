@@ -33,7 +33,9 @@ pub use features::TxFeatures;
 
 use crate::event::{normalize_address, Event, Status, Withdrawal};
 use crate::time::MICROS_PER_DAY;
-use destination::DestRecord;
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
+pub(crate) use destination::First;
+use destination::{DestRecord, Others};
 use table::Table;
 use user::UserRecord;
 pub(crate) use user::UserState;
@@ -58,6 +60,28 @@ pub const RETENTION_DAYS: i64 = 400;
 pub(crate) const DEST_RETENTION: i64 = RETENTION_DAYS * MICROS_PER_DAY;
 /// How many observations between sweeps of idle users and destinations.
 const SWEEP_EVERY: u64 = 1 << 16;
+
+/// The hash that identifies a destination's earliest payer (`dest_others_first_days`): 64-bit
+/// FNV-1a of the user id's UTF-8 bytes. Fixed (not seeded per process) so that a snapshot and
+/// the Redis store keep it; two users with the same hash count as one there (about one chance
+/// in 2^64 per pair).
+pub(crate) fn user_hash(user_id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in user_id.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `dest_others_first_days` from the earliest other payment at or before `now` (-1.0 when
+/// none).
+pub(crate) fn others_first_days(first: Option<i64>, now: i64) -> f64 {
+    match first {
+        Some(t) => (now - t) as f64 / MICROS_PER_DAY as f64,
+        None => -1.0,
+    }
+}
 
 /// The hasher of hash maps keyed by outside strings: foldhash, seeded per process (ids and
 /// addresses come from outside, so the seed is random), several times faster than the
@@ -139,24 +163,33 @@ impl State {
     pub(crate) fn features(&self, w: &Withdrawal, destination: &str) -> TxFeatures {
         let now = w.ts.as_micros();
         let mut f = TxFeatures::empty(w);
+        let me = user_hash(&w.user_id);
+        let mut others = Others::Known(None);
         let known = self.users.read(w.user_id.as_str(), |uid, user| {
             let dest = self.destinations.read(destination, |did, d| {
                 let (users_24h, users_30d) = d.other_users(Some(uid), now);
                 f.dest_users_24h = users_24h;
                 f.dest_users_30d = users_30d;
+                others = d.others_first(Some(uid), me, now);
                 did
             });
             user.fill(&mut f, now, dest, w.device_id.as_deref());
         });
         if known.is_none() {
-            if let Some((day, month)) = self
-                .destinations
-                .read(destination, |_, d| d.other_users(None, now))
-            {
+            if let Some((day, month, first)) = self.destinations.read(destination, |_, d| {
+                let (day, month) = d.other_users(None, now);
+                (day, month, d.others_first(None, me, now))
+            }) {
                 f.dest_users_24h = day;
                 f.dest_users_30d = month;
+                others = first;
             }
         }
+        // The sole payer's hash, if asked for, read with no lock held (see `State`).
+        let first = others.resolve(me, |payer| {
+            self.users.read_id(payer, |u| user_hash(u.key()))
+        });
+        f.dest_others_first_days = others_first_days(first, now);
         f
     }
 
@@ -235,14 +268,30 @@ impl State {
             return;
         };
         let mut dropped_users = Vec::new();
-        let recorded = self.destinations.write(
-            &destination,
-            || DestRecord::new_at(&destination, ts),
-            |did, d| {
-                d.add_refs(1);
-                (did, d.record(uid, ts, &mut dropped_users))
-            },
-        );
+        let hash = user_hash(user_id);
+        let mut sole = None;
+        let recorded = loop {
+            let recorded = self.destinations.write(
+                &destination,
+                || DestRecord::new_at(&destination, ts),
+                |did, d| {
+                    let new_payer = d.record(uid, hash, ts, sole, &mut dropped_users)?;
+                    d.add_refs(1);
+                    Ok((did, new_payer))
+                },
+            );
+            match recorded {
+                // The first payment by another user than the sole payer: its hash, read with no
+                // lock held (see `State`), then again (rare: once per destination that gains
+                // a second payer).
+                Some(Err(payer)) => {
+                    let payer_hash = self.users.read_id(payer, |u| user_hash(u.key()));
+                    sole = Some((payer, payer_hash.unwrap_or(0)));
+                }
+                Some(Ok(recorded)) => break Some(recorded),
+                None => break None,
+            }
+        };
         let mut forgotten = Vec::new();
         match recorded {
             Some((did, new_payer)) => {
@@ -336,7 +385,8 @@ impl State {
     }
 
     /// Calls `visit` with every user (id, record) and then every destination (address, its
-    /// payers: user id and latest times newest first, unused slots dropped).
+    /// payers: user id and latest times newest first, unused slots dropped; its earliest
+    /// payments).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // used by the Redis store
     pub(crate) fn for_each_record(&self, mut visit: impl FnMut(Record<'_>)) {
         // Records are copied out of each shard before other tables are read (see `State`).
@@ -372,7 +422,12 @@ impl State {
                 .iter()
                 .map(|(u, t)| (u.as_str(), t.clone()))
                 .collect();
-            visit(Record::Destination(d.key(), payers));
+            let first = d.first(|payer| {
+                self.users
+                    .read_id(payer, |u| user_hash(u.key()))
+                    .unwrap_or(0)
+            });
+            visit(Record::Destination(d.key(), payers, first));
         }
     }
 
@@ -386,7 +441,7 @@ impl State {
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) enum Record<'a> {
     User(&'a str, &'a UserState),
-    Destination(&'a str, Vec<(&'a str, Vec<i64>)>),
+    Destination(&'a str, Vec<(&'a str, Vec<i64>)>, First),
 }
 
 #[cfg(test)]

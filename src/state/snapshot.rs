@@ -3,7 +3,7 @@
 //! The framing (magic, version, checksum, atomic write) is in `crate::snapshot`; this module
 //! only turns [`State`] into bytes and back.
 //!
-//! # Encoding (format versions 1 to 5)
+//! # Encoding (format versions 1 to 6)
 //! Integers that count things are LEB128 varints. In version 1, timestamps and amounts are
 //! 8-byte little endian (`i64`, `f64`) and every payer has `dest_times` times (`i64::MIN` for
 //! an unused slot). Version 2 (written since issue 14; version 1 is still read, and a
@@ -78,6 +78,21 @@
 //!
 //! A destination paid by one user only is still written inline (version 4), claimed once
 //! through a flag per destination slot, so that two segments cannot both inline it.
+//!
+//! Version 6 (issue 10, `dest_others_first_days`; versions 1 to 5 are still read, and saved as
+//! version 6) is version 5 with every destination record followed by its earliest payments as
+//! the record stores them (`Stored` in `super::destination`, lazily): `0` for mode 0 (nothing:
+//! one payer at most, whose oldest kept time is the earliest payment), `1` and a `time` for
+//! mode 1 (one payer, whose earliest payment left its slots), `2` or `3` for mode 2: the
+//! earliest payment's user hash as 8 little-endian bytes, its time and (`3`) the earliest
+//! other time, as `time`s. Modes 0 and 1 are refused for a destination of more payers (mode 1
+//! also without payers). Inline destinations carry it after their payer times, the
+//! destinations' section after the payers. A destination read from an earlier version takes
+//! the earliest payments its payers' kept times give (each payer's `dest_times` latest, the
+//! users' ids hashed: mode 0 for one payer, 2 for more): a lower bound of how long others have
+//! paid it, never older than the truth, so that a restored state after an upgrade may see
+//! shared addresses as younger than they are (never older) until it has run for the rules'
+//! window.
 //!
 //! Every value reads back bit for bit in every version. The shared store (Redis) keeps each
 //! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
@@ -155,6 +170,11 @@
 //! payer_user = kind [number] bytes                        (a user without a record: times follow)
 //!            | ((n<<1) | implied)+8                       (entry n; implied: no times follow)
 //! payer_times = k:varint ts:time^k
+//!
+//! version 6: version 5, with `first` after an inline destination's payer times (`udest` of
+//! kind 8+kind) and after each destination's payers in the destinations' segments:
+//! first    = 0:varint | 1:varint ts:time | 2:varint user:u64 ts:time
+//!          | 3:varint user:u64 ts:time other:time
 //! ```
 //!
 //! # Consistency while other threads keep scoring
@@ -173,11 +193,12 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::destination::DestRecord;
+use super::destination::{DestRecord, Stored};
 use super::table::{self, Table};
 use super::user::{Entry, Known, Unpacked, UserRecord, UserState};
 use super::{
-    State, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY, MAX_RESETS,
+    user_hash, State, DEST_TIMES, MAX_DESTINATIONS, MAX_DEST_USERS, MAX_DEVICES, MAX_HISTORY,
+    MAX_RESETS,
 };
 
 /// Encoded bytes are handed to the sink in chunks of about this size.
@@ -204,6 +225,8 @@ struct Encoder {
     /// Format version 5: segments, a history entry's destination inside its amount's number,
     /// payer times implied by the payer's history flagged in the user record.
     v5: bool,
+    /// Format version 6: every destination record followed by its earliest payments.
+    v6: bool,
     /// The id of the user being written (version 5).
     uid: u32,
     /// Version 5: the payer entries (`did << 32 | uid`) whose times a user record said are what
@@ -278,6 +301,8 @@ struct DestView {
     only: Option<Times>,
     /// The user's payer times, when it is a payer.
     mine: Option<Times>,
+    /// The destination's stored earliest payments (written with `only`).
+    first: Stored,
 }
 
 /// The bits a version 5 history entry takes for its destination's index among `n`.
@@ -323,6 +348,7 @@ impl Encoder {
             v3: version >= 3,
             v4: version >= 4,
             v5: version >= 5,
+            v6: version >= 6,
             uid: 0,
             // About one payer entry per user (version 5; `strings` is about two per user).
             implied: HashMap::with_capacity_and_hasher(
@@ -528,6 +554,9 @@ impl Encoder {
                     self.tref(t);
                 }
             }
+            if self.v6 {
+                self.first(view.first);
+            }
             index |= INLINE;
             self.inlined += 1;
         }
@@ -711,6 +740,29 @@ impl Encoder {
         }
     }
 
+    /// A destination's stored earliest payments (version 6, as the record stores them, see
+    /// `Stored` in `super::destination`): `0` for mode 0, `1` and the time for mode 1, `2` or
+    /// `3` for mode 2: the first user's hash as 8 bytes, the time and (`3`) the other time.
+    fn first(&mut self, first: Stored) {
+        match first {
+            Stored::Time(t) if t != i64::MIN => {
+                self.varint(1);
+                self.ts(t);
+            }
+            Stored::Full(f) if f.time != i64::MIN => {
+                let other = f.other != i64::MIN;
+                self.varint(if other { 3 } else { 2 });
+                self.buf.extend_from_slice(&f.user.to_le_bytes());
+                self.ts(f.time);
+                if other {
+                    self.ts(f.other);
+                }
+            }
+            // Mode 0, or none stored in mode 1 or 2 (which no record holds).
+            _ => self.varint(0),
+        }
+    }
+
     /// Hands the buffer to the sink once it is big enough (never while a record is locked).
     /// [`Encoder::drain`] when the segment is written straight to a sink (the first one);
     /// the others stay in memory until every segment is done.
@@ -768,7 +820,7 @@ impl State {
         withdrawal_ids: Option<&crate::stream::IdSet>,
         sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
-        self.encode_v5(withdrawal_ids, sink)
+        self.encode_v5(6, withdrawal_ids, sink)
     }
 
     /// Copies the destination in `slot` of `shard` (its key and payers) into the reused
@@ -779,6 +831,7 @@ impl State {
         slot: usize,
         key: &mut String,
         payers: &mut Vec<(u32, Times)>,
+        first: &mut Stored,
     ) -> bool {
         self.destinations.read_slot(shard, slot, |d| {
             let Some(d) = d else {
@@ -788,15 +841,19 @@ impl State {
             key.push_str(d.key());
             payers.clear();
             payers.extend(d.payers());
+            *first = d.stored();
             true
         })
     }
 
     /// [`State::encode`] in format version 5: the users, then the destinations, in
     /// [`SEGMENTS`] segments of table shards, each encoded on its own thread (the first one
-    /// straight to `sink`, the others into memory, then written in order).
+    /// straight to `sink`, the others into memory, then written in order). Version 6 (what
+    /// [`State::encode`] writes) adds each destination's earliest payments; version 5 is
+    /// written by tests only.
     fn encode_v5<E>(
         &self,
+        version: u32,
         withdrawal_ids: Option<&crate::stream::IdSet>,
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
@@ -804,7 +861,7 @@ impl State {
         // before the save is over.
         let _no_sweep = self.hold_sweeps();
         let claims = Claims::new(&self.destinations);
-        let mut header = Encoder::new(5, 64, 0);
+        let mut header = Encoder::new(version, 64, 0);
         header.varint(self.observed.load(Ordering::Relaxed));
         header.i64(self.newest_ts.load(Ordering::Relaxed));
         header.varint(DEST_TIMES as u64);
@@ -822,7 +879,7 @@ impl State {
         let (first, others) = first_here_others_spawned(
             SEGMENTS,
             || {
-                let mut enc = Encoder::new(5, CHUNK + 4096, strings);
+                let mut enc = Encoder::new(version, CHUNK + 4096, strings);
                 let mut streamed = 0;
                 let done = self.encode_users(
                     &mut enc,
@@ -837,7 +894,7 @@ impl State {
                 done.map(|()| (enc, streamed))
             },
             |i| {
-                let mut enc = Encoder::new(5, 1 << 20, strings);
+                let mut enc = Encoder::new(version, 1 << 20, strings);
                 let mut counts = Counts::default();
                 let done = self.encode_users::<std::convert::Infallible>(
                     &mut enc,
@@ -881,7 +938,7 @@ impl State {
         let (first, others) = first_here_others_spawned(
             SEGMENTS,
             || {
-                let mut enc = Encoder::new(5, CHUNK + 4096, 0);
+                let mut enc = Encoder::new(version, CHUNK + 4096, 0);
                 let mut streamed = 0;
                 let done = self.encode_destinations(
                     &mut enc,
@@ -897,7 +954,7 @@ impl State {
                 done.map(|()| streamed)
             },
             |i| {
-                let mut enc = Encoder::new(5, 1 << 20, 0);
+                let mut enc = Encoder::new(version, 1 << 20, 0);
                 let mut counts = Counts::default();
                 let done = self.encode_destinations::<std::convert::Infallible>(
                     &mut enc,
@@ -919,7 +976,7 @@ impl State {
             counts.destinations += more.destinations;
         }
 
-        let mut enc = Encoder::new(5, CHUNK + 4096, 0);
+        let mut enc = Encoder::new(version, CHUNK + 4096, 0);
         counts.withdrawal_ids += enc.withdrawal_ids(withdrawal_ids, &mut sink)?;
         for length in lengths {
             enc.buf.extend_from_slice(&(length as u64).to_le_bytes());
@@ -961,6 +1018,7 @@ impl State {
                                 },
                                 only,
                                 mine,
+                                first: d.stored(),
                             }
                         })
                     });
@@ -985,7 +1043,7 @@ impl State {
         counts: &mut Counts,
         mut sink: Sink<'_, E>,
     ) -> Result<(), E> {
-        let (mut key, mut payers) = (String::new(), Vec::new());
+        let (mut key, mut payers, mut first) = (String::new(), Vec::new(), Stored::Derived);
         for shard in shards {
             for slot in 0..self.destinations.slots(shard) {
                 let did = table::id_of(shard, slot);
@@ -993,7 +1051,7 @@ impl State {
                     // Written with its only payer.
                     continue;
                 }
-                if !self.copy_destination(shard, slot, &mut key, &mut payers) {
+                if !self.copy_destination(shard, slot, &mut key, &mut payers, &mut first) {
                     continue;
                 }
                 match users.index(DEST | u64::from(did)) {
@@ -1024,6 +1082,9 @@ impl State {
                     for &t in times.iter().take(used) {
                         enc.ts(t);
                     }
+                }
+                if enc.v6 {
+                    enc.first(first);
                 }
                 counts.destinations += 1;
                 enc.drain_to(&mut sink)?;
@@ -1084,6 +1145,7 @@ impl State {
                                     key: d.key().to_owned(),
                                     only,
                                     mine: None,
+                                    first: d.stored(),
                                 }
                             })
                         });
@@ -1111,7 +1173,13 @@ impl State {
                     // Written with its only payer (version 4).
                     continue;
                 }
-                if !self.copy_destination(shard, slot, &mut key, &mut payers) {
+                if !self.copy_destination(
+                    shard,
+                    slot,
+                    &mut key,
+                    &mut payers,
+                    &mut Stored::default(),
+                ) {
                     continue;
                 }
                 enc.record_key(DEST | u64::from(did), &key);
@@ -1687,6 +1755,8 @@ struct Decoder<'a, 't> {
     v4: bool,
     /// Format version 5 (see [`Encoder::v5`]).
     v5: bool,
+    /// Format version 6 (see [`Encoder::v6`]).
+    v6: bool,
     /// Version 5: the destinations of the user being read of which it is a payer with the
     /// times its history implies, with those times.
     implied: Vec<(u32, Times)>,
@@ -1697,7 +1767,9 @@ struct Decoder<'a, 't> {
     tables: Option<Tables<'t>>,
     /// Destination records read inline with the user being read (version 4): the string
     /// table entry of the address, the destination's id and the user's times as its payer.
-    inline: Vec<(usize, u32, Times)>,
+    /// Version 6: and the destination's earliest payments (earlier versions: derived from
+    /// the payers).
+    inline: Vec<(usize, u32, Times, Option<Stored>)>,
 }
 
 type DecodeResult<T> = std::result::Result<T, String>;
@@ -1712,6 +1784,7 @@ impl<'a> Decoder<'a, '_> {
             v3: version >= 3,
             v4: version >= 4,
             v5: version >= 5,
+            v6: version >= 6,
             implied: Vec::new(),
             history: Vec::new(),
             prev_ts: 0,
@@ -2189,7 +2262,8 @@ impl<'a> Decoder<'a, '_> {
                     times.sort_unstable_by(|a, b| b.cmp(a));
                     times
                 };
-                self.inline.push((entry, dest, times));
+                let first = if self.v6 { Some(self.first()?) } else { None };
+                self.inline.push((entry, dest, times, first));
             }
             if implied {
                 let history = u.history.iter().map(|e| (e.ts, e.dest));
@@ -2243,6 +2317,30 @@ impl<'a> Decoder<'a, '_> {
             return self.fail("password resets out of order");
         }
         Ok(addresses)
+    }
+
+    /// A destination's stored earliest payments (version 6, see [`Encoder::first`]).
+    fn first(&mut self) -> DecodeResult<Stored> {
+        let tag = self.varint()?;
+        match tag {
+            0 => return Ok(Stored::Derived),
+            1 => {
+                let time = self.ts()?;
+                if time == i64::MIN {
+                    return self.fail("earliest payment of no time");
+                }
+                return Ok(Stored::Time(time));
+            }
+            2 | 3 => {}
+            _ => return self.fail(format!("earliest payments tagged {tag}")),
+        }
+        let user = u64::from_le_bytes(self.eight()?);
+        let time = self.ts()?;
+        let other = if tag == 3 { self.ts()? } else { i64::MIN };
+        if time == i64::MIN || (other != i64::MIN && other < time) {
+            return self.fail("earliest payments out of order");
+        }
+        Ok(Stored::Full(super::First { user, time, other }))
     }
 
     /// A user's history entries (their destination indexes are checked by the caller, once
@@ -2315,7 +2413,7 @@ impl<'a> Decoder<'a, '_> {
 /// the file, for messages).
 pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
     if version >= 5 {
-        return decode_v5(bytes, base);
+        return decode_v5(bytes, base, version);
     }
     let users = Table::default();
     let destinations = Table::default();
@@ -2372,14 +2470,20 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         // The records of the destinations only this user pays (version 4), now that its id
         // is known.
         std::mem::swap(&mut inline, &mut d.inline);
-        for (entry, did, times) in inline.drain(..) {
+        for (entry, did, times, first) in inline.drain(..) {
             if !seen.insert(did) {
                 return d.fail(format!("destination \"{}\" appears twice", d.text(entry)));
             }
             let address = d.text(entry);
-            destinations.write_id(did, |record| {
-                *record = DestRecord::with_payers(&address, &[(uid, times)])
-            });
+            let payers = [(uid, times)];
+            // Versions 1 to 5: the payer's oldest kept time stands in (mode 0).
+            let first = first.unwrap_or_default();
+            let Some(made) = DestRecord::with_payers(&address, first, &payers) else {
+                return d.fail(format!(
+                    "destination \"{address}\": earliest payments {first:?}"
+                ));
+            };
+            destinations.write_id(did, |record| *record = made);
             counts.destinations += 1;
         }
     }
@@ -2391,9 +2495,16 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
         }
         d.payers(&tables, &mut payers)?;
         let key = d.text(entry);
-        destinations.write_id(did, |record| {
-            *record = DestRecord::with_payers(&key, &payers)
+        // Versions 1 to 4 kept no earliest payments: the oldest times of the payers stand in.
+        let first = Stored::of_payers(&payers, |uid| {
+            users.read_id(uid, |u| user_hash(u.key())).unwrap_or(0)
         });
+        let Some(made) = DestRecord::with_payers(&key, first, &payers) else {
+            return d.fail(format!(
+                "destination \"{key}\": earliest payments {first:?}"
+            ));
+        };
+        destinations.write_id(did, |record| *record = made);
         counts.destinations += 1;
     }
     let withdrawal_ids = d.withdrawal_ids_to_end()?;
@@ -2450,10 +2561,11 @@ struct UsersSegment<'a> {
 fn decode_users_segment<'a>(
     bytes: &'a [u8],
     base: usize,
+    version: u32,
     tables: &Tables<'_>,
     strings: usize,
 ) -> DecodeResult<UsersSegment<'a>> {
-    let mut d = Decoder::new(bytes, base, 5);
+    let mut d = Decoder::new(bytes, base, version);
     d.strings.reserve(strings);
     let mut out = UsersSegment {
         strings: Vec::new(),
@@ -2484,11 +2596,17 @@ fn decode_users_segment<'a>(
         out.counts.users += 1;
         // The records of the destinations only this user pays, now that its id is known.
         std::mem::swap(&mut inline, &mut d.inline);
-        for (entry, did, times) in inline.drain(..) {
+        for (entry, did, times, first) in inline.drain(..) {
             let address = d.text(entry);
-            tables.destinations.write_id(did, |record| {
-                *record = DestRecord::with_payers(&address, &[(uid, times)])
-            });
+            let payers = [(uid, times)];
+            // Version 5: the payer's oldest kept time stands in (mode 0).
+            let first = first.unwrap_or_default();
+            let Some(made) = DestRecord::with_payers(&address, first, &payers) else {
+                return d.fail(format!(
+                    "destination \"{address}\": earliest payments {first:?}"
+                ));
+            };
+            tables.destinations.write_id(did, |record| *record = made);
             out.seen.push(did);
             out.counts.destinations += 1;
         }
@@ -2512,10 +2630,11 @@ fn decode_users_segment<'a>(
 fn decode_destinations_segment(
     bytes: &[u8],
     base: usize,
+    version: u32,
     tables: &Tables<'_>,
     users: &[UsersSegment<'_>],
 ) -> DecodeResult<Vec<u32>> {
-    let mut d = Decoder::new(bytes, base, 5);
+    let mut d = Decoder::new(bytes, base, version);
     // An entry of the users' segments' strings, and its segment.
     let lookup = |mut i: u64| {
         users.iter().find_map(|segment| {
@@ -2607,9 +2726,23 @@ fn decode_destinations_segment(
             };
             payers.push((uid, times));
         }
-        tables.destinations.write_id(did, |record| {
-            *record = DestRecord::with_payers(&key, &payers)
-        });
+        let first = if d.v6 {
+            d.first()?
+        } else {
+            // Version 5 kept no earliest payments: the oldest times of the payers stand in.
+            Stored::of_payers(&payers, |uid| {
+                tables
+                    .users
+                    .read_id(uid, |u| user_hash(u.key()))
+                    .unwrap_or(0)
+            })
+        };
+        let Some(made) = DestRecord::with_payers(&key, first, &payers) else {
+            return d.fail(format!(
+                "destination \"{key}\": earliest payments {first:?}"
+            ));
+        };
+        tables.destinations.write_id(did, |record| *record = made);
         seen.push(did);
     }
     if d.pos != bytes.len() {
@@ -2622,10 +2755,10 @@ fn decode_destinations_segment(
 }
 
 /// Decodes and validates a version 5 payload (see [`decode`]): each segment on its own thread.
-fn decode_v5(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
+fn decode_v5(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
     let users = Table::default();
     let destinations = Table::default();
-    let mut d = Decoder::new(bytes, base, 5);
+    let mut d = Decoder::new(bytes, base, version);
     let observed = d.varint()?;
     let newest_ts = d.i64()?;
     let dest_times = d.varint()?;
@@ -2685,11 +2818,11 @@ fn decode_v5(bytes: &[u8], base: usize) -> DecodeResult<Decoded> {
     let (user_ranges, dest_ranges) = ranges.split_at(segments);
     let tables = &tables;
     let user_segments = decode_segments(user_ranges, |r| {
-        decode_users_segment(slice(r), base + r.start, tables, strings)
+        decode_users_segment(slice(r), base + r.start, version, tables, strings)
     })?;
     let user_segments = &user_segments;
     let dest_segments = decode_segments(dest_ranges, |r| {
-        decode_destinations_segment(slice(r), base + r.start, tables, user_segments)
+        decode_destinations_segment(slice(r), base + r.start, version, tables, user_segments)
     })?;
 
     // Each destination's record once, inline or in the destinations' segments (counted in a
@@ -2783,12 +2916,26 @@ mod tests {
 
     /// Every record as text, sorted (the maps' order is random).
     fn canonical(state: &State) -> Vec<String> {
+        canonical_as(state, false)
+    }
+
+    /// [`canonical`], with each destination's earliest payments those its payers' times give
+    /// (`derived`: what a snapshot of version 5 or earlier reads back).
+    fn canonical_as(state: &State, derived: bool) -> Vec<String> {
         let mut records = Vec::new();
         state.for_each_record(|record| {
             records.push(match record {
                 super::super::Record::User(key, user) => format!("user {key} {user:?}"),
-                super::super::Record::Destination(key, payers) => {
-                    format!("destination {key} {payers:?}")
+                super::super::Record::Destination(key, payers, mut first) => {
+                    if derived {
+                        first = super::super::First::NONE;
+                        for (user, times) in &payers {
+                            for &t in times {
+                                first = first.paid(user_hash(user), t);
+                            }
+                        }
+                    }
+                    format!("destination {key} {payers:?} {first:?}")
                 }
             })
         });
@@ -2802,8 +2949,10 @@ mod tests {
             out.extend_from_slice(chunk);
             Ok::<(), ()>(())
         };
-        let written = if version == 5 {
+        let written = if version == 6 {
             state.encode(None, sink)
+        } else if version == 5 {
+            state.encode_v5(5, None, sink)
         } else {
             state.encode_version(version, None, sink)
         };
@@ -2869,7 +3018,7 @@ mod tests {
         assert_every_version_round_trips(&state);
     }
 
-    /// Encodes `state` in versions 1 to 5 (each smaller than the one before, or no larger for
+    /// Encodes `state` in versions 1 to 6 (each smaller than the one before, or no larger for
     /// version 4, whose shortcuts need strings of certain shapes; version 5 has a fixed cost
     /// per segment) and checks that each decodes to exactly the same records and counters.
     fn assert_every_version_round_trips(state: &State) {
@@ -2879,6 +3028,7 @@ mod tests {
             encoded(state, 3),
             encoded(state, 4),
             encoded(state, 5),
+            encoded(state, 6),
         ];
         assert!(files[1].len() < files[0].len() && files[2].len() < files[1].len());
         assert!(files[3].len() <= files[2].len());
@@ -2894,9 +3044,9 @@ mod tests {
                 restored.restore(decoded);
             }
             // Every record, time and amount came back (`f64`'s `Debug` tells every value
-            // apart, `-0.0` included).
+            // apart, `-0.0` included); before version 6, the earliest payments the payers give.
             assert!(
-                canonical(&restored) == canonical(state),
+                canonical(&restored) == canonical_as(state, version < 6),
                 "version {version} decodes to another state"
             );
             assert_eq!(
@@ -3315,6 +3465,70 @@ mod tests {
         );
     }
 
+    /// Version 6 keeps each destination's earliest payments, also those its payers no longer
+    /// hold (a payer keeps its `DEST_TIMES` latest times), inline and in the destinations'
+    /// section; version 5 kept none, and a destination read from it takes the oldest times its
+    /// payers kept.
+    #[test]
+    fn version_6_keeps_the_earliest_payments_and_version_5_gives_the_payers_oldest() {
+        use crate::event::{Status, UserProfile, Withdrawal};
+        use crate::time::Timestamp;
+        let base = 1_790_000_000_000_000_i64;
+        let day = 86_400_000_000_i64;
+        let w = |user: &str, k: i64, destination: &str| Withdrawal {
+            id: format!("{user}-{destination}-{k}"),
+            ts: Timestamp::from_micros(base + k * day),
+            user_id: user.into(),
+            asset: "USDT".into(),
+            network: "TRON".into(),
+            amount_usd: 10.0,
+            destination: destination.into(),
+            user: UserProfile {
+                country: "HK".into(),
+                created_at: Timestamp::from_micros(base),
+                locale: "en".into(),
+                referral: String::new(),
+            },
+            device_id: None,
+            status: Status::Completed,
+            label: None,
+        };
+        let state = State::default();
+        // "Own" is paid by u alone (inline), "Shared" by u and v: u six times from day 0, v
+        // six times from day 1, so that both payers have forgotten their first two payments.
+        for k in 0..6 {
+            state.observe_withdrawal(&w("u", k, "TOwn"));
+            state.observe_withdrawal(&w("u", k, "TShared"));
+            state.observe_withdrawal(&w("v", k + 1, "TShared"));
+        }
+        let now = w("x", 40, "TShared");
+        let seen = |state: &State, u: &str, dest: &str| {
+            let mut q = now.clone();
+            q.user_id = u.into();
+            q.destination = dest.into();
+            state.features(&q, dest).dest_others_first_days
+        };
+        assert_eq!(seen(&state, "x", "TShared"), 40.0);
+        assert_eq!(seen(&state, "u", "TShared"), 39.0);
+        assert_eq!(seen(&state, "x", "TOwn"), 40.0);
+        for (version, shared, shared_u, own) in [(6, 40.0, 39.0, 40.0), (5, 38.0, 37.0, 38.0)] {
+            let restored = State::default();
+            let decoded = decode(&encoded(&state, version), 0, version);
+            assert!(decoded.is_ok(), "version {version}: {:?}", decoded.err());
+            if let Ok(decoded) = decoded {
+                restored.restore(decoded);
+            }
+            assert_eq!(seen(&restored, "x", "TShared"), shared, "version {version}");
+            assert_eq!(
+                seen(&restored, "u", "TShared"),
+                shared_u,
+                "version {version}"
+            );
+            assert_eq!(seen(&restored, "x", "TOwn"), own, "version {version}");
+            assert_eq!(seen(&restored, "u", "TOwn"), -1.0, "version {version}");
+        }
+    }
+
     /// The withdrawal-id section, the last of every version: the ids come back in the order
     /// written, and a byte after them (before version 5's segment lengths) is refused by name.
     #[test]
@@ -3324,14 +3538,16 @@ mod tests {
             .map(Box::from)
             .collect();
         let state = shared_state(3);
-        for version in 1..=5 {
+        for version in 1..=6 {
             let mut bytes = Vec::new();
             let sink = |chunk: &[u8]| {
                 bytes.extend_from_slice(chunk);
                 Ok::<(), ()>(())
             };
-            let written = if version == 5 {
+            let written = if version == 6 {
                 state.encode(Some(&ids), sink)
+            } else if version == 5 {
+                state.encode_v5(5, Some(&ids), sink)
             } else {
                 state.encode_version(version, Some(&ids), sink)
             };
@@ -3344,7 +3560,7 @@ mod tests {
             let expected: Vec<Box<str>> = (&ids).into_iter().map(Box::from).collect();
             assert_eq!(decoded, Ok(expected), "version {version}");
             // Version 5 ends with the segments' lengths; the stray byte goes before them.
-            let at = if version == 5 {
+            let at = if version >= 5 {
                 bytes.len() - 16 * SEGMENTS
             } else {
                 bytes.len()
@@ -3362,10 +3578,20 @@ mod tests {
     /// refused with a message, never a panic; a flipped byte anywhere does not panic either.
     #[test]
     fn damaged_version_5_payloads_are_refused() {
-        let v5 = encoded(&shared_state(12), 5);
+        for version in [5, 6] {
+            damaged_payloads_are_refused(version);
+        }
+    }
+
+    fn damaged_payloads_are_refused(version: u32) {
+        let v5 = encoded(&shared_state(12), version);
         for len in 0..v5.len() {
             let cut = v5.get(..len).unwrap_or_default();
-            assert!(decode(cut, 0, 5).is_err(), "cut at {len} of {}", v5.len());
+            assert!(
+                decode(cut, 0, version).is_err(),
+                "cut at {len} of {}",
+                v5.len()
+            );
         }
         let trailer = v5.len() - 16 * SEGMENTS;
         for i in 0..2 * SEGMENTS {
@@ -3374,7 +3600,10 @@ mod tests {
                 if let Some(b) = bytes.get_mut(trailer + 8 * i) {
                     *b = b.wrapping_add(delta);
                 }
-                assert!(decode(&bytes, 0, 5).is_err(), "segment {i} length +{delta}");
+                assert!(
+                    decode(&bytes, 0, version).is_err(),
+                    "segment {i} length +{delta}"
+                );
             }
         }
         let mut refused = 0;
@@ -3383,7 +3612,7 @@ mod tests {
             if let Some(b) = bytes.get_mut(at) {
                 *b ^= 0x5a;
             }
-            refused += usize::from(decode(&bytes, 0, 5).is_err());
+            refused += usize::from(decode(&bytes, 0, version).is_err());
         }
         // Many flips land in a string's or a time's bytes and decode to another valid state
         // (the file's checksum refuses those before decoding); the others are refused.

@@ -28,7 +28,9 @@ use super::scripts::{DEST_RECORD, DEST_USERS, USER_CAS};
 use crate::error::Error;
 use crate::event::{Event, Status, Withdrawal};
 use crate::state::snapshot::{decode_user, encode_user};
-use crate::state::{TxFeatures, UserState, DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS};
+use crate::state::{
+    others_first_days, user_hash, TxFeatures, UserState, DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS,
+};
 use crate::time::MICROS_PER_DAY;
 
 /// Connecting (and the first PING) must succeed within this.
@@ -101,7 +103,8 @@ pub(crate) struct RedisStore {
 struct Fetched {
     user: Option<UserState>,
     id_seen: bool,
-    dest_users: (i64, i64),
+    /// The other payers in 24 hours and 30 days, and the earliest other payment.
+    dest_users: (i64, i64, Option<i64>),
 }
 
 /// What the user's compare-and-set answered (`scripts::USER_CAS`).
@@ -237,10 +240,12 @@ impl RedisStore {
         format!("{}{{u:{user}}}", self.prefix)
     }
 
-    fn dest_keys(&self, destination: &str) -> (String, String) {
+    /// The payers hash, the payers sorted set and the earliest payments hash (see `scripts`).
+    fn dest_keys(&self, destination: &str) -> (String, String, String) {
         let hash = format!("{}{{d:{destination}}}", self.prefix);
         let zset = format!("{hash}:z");
-        (hash, zset)
+        let first = format!("{hash}:f");
+        (hash, zset, first)
     }
 
     fn id_key(&self, id: &str) -> String {
@@ -255,9 +260,11 @@ impl RedisStore {
     /// Everything a score reads, in one round trip: the user's record, whether the id was
     /// recorded, and the destination's payer counts.
     fn fetch(&self, w: &Withdrawal, destination: &str) -> Result<Fetched, Error> {
+        /// The user's record, whether the id was recorded, and `DEST_USERS`'s reply.
+        type Reply = (Option<Vec<u8>>, bool, (i64, i64, i64, i64));
         let user_key = self.user_key(&w.user_id);
         let id_key = self.id_key(&w.id);
-        let (hash, zset) = self.dest_keys(destination);
+        let (hash, zset, first) = self.dest_keys(destination);
         let now = w.ts.as_micros();
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY).to_string();
         let day_start = now.saturating_sub(MICROS_PER_DAY).to_string();
@@ -269,15 +276,19 @@ impl RedisStore {
             .arg(&id_key)
             .cmd("EVALSHA")
             .arg(&self.dest_users_sha)
-            .arg(2)
+            .arg(3)
             .arg(&hash)
             .arg(&zset)
+            .arg(&first)
             .arg(&w.user_id)
             .arg(&now)
             .arg(&month_start)
-            .arg(&day_start);
-        let (bytes, id_seen, dest_users): (Option<Vec<u8>>, bool, (i64, i64)) =
+            .arg(&day_start)
+            .arg(user_hash(&w.user_id).to_string())
+            .arg(DEST_RETENTION);
+        let (bytes, id_seen, (day, month, found, first)): Reply =
             self.with_connection(|con| con.query(&pipe))?;
+        let dest_users = (day, month, (found == 1).then_some(first));
         let user = bytes.map(|b| self.decode(&user_key, &b)).transpose()?;
         Ok(Fetched {
             user,
@@ -312,7 +323,9 @@ impl RedisStore {
                 w.device_id.as_deref(),
             );
         }
-        (f.dest_users_24h, f.dest_users_30d) = fetched.dest_users;
+        let (day, month, first) = fetched.dest_users;
+        (f.dest_users_24h, f.dest_users_30d) = (day, month);
+        f.dest_others_first_days = others_first_days(first, w.ts.as_micros());
         Ok((f, fetched.id_seen))
     }
 
@@ -377,7 +390,7 @@ impl RedisStore {
     fn record_withdrawal(&self, w: &Withdrawal) -> Result<(), Error> {
         let destination = crate::event::normalize_address(&w.destination);
         let address: Arc<str> = Arc::from(destination.as_ref());
-        let (hash, zset) = self.dest_keys(&destination);
+        let (hash, zset, first) = self.dest_keys(&destination);
         let ts = w.ts.as_micros();
         let now_ms = wall_clock_ms();
         let digest = claim_digest(w, &destination);
@@ -386,15 +399,17 @@ impl RedisStore {
         let user_key = self.user_key(&w.user_id);
         let mut dest = redis::cmd("EVAL");
         dest.arg(DEST_RECORD)
-            .arg(2)
+            .arg(3)
             .arg(&hash)
             .arg(&zset)
+            .arg(&first)
             .arg(&w.user_id)
             .arg(ts)
             .arg(DEST_RETENTION)
             .arg(MAX_DEST_USERS)
             .arg(DEST_TIMES)
-            .arg(KEY_TTL_SECONDS);
+            .arg(KEY_TTL_SECONDS)
+            .arg(user_hash(&w.user_id).to_string());
         let mut read = redis::pipe();
         read.cmd("SET")
             .arg(&id_key)
@@ -546,8 +561,23 @@ impl RedisStore {
                     pending += 1;
                     written += 1;
                 }
-                crate::state::Record::Destination(destination, payers) => {
-                    let (hash, zset) = self.dest_keys(destination);
+                crate::state::Record::Destination(destination, payers, earliest) => {
+                    let (hash, zset, first) = self.dest_keys(destination);
+                    if earliest.time != i64::MIN {
+                        let mut set = redis::cmd("HSET");
+                        set.arg(&first)
+                            .arg("u")
+                            .arg(earliest.user.to_string())
+                            .arg("t")
+                            .arg(earliest.time);
+                        if earliest.other != i64::MIN {
+                            set.arg("o").arg(earliest.other);
+                        }
+                        pipe.add_command(set).ignore();
+                        pipe.cmd("EXPIRE").arg(&first).arg(KEY_TTL_SECONDS).ignore();
+                        pending += 2;
+                        written += 1;
+                    }
                     for (user, times) in &payers {
                         let Some(newest) = times.first() else {
                             continue;

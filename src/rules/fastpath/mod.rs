@@ -277,6 +277,7 @@ mod tests {
             dest_rises: 0,
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
+            dest_others_first_days: -1.0,
         }
     }
 

@@ -45,6 +45,7 @@ pub(super) enum Field {
     DestRises,
     NewPayeeWithdrawals30d,
     WithdrawalsBefore30d,
+    DestOthersFirstDays,
     Watchlists,
 }
 
@@ -80,6 +81,7 @@ impl Field {
             "dest_rises" => Field::DestRises,
             "new_payee_withdrawals_30d" => Field::NewPayeeWithdrawals30d,
             "withdrawals_before_30d" => Field::WithdrawalsBefore30d,
+            "dest_others_first_days" => Field::DestOthersFirstDays,
             "watchlists" => Field::Watchlists,
             _ => return None,
         })
@@ -115,7 +117,8 @@ impl Field {
             | Field::DestFirstUsedDays
             | Field::DestAmountUsd30d
             | Field::DestLastAmountUsd
-            | Field::DestFirstAmountUsd => FLOAT,
+            | Field::DestFirstAmountUsd
+            | Field::DestOthersFirstDays => FLOAT,
             Field::Watchlists => WATCH,
         }
     }
@@ -165,6 +168,7 @@ impl Field {
             Field::DestAmountUsd30d => 6,
             Field::DestLastAmountUsd => 7,
             Field::DestFirstAmountUsd => 8,
+            Field::DestOthersFirstDays => 9,
             _ => return None,
         })
     }
@@ -202,6 +206,7 @@ impl Field {
             Field::DestRises => Val::Int(f.dest_rises),
             Field::NewPayeeWithdrawals30d => Val::Int(f.new_payee_withdrawals_30d),
             Field::WithdrawalsBefore30d => Val::Int(f.withdrawals_before_30d),
+            Field::DestOthersFirstDays => Val::Float(f.dest_others_first_days),
             // Never compiled as a value (only as the right side of `in`).
             Field::Watchlists => Val::Unit,
         }
