@@ -984,7 +984,11 @@ impl DestRecord {
 
     /// Every payer: the user's id and their latest times, newest first (`i64::MIN` unused).
     pub(crate) fn payers(&self) -> impl Iterator<Item = (u32, [i64; DEST_TIMES])> + '_ {
-        let h = self.head();
+        self.payers_of(self.head())
+    }
+
+    /// [`DestRecord::payers`] of the record's header `h`, read already.
+    fn payers_of(&self, h: Head) -> impl Iterator<Item = (u32, [i64; DEST_TIMES])> + '_ {
         (0..h.n).map(move |i| {
             let at = h.payer_at(i);
             (user_at(&self.data, at), times_at(&self.data, at, h.frame))
@@ -1062,7 +1066,7 @@ impl DestRecord {
                 }
             };
             let mut needed = Ok(());
-            let first = stored.first(&mut self.payers(), |payer| {
+            let first = stored.first(&mut self.payers_of(h), |payer| {
                 sole_hash(payer).unwrap_or_else(|p| {
                     needed = Err(p);
                     0
@@ -1150,10 +1154,8 @@ impl DestRecord {
         }
         // Stored in the lowest mode, not below the record's, that gives `first` back.
         let h = self.head();
-        let sole = match (h.n, self.payers().next()) {
-            (1, Some((payer, times))) if payer == user => Some(oldest_time(&times)),
-            _ => None,
-        };
+        let sole = (h.n == 1 && user_at(&self.data, h.payer_at(0)) == user)
+            .then(|| oldest_time(&times_at(&self.data, h.payer_at(0), h.frame)));
         let stored = match sole {
             Some(kept) if first.user == user_hash && first.other == NONE && h.mode < 2 => {
                 if h.mode == 0 && kept == first.time {
@@ -1164,7 +1166,7 @@ impl DestRecord {
             }
             _ => Stored::Full(first),
         };
-        self.set_stored(stored);
+        self.set_stored_in(&h, stored);
         Ok(added)
     }
 
@@ -1184,7 +1186,11 @@ impl DestRecord {
     /// place in the same mode, else with the payers moved (one `realloc`); re-encoded
     /// otherwise.
     fn set_stored(&mut self, stored: Stored) {
-        let h = self.head();
+        self.set_stored_in(&self.head(), stored);
+    }
+
+    /// [`DestRecord::set_stored`] with the record's header `h`, read already.
+    fn set_stored_in(&mut self, h: &Head, stored: Stored) {
         if !stored.times().iter().all(|&t| h.frame.value(t).is_some()) {
             return self.rebuild_with(stored, |_| {});
         }
