@@ -1228,11 +1228,11 @@ impl DestRecord {
     /// modes 0 and 1, when the asking user is not the sole payer by id, the caller compares
     /// the hashes ([`Others::UnlessPaidBy`]).
     pub(crate) fn others_first(&self, user: Option<u32>, user_hash: u64, now: i64) -> Others {
-        let newest = self.newest();
+        let h = self.head();
+        let newest = self.newest_of(&h);
         if newest == NONE || newest <= now.saturating_sub(DEST_RETENTION) {
             return Others::Known(None);
         }
-        let h = self.head();
         let time = match stored_at(&self.data, h.first, h.frame, h.mode) {
             Stored::Full(f) => {
                 let t = f.others(user_hash);
@@ -1398,7 +1398,11 @@ impl DestRecord {
 
     /// The latest withdrawal time to this destination: the last payer's newest.
     pub(crate) fn newest(&self) -> i64 {
-        let h = self.head();
+        self.newest_of(&self.head())
+    }
+
+    /// [`DestRecord::newest`] with the record's header `h`, read already.
+    fn newest_of(&self, h: &Head) -> i64 {
         match h.n.checked_sub(1) {
             Some(last) => latest_at(&self.data, h.payer_at(last), h.frame),
             None => NONE,
