@@ -1728,13 +1728,7 @@ mod tests {
     fn lazy_earliest_payments_match_the_whole_block() {
         const S: i64 = 1_000_000;
         let base = 1_790_000_000 * S;
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = super::super::test_rng(0x2545_f491_4f6c_dd1d_u64);
         let mut modes = [0; 3];
         for round in 0..400 {
             let (mut d, mut shadow) = (DestRecord::new("Trandom"), First::NONE);
@@ -1979,13 +1973,7 @@ mod tests {
     #[test]
     fn other_users_counts_what_the_payers_say() {
         const S: i64 = 1_000_000;
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = super::super::test_rng(0x9e37_79b9_7f4a_7c15_u64);
         let naive = |d: &DestRecord, me: Option<u32>, now: i64| {
             let (mut day, mut month) = (0, 0);
             for (user, times) in d.payers() {

@@ -444,6 +444,18 @@ pub(crate) enum Record<'a> {
     Destination(&'a str, Vec<(&'a str, Vec<i64>)>, First),
 }
 
+/// A deterministic xorshift generator for the state's randomized tests: `next(n)` is in
+/// `0..n`.
+#[cfg(test)]
+fn test_rng(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

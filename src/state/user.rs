@@ -1176,13 +1176,7 @@ mod tests {
     /// past retention, new and known destinations and devices, and every cap reached.
     #[test]
     fn appending_a_withdrawal_writes_what_the_full_path_writes() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = super::super::test_rng(0x2545_f491_4f6c_dd1d_u64);
         let mut record = UserRecord::new("u-1");
         let mut ts = 1_793_491_200_000_000_i64;
         let (mut appended, mut withdrawals, mut logins_appended) = (0, 0, 0);
