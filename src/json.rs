@@ -1,83 +1,94 @@
 //! JSON by hand where serde_json's generic paths were a visible share of `riskgate score`:
-//! strings escaped eight bytes at a time (safe Rust, plain `u64` arithmetic).
+//! strings written and scanned eight bytes at a time (safe Rust, plain `u64` arithmetic).
 
 /// An integer as serde_json writes it (itoa's digits).
 pub(crate) fn write_int(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Whether any of the 8 bytes of `block` is a quote, a backslash or a control character (below
-/// 0x20): the bytes serde_json escapes (the classic "has a zero byte" and "has a byte less than n" tests on one `u64`).
-fn needs_escape(block: &[u8]) -> bool {
-    let mut word = [0_u8; 8];
-    let n = block.len().min(8);
-    word.get_mut(..n)
-        .unwrap_or_default()
-        .copy_from_slice(block.get(..n).unwrap_or_default());
-    let v = u64::from_le_bytes(word);
+/// The 8 bytes from `at`, if there are 8.
+fn block_at(bytes: &[u8], at: usize) -> Option<[u8; 8]> {
+    bytes.get(at..at + 8).and_then(|b| b.try_into().ok())
+}
+
+/// The bytes of `v` (8, little-endian) that are a quote, a backslash or a control character
+/// (below 0x20): the bytes serde_json escapes, and the bytes that end a plain string when
+/// reading. Each such byte's high bit is set in the result; the lowest set bit is always the
+/// first such byte (the classic "has a zero byte" and "has a byte less than n" tests, whose
+/// borrows can only mark bytes above a true one).
+fn special_bytes(v: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let control = v.wrapping_sub(ONES * 0x20) & !v & HIGHS;
-    (control | zero_in(v ^ (ONES * u64::from(b'"'))) | zero_in(v ^ (ONES * u64::from(b'\\')))) != 0
+    control | zero_in(v ^ (ONES * u64::from(b'"'))) | zero_in(v ^ (ONES * u64::from(b'\\')))
+}
+
+/// The offset of the first byte of `bytes` from `at` on that [`special_bytes`] marks (or
+/// `bytes.len()`), eight bytes at a time.
+fn next_special(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(block) = block_at(bytes, at) {
+        let special = special_bytes(u64::from_le_bytes(block));
+        if special != 0 {
+            return at + (special.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    let rest = bytes.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|&b| matches!(b, b'"' | b'\\' | 0..=0x1f))
+        .unwrap_or(rest.len())
 }
 
 /// `s` as a JSON string, escaped exactly as serde_json escapes it: `\"`, `\\`, `\b`, `\t`,
 /// `\n`, `\f`, `\r` and `\u00xx` (lower-case hex) for the other control characters; every other
-/// character (non-ASCII and DEL included) as it is. Eight bytes are checked at a time.
+/// character (non-ASCII and DEL included) as it is.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.push(b'"');
-    // `start..` is still to be copied; the clean 8-byte blocks before `at` are skipped over.
     let mut start = 0;
-    let mut at = 0;
-    while let Some(block) = bytes.get(at..at + 8) {
-        if needs_escape(block) {
-            for (k, &b) in block.iter().enumerate() {
-                if let Some(escape) = escape_of(b) {
-                    out.extend_from_slice(bytes.get(start..at + k).unwrap_or_default());
-                    push_escape(out, b, escape);
-                    start = at + k + 1;
-                }
-            }
-        }
-        at += 8;
+    loop {
+        let at = next_special(bytes, start);
+        out.extend_from_slice(bytes.get(start..at).unwrap_or_default());
+        let Some(&b) = bytes.get(at) else {
+            break;
+        };
+        push_escape(out, b);
+        start = at + 1;
     }
-    for (k, &b) in bytes.get(at..).unwrap_or_default().iter().enumerate() {
-        if let Some(escape) = escape_of(b) {
-            out.extend_from_slice(bytes.get(start..at + k).unwrap_or_default());
-            push_escape(out, b, escape);
-            start = at + k + 1;
-        }
-    }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
 }
 
-/// The character after the backslash for a byte serde_json escapes (`u` for `\u00xx`).
-fn escape_of(b: u8) -> Option<u8> {
-    match b {
-        b'"' => Some(b'"'),
-        b'\\' => Some(b'\\'),
-        0x08 => Some(b'b'),
-        0x09 => Some(b't'),
-        0x0a => Some(b'n'),
-        0x0c => Some(b'f'),
-        0x0d => Some(b'r'),
-        0..=0x1f => Some(b'u'),
-        _ => None,
-    }
-}
-
-fn push_escape(out: &mut Vec<u8>, b: u8, escape: u8) {
+/// The escape of a byte that [`special_bytes`] marks.
+fn push_escape(out: &mut Vec<u8>, b: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let short = match b {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        0x08 => b'b',
+        0x09 => b't',
+        0x0a => b'n',
+        0x0c => b'f',
+        0x0d => b'r',
+        _ => b'u',
+    };
     out.push(b'\\');
-    out.push(escape);
-    if escape == b'u' {
+    out.push(short);
+    if short == b'u' {
         out.extend_from_slice(b"00");
         out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
         out.push(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'));
     }
+}
+
+/// The length of the string whose contents start `bytes` (just after its opening quote), when
+/// it is closed by a quote with no backslash and no control character before it: a string
+/// serde_json would read as it stands (borrowed). `None` otherwise (escaped, invalid or
+/// unterminated: left to serde_json).
+pub(crate) fn plain_str_len(bytes: &[u8]) -> Option<usize> {
+    let end = next_special(bytes, 0);
+    (bytes.get(end) == Some(&b'"')).then_some(end)
 }
 
 #[cfg(test)]
