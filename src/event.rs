@@ -350,12 +350,19 @@ impl<'a> Plain<'a> {
 
     /// A string without escapes or control characters, borrowed.
     fn string(&mut self) -> Option<&'a str> {
-        self.eat(b'"')?;
-        let start = self.at;
-        let len = crate::json::plain_str_len(self.text.as_bytes().get(start..)?)?;
-        self.at = start + len + 1;
+        self.skip_space();
+        let bytes = self.text.as_bytes();
+        if bytes.get(self.at) != Some(&b'"') {
+            return None;
+        }
+        let start = self.at + 1;
+        let end = crate::json::next_special(bytes, start);
+        if bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
         // Quotes are ASCII: both ends fall on character boundaries.
-        self.text.get(start..start + len)
+        self.text.get(start..end)
     }
 
     /// `0`, `123` or `123.45` with at most 15 digits in all, as serde_json computes it

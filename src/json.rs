@@ -25,8 +25,9 @@ fn special_bytes(v: u64) -> u64 {
 }
 
 /// The offset of the first byte of `bytes` from `at` on that [`special_bytes`] marks (or
-/// `bytes.len()`), eight bytes at a time.
-fn next_special(bytes: &[u8], mut at: usize) -> usize {
+/// `bytes.len()`), eight bytes at a time: where a string starting at `at` ends, if it is
+/// plain (a quote there, not a backslash or a control character).
+pub(crate) fn next_special(bytes: &[u8], mut at: usize) -> usize {
     while let Some(block) = block_at(bytes, at) {
         let special = special_bytes(u64::from_le_bytes(block));
         if special != 0 {
@@ -80,15 +81,6 @@ fn push_escape(out: &mut Vec<u8>, b: u8) {
         out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
         out.push(HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0'));
     }
-}
-
-/// The length of the string whose contents start `bytes` (just after its opening quote), when
-/// it is closed by a quote with no backslash and no control character before it: a string
-/// serde_json would read as it stands (borrowed). `None` otherwise (escaped, invalid or
-/// unterminated: left to serde_json).
-pub(crate) fn plain_str_len(bytes: &[u8]) -> Option<usize> {
-    let end = next_special(bytes, 0);
-    (bytes.get(end) == Some(&b'"')).then_some(end)
 }
 
 #[cfg(test)]
