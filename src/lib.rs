@@ -14,6 +14,7 @@ pub mod decision;
 mod error;
 pub mod event;
 pub mod gen;
+mod json;
 pub mod live_effect;
 mod problem;
 pub mod replay;

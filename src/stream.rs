@@ -205,6 +205,9 @@ pub struct EventStream {
     withdrawal: Withdrawal,
     /// The buffers its decisions are written from.
     scratch: DecisionScratch,
+    /// A decision line, built here and handed to the writer at once (one call instead of
+    /// dozens of small writes).
+    json: Vec<u8>,
 }
 
 impl Default for EventStream {
@@ -302,9 +305,12 @@ impl EventStream {
         if !self.withdrawal_ids.insert(&w.id) {
             return Err(duplicate_id(w, line_no));
         }
+        let json = &mut self.json;
+        json.clear();
         let written = scorer.score_view(w, &mut self.scratch, |decision| {
-            serde_json::to_writer(&mut *out, decision)?;
-            out.write_all(b"\n")
+            decision.write_json(json);
+            json.push(b'\n');
+            out.write_all(json)
         });
         scorer.observe_withdrawal(w);
         Ok(Some(written))
@@ -397,6 +403,7 @@ impl EventStream {
             withdrawal_ids: withdrawal_ids.into_iter().collect(),
             withdrawal: Withdrawal::blank(),
             scratch: DecisionScratch::default(),
+            json: Vec::new(),
         }
     }
 
