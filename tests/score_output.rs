@@ -3,9 +3,12 @@
 //! byte, on a generated stream (every tier, warnings in several locales, shadow packs' hits)
 //! with duplicate ids, invalid lines and blank lines mixed in.
 
+mod support;
+
 use std::io::Cursor;
 
 use riskgate::{EventStream, LineReader, Processed, Scorer};
+use support::contract::{policy_default_limits, wd, Rules, T0};
 
 fn rules_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string()
@@ -74,6 +77,85 @@ fn decision_lines_are_the_owned_decisions_json() {
     assert!(
         decisions > 1000 && warnings > 10,
         "{decisions} decisions, {warnings} warnings"
+    );
+    assert_eq!(String::from_utf8(out).expect("UTF-8"), expected);
+}
+
+/// The parts the shipped rules never produce, written by hand too: rule errors (quotes and line
+/// ends in the message), held-out decisions with `withheld`, shadow hits, and warning texts with
+/// every character JSON escapes (control characters, quotes, backslashes) and non-ASCII text.
+#[test]
+fn errors_holdout_shadow_hits_and_escaped_texts_are_the_owned_decisions_json() {
+    let rules = Rules::with_policy(&format!(
+        "{}\n[holdout]\nshare = 0.5\nsalt = \"s\"\n",
+        policy_default_limits("ignore")
+    ));
+    rules.pack(
+        "p",
+        "regions = [\"*\"]",
+        &[
+            ("r", "tx.amount_usd", "warning = \"w\""),
+            (
+                "boom",
+                "if tx.amount_usd > 60.0 { throw \"bad \\\"thing\\\"\\n\"; } false",
+                "",
+            ),
+        ],
+    );
+    rules.append(
+        "p/pack.toml",
+        "[warnings.w.en]\ntitle = \"Stop \\\"now\\\" \\\\ \\u001b\\t\"\nbody = \"Send {amount_usd} \\n to {destination}? \u{1f642}\"\n\
+         [warnings.w.\"zh-HK\"]\ntitle = \"停\"\nbody = \"{amount_usd} 美元\\r\\b\\f\"\n",
+    );
+    rules.pack(
+        "s",
+        "regions = [\"*\"]\nmode = \"shadow\"",
+        &[("shadow-r", "tx.amount_usd > 30.0", "")],
+    );
+    let lines: Vec<String> = (0..80)
+        .map(|i| {
+            let w = wd(
+                &format!("w\"{i}"),
+                &format!("u-{i}"),
+                T0,
+                f64::from(i) * 1.5,
+                "T\\x",
+            );
+            let w = if i % 2 == 0 { w.locale("zh-HK") } else { w };
+            w.line()
+        })
+        .collect();
+    let input = lines.join("\n");
+
+    let scorer = rules.scorer();
+    let mut out = Vec::new();
+    EventStream::new()
+        .write_decisions(
+            &scorer,
+            &mut LineReader::new(Cursor::new(input.as_bytes())),
+            &mut out,
+            None,
+        )
+        .expect("to the end");
+
+    let scorer = rules.scorer();
+    let mut stream = EventStream::new();
+    let mut expected = String::new();
+    let (mut errors, mut withheld, mut shadow, mut warnings) = (0, 0, 0, 0);
+    for line in &lines {
+        let Ok(Processed::Scored(_, d)) = stream.process(&scorer, Ok(line)) else {
+            panic!("every line is a withdrawal: {line}");
+        };
+        errors += usize::from(!d.errors.is_empty());
+        withheld += usize::from(d.withheld.is_some());
+        shadow += usize::from(!d.shadow_hits.is_empty());
+        warnings += usize::from(d.warning.is_some());
+        expected.push_str(&d.to_json());
+        expected.push('\n');
+    }
+    assert!(
+        errors > 5 && withheld > 5 && shadow > 5 && warnings > 5,
+        "{errors} with errors, {withheld} withheld, {shadow} with shadow hits, {warnings} warned"
     );
     assert_eq!(String::from_utf8(out).expect("UTF-8"), expected);
 }
