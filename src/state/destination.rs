@@ -1166,7 +1166,11 @@ impl DestRecord {
             }
             _ => Stored::Full(first),
         };
-        self.set_stored_in(&h, stored);
+        // Mode 0 kept (most payments: a new destination's first, its sole payer's next)
+        // stores nothing.
+        if !(h.mode == 0 && stored == Stored::Derived) {
+            self.set_stored_in(&h, stored);
+        }
         Ok(added)
     }
 
