@@ -1076,7 +1076,9 @@ impl DestRecord {
             first
         }
         .paid(user_hash, ts);
-        let added = match found {
+        // The header after the change, when it is `h` but for the count (no re-encode): read
+        // again below otherwise.
+        let (added, after) = match found {
             Some(i) => {
                 let mut times = times_at(&self.data, h.payer_at(i), h.frame);
                 insert_time(&mut times, ts);
@@ -1097,6 +1099,7 @@ impl DestRecord {
                     if let Some(moved) = self.data.get_mut(at..h.payer_at(to)) {
                         moved.rotate_left(stride);
                     }
+                    (false, Some(h))
                 } else {
                     self.rebuild(|payers| {
                         if i < payers.len() {
@@ -1105,8 +1108,8 @@ impl DestRecord {
                             payers.insert(to, (payer.0, times));
                         }
                     });
+                    (false, None)
                 }
-                false
             }
             None => {
                 let mut times = [NONE; DEST_TIMES];
@@ -1122,6 +1125,7 @@ impl DestRecord {
                         self.data
                             .copy_within(h.payer_at(1)..h.payer_at(to), h.payer_at(0));
                         overwrite_payer(&mut self.data, h.payer_at(to - 1), h.frame, user, &times);
+                        (true, Some(h))
                     } else {
                         let to = order_point(&self.data, &h, 0, key);
                         let end = h.payer_at(h.n);
@@ -1132,6 +1136,9 @@ impl DestRecord {
                             .copy_within(h.payer_at(to)..end, h.payer_at(to) + stride);
                         overwrite_payer(&mut self.data, h.payer_at(to), h.frame, user, &times);
                         set_count(&mut self.data, h.n + 1);
+                        // As `set_count` writes it.
+                        let n = (h.n + 1).min(MAX_DEST_USERS);
+                        (true, Some(Head { n, ..h }))
                     }
                 } else {
                     self.rebuild(|payers| {
@@ -1142,18 +1149,21 @@ impl DestRecord {
                         let to = payers.partition_point(|p| p.1[0] <= ts);
                         payers.insert(to, (user, times));
                     });
+                    (true, None)
                 }
-                true
             }
         };
         // As of the earlier of this withdrawal and the newest before it: one dated far in the
         // future must not drop every other payer.
         let horizon = before.min(ts).saturating_sub(DEST_RETENTION);
-        if oldest <= horizon {
+        let after = if oldest <= horizon {
             self.retain_payers(|_, times| times[0] > horizon, dropped);
-        }
+            None
+        } else {
+            after
+        };
         // Stored in the lowest mode, not below the record's, that gives `first` back.
-        let h = self.head();
+        let h = after.unwrap_or_else(|| self.head());
         let sole = (h.n == 1 && user_at(&self.data, h.payer_at(0)) == user)
             .then(|| oldest_time(&times_at(&self.data, h.payer_at(0), h.frame)));
         let stored = match sole {
@@ -1166,7 +1176,11 @@ impl DestRecord {
             }
             _ => Stored::Full(first),
         };
-        self.set_stored_in(&h, stored);
+        // Mode 0 kept (most payments: a new destination's first, its sole payer's next)
+        // stores nothing.
+        if !(h.mode == 0 && stored == Stored::Derived) {
+            self.set_stored_in(&h, stored);
+        }
         Ok(added)
     }
 

@@ -489,19 +489,21 @@ impl UserRecord {
                 let mut index = None;
                 for i in 0..h.n_known {
                     let id = c.u32();
-                    let mut first = c.delta(h.base);
-                    let mut last = c.delta(first);
-                    if stale(last) {
-                        return None;
-                    }
-                    if index.is_none() && withdrawal.map(|w| w.0) == Some(id) {
-                        index = Some(i);
-                        first = first.min(base);
-                        last = last.max(base);
-                    }
+                    let first = c.delta(h.base);
                     out.bytes(&id.to_le_bytes());
-                    out.delta(base, first);
-                    out.delta(first, last);
+                    if index.is_none() && withdrawal.map(|w| w.0) == Some(id) {
+                        let last = c.delta(first);
+                        if stale(last) {
+                            return None;
+                        }
+                        index = Some(i);
+                        let first = first.min(base);
+                        out.delta(base, first);
+                        out.delta(first, last.max(base));
+                    } else {
+                        out.delta(base, first);
+                        copy_last(out, &mut c, first, stale)?;
+                    }
                 }
                 let (new, index) = match (withdrawal, index) {
                     (None, _) => (false, 0),
@@ -532,20 +534,22 @@ impl UserRecord {
                     let len = c.short() as usize;
                     let id = data.get(c.at..c.at.checked_add(len)?)?;
                     c.at += len;
-                    let mut first = c.delta(h.base);
-                    let mut last = c.delta(first);
-                    if stale(last) {
-                        return None;
-                    }
-                    if !device_found && device.map(str::as_bytes) == Some(id) {
-                        device_found = true;
-                        first = first.min(base);
-                        last = last.max(base);
-                    }
+                    let first = c.delta(h.base);
                     out.varint(len as u64);
                     out.bytes(id);
-                    out.delta(base, first);
-                    out.delta(first, last);
+                    if !device_found && device.map(str::as_bytes) == Some(id) {
+                        let last = c.delta(first);
+                        if stale(last) {
+                            return None;
+                        }
+                        device_found = true;
+                        let first = first.min(base);
+                        out.delta(base, first);
+                        out.delta(first, last.max(base));
+                    } else {
+                        out.delta(base, first);
+                        copy_last(out, &mut c, first, stale)?;
+                    }
                 }
                 let n_devices = match device {
                     Some(id) if !device_found => {
@@ -685,6 +689,37 @@ impl UserRecord {
             u.push_device(d.id, d.first_ts, d.last_ts);
         }
     }
+}
+
+/// Copies a `last_ts` delta (from `first`, at `c`, moved past) to `out` as it is, its entry
+/// unchanged; `None` when the time is stale. Decoded only when `first` is stale or the delta
+/// negative (its zig-zag low bit): else the time is after `first`, so not stale either (a
+/// decode and an encode fewer per destination and device of [`UserRecord::append`]).
+#[inline(always)]
+fn copy_last(
+    out: &mut Vec<u8>,
+    c: &mut Cursor<'_>,
+    first: i64,
+    stale: impl Fn(i64) -> bool,
+) -> Option<()> {
+    let at = c.at;
+    if stale(first) || c.data.get(at).is_none_or(|b| b & 1 == 1) {
+        if stale(c.delta(first)) {
+            return None;
+        }
+    } else {
+        c.skip_varint();
+    }
+    // A fixed-size copy cut to the length (as `codec::push_u64` writes), not a `memcpy` call.
+    match c.data.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        Some(word) if c.at - at <= 8 => {
+            let end = out.len() + (c.at - at);
+            out.extend_from_slice(word);
+            out.truncate(end);
+        }
+        _ => out.extend_from_slice(c.data.get(at..c.at)?),
+    }
+    Some(())
 }
 
 thread_local! {
