@@ -14,6 +14,20 @@ fn rules_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string()
 }
 
+/// `riskgate score`'s loop on `input`: its output and the number of invalid lines.
+fn score_loop(scorer: &Scorer, input: &str) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let invalid = EventStream::new()
+        .write_decisions(
+            scorer,
+            &mut LineReader::new(Cursor::new(input.as_bytes())),
+            &mut out,
+            None,
+        )
+        .expect("to the end");
+    (out, invalid)
+}
+
 #[test]
 fn decision_lines_are_the_owned_decisions_json() {
     let mut generated = Vec::new();
@@ -34,15 +48,7 @@ fn decision_lines_are_the_owned_decisions_json() {
     let input = lines.join("\n");
 
     let scorer = Scorer::from_dir(rules_dir()).expect("rules load");
-    let mut out = Vec::new();
-    let invalid = EventStream::new()
-        .write_decisions(
-            &scorer,
-            &mut LineReader::new(Cursor::new(input.as_bytes())),
-            &mut out,
-            None,
-        )
-        .expect("to the end");
+    let (out, invalid) = score_loop(&scorer, &input);
     assert_eq!(invalid, 2);
 
     // The same lines through the owned path.
@@ -127,16 +133,7 @@ fn errors_holdout_shadow_hits_and_escaped_texts_are_the_owned_decisions_json() {
         .collect();
     let input = lines.join("\n");
 
-    let scorer = rules.scorer();
-    let mut out = Vec::new();
-    EventStream::new()
-        .write_decisions(
-            &scorer,
-            &mut LineReader::new(Cursor::new(input.as_bytes())),
-            &mut out,
-            None,
-        )
-        .expect("to the end");
+    let (out, _) = score_loop(&rules.scorer(), &input);
 
     let scorer = rules.scorer();
     let mut stream = EventStream::new();

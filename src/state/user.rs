@@ -492,14 +492,8 @@ impl UserRecord {
                     let first = c.delta(h.base);
                     out.bytes(&id.to_le_bytes());
                     if index.is_none() && withdrawal.map(|w| w.0) == Some(id) {
-                        let last = c.delta(first);
-                        if stale(last) {
-                            return None;
-                        }
                         index = Some(i);
-                        let first = first.min(base);
-                        out.delta(base, first);
-                        out.delta(first, last.max(base));
+                        write_touched(out, &mut c, first, base, stale)?;
                     } else {
                         out.delta(base, first);
                         copy_last(out, &mut c, first, stale)?;
@@ -538,14 +532,8 @@ impl UserRecord {
                     out.varint(len as u64);
                     out.bytes(id);
                     if !device_found && device.map(str::as_bytes) == Some(id) {
-                        let last = c.delta(first);
-                        if stale(last) {
-                            return None;
-                        }
                         device_found = true;
-                        let first = first.min(base);
-                        out.delta(base, first);
-                        out.delta(first, last.max(base));
+                        write_touched(out, &mut c, first, base, stale)?;
                     } else {
                         out.delta(base, first);
                         copy_last(out, &mut c, first, stale)?;
@@ -719,6 +707,27 @@ fn copy_last(
         }
         _ => out.extend_from_slice(c.data.get(at..c.at)?),
     }
+    Some(())
+}
+
+/// Writes the entry this event touches (the destination paid, the device used): its `first`
+/// and `last_ts` (from `first`, at `c`, moved past) widened to hold `base`, the event's time,
+/// from the new base; `None` when the old `last_ts` is stale.
+#[inline(always)]
+fn write_touched(
+    out: &mut Vec<u8>,
+    c: &mut Cursor<'_>,
+    first: i64,
+    base: i64,
+    stale: impl Fn(i64) -> bool,
+) -> Option<()> {
+    let last = c.delta(first);
+    if stale(last) {
+        return None;
+    }
+    let first = first.min(base);
+    out.delta(base, first);
+    out.delta(first, last.max(base));
     Some(())
 }
 
