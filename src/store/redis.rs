@@ -11,7 +11,8 @@
 //!   `scripts.rs`);
 //! - `P{g:start}`: the earliest time of any event recorded (`state_days`; a sorted set whose
 //!   one member `t` has that time in microseconds as its score, lowered with `ZADD LT`, so
-//!   that the order events arrive in does not matter);
+//!   that the order events arrive in does not matter; exact for times below 2^53
+//!   microseconds, as every time of the store: see `scripts`);
 //! - `P{w:ID}`: a processed withdrawal id (`1` when cancelled or imported; `c:DIGEST:SECONDS`
 //!   when claimed by a completed withdrawal whose content hashes to DIGEST (48 bits: it only
 //!   tells a resumed record from another one reusing its id), at wall-clock SECONDS).
