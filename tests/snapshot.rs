@@ -582,3 +582,43 @@ fn version_2_to_6_snapshots_still_load_and_are_saved_as_version_7() {
         );
     }
 }
+
+/// `state_days` (the earliest event recorded) survives a save and a load exactly, and a state
+/// with nothing recorded loads as nothing recorded.
+#[test]
+fn the_earliest_event_survives_a_snapshot() {
+    let line = |json: &str| Event::parse_line(json).expect("event");
+    let withdrawal = match line(
+        r#"{"kind":"withdrawal","id":"w-now","ts":"2026-11-01T12:00:00.000001Z","user_id":"u",
+            "asset":"USDT","network":"TRON","amount_usd":10,"destination":"TDest",
+            "user":{"country":"HK","created_at":"2020-01-01T00:00:00Z"}}"#,
+    ) {
+        Event::Withdrawal(w) => w,
+        other => panic!("not a withdrawal: {other:?}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.bin");
+    scorer().save_state(&empty).expect("save");
+    let restored = scorer();
+    restored.load_state(&empty).expect("load");
+    assert_eq!(restored.tx(&withdrawal).features.state_days, 0.0);
+
+    let original = scorer();
+    // Out of order: the earliest comes second.
+    original.observe(&line(
+        r#"{"kind":"login","ts":"2026-10-20T00:00:00Z","user_id":"x","device_id":"d"}"#,
+    ));
+    original.observe(&line(
+        r#"{"kind":"password_reset","ts":"2026-09-22T12:00:00Z","user_id":"y"}"#,
+    ));
+    let expected = original.tx(&withdrawal).features.state_days;
+    assert_eq!(expected, 40.0 + 1.0 / 86_400_000_000.0);
+    let path = dir.path().join("state.bin");
+    original.save_state(&path).expect("save");
+    let restored = scorer();
+    restored.load_state(&path).expect("load");
+    assert_eq!(
+        restored.tx(&withdrawal).features.state_days.to_bits(),
+        expected.to_bits()
+    );
+}
