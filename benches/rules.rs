@@ -472,6 +472,7 @@ fn gen_txs(rng: &mut Rng) -> Vec<Tx> {
                     new_payee_withdrawals_30d: 0,
                     withdrawals_before_30d: 0,
                     dest_others_first_days: -1.0,
+                    state_days: 400.0,
                 },
                 watchlists,
             }

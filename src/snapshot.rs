@@ -37,9 +37,9 @@ use crate::stream::EventStream;
 
 /// First bytes of a snapshot file.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"RGSTATE\0";
-/// The format version this build writes; it reads this one and versions 1 to 4 (the same
+/// The format version this build writes; it reads this one and versions 1 to 6 (the same
 /// records, less compact, written by earlier builds).
-pub const SNAPSHOT_VERSION: u32 = 6;
+pub const SNAPSHOT_VERSION: u32 = 7;
 /// The oldest format version this build still reads.
 const OLDEST_VERSION: u32 = 1;
 const TRAILER_MAGIC: &[u8; 8] = b"RGSTEND\0";

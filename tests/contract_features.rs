@@ -755,6 +755,58 @@ fn dest_others_first_days_is_the_earliest_payment_by_another_user() {
     );
 }
 
+/// Extension: days from the earliest event riskgate recorded (any user's completed withdrawal,
+/// login or password reset; a cancelled withdrawal records nothing) to t, whatever the order
+/// the events came in; 0.0 when nothing was recorded, or only events at or after t.
+#[test]
+fn state_days_is_the_time_since_the_earliest_event_recorded() {
+    let days = |history: &[String], u: &str| tx_after(history, &now(u, "A")).features.state_days;
+    assert_eq!(days(&[], "u"), 0.0, "nothing recorded yet");
+    let history = [
+        h("1", "v", T - 10 * DAY, 100.0, "G"),
+        reset("y", &at(T - 20 * DAY)),
+        login("x", &at(T - 40 * DAY), "d1"),
+        wd("cancel", "z", &at(T - 70 * DAY), 1.0, "G")
+            .cancelled()
+            .line(),
+    ];
+    assert_eq!(
+        days(&history, "u"),
+        40.0,
+        "x's login, for a user without state"
+    );
+    assert_eq!(days(&history, "v"), 40.0, "the same for every user");
+    assert_eq!(days(&history[..1], "u"), 10.0);
+    assert_eq!(days(&history[1..2], "u"), 20.0, "a password reset counts");
+    assert_eq!(
+        days(&history[3..], "u"),
+        0.0,
+        "a cancelled withdrawal does not"
+    );
+    // Processed late, an earlier event is the earliest: the order does not matter.
+    let mut late = history.to_vec();
+    late.push(login("w", &at(T - 60 * DAY), "d2"));
+    assert_eq!(days(&late, "u"), 60.0);
+    let mut reversed = late.clone();
+    reversed.reverse();
+    assert_eq!(days(&reversed, "u"), 60.0);
+    // At t itself and after t: 0.0 (never below 0); an event after t does not hide an
+    // earlier one.
+    assert_eq!(days(&[h("1", "v", T, 1.0, "G")], "u"), 0.0);
+    assert_eq!(days(&[h("1", "v", T + DAY, 1.0, "G")], "u"), 0.0);
+    let both = [
+        h("1", "v", T + DAY, 1.0, "G"),
+        h("2", "v", T - DAY, 1.0, "G"),
+    ];
+    assert_eq!(days(&both, "u"), 1.0);
+    // Fractions of a day, to the microsecond.
+    assert_eq!(days(&[login("x", &at(T - DAY / 2), "d")], "u"), 0.5);
+    assert_eq!(
+        days(&[login("x", &at_us(T * 1_000_000 - 1), "d")], "u"),
+        1.0 / (DAY as f64 * 1e6)
+    );
+}
+
 fn watchlist_rules() -> Rules {
     let rules = Rules::new();
     rules.pack("zeta", "regions = [\"HK\"]", &[]);
@@ -829,7 +881,7 @@ fn a_rule_sees_every_field_with_its_contract_type() {
         for k in ints { if type_of(tx[k]) != "i64" { throw k + " is " + type_of(tx[k]); } }
         let floats = ["amount_usd", "amount_usd_24h", "median_amount_usd_90d", "hours_since_password_reset",
                       "device_age_hours", "dest_first_used_days", "dest_amount_usd_30d", "dest_last_amount_usd",
-                      "dest_first_amount_usd", "dest_others_first_days"];
+                      "dest_first_amount_usd", "dest_others_first_days", "state_days"];
         for k in floats { if type_of(tx[k]) != "f64" { throw k + " is " + type_of(tx[k]); } }
         if type_of(tx.is_new_address) != "bool" { throw "is_new_address"; }
         if type_of(tx.watchlists) != "array" { throw "watchlists"; }

@@ -356,6 +356,30 @@ fn check_stream(specs: &[Spec]) -> Result<(), TestCaseError> {
                 others_first_days,
                 ctx
             );
+            // Extension: days from the earliest event recorded (a completed withdrawal, a login,
+            // a password reset, of any user, in any order) to t; 0.0 when none or later.
+            let earliest = past
+                .iter()
+                .filter(|p| p.completed)
+                .map(|p| p.at)
+                .chain(logins.iter().map(|(_, at, _)| *at))
+                .chain(resets.iter().map(|(_, r)| *r))
+                .min();
+            let state_days = earliest.map_or(0.0, |e| {
+                if e < t {
+                    (t - e) as f64 / D as f64
+                } else {
+                    0.0
+                }
+            });
+            prop_assert_eq!(
+                f.state_days.to_bits(),
+                state_days.to_bits(),
+                "state_days {} vs {}, {}",
+                f.state_days,
+                state_days,
+                ctx
+            );
             prop_assert_eq!(&tx.destination, &dest);
         }
         stream.process(&scorer, Ok(&line)).unwrap();

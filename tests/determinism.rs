@@ -13,7 +13,12 @@ use support::hardening::withdrawal;
 /// A stream touching every feature: logins, resets, repeat and shared destinations, EVM
 /// addresses in both cases, cancelled withdrawals, the watchlists, and a few invalid lines.
 fn stream() -> String {
-    let mut lines = Vec::new();
+    // Riskgate has watched since August (a login then): the shipped rules' cold-start guard
+    // (`state_days`) would otherwise keep this short stream of old accounts quiet.
+    let mut lines = vec![
+        r#"{"kind":"login","ts":"2026-08-01T00:00:00Z","user_id":"u-watch","device_id":"d0"}"#
+            .to_string(),
+    ];
     let dests = [
         "TXa1b2c3",
         "0xAbCdEf0123456789abcdef0123456789ABCDEF01",

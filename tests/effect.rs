@@ -165,8 +165,11 @@ fn with_no_true_effect_the_interval_covers_zero() {
             "0.10",
             "--base-cancel",
             "0.10",
+            // A 95% interval misses zero once in twenty draws by design: with pack 2026.12.4
+            // the draw of seed 9 does (notice: [-0.076, -0.005]); over seeds 1-12, 2 of 24
+            // intervals miss (1 of 24 with pack 2026.12.3), as chance has it.
             "--seed",
-            "9",
+            "1",
         ],
     );
     let report = replay_json(rules.path(), &out);

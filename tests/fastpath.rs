@@ -24,7 +24,7 @@ const INT_FIELDS: [&str; 11] = [
     "new_payee_withdrawals_30d",
     "withdrawals_before_30d",
 ];
-const FLOAT_FIELDS: [&str; 11] = [
+const FLOAT_FIELDS: [&str; 12] = [
     "amount_usd",
     "amount_usd_24h",
     "median_amount_usd_90d",
@@ -35,6 +35,7 @@ const FLOAT_FIELDS: [&str; 11] = [
     "dest_last_amount_usd",
     "dest_first_amount_usd",
     "dest_others_first_days",
+    "state_days",
     "amount_usd",
 ];
 const STR_FIELDS: [&str; 8] = [
@@ -104,7 +105,7 @@ prop_compose! {
         strings in proptest::collection::vec(tx_string(), 8),
         amount_usd in float_value(),
         ints in proptest::collection::vec(int_value(), 11),
-        floats in proptest::collection::vec(float_value(), 9),
+        floats in proptest::collection::vec(float_value(), 10),
         is_new_address in any::<bool>(),
         lists in proptest::sample::subsequence(&LISTS[..], 0..=3),
     ) -> Tx {
@@ -122,7 +123,7 @@ prop_compose! {
                 dest_prior_withdrawals: n(5), dest_last_amount_usd: x(6), dest_rising_run: n(6),
                 dest_others_since_first: n(7), dest_first_amount_usd: x(7), dest_rises: n(8),
                 new_payee_withdrawals_30d: n(9), withdrawals_before_30d: n(10),
-                dest_others_first_days: x(8),
+                dest_others_first_days: x(8), state_days: x(9),
             },
             watchlists: lists.into_iter().map(str::to_string).collect(),
         }
@@ -342,6 +343,7 @@ fn sample_tx() -> Tx {
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
             dest_others_first_days: -1.0,
+            state_days: 120.0,
         },
         watchlists: vec!["hk-police/scameter".into()],
     }
@@ -658,6 +660,7 @@ fn set_number(tx: &mut Tx, field: &str, value: f64) {
         "dest_last_amount_usd" => f.dest_last_amount_usd = value,
         "dest_first_amount_usd" => f.dest_first_amount_usd = value,
         "dest_others_first_days" => f.dest_others_first_days = value,
+        "state_days" => f.state_days = value,
         other => panic!("not a numeric field: {other}"),
     }
 }

@@ -126,6 +126,7 @@ fn tx(amount_usd: f64, account_age_days: i64, referral: &str, lists: &[&str]) ->
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
             dest_others_first_days: -1.0,
+            state_days: 120.0,
         },
         watchlists: lists.iter().map(|s| s.to_string()).collect(),
     }

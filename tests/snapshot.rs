@@ -347,11 +347,11 @@ fn an_unknown_version_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (path, _, _) = saved_state(dir.path(), 60);
     let mut bytes = std::fs::read(&path).expect("read");
-    bytes[8..12].copy_from_slice(&7_u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&8_u32.to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
     let message = corrupt_message(scorer().load_state(&path));
     assert!(
-        message.contains("format version 7") && message.contains("reads versions 1 to 6"),
+        message.contains("format version 8") && message.contains("reads versions 1 to 7"),
         "{message}"
     );
 
@@ -505,16 +505,19 @@ fn the_command_line_keeps_state_across_runs_and_refuses_a_corrupt_file() {
     );
 }
 
-/// Version 2, 3, 4 and 5 files, written by the builds before version 3, 4, 5 and 6
+/// Version 2, 3, 4, 5 and 6 files, written by the builds before version 3, 4, 5, 6 and 7
 /// (`riskgate score --rules rules --state tests/snapshots/hk-sample-3000.vN.bin` on the first
 /// 3000 lines of `fixtures/hk-sample.jsonl`; the version 3 one by `main` at 8d3a81c, the
-/// version 4 one by `main` at 0cf77d7, the version 5 one by `main` at 10ba0f9), still load and
-/// go on exactly like a replay that never stopped; saved again each becomes a version 6 file
-/// that does the same (smaller than versions 2 and 3; larger than version 5 by the
-/// destinations' earliest payments, stored lazily: 56,271-56,277 bytes against 55,696, +1.0%,
-/// where the whole block for every destination made 62,510, +12%).
+/// version 4 one by `main` at 0cf77d7, the version 5 one by `main` at 10ba0f9, the version 6
+/// one with the snapshot code of `main` at 4f02989), still load and go on exactly like a replay
+/// that never stopped (`state_days`, which versions 6 and earlier did not keep, is taken from
+/// the earliest time the records hold: this stream's first event, as nothing was forgotten
+/// yet); saved again each becomes a version 7 file that does the same (smaller than versions 2
+/// and 3; larger than version 5 by the destinations' earliest payments, stored lazily: about
+/// 56,280 bytes against 55,696, +1.0%, where the whole block for every destination made
+/// 62,510, +12%; version 7 adds 8 bytes to version 6).
 #[test]
-fn version_2_3_4_and_5_snapshots_still_load_and_are_saved_as_version_6() {
+fn version_2_to_6_snapshots_still_load_and_are_saved_as_version_7() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("fixtures/hk-sample.jsonl")).expect("fixture");
     let lines: Vec<String> = text.lines().map(String::from).collect();
@@ -523,9 +526,9 @@ fn version_2_3_4_and_5_snapshots_still_load_and_are_saved_as_version_6() {
     let mut stream = EventStream::new();
     run(&whole, &mut stream, first);
     let expected = run(&whole, &mut stream, rest);
-    assert_eq!(riskgate::snapshot::SNAPSHOT_VERSION, 6);
+    assert_eq!(riskgate::snapshot::SNAPSHOT_VERSION, 7);
 
-    for version in [2_u32, 3, 4, 5] {
+    for version in [2_u32, 3, 4, 5, 6] {
         let old = root.join(format!("tests/snapshots/hk-sample-3000.v{version}.bin"));
         let old_bytes = std::fs::read(&old).expect("old file");
         assert_eq!(old_bytes[8..12], version.to_le_bytes());
@@ -540,18 +543,19 @@ fn version_2_3_4_and_5_snapshots_still_load_and_are_saved_as_version_6() {
             .save_state_with_stream(&new, &resumed)
             .expect("save");
         let new_bytes = std::fs::read(&new).expect("new file");
-        assert_eq!(new_bytes[8..12], 6_u32.to_le_bytes());
+        assert_eq!(new_bytes[8..12], 7_u32.to_le_bytes());
         eprintln!(
-            "version {version}: {} bytes, saved as version 6: {} bytes",
+            "version {version}: {} bytes, saved as version 7: {} bytes",
             old_bytes.len(),
             new_bytes.len()
         );
         if version < 4 {
             assert!(new_bytes.len() < old_bytes.len(), "version {version}");
         } else {
-            // At most a tag, 8 bytes of hash and two times of 5 bytes per destination.
+            // At most a tag, 8 bytes of hash and two times of 5 bytes per destination, and
+            // the 8 bytes of the earliest event.
             assert!(
-                new_bytes.len() <= old_bytes.len() + 19 * loaded.info.destinations,
+                new_bytes.len() <= old_bytes.len() + 19 * loaded.info.destinations + 8,
                 "version {version}"
             );
         }
@@ -570,11 +574,51 @@ fn version_2_3_4_and_5_snapshots_still_load_and_are_saved_as_version_6() {
             "after the version {version} file"
         );
         let again = scorer();
-        let reloaded = again.load_state(&new).expect("the version 6 file loads");
+        let reloaded = again.load_state(&new).expect("the version 7 file loads");
         let mut stream = EventStream::resuming(reloaded.withdrawal_ids);
         assert!(
             run(&again, &mut stream, rest) == expected,
-            "after the version 6 file made from version {version}"
+            "after the version 7 file made from version {version}"
         );
     }
+}
+
+/// `state_days` (the earliest event recorded) survives a save and a load exactly, and a state
+/// with nothing recorded loads as nothing recorded.
+#[test]
+fn the_earliest_event_survives_a_snapshot() {
+    let line = |json: &str| Event::parse_line(json).expect("event");
+    let withdrawal = match line(
+        r#"{"kind":"withdrawal","id":"w-now","ts":"2026-11-01T12:00:00.000001Z","user_id":"u",
+            "asset":"USDT","network":"TRON","amount_usd":10,"destination":"TDest",
+            "user":{"country":"HK","created_at":"2020-01-01T00:00:00Z"}}"#,
+    ) {
+        Event::Withdrawal(w) => w,
+        other => panic!("not a withdrawal: {other:?}"),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty.bin");
+    scorer().save_state(&empty).expect("save");
+    let restored = scorer();
+    restored.load_state(&empty).expect("load");
+    assert_eq!(restored.tx(&withdrawal).features.state_days, 0.0);
+
+    let original = scorer();
+    // Out of order: the earliest comes second.
+    original.observe(&line(
+        r#"{"kind":"login","ts":"2026-10-20T00:00:00Z","user_id":"x","device_id":"d"}"#,
+    ));
+    original.observe(&line(
+        r#"{"kind":"password_reset","ts":"2026-09-22T12:00:00Z","user_id":"y"}"#,
+    ));
+    let expected = original.tx(&withdrawal).features.state_days;
+    assert_eq!(expected, 40.0 + 1.0 / 86_400_000_000.0);
+    let path = dir.path().join("state.bin");
+    original.save_state(&path).expect("save");
+    let restored = scorer();
+    restored.load_state(&path).expect("load");
+    assert_eq!(
+        restored.tx(&withdrawal).features.state_days.to_bits(),
+        expected.to_bits()
+    );
 }

@@ -42,6 +42,8 @@ struct Model {
     users: HashMap<String, UserModel>,
     /// Per destination: (user, ts) of completed withdrawals, in processing order.
     dests: HashMap<String, Vec<(String, i64)>>,
+    /// The earliest time of any event recorded (completed withdrawals, logins, resets).
+    earliest: Option<i64>,
 }
 
 fn in_window(ts: i64, t: i64, span: i64) -> bool {
@@ -154,6 +156,10 @@ impl Model {
                 .count() as i64,
             withdrawals_before_30d: history.iter().filter(|p| p.at <= t - 30 * D).count() as i64,
             dest_others_first_days: self.others_first_days(&dest, &w.user_id, t),
+            state_days: self
+                .earliest
+                .filter(|&e| e < t)
+                .map_or(0.0, |e| (t - e) as f64 / D as f64),
         }
     }
 
@@ -182,6 +188,11 @@ impl Model {
     }
 
     fn observe(&mut self, event: &Event) {
+        let completed = !matches!(event, Event::Withdrawal(w) if w.status != Status::Completed);
+        if completed {
+            let at = event.ts().as_micros();
+            self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        }
         match event {
             Event::Withdrawal(w) if w.status == Status::Completed => {
                 let dest = normalize_address(&w.destination).into_owned();
@@ -223,7 +234,7 @@ impl Model {
 }
 
 /// The fields of `f`, floats as bits, for an exact comparison with a readable diff.
-fn bits(f: &TxFeatures) -> [(&'static str, u64); 21] {
+fn bits(f: &TxFeatures) -> [(&'static str, u64); 22] {
     [
         ("account_age_days", f.account_age_days as u64),
         ("is_new_address", u64::from(f.is_new_address)),
@@ -252,6 +263,7 @@ fn bits(f: &TxFeatures) -> [(&'static str, u64); 21] {
         ),
         ("withdrawals_before_30d", f.withdrawals_before_30d as u64),
         ("dest_others_first_days", f.dest_others_first_days.to_bits()),
+        ("state_days", f.state_days.to_bits()),
     ]
 }
 

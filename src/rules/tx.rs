@@ -84,7 +84,7 @@ pub(crate) struct TxView<'a> {
     /// The integer fields as a table (see [`TxView::new`]), for the fast path.
     pub(crate) ints: [i64; 11],
     /// The float fields as a table, for the fast path.
-    pub(crate) floats: [f64; 10],
+    pub(crate) floats: [f64; 11],
 }
 
 impl<'a> TxView<'a> {
@@ -94,7 +94,7 @@ impl<'a> TxView<'a> {
     /// new_payee_withdrawals_30d, withdrawals_before_30d; `floats` = amount_usd, amount_usd_24h,
     /// median_amount_usd_90d, hours_since_password_reset, device_age_hours,
     /// dest_first_used_days, dest_amount_usd_30d, dest_last_amount_usd, dest_first_amount_usd,
-    /// dest_others_first_days.
+    /// dest_others_first_days, state_days.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         strings: [&'a str; 8],
@@ -131,6 +131,7 @@ impl<'a> TxView<'a> {
                 f.dest_last_amount_usd,
                 f.dest_first_amount_usd,
                 f.dest_others_first_days,
+                f.state_days,
             ],
             features,
             watchlists,
@@ -185,6 +186,7 @@ impl<'a> TxView<'a> {
         );
         put("withdrawals_before_30d", f.withdrawals_before_30d.into());
         put("dest_others_first_days", f.dest_others_first_days.into());
+        put("state_days", f.state_days.into());
         put(
             "watchlists",
             Dynamic::from_array(self.watchlists.to_array()),

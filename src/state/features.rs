@@ -60,6 +60,10 @@ pub struct TxFeatures {
     /// or before t, that riskgate remembers (see `destination`'s module docs for what it
     /// forgets); -1.0 when none.
     pub dest_others_first_days: f64,
+    /// Extension: days from the earliest event riskgate's state has recorded (any user's
+    /// completed withdrawal, login or password reset) to t: how long the engine has been
+    /// watching; 0.0 when nothing was recorded yet, never below 0.
+    pub state_days: f64,
 }
 
 impl TxFeatures {
@@ -94,6 +98,7 @@ impl TxFeatures {
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
             dest_others_first_days: -1.0,
+            state_days: 0.0,
         }
     }
 }

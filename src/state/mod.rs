@@ -118,6 +118,48 @@ pub(crate) struct State {
     /// record's first byte was a cache miss per record per sweep: 12% of `riskgate score`).
     user_floor: Floor,
     dest_floor: Floor,
+    /// The earliest time of any event recorded (`state_days`).
+    earliest: Earliest,
+}
+
+/// The earliest time of any event the state recorded (a completed withdrawal, a login, a
+/// password reset), whatever the order they came in; `i64::MAX` while none was. One number per
+/// state: how long the engine has been watching (`state_days`).
+pub(crate) struct Earliest(AtomicI64);
+
+impl Default for Earliest {
+    fn default() -> Earliest {
+        Earliest(AtomicI64::new(i64::MAX))
+    }
+}
+
+impl Earliest {
+    pub(crate) fn lower(&self, ts: i64) {
+        if ts < self.0.load(Ordering::Relaxed) {
+            self.0.fetch_min(ts, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> Option<i64> {
+        match self.0.load(Ordering::Relaxed) {
+            i64::MAX => None,
+            t => Some(t),
+        }
+    }
+
+    fn set(&self, earliest: Option<i64>) {
+        self.0
+            .store(earliest.unwrap_or(i64::MAX), Ordering::Relaxed);
+    }
+}
+
+/// `state_days` from the earliest recorded event (`None`: nothing recorded): days to `now`,
+/// never below 0.
+pub(crate) fn state_days(earliest: Option<i64>, now: i64) -> f64 {
+    match earliest {
+        Some(t) if t < now => (now - t) as f64 / MICROS_PER_DAY as f64,
+        _ => 0.0,
+    }
 }
 
 /// A lower bound of the newest time of every record in a table (`i64::MIN`: unknown, until
@@ -190,7 +232,34 @@ impl State {
             self.users.read_id(payer, |u| user_hash(u.key()))
         });
         f.dest_others_first_days = others_first_days(first, now);
+        f.state_days = state_days(self.earliest.get(), now);
         f
+    }
+
+    /// The earliest time of any event recorded (`None`: none yet).
+    pub(crate) fn earliest(&self) -> Option<i64> {
+        self.earliest.get()
+    }
+
+    pub(crate) fn set_earliest(&self, earliest: Option<i64>) {
+        self.earliest.set(earliest);
+    }
+
+    /// The earliest time the user records hold (history, known destinations' first payments,
+    /// devices, password resets): what a snapshot of format version 6 or earlier, which kept
+    /// no earliest event, gives for it (no earlier than the truth; later when older events
+    /// were forgotten).
+    pub(crate) fn earliest_in_records(&self) -> Option<i64> {
+        let mut earliest = i64::MAX;
+        self.users.for_each(|_, u| {
+            let times = u.history().map(|e| e.ts);
+            let times = times.chain(u.destinations().map(|k| k.first_ts));
+            let times = times.chain(u.devices().map(|d| d.first_ts));
+            for t in times.chain(u.resets()) {
+                earliest = earliest.min(t);
+            }
+        });
+        (earliest != i64::MAX).then_some(earliest)
     }
 
     /// Records an event: a completed withdrawal enters history; logins and password resets are
@@ -230,6 +299,7 @@ impl State {
     }
 
     fn observed_at(&self, ts: i64) {
+        self.earliest.lower(ts);
         self.newest_ts.fetch_max(ts, Ordering::Relaxed);
         let due = self.observed.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1;
         if due || self.sweep_due.load(Ordering::Relaxed) {

@@ -94,6 +94,13 @@
 //! shared addresses as younger than they are (never older) until it has run for the rules'
 //! window.
 //!
+//! Version 7 (issue 10, `state_days`; versions 1 to 6 are still read, and saved as version 7)
+//! is version 6 with the earliest time of any event the state recorded after `newest_ts` in
+//! the header (`i64::MAX` when none). A state read from an earlier version takes the earliest
+//! time its user records hold (history, known destinations' first payments, devices, password
+//! resets): never earlier than the truth, later when older events were forgotten, so that a
+//! state restored after an upgrade may count as watched for less time than it was.
+//!
 //! Every value reads back bit for bit in every version. The shared store (Redis) keeps each
 //! user in the version 1 user encoding ([`encode_user`]): one record alone gains little from
 //! the deltas, and the stored records stay readable by the builds that share the store.
@@ -820,7 +827,7 @@ impl State {
         withdrawal_ids: Option<&crate::stream::IdSet>,
         sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Counts, E> {
-        self.encode_v5(6, withdrawal_ids, sink)
+        self.encode_v5(7, withdrawal_ids, sink)
     }
 
     /// Copies the destination in `slot` of `shard` (its key and payers) into the reused
@@ -864,6 +871,10 @@ impl State {
         let mut header = Encoder::new(version, 64, 0);
         header.varint(self.observed.load(Ordering::Relaxed));
         header.i64(self.newest_ts.load(Ordering::Relaxed));
+        if version >= 7 {
+            // `state_days`: the earliest event recorded (`i64::MAX`: none).
+            header.i64(self.earliest().unwrap_or(i64::MAX));
+        }
         header.varint(DEST_TIMES as u64);
         header.varint(self.users.len() as u64);
         header.varint(self.destinations.len() as u64);
@@ -1205,6 +1216,10 @@ impl State {
         self.destinations.replace_with(decoded.destinations);
         self.observed.store(decoded.observed, Ordering::Relaxed);
         self.newest_ts.store(decoded.newest_ts, Ordering::Relaxed);
+        let earliest = decoded
+            .earliest
+            .unwrap_or_else(|| self.earliest_in_records());
+        self.set_earliest(earliest);
         self.user_floor.forget();
         self.dest_floor.forget();
     }
@@ -1712,6 +1727,9 @@ pub(crate) fn decode_user(bytes: &[u8]) -> Result<UserState, String> {
 pub(crate) struct Decoded {
     observed: u64,
     newest_ts: i64,
+    /// The earliest event recorded (`state_days`), from version 7 on; `None` before (then
+    /// taken from the records, see [`State::restore`]).
+    earliest: Option<Option<i64>>,
     users: Table<UserRecord>,
     destinations: Table<DestRecord>,
     counts: Counts,
@@ -2512,6 +2530,7 @@ pub(crate) fn decode(bytes: &[u8], base: usize, version: u32) -> DecodeResult<De
     Ok(Decoded {
         observed,
         newest_ts,
+        earliest: None,
         users,
         destinations,
         counts,
@@ -2761,6 +2780,14 @@ fn decode_v5(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
     let mut d = Decoder::new(bytes, base, version);
     let observed = d.varint()?;
     let newest_ts = d.i64()?;
+    let earliest = if version >= 7 {
+        Some(match d.i64()? {
+            i64::MAX => None,
+            t => Some(t),
+        })
+    } else {
+        None
+    };
     let dest_times = d.varint()?;
     if dest_times != DEST_TIMES as u64 {
         return d.fail(format!(
@@ -2855,6 +2882,7 @@ fn decode_v5(bytes: &[u8], base: usize, version: u32) -> DecodeResult<Decoded> {
     Ok(Decoded {
         observed,
         newest_ts,
+        earliest,
         users,
         destinations,
         counts,
@@ -2949,10 +2977,10 @@ mod tests {
             out.extend_from_slice(chunk);
             Ok::<(), ()>(())
         };
-        let written = if version == 6 {
+        let written = if version == 7 {
             state.encode(None, sink)
-        } else if version == 5 {
-            state.encode_v5(5, None, sink)
+        } else if version == 5 || version == 6 {
+            state.encode_v5(version, None, sink)
         } else {
             state.encode_version(version, None, sink)
         };
@@ -3029,6 +3057,7 @@ mod tests {
             encoded(state, 4),
             encoded(state, 5),
             encoded(state, 6),
+            encoded(state, 7),
         ];
         assert!(files[1].len() < files[0].len() && files[2].len() < files[1].len());
         assert!(files[3].len() <= files[2].len());
@@ -3057,6 +3086,13 @@ mod tests {
                 restored.newest_ts.load(Ordering::Relaxed),
                 state.newest_ts.load(Ordering::Relaxed)
             );
+            // `state_days`: kept from version 7 on; before, the earliest time of the records.
+            let earliest = if version >= 7 {
+                state.earliest()
+            } else {
+                state.earliest_in_records()
+            };
+            assert_eq!(restored.earliest(), earliest, "version {version}");
         }
     }
 
@@ -3538,16 +3574,16 @@ mod tests {
             .map(Box::from)
             .collect();
         let state = shared_state(3);
-        for version in 1..=6 {
+        for version in 1..=7 {
             let mut bytes = Vec::new();
             let sink = |chunk: &[u8]| {
                 bytes.extend_from_slice(chunk);
                 Ok::<(), ()>(())
             };
-            let written = if version == 6 {
+            let written = if version == 7 {
                 state.encode(Some(&ids), sink)
-            } else if version == 5 {
-                state.encode_v5(5, Some(&ids), sink)
+            } else if version == 5 || version == 6 {
+                state.encode_v5(version, Some(&ids), sink)
             } else {
                 state.encode_version(version, Some(&ids), sink)
             };
@@ -3578,7 +3614,7 @@ mod tests {
     /// refused with a message, never a panic; a flipped byte anywhere does not panic either.
     #[test]
     fn damaged_version_5_payloads_are_refused() {
-        for version in [5, 6] {
+        for version in [5, 6, 7] {
             damaged_payloads_are_refused(version);
         }
     }

@@ -9,11 +9,16 @@
 //!   wall-clock ms), so that a record resumed after a crash never applies one twice;
 //! - `P{d:DEST}` and `P{d:DEST}:z`: the destination's payers (hash and sorted set, see
 //!   `scripts.rs`);
+//! - `P{g:start}`: the earliest time of any event recorded (`state_days`; a sorted set whose
+//!   one member `t` has that time in microseconds as its score, lowered with `ZADD LT`, so
+//!   that the order events arrive in does not matter; exact for times below 2^53
+//!   microseconds, as every time of the store: see `scripts`);
 //! - `P{w:ID}`: a processed withdrawal id (`1` when cancelled or imported; `c:DIGEST:SECONDS`
 //!   when claimed by a completed withdrawal whose content hashes to DIGEST (48 bits: it only
 //!   tells a resumed record from another one reusing its id), at wall-clock SECONDS).
 //!
-//! Scoring is one round trip (a pipeline: GET the user, EXISTS the id, EVALSHA the count).
+//! Scoring is one round trip (a pipeline: GET the user, EXISTS the id, EVALSHA the count,
+//! ZSCORE the earliest event).
 //! Every write is a step on one slot, so that one protocol serves a single server and a
 //! cluster (see `record_withdrawal` and the README's "Running a fleet").
 
@@ -29,7 +34,8 @@ use crate::error::Error;
 use crate::event::{Event, Status, Withdrawal};
 use crate::state::snapshot::{decode_user, encode_user};
 use crate::state::{
-    others_first_days, user_hash, TxFeatures, UserState, DEST_RETENTION, DEST_TIMES, MAX_DEST_USERS,
+    others_first_days, state_days, user_hash, TxFeatures, UserState, DEST_RETENTION, DEST_TIMES,
+    MAX_DEST_USERS,
 };
 use crate::time::MICROS_PER_DAY;
 
@@ -105,6 +111,8 @@ struct Fetched {
     id_seen: bool,
     /// The other payers in 24 hours and 30 days, and the earliest other payment.
     dest_users: (i64, i64, Option<i64>),
+    /// The earliest event recorded (`state_days`).
+    earliest: Option<i64>,
 }
 
 /// What the user's compare-and-set answered (`scripts::USER_CAS`).
@@ -252,6 +260,24 @@ impl RedisStore {
         format!("{}{{w:{id}}}", self.prefix)
     }
 
+    /// The earliest event recorded (`state_days`): member `t` of this sorted set.
+    fn start_key(&self) -> String {
+        format!("{}{{g:start}}", self.prefix)
+    }
+
+    /// Lowers the earliest event recorded to `ts` (no change when it is earlier already),
+    /// and keeps the key alive.
+    fn lower_start(&self, pipe: &mut redis::Pipeline, ts: i64) {
+        let key = self.start_key();
+        pipe.cmd("ZADD")
+            .arg(&key)
+            .arg("LT")
+            .arg(ts)
+            .arg("t")
+            .ignore();
+        pipe.cmd("EXPIRE").arg(&key).arg(KEY_TTL_SECONDS).ignore();
+    }
+
     /// PING (every master of a cluster).
     pub(crate) fn check(&self) -> Result<(), Error> {
         self.with_connection(|con| redis::cmd("PING").query::<()>(con.like()))
@@ -261,7 +287,7 @@ impl RedisStore {
     /// recorded, and the destination's payer counts.
     fn fetch(&self, w: &Withdrawal, destination: &str) -> Result<Fetched, Error> {
         /// The user's record, whether the id was recorded, and `DEST_USERS`'s reply.
-        type Reply = (Option<Vec<u8>>, bool, (i64, i64, i64, i64));
+        type Reply = (Option<Vec<u8>>, bool, (i64, i64, i64, i64), Option<f64>);
         let user_key = self.user_key(&w.user_id);
         let id_key = self.id_key(&w.id);
         let (hash, zset, first) = self.dest_keys(destination);
@@ -285,8 +311,11 @@ impl RedisStore {
             .arg(&month_start)
             .arg(&day_start)
             .arg(user_hash(&w.user_id).to_string())
-            .arg(DEST_RETENTION);
-        let (bytes, id_seen, (day, month, found, first)): Reply =
+            .arg(DEST_RETENTION)
+            .cmd("ZSCORE")
+            .arg(self.start_key())
+            .arg("t");
+        let (bytes, id_seen, (day, month, found, first), start): Reply =
             self.with_connection(|con| con.query(&pipe))?;
         let dest_users = (day, month, (found == 1).then_some(first));
         let user = bytes.map(|b| self.decode(&user_key, &b)).transpose()?;
@@ -294,6 +323,8 @@ impl RedisStore {
             user,
             id_seen,
             dest_users,
+            // A time in microseconds is below 2^53: the score holds it exactly.
+            earliest: start.map(|t| t as i64),
         })
     }
 
@@ -326,6 +357,7 @@ impl RedisStore {
         let (day, month, first) = fetched.dest_users;
         (f.dest_users_24h, f.dest_users_30d) = (day, month);
         f.dest_others_first_days = others_first_days(first, w.ts.as_micros());
+        f.state_days = state_days(fetched.earliest, w.ts.as_micros());
         Ok((f, fetched.id_seen))
     }
 
@@ -336,11 +368,11 @@ impl RedisStore {
         match event {
             Event::Withdrawal(w) => self.record_withdrawal_event(w),
             Event::PasswordReset { user_id, .. } => {
-                self.update_user(user_id, |u| u.record_reset(ts))
+                self.update_user(user_id, ts, |u| u.record_reset(ts))
             }
             Event::Login {
                 user_id, device_id, ..
-            } => self.update_user(user_id, |u| u.record_device(device_id, ts)),
+            } => self.update_user(user_id, ts, |u| u.record_device(device_id, ts)),
         }
     }
 
@@ -438,6 +470,7 @@ impl RedisStore {
             self.compare_and_set(
                 con,
                 &w.user_id,
+                ts,
                 Some(&applying),
                 Some(&dest),
                 bytes,
@@ -449,11 +482,16 @@ impl RedisStore {
 
     /// A login or a password reset: the user's record read, then compare-and-set (two round
     /// trips). Recorded twice (a retry after a failure), it changes no feature.
-    fn update_user(&self, user_id: &str, update: impl Fn(&mut UserState)) -> Result<(), Error> {
+    fn update_user(
+        &self,
+        user_id: &str,
+        ts: i64,
+        update: impl Fn(&mut UserState),
+    ) -> Result<(), Error> {
         let user_key = self.user_key(user_id);
         let outcome = self.with_connection(|con| {
             let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&user_key).query(con.like())?;
-            self.compare_and_set(con, user_id, None, None, bytes, &update)
+            self.compare_and_set(con, user_id, ts, None, None, bytes, &update)
         })?;
         Self::finish(outcome, "")
     }
@@ -468,11 +506,14 @@ impl RedisStore {
 
     /// Step 2 of a record: `update` (the in-process state's own `record_*` code) applied to the
     /// record `bytes` as read, set with `USER_CAS` while the stored record is still that one;
-    /// `first` (the destination script) rides along with the first attempt.
+    /// `first` (the destination script) and the lowering of the earliest event recorded to the
+    /// event's time `ts` ride along with the first attempt.
+    #[allow(clippy::too_many_arguments)]
     fn compare_and_set(
         &self,
         con: &mut Conn,
         user_id: &str,
+        ts: i64,
         applying: Option<&Applying<'_>>,
         first: Option<&Cmd>,
         mut bytes: Option<Vec<u8>>,
@@ -508,6 +549,9 @@ impl RedisStore {
             };
             if let (0, Some(cmd)) = (attempt, first) {
                 pipe.add_command(cmd.clone());
+            }
+            if attempt == 0 {
+                self.lower_start(&mut pipe, ts);
             }
             let replies: Vec<Value> = con.query(&pipe)?;
             match cas_reply(replies.into_iter().next())? {
@@ -603,6 +647,11 @@ impl RedisStore {
             }
             flush(&mut pipe, &mut pending, false);
         });
+        if let Some(earliest) = state.earliest() {
+            self.lower_start(&mut pipe, earliest);
+            pending += 2;
+            written += 1;
+        }
         for id in ids {
             pipe.cmd("SET")
                 .arg(self.id_key(id))

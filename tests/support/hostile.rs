@@ -28,9 +28,9 @@ pub const AFTER_SCORE: i64 = 11;
 pub const HOSTILE_SCORE: i64 = 10;
 
 /// The rule that runs after the hostile one: it always hits, unless `tx` was changed.
-pub const WITNESS_RULE: &str = r#"// Hits when tx is exactly what the host sent (the contract's 22 fields and the 9 extensions);
+pub const WITNESS_RULE: &str = r#"// Hits when tx is exactly what the host sent (the contract's 22 fields and the 10 extensions);
 // throws when an earlier rule changed it.
-if tx.len() == 31 && tx.id == "wd-hostile" && tx.amount_usd == 500.0 && tx.country == "HK"
+if tx.len() == 32 && tx.id == "wd-hostile" && tx.amount_usd == 500.0 && tx.country == "HK"
     && tx.watchlists == ["hostile/w"] && tx.destination == "TWatchedAddress000000000000000000" {
     true
 } else {

@@ -278,6 +278,7 @@ mod tests {
             new_payee_withdrawals_30d: 0,
             withdrawals_before_30d: 0,
             dest_others_first_days: -1.0,
+            state_days: 400.0,
         }
     }
 

@@ -46,6 +46,7 @@ pub(super) enum Field {
     NewPayeeWithdrawals30d,
     WithdrawalsBefore30d,
     DestOthersFirstDays,
+    StateDays,
     Watchlists,
 }
 
@@ -82,6 +83,7 @@ impl Field {
             "new_payee_withdrawals_30d" => Field::NewPayeeWithdrawals30d,
             "withdrawals_before_30d" => Field::WithdrawalsBefore30d,
             "dest_others_first_days" => Field::DestOthersFirstDays,
+            "state_days" => Field::StateDays,
             "watchlists" => Field::Watchlists,
             _ => return None,
         })
@@ -118,7 +120,8 @@ impl Field {
             | Field::DestAmountUsd30d
             | Field::DestLastAmountUsd
             | Field::DestFirstAmountUsd
-            | Field::DestOthersFirstDays => FLOAT,
+            | Field::DestOthersFirstDays
+            | Field::StateDays => FLOAT,
             Field::Watchlists => WATCH,
         }
     }
@@ -169,6 +172,7 @@ impl Field {
             Field::DestLastAmountUsd => 7,
             Field::DestFirstAmountUsd => 8,
             Field::DestOthersFirstDays => 9,
+            Field::StateDays => 10,
             _ => return None,
         })
     }
@@ -207,6 +211,7 @@ impl Field {
             Field::NewPayeeWithdrawals30d => Val::Int(f.new_payee_withdrawals_30d),
             Field::WithdrawalsBefore30d => Val::Int(f.withdrawals_before_30d),
             Field::DestOthersFirstDays => Val::Float(f.dest_others_first_days),
+            Field::StateDays => Val::Float(f.state_days),
             // Never compiled as a value (only as the right side of `in`).
             Field::Watchlists => Val::Unit,
         }
