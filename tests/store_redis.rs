@@ -171,7 +171,7 @@ fn on_a_cluster_separate_processes_on_consecutive_chunks_decide_as_one_process()
     chunks_in_separate_processes_decide_as_one(&cluster.url());
     // Every kind of key was written, spread over the nodes.
     let keys = cluster.keys();
-    for kind in ["{u:", "{d:", "{w:"] {
+    for kind in ["{u:", "{d:", "{w:", "{g:start}"] {
         assert!(keys.iter().any(|k| k.contains(kind)), "no {kind} key");
     }
     assert!(cluster.nodes.iter().all(|n| !n.keys().is_empty()));
@@ -502,12 +502,16 @@ fn every_key_begins_with_the_prefix_exactly_as_given() {
     }
     // Every key that decides a feature carries the wall-clock safety net, longer than the
     // 400-day horizon; a user's recently applied withdrawal ids (`{u:USER}:w`, which only
-    // keep a resumed record from applying twice) live a day.
+    // keep a resumed record from applying twice) live a day; the one key holding the earliest
+    // event (`{g:start}`, written only when an event is earlier) never expires: expiring it
+    // would put the rules back in cold-start mode.
     let mut con = server.connection().unwrap();
     for key in &keys {
         let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut con).unwrap();
         if key.ends_with(":w") && key[prefix.len()..].starts_with("{u:") {
             assert!(ttl > 0 && ttl <= 86_400, "{key}: TTL {ttl}");
+        } else if &key[prefix.len()..] == "{g:start}" {
+            assert_eq!(ttl, -1, "{key}: TTL {ttl}");
         } else {
             assert!(ttl > 400 * 86_400, "{key}: TTL {ttl}");
         }

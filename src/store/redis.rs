@@ -34,8 +34,8 @@ use crate::error::Error;
 use crate::event::{Event, Status, Withdrawal};
 use crate::state::snapshot::{decode_user, encode_user};
 use crate::state::{
-    others_first_days, state_days, user_hash, TxFeatures, UserState, DEST_RETENTION, DEST_TIMES,
-    MAX_DEST_USERS,
+    others_first_days, state_days, user_hash, Earliest, TxFeatures, UserState, DEST_RETENTION,
+    DEST_TIMES, MAX_DEST_USERS,
 };
 use crate::time::MICROS_PER_DAY;
 
@@ -103,6 +103,9 @@ pub(crate) struct RedisStore {
     /// certificate the host does not trust fails there).
     cannot_connect: &'static str,
     idle: Mutex<Vec<Conn>>,
+    /// An upper bound of the earliest event the store holds (`P{g:start}`), from this
+    /// process's reads and writes of it: the store's only ever goes down.
+    known_start: Earliest,
 }
 
 /// What a state read returned.
@@ -169,6 +172,7 @@ impl RedisStore {
                 "cannot connect"
             },
             idle: Mutex::new(Vec::new()),
+            known_start: Earliest::default(),
         };
         let mut con = store.connect()?;
         store
@@ -265,17 +269,22 @@ impl RedisStore {
         format!("{}{{g:start}}", self.prefix)
     }
 
-    /// Lowers the earliest event recorded to `ts` (no change when it is earlier already),
-    /// and keeps the key alive.
-    fn lower_start(&self, pipe: &mut redis::Pipeline, ts: i64) {
-        let key = self.start_key();
+    /// Lowers the earliest event recorded to `ts` (no change when it is earlier already).
+    /// Returns false, adding nothing, when the store holds `ts` or an earlier time already, as
+    /// far as this process knows (`known_start`): almost every event after the first, so the
+    /// fleet's one shared key is not written on every event. The key has no TTL: it is one
+    /// small key, and expiring it would put the rules back in cold-start mode.
+    fn lower_start(&self, pipe: &mut redis::Pipeline, ts: i64) -> bool {
+        if self.known_start.get().is_some_and(|known| known <= ts) {
+            return false;
+        }
         pipe.cmd("ZADD")
-            .arg(&key)
+            .arg(self.start_key())
             .arg("LT")
             .arg(ts)
             .arg("t")
             .ignore();
-        pipe.cmd("EXPIRE").arg(&key).arg(KEY_TTL_SECONDS).ignore();
+        true
     }
 
     /// PING (every master of a cluster).
@@ -319,12 +328,16 @@ impl RedisStore {
             self.with_connection(|con| con.query(&pipe))?;
         let dest_users = (day, month, (found == 1).then_some(first));
         let user = bytes.map(|b| self.decode(&user_key, &b)).transpose()?;
+        // A time in microseconds is below 2^53: the score holds it exactly.
+        let earliest = start.map(|t| t as i64);
+        if let Some(t) = earliest {
+            self.known_start.lower(t);
+        }
         Ok(Fetched {
             user,
             id_seen,
             dest_users,
-            // A time in microseconds is below 2^53: the score holds it exactly.
-            earliest: start.map(|t| t as i64),
+            earliest,
         })
     }
 
@@ -550,10 +563,12 @@ impl RedisStore {
             if let (0, Some(cmd)) = (attempt, first) {
                 pipe.add_command(cmd.clone());
             }
-            if attempt == 0 {
-                self.lower_start(&mut pipe, ts);
-            }
+            let lowering = attempt == 0 && self.lower_start(&mut pipe, ts);
             let replies: Vec<Value> = con.query(&pipe)?;
+            if lowering {
+                // Only once the store took it: a failed write is retried with the event.
+                self.known_start.lower(ts);
+            }
             match cas_reply(replies.into_iter().next())? {
                 Cas::Applied => return Ok(Outcome::Done),
                 Cas::AppliedBefore => return Ok(Outcome::Duplicate),
@@ -648,9 +663,10 @@ impl RedisStore {
             flush(&mut pipe, &mut pending, false);
         });
         if let Some(earliest) = state.earliest() {
-            self.lower_start(&mut pipe, earliest);
-            pending += 2;
-            written += 1;
+            if self.lower_start(&mut pipe, earliest) {
+                pending += 1;
+                written += 1;
+            }
         }
         for id in ids {
             pipe.cmd("SET")
