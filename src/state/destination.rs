@@ -788,7 +788,7 @@ fn count_others<const W: usize>(
     (day, month, searched)
 }
 
-/// Where [`DestRecord::other_users_searched`] looked for its user among the payers: payers
+/// Where [`DestRecord::scored`] looked for its user among the payers: payers
 /// `from..to`, and the user's position when found there. Valid for [`DestRecord::record`] of
 /// that user only while the record is unchanged (see `super::PayerHint`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1049,6 +1049,7 @@ impl DestRecord {
     }
 
     /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
+    #[cfg(test)]
     pub(crate) fn other_users(&self, user: Option<u32>, now: i64) -> (i64, i64) {
         let (day, month, _) = self.other_users_searched(user, now);
         (day, month)
@@ -1056,10 +1057,32 @@ impl DestRecord {
 
     /// [`DestRecord::other_users`], and where it looked for `user` among the payers (for
     /// [`DestRecord::record`] of the same withdrawal, which then need not look there again).
+    #[cfg(test)]
     pub(crate) fn other_users_searched(&self, user: Option<u32>, now: i64) -> (i64, i64, Searched) {
+        self.other_users_in(&self.head(), user, now)
+    }
+
+    /// What scoring a withdrawal asks of its destination, the header read once: the other
+    /// users in the windows (`other_users`), where `user` was looked for among the payers (for
+    /// [`DestRecord::record_searched`] of the same withdrawal, which then need not look there
+    /// again) and the earliest payment by another user (`others_first`).
+    pub(crate) fn scored(
+        &self,
+        user: Option<u32>,
+        user_hash: u64,
+        now: i64,
+    ) -> ((i64, i64, Searched), Others) {
+        let h = self.head();
+        (
+            self.other_users_in(&h, user, now),
+            self.others_first_in(&h, user, user_hash, now),
+        )
+    }
+
+    fn other_users_in(&self, h: &Head, user: Option<u32>, now: i64) -> (i64, i64, Searched) {
+        let h = *h;
         let day_start = now.saturating_sub(MICROS_PER_DAY);
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
-        let h = self.head();
         let data = &*self.data;
         // The window bounds in the record's stored values, once, instead of a time decoded
         // per payer.
@@ -1097,7 +1120,7 @@ impl DestRecord {
     }
 
     /// [`DestRecord::record`], told where `user` was looked for already (`searched`, by
-    /// [`DestRecord::other_users_searched`] on this very record, unchanged since): only the
+    /// [`DestRecord::scored`] on this very record, unchanged since): only the
     /// payers outside that range are looked at, and a position found is checked.
     pub(crate) fn record_searched(
         &mut self,
@@ -1312,8 +1335,13 @@ impl DestRecord {
     /// destination's newest payment is [`DEST_RETENTION`] or more before `now`. O(1); in
     /// modes 0 and 1, when the asking user is not the sole payer by id, the caller compares
     /// the hashes ([`Others::UnlessPaidBy`]).
+    #[cfg(test)]
     pub(crate) fn others_first(&self, user: Option<u32>, user_hash: u64, now: i64) -> Others {
-        let h = self.head();
+        self.others_first_in(&self.head(), user, user_hash, now)
+    }
+
+    fn others_first_in(&self, h: &Head, user: Option<u32>, user_hash: u64, now: i64) -> Others {
+        let h = *h;
         let newest = self.newest_of(&h);
         if newest == NONE || newest <= now.saturating_sub(DEST_RETENTION) {
             return Others::Known(None);

@@ -184,10 +184,10 @@ impl State {
             let dest = self
                 .destinations
                 .read_versioned(destination, |did, version, d| {
-                    let (users_24h, users_30d, searched) = d.other_users_searched(Some(uid), now);
+                    let ((users_24h, users_30d, searched), first) = d.scored(Some(uid), me, now);
                     f.dest_users_24h = users_24h;
                     f.dest_users_30d = users_30d;
-                    others = d.others_first(Some(uid), me, now);
+                    others = first;
                     PAYER_HINT.set(Some(PayerHint {
                         version,
                         user: uid,
@@ -199,8 +199,8 @@ impl State {
         });
         if known.is_none() {
             if let Some((day, month, first)) = self.destinations.read(destination, |_, d| {
-                let (day, month) = d.other_users(None, now);
-                (day, month, d.others_first(None, me, now))
+                let ((day, month, _), first) = d.scored(None, me, now);
+                (day, month, first)
             }) {
                 f.dest_users_24h = day;
                 f.dest_users_30d = month;
