@@ -153,7 +153,7 @@ fn cents(amount: f64) -> Option<u64> {
     // `x - t` is representable (and at or above, `x` is whole and the rest 0); a negative `x`
     // (which rounds to a negative or to -0.0, whose check below fails) and NaN give `None`
     // here at once.
-    if !(x >= 0.0 && x < 4_611_686_018_427_387_904.0) {
+    if !(0.0..4_611_686_018_427_387_904.0).contains(&x) {
         return None;
     }
     let t = x as u64;

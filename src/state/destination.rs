@@ -2088,7 +2088,9 @@ mod tests {
             let n = 11;
             let mut payers = vec![0_u8; n * stride];
             for (i, payer) in payers.chunks_exact_mut(stride).enumerate() {
-                payer[..4].copy_from_slice(&(100 + i as u32).to_le_bytes());
+                if let Some(id) = payer.get_mut(..4) {
+                    id.copy_from_slice(&(100 + i as u32).to_le_bytes());
+                }
             }
             for user in 99..=100 + n as u32 {
                 let whole = find_payer(&payers, stride, user);
