@@ -121,7 +121,42 @@ pub struct RuleSet {
     pub(crate) warnings: Vec<Warning>,
     /// Normalized address -> sorted ids of the watchlists that hold it.
     watchlists: HashMap<String, rhai::Array, foldhash::fast::RandomState>,
+    /// Bit [`watch_bit`] of every address of `watchlists`: an address whose bit is clear is in
+    /// no watchlist (most destinations), known without hashing it for the map.
+    watch_filter: Box<[u64]>,
     pub(crate) sandbox: Sandbox,
+}
+
+/// Bits of [`RuleSet::watch_filter`] (8 KiB): a few thousand listed addresses set a few
+/// percent of them.
+const WATCH_FILTER_BITS: usize = 1 << 16;
+
+/// An address's bit in [`RuleSet::watch_filter`]: from its length and its last 8 bytes (an
+/// address's most varied), mixed by one multiplication.
+#[inline]
+fn watch_bit(address: &str) -> usize {
+    let bytes = address.as_bytes();
+    let tail = bytes
+        .get(bytes.len().saturating_sub(8)..)
+        .unwrap_or_default();
+    let mut word = [0_u8; 8];
+    if let Some(w) = word.get_mut(..tail.len()) {
+        w.copy_from_slice(tail);
+    }
+    let x = u64::from_le_bytes(word) ^ (bytes.len() as u64).rotate_left(56);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - WATCH_FILTER_BITS.trailing_zeros())) as usize
+}
+
+/// The filter of `addresses` (see [`RuleSet::watch_filter`]).
+fn watch_filter<'a>(addresses: impl Iterator<Item = &'a String>) -> Box<[u64]> {
+    let mut filter = vec![0_u64; WATCH_FILTER_BITS / 64];
+    for address in addresses {
+        let bit = watch_bit(address);
+        if let Some(word) = filter.get_mut(bit / 64) {
+            *word |= 1 << (bit % 64);
+        }
+    }
+    filter.into_boxed_slice()
 }
 
 impl std::fmt::Debug for RuleSet {
@@ -254,6 +289,14 @@ impl RuleSet {
 
     /// The ids of the watchlists holding a normalized address, sorted.
     pub(crate) fn watchlists_of(&self, address: &str) -> Option<&rhai::Array> {
+        let bit = watch_bit(address);
+        let listed = self
+            .watch_filter
+            .get(bit / 64)
+            .is_some_and(|word| word & (1 << (bit % 64)) != 0);
+        if !listed {
+            return None;
+        }
         self.watchlists.get(address)
     }
 
@@ -484,7 +527,7 @@ fn assemble(
         });
     }
     rules.sort_by(|a, b| a.id.cmp(&b.id));
-    let watchlists = watchlists
+    let watchlists: HashMap<String, rhai::Array, foldhash::fast::RandomState> = watchlists
         .into_iter()
         .map(|(address, mut ids)| {
             ids.sort();
@@ -492,6 +535,7 @@ fn assemble(
             (address, ids.into_iter().map(rhai::Dynamic::from).collect())
         })
         .collect();
+    let watch_filter = watch_filter(watchlists.keys());
     RuleSet {
         id: Arc::from(id),
         policy,
@@ -499,6 +543,7 @@ fn assemble(
         rules,
         warnings,
         watchlists,
+        watch_filter,
         sandbox,
     }
 }
@@ -562,4 +607,40 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Res
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod watch_filter_tests {
+    use super::*;
+
+    /// The filter in front of the watchlists' map hides no listed address (each is found, with
+    /// its lists), and turns most unlisted ones away without the map.
+    #[test]
+    fn the_watch_filter_hides_no_listed_address() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+        let loaded = RuleSet::load(&dir);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        let Ok(rules) = loaded else { return };
+        assert!(rules.watchlists.len() > 5);
+        for (address, lists) in &rules.watchlists {
+            let found = rules.watchlists_of(address).map(|l| l.len());
+            assert_eq!(found, Some(lists.len()), "{address}");
+        }
+        let unlisted: Vec<String> = (0..10_000).map(|i| format!("TUnlisted{i:025}")).collect();
+        let passed = unlisted
+            .iter()
+            .filter(|a| {
+                let bit = watch_bit(a);
+                rules
+                    .watch_filter
+                    .get(bit / 64)
+                    .is_some_and(|w| w & (1 << (bit % 64)) != 0)
+            })
+            .count();
+        assert!(passed < 1_000, "{passed}");
+        assert!(unlisted.iter().all(|a| rules.watchlists_of(a).is_none()));
+        for short in ["", "a", "0x12", "abcdefgh", "abcdefghi"] {
+            assert!(rules.watchlists_of(short).is_none());
+        }
+    }
 }

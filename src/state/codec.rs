@@ -147,11 +147,17 @@ const RAW_AMOUNT: u64 = 1;
 
 /// Whole cents of `amount` when they give it back bit for bit (and fit 62 bits).
 fn cents(amount: f64) -> Option<u64> {
-    let c = (amount * 100.0).round();
-    if !(0.0..4_611_686_018_427_387_904.0).contains(&c) {
+    let x = amount * 100.0;
+    // `x.round()` (half away from zero) without the call into libm it compiles to: the whole
+    // part by truncation, plus one when the rest is a half or more. Exact: below 2^53 the rest
+    // `x - t` is representable (and at or above, `x` is whole and the rest 0); a negative `x`
+    // (which rounds to a negative or to -0.0, whose check below fails) and NaN give `None`
+    // here at once.
+    if !(0.0..4_611_686_018_427_387_904.0).contains(&x) {
         return None;
     }
-    let c = c as u64;
+    let t = x as u64;
+    let c = t + u64::from(x - t as f64 >= 0.5);
     ((c as f64 / 100.0).to_bits() == amount.to_bits()).then_some(c)
 }
 
@@ -411,6 +417,60 @@ mod tests {
                 assert_eq!(unit.time(prev), t, "{unit:?}");
             }
             assert_eq!(c.at, out.len());
+        }
+    }
+
+    /// The whole cents are those `(amount * 100.0).round()` gives, for amounts of every kind.
+    #[test]
+    fn cents_are_those_the_standard_rounding_gives() {
+        let reference = |amount: f64| {
+            let c = (amount * 100.0).round();
+            if !(0.0..4_611_686_018_427_387_904.0).contains(&c) {
+                return None;
+            }
+            let c = c as u64;
+            ((c as f64 / 100.0).to_bits() == amount.to_bits()).then_some(c)
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut amounts = vec![
+            0.0,
+            -0.0,
+            0.005,
+            0.004_999_999_999_999_999,
+            0.015,
+            0.5,
+            0.499_999_999_999_999_94,
+            -0.004,
+            -0.5,
+            173.81,
+            0.1 + 0.2,
+            1e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            4_611_686_018_427_387_904.0 / 100.0,
+            4_611_686_018_427_387_903.0 / 100.0,
+            9_007_199_254_740_993.0 / 100.0,
+            45_035_996_273_704.96,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            amounts.push(f64::from_bits(r));
+            amounts.push((r % 100_000_000) as f64 / 100.0);
+            amounts.push((r % 10_000_000_000_000) as f64 / 100.0 + 0.005);
+            amounts.push(f64::from_bits(r) % 1e6);
+        }
+        for a in amounts {
+            assert_eq!(cents(a), reference(a), "{a:e}");
         }
     }
 

@@ -589,6 +589,37 @@ fn find_payer(payers: &[u8], stride: usize, user: u32) -> Option<usize> {
     by_stride!(8 9 10 12 14 16 19 20 22 24 28)
 }
 
+/// [`find_payer`] among all `payers` but those `searched` already (see [`Searched`]): a
+/// position found there is checked (the user's id at it), else the whole look is done again;
+/// none found there leaves the payers before and after the range to look at.
+fn find_payer_outside(
+    payers: &[u8],
+    stride: usize,
+    user: u32,
+    searched: Option<Searched>,
+) -> Option<usize> {
+    let n = payers.len() / stride.max(1);
+    match searched {
+        Some(s) if s.from <= s.to && s.to <= n => match s.found {
+            Some(i) => {
+                let at = payers.get(i.saturating_mul(stride)..).unwrap_or_default();
+                if i < n && user_w(at) == user {
+                    Some(i)
+                } else {
+                    find_payer(payers, stride, user)
+                }
+            }
+            None => {
+                let before = payers.get(..s.from * stride).unwrap_or_default();
+                let after = payers.get(s.to * stride..).unwrap_or_default();
+                find_payer(before, stride, user)
+                    .or_else(|| find_payer(after, stride, user).map(|i| s.to + i))
+            }
+        },
+        _ => find_payer(payers, stride, user),
+    }
+}
+
 /// [`find_payer`] at a constant stride `S` (at least [`USER`]), four payers (`S4` bytes) at
 /// a time.
 #[inline(never)]
@@ -689,7 +720,7 @@ fn count_others<const W: usize>(
     frame: Frame,
     me: Option<u32>,
     [now_key, day_key, month_key]: [i64; 3],
-) -> (i64, i64) {
+) -> (i64, i64, Searched) {
     let none = frame.none_key();
     let stride = frame.stride();
     let n = payers.len() / stride;
@@ -700,7 +731,7 @@ fn count_others<const W: usize>(
         Some(last) => {
             value_w::<W>(payers.get(last * stride..).unwrap_or_default(), USER) as i64 <= now_key
         }
-        None => return (0, 0),
+        None => return (0, 0, Searched::default()),
     };
     let upto = if in_order {
         n
@@ -718,14 +749,21 @@ fn count_others<const W: usize>(
         );
     let mut month = (upto - month_from) as i64;
     let mut day = (upto - day_from) as i64;
+    let mut searched = Searched::default();
     if let Some(me) = me {
         let window = payers
             .get(month_from * stride..upto * stride)
             .unwrap_or_default();
-        if let Some(i) = find_payer(window, stride, me) {
+        let found = find_payer(window, stride, me);
+        if let Some(i) = found {
             month -= 1;
             day -= i64::from(month_from + i >= day_from);
         }
+        searched = Searched {
+            from: month_from,
+            to: upto,
+            found: found.map(|i| month_from + i),
+        };
     }
     // Out of order: payers whose newest time lies after `now`, each counted by the latest of
     // its other slots at or before `now`, if any.
@@ -747,7 +785,17 @@ fn count_others<const W: usize>(
         month += i64::from(counted);
         day += i64::from(counted & (latest > day_key));
     }
-    (day, month)
+    (day, month, searched)
+}
+
+/// Where [`DestRecord::scored`] looked for its user among the payers: payers
+/// `from..to`, and the user's position when found there. Valid for [`DestRecord::record`] of
+/// that user only while the record is unchanged (see `super::PayerHint`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Searched {
+    pub(crate) from: usize,
+    pub(crate) to: usize,
+    pub(crate) found: Option<usize>,
 }
 
 /// Writes a payer; times must fit `frame` (see [`Frame::holds`]; one that does not is
@@ -1001,10 +1049,40 @@ impl DestRecord {
     }
 
     /// Distinct users other than `user` with a withdrawal here in the last 24 hours and 30 days.
+    #[cfg(test)]
     pub(crate) fn other_users(&self, user: Option<u32>, now: i64) -> (i64, i64) {
+        let (day, month, _) = self.other_users_searched(user, now);
+        (day, month)
+    }
+
+    /// [`DestRecord::other_users`], and where it looked for `user` among the payers (for
+    /// [`DestRecord::record`] of the same withdrawal, which then need not look there again).
+    #[cfg(test)]
+    pub(crate) fn other_users_searched(&self, user: Option<u32>, now: i64) -> (i64, i64, Searched) {
+        self.other_users_in(&self.head(), user, now)
+    }
+
+    /// What scoring a withdrawal asks of its destination, the header read once: the other
+    /// users in the windows (`other_users`), where `user` was looked for among the payers (for
+    /// [`DestRecord::record_searched`] of the same withdrawal, which then need not look there
+    /// again) and the earliest payment by another user (`others_first`).
+    pub(crate) fn scored(
+        &self,
+        user: Option<u32>,
+        user_hash: u64,
+        now: i64,
+    ) -> ((i64, i64, Searched), Others) {
+        let h = self.head();
+        (
+            self.other_users_in(&h, user, now),
+            self.others_first_in(&h, user, user_hash, now),
+        )
+    }
+
+    fn other_users_in(&self, h: &Head, user: Option<u32>, now: i64) -> (i64, i64, Searched) {
+        let h = *h;
         let day_start = now.saturating_sub(MICROS_PER_DAY);
         let month_start = now.saturating_sub(30 * MICROS_PER_DAY);
-        let h = self.head();
         let data = &*self.data;
         // The window bounds in the record's stored values, once, instead of a time decoded
         // per payer.
@@ -1029,6 +1107,7 @@ impl DestRecord {
     /// those at or before its time), so that the newest and the stalest payer are the last
     /// and the first, and `other_users` counts a window by binary search. Only the look for
     /// `user` reads every payer (a user id each).
+    #[cfg(test)]
     pub(crate) fn record(
         &mut self,
         user: u32,
@@ -1037,9 +1116,24 @@ impl DestRecord {
         sole: Option<(u32, u64)>,
         dropped: &mut Vec<u32>,
     ) -> Result<bool, u32> {
+        self.record_searched(user, user_hash, ts, sole, None, dropped)
+    }
+
+    /// [`DestRecord::record`], told where `user` was looked for already (`searched`, by
+    /// [`DestRecord::scored`] on this very record, unchanged since): only the
+    /// payers outside that range are looked at, and a position found is checked.
+    pub(crate) fn record_searched(
+        &mut self,
+        user: u32,
+        user_hash: u64,
+        ts: i64,
+        sole: Option<(u32, u64)>,
+        searched: Option<Searched>,
+        dropped: &mut Vec<u32>,
+    ) -> Result<bool, u32> {
         let h = self.head();
         let stride = h.frame.stride();
-        let found = find_payer(payer_bytes(&self.data, &h), stride, user);
+        let found = find_payer_outside(payer_bytes(&self.data, &h), stride, user, searched);
         // The newest time before this one and the oldest payer's, for the retention below.
         let (before, oldest) = match h.n.checked_sub(1) {
             Some(last) => (
@@ -1241,8 +1335,13 @@ impl DestRecord {
     /// destination's newest payment is [`DEST_RETENTION`] or more before `now`. O(1); in
     /// modes 0 and 1, when the asking user is not the sole payer by id, the caller compares
     /// the hashes ([`Others::UnlessPaidBy`]).
+    #[cfg(test)]
     pub(crate) fn others_first(&self, user: Option<u32>, user_hash: u64, now: i64) -> Others {
-        let h = self.head();
+        self.others_first_in(&self.head(), user, user_hash, now)
+    }
+
+    fn others_first_in(&self, h: &Head, user: Option<u32>, user_hash: u64, now: i64) -> Others {
+        let h = *h;
         let newest = self.newest_of(&h);
         if newest == NONE || newest <= now.saturating_sub(DEST_RETENTION) {
             return Others::Known(None);
@@ -1978,6 +2077,50 @@ mod tests {
             assert!(empty.rec(7, h(7), ts.saturating_add(S), &mut a));
             assert!(made.rec(7, h(7), ts.saturating_add(S), &mut b));
             assert_eq!(made.data, empty.data, "at {ts}");
+        }
+    }
+
+    /// The look for a payer outside a range already searched finds what the whole look
+    /// finds, for every range and position (and a wrong position found is looked for again).
+    #[test]
+    fn a_look_outside_a_searched_range_finds_what_the_whole_look_finds() {
+        for stride in [8, 9, 13] {
+            let n = 11;
+            let mut payers = vec![0_u8; n * stride];
+            for (i, payer) in payers.chunks_exact_mut(stride).enumerate() {
+                if let Some(id) = payer.get_mut(..4) {
+                    id.copy_from_slice(&(100 + i as u32).to_le_bytes());
+                }
+            }
+            for user in 99..=100 + n as u32 {
+                let whole = find_payer(&payers, stride, user);
+                assert_eq!(find_payer_outside(&payers, stride, user, None), whole);
+                for from in 0..=n {
+                    for to in from..=n {
+                        let inside = whole.filter(|&i| (from..to).contains(&i));
+                        let searched = Searched {
+                            from,
+                            to,
+                            found: inside,
+                        };
+                        assert_eq!(
+                            find_payer_outside(&payers, stride, user, Some(searched)),
+                            whole
+                        );
+                        let wrong = Searched {
+                            from,
+                            to,
+                            found: Some((from + 1) % n),
+                        };
+                        if wrong.found != whole {
+                            assert_eq!(
+                                find_payer_outside(&payers, stride, user, Some(wrong)),
+                                whole
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -199,6 +199,21 @@ impl Floor {
     }
 }
 
+/// Where [`State::features`] last looked for a user among a destination's payers, on this
+/// thread: recording the same withdrawal next ([`State::record_withdrawal`]) looks only at
+/// the payers outside that range, while the record's [`table::Version`] is unchanged (any
+/// change in between, by this thread or another, and it looks at every payer again).
+#[derive(Clone, Copy)]
+struct PayerHint {
+    version: table::Version,
+    user: u32,
+    searched: destination::Searched,
+}
+
+thread_local! {
+    static PAYER_HINT: std::cell::Cell<Option<PayerHint>> = const { std::cell::Cell::new(None) };
+}
+
 impl State {
     /// The state-derived features of a withdrawal (contract section 2), without changing state.
     /// `destination` is the withdrawal's normalized destination.
@@ -208,19 +223,26 @@ impl State {
         let me = user_hash(&w.user_id);
         let mut others = Others::Known(None);
         let known = self.users.read(w.user_id.as_str(), |uid, user| {
-            let dest = self.destinations.read(destination, |did, d| {
-                let (users_24h, users_30d) = d.other_users(Some(uid), now);
-                f.dest_users_24h = users_24h;
-                f.dest_users_30d = users_30d;
-                others = d.others_first(Some(uid), me, now);
-                did
-            });
+            let dest = self
+                .destinations
+                .read_versioned(destination, |did, version, d| {
+                    let ((users_24h, users_30d, searched), first) = d.scored(Some(uid), me, now);
+                    f.dest_users_24h = users_24h;
+                    f.dest_users_30d = users_30d;
+                    others = first;
+                    PAYER_HINT.set(Some(PayerHint {
+                        version,
+                        user: uid,
+                        searched,
+                    }));
+                    did
+                });
             user.fill(&mut f, now, dest, w.device_id.as_deref());
         });
         if known.is_none() {
             if let Some((day, month, first)) = self.destinations.read(destination, |_, d| {
-                let (day, month) = d.other_users(None, now);
-                (day, month, d.others_first(None, me, now))
+                let ((day, month, _), first) = d.scored(None, me, now);
+                (day, month, first)
             }) {
                 f.dest_users_24h = day;
                 f.dest_users_30d = month;
@@ -341,11 +363,18 @@ impl State {
         let hash = user_hash(user_id);
         let mut sole = None;
         let recorded = loop {
-            let recorded = self.destinations.write(
+            let recorded = self.destinations.write_versioned(
                 &destination,
                 || DestRecord::new_at(&destination, ts),
-                |did, d| {
-                    let new_payer = d.record(uid, hash, ts, sole, &mut dropped_users)?;
+                |did, version, d| {
+                    // Where scoring this withdrawal looked for the user among the payers,
+                    // when the record is as it was then.
+                    let searched = PAYER_HINT
+                        .take()
+                        .filter(|hint| Some(hint.version) == version && hint.user == uid)
+                        .map(|hint| hint.searched);
+                    let new_payer =
+                        d.record_searched(uid, hash, ts, sole, searched, &mut dropped_users)?;
                     d.add_refs(1);
                     Ok((did, new_payer))
                 },
@@ -823,6 +852,47 @@ mod tests {
         assert_eq!(f.prior_withdrawals, 0);
         assert_eq!((f.dest_users_24h, f.dest_users_30d), (0, 0));
         assert_references_consistent(&state);
+    }
+
+    /// Where scoring looked for the user among the payers is used by recording the same
+    /// withdrawal only while the destination is unchanged: a payment by the same user recorded
+    /// in between on another thread (whose look this thread's hint does not know) makes it
+    /// look again, so the user stays one payer; and a hint from another table is never taken.
+    #[test]
+    fn a_payer_hint_outlived_by_a_change_is_not_used() {
+        let state = State::default();
+        for i in 0..40 {
+            state.observe(&withdrawal(&format!("p{i}"), "Tbusy", T0 + i, 1.0));
+        }
+        state.observe(&withdrawal("me", "Telse", T0 + 50, 1.0));
+        let payers = || state.destinations.read("Tbusy", |_, d| d.payer_count());
+        // Scored here: "me" is no payer of Tbusy (the hint says so) ...
+        assert_eq!(features(&state, "me", "Tbusy", T0 + 100).dest_users_30d, 40);
+        // ... then paid on another thread (dated among the others: placed inside the range
+        // this thread's look covered), then recorded here.
+        std::thread::scope(|s| {
+            s.spawn(|| state.observe(&withdrawal("me", "Tbusy", T0 + 5, 1.0)));
+        });
+        assert_eq!(payers(), Some(41));
+        state.observe(&withdrawal("me", "Tbusy", T0 + 200, 2.0));
+        assert_eq!(payers(), Some(41));
+        assert_eq!(features(&state, "me", "Tbusy", T0 + 300).dest_users_30d, 40);
+        assert_eq!(features(&state, "p0", "Tbusy", T0 + 300).dest_users_30d, 40);
+        // Scored on one state, recorded on another with the same history: looks again.
+        let other = State::default();
+        for i in 0..40 {
+            other.observe(&withdrawal(&format!("p{i}"), "Tbusy", T0 + i, 1.0));
+        }
+        other.observe(&withdrawal("me", "Telse", T0 + 50, 1.0));
+        other.observe(&withdrawal("me", "Tbusy", T0 + 100, 1.0));
+        assert_eq!(features(&state, "p5", "Tbusy", T0 + 300).dest_users_30d, 40);
+        other.observe(&withdrawal("p5", "Tbusy", T0 + 300, 1.0));
+        assert_eq!(
+            other.destinations.read("Tbusy", |_, d| d.payer_count()),
+            Some(41)
+        );
+        assert_references_consistent(&state);
+        assert_references_consistent(&other);
     }
 
     /// Over the per-destination cap the payer with the oldest latest time goes, and its user no

@@ -10,6 +10,7 @@
 //! removes a record only when nothing refers to it.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
@@ -28,12 +29,17 @@ const MAX_SLOTS: usize = 1 << (32 - SHARD_BITS);
 
 pub(crate) struct Table<R> {
     shards: Box<[RwLock<Shard<R>>]>,
+    /// This table's number in the process (from [`NEXT_TABLE`]), for [`Version`]s.
+    number: u64,
     /// Seeded once per process (keys come from outside), the same for every table, so that a
     /// table decoded from a snapshot can take the place of a live one.
     hasher: super::Hasher,
 }
 
 pub(crate) struct Shard<R> {
+    /// Counts the times the shard was locked for writing: a record read at one count is
+    /// unchanged while the count stays (see [`Version`]).
+    epoch: u64,
     index: HashTable<u32>,
     slots: Vec<Option<R>>,
     /// Empty slots, reused first.
@@ -43,6 +49,7 @@ pub(crate) struct Shard<R> {
 impl<R> Default for Shard<R> {
     fn default() -> Shard<R> {
         Shard {
+            epoch: 0,
             index: HashTable::new(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -54,9 +61,31 @@ impl<R> Default for Table<R> {
     fn default() -> Table<R> {
         Table {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            number: NEXT_TABLE.fetch_add(1, Ordering::Relaxed),
             hasher: process_hasher(),
         }
     }
+}
+
+/// Numbers the tables of the process (never reused, so that a [`Version`] of a dropped table
+/// never matches a live one).
+static NEXT_TABLE: AtomicU64 = AtomicU64::new(0);
+
+/// A record's version: its table, its id and its shard's write count. Equal versions mean the
+/// record was not changed in between (every change takes the shard's write lock, which
+/// counts), so that what one lock found out about it holds under the next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Version {
+    table: u64,
+    id: u32,
+    epoch: u64,
+}
+
+/// The shard's write lock, counted (see [`Shard::epoch`]).
+fn write_lock<R>(lock: &RwLock<Shard<R>>) -> parking_lot::RwLockWriteGuard<'_, Shard<R>> {
+    let mut guard = lock.write();
+    guard.epoch = guard.epoch.wrapping_add(1);
+    guard
 }
 
 fn process_hasher() -> super::Hasher {
@@ -132,6 +161,49 @@ impl<R: Keyed> Table<R> {
         Some(read(join(shard, slot), record))
     }
 
+    /// [`Table::read`], with the record's [`Version`].
+    pub(crate) fn read_versioned<T>(
+        &self,
+        key: &str,
+        read: impl FnOnce(u32, Version, &R) -> T,
+    ) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let guard = self.shards.get(shard)?.read();
+        let slot = guard.find(hash, key)?;
+        let record = guard.slots.get(slot)?.as_ref()?;
+        let id = join(shard, slot);
+        let version = Version {
+            table: self.number,
+            id,
+            epoch: guard.epoch,
+        };
+        Some(read(id, version, record))
+    }
+
+    /// [`Table::write`], with the record's [`Version`] before this change (`None` for a
+    /// record inserted now).
+    pub(crate) fn write_versioned<T>(
+        &self,
+        key: &str,
+        new: impl FnOnce() -> R,
+        write: impl FnOnce(u32, Option<Version>, &mut R) -> T,
+    ) -> Option<T> {
+        let (hash, shard) = self.locate(key);
+        let mut guard = write_lock(self.shards.get(shard)?);
+        let (slot, existed) = match guard.find(hash, key) {
+            Some(slot) => (slot, true),
+            None => (guard.insert(hash, new(), &self.hasher)?, false),
+        };
+        let id = join(shard, slot);
+        let version = existed.then(|| Version {
+            table: self.number,
+            id,
+            epoch: guard.epoch.wrapping_sub(1),
+        });
+        let record = guard.slots.get_mut(slot)?.as_mut()?;
+        Some(write(id, version, record))
+    }
+
     /// Calls `write` with the record of `key` (inserted with `new` when missing) and its id,
     /// under the shard's write lock; `None` only when the shard has no free id left.
     pub(crate) fn write<T>(
@@ -141,7 +213,7 @@ impl<R: Keyed> Table<R> {
         write: impl FnOnce(u32, &mut R) -> T,
     ) -> Option<T> {
         let (hash, shard) = self.locate(key);
-        let mut guard = self.shards.get(shard)?.write();
+        let mut guard = write_lock(self.shards.get(shard)?);
         let slot = match guard.find(hash, key) {
             Some(slot) => slot,
             None => guard.insert(hash, new(), &self.hasher)?,
@@ -154,7 +226,7 @@ impl<R: Keyed> Table<R> {
     /// the key was there (or the shard has no free id left).
     pub(crate) fn insert(&self, key: &str, record: R) -> Option<u32> {
         let (hash, shard) = self.locate(key);
-        let mut guard = self.shards.get(shard)?.write();
+        let mut guard = write_lock(self.shards.get(shard)?);
         if guard.find(hash, key).is_some() {
             return None;
         }
@@ -173,7 +245,7 @@ impl<R: Keyed> Table<R> {
     /// Calls `write` with the record of `id`, when there is one.
     pub(crate) fn write_id<T>(&self, id: u32, write: impl FnOnce(&mut R) -> T) -> Option<T> {
         let (shard, slot) = split(id);
-        let mut guard = self.shards.get(shard)?.write();
+        let mut guard = write_lock(self.shards.get(shard)?);
         let record = guard.slots.get_mut(slot)?.as_mut()?;
         Some(write(record))
     }
@@ -184,7 +256,7 @@ impl<R: Keyed> Table<R> {
         let mut gone = Vec::new();
         for shard in self.shards.iter() {
             {
-                let mut guard = shard.write();
+                let mut guard = write_lock(shard);
                 for slot in 0..guard.slots.len() {
                     let drop_it = match guard.slots.get_mut(slot) {
                         Some(Some(record)) => !keep(record),
@@ -214,7 +286,7 @@ impl<R: Keyed> Table<R> {
     /// Calls `change` with every record and its id, one shard at a time (under its write lock).
     pub(crate) fn for_each_mut(&self, mut change: impl FnMut(u32, &mut R)) {
         for (shard, lock) in self.shards.iter().enumerate() {
-            let mut guard = lock.write();
+            let mut guard = write_lock(lock);
             for (slot, record) in guard.slots.iter_mut().enumerate() {
                 if let Some(record) = record {
                     change(join(shard, slot), record);
@@ -235,7 +307,7 @@ impl<R: Keyed> Table<R> {
     pub(crate) fn reserve(&self, records: usize) {
         let per_shard = records / SHARDS + records / SHARDS / 8 + 16;
         for lock in self.shards.iter() {
-            let mut guard = lock.write();
+            let mut guard = write_lock(lock);
             let Shard { index, slots, .. } = &mut *guard;
             slots.reserve(per_shard);
             let hasher = &self.hasher;
@@ -286,7 +358,12 @@ impl<R: Keyed> Table<R> {
     /// dropping this table's, one shard at a time.
     pub(crate) fn replace_with(&self, other: Table<R>) {
         for (mine, theirs) in self.shards.iter().zip(other.shards.into_vec()) {
-            let old = std::mem::replace(&mut *mine.write(), theirs.into_inner());
+            let mut guard = write_lock(mine);
+            let mut theirs = theirs.into_inner();
+            // Counted on from this table's count, not the other's.
+            theirs.epoch = guard.epoch;
+            let old = std::mem::replace(&mut *guard, theirs);
+            drop(guard);
             drop(old);
         }
     }

@@ -740,6 +740,11 @@ thread_local! {
 
 /// Copies `bytes` into `record`'s own allocation, resized in place (see [`Unpacked::pack_into`]).
 fn store(record: &mut UserRecord, bytes: &[u8]) {
+    // The same size (a login on a known device, most often): in place, no `realloc`.
+    if record.data.len() == bytes.len() {
+        record.data.copy_from_slice(bytes);
+        return;
+    }
     let mut data = std::mem::take(&mut record.data).into_vec();
     data.clear();
     data.reserve_exact(bytes.len());

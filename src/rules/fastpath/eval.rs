@@ -22,16 +22,14 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
             unary(*op, value).map_err(Stop::from)
         }
         Node::Binary(op, args) => {
-            // Fields and literals (most operands of arithmetic) read in place.
-            let lhs = match &args.0 {
-                Node::Field(field) => field.read(tx),
-                Node::Const(c) => c.val(),
-                other => eval(other, tx, locals)?,
+            // Fields, literals and locals (most operands of arithmetic) read in place.
+            let lhs = match in_place(&args.0, tx, locals) {
+                Some(v) => v,
+                None => eval(&args.0, tx, locals)?,
             };
-            let rhs = match &args.1 {
-                Node::Field(field) => field.read(tx),
-                Node::Const(c) => c.val(),
-                other => eval(other, tx, locals)?,
+            let rhs = match in_place(&args.1, tx, locals) {
+                Some(v) => v,
+                None => eval(&args.1, tx, locals)?,
             };
             binary(*op, lhs, rhs).map_err(Stop::from)
         }
@@ -71,10 +69,15 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
         Node::WatchlistsIsEmpty => Ok(Val::Bool(tx.watchlists.len() == 0)),
         Node::If(parts) => {
             let (cond, then, otherwise) = &**parts;
-            if eval_bool(cond, tx, locals)? {
-                eval(then, tx, locals)
+            // A predicate condition and a literal or local arm without a call of their own.
+            let taken = if test(cond, tx, locals)? {
+                then
             } else {
-                eval(otherwise, tx, locals)
+                otherwise
+            };
+            match in_place(taken, tx, locals) {
+                Some(v) => Ok(v),
+                None => eval(taken, tx, locals),
             }
         }
         Node::Block(stmts) => {
@@ -83,7 +86,10 @@ pub(super) fn eval<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) 
                 // A `let` (most statements before the last) without a call of its own.
                 value = match s {
                     Node::Let(slot, init) => {
-                        let init = eval(init, tx, locals)?;
+                        let init = match &**init {
+                            Node::Select(select) => select_value(select, tx),
+                            other => eval(other, tx, locals)?,
+                        };
                         if let Some(local) = locals.get_mut(usize::from(*slot)) {
                             *local = init;
                         }
@@ -108,7 +114,7 @@ pub(super) fn eval_bool<'a>(
         Node::Test(p) => Ok(p.test(tx)),
         Node::And(list) => {
             for e in list.iter() {
-                if !eval_bool(e, tx, locals)? {
+                if !test(e, tx, locals)? {
                     return Ok(false);
                 }
             }
@@ -116,7 +122,7 @@ pub(super) fn eval_bool<'a>(
         }
         Node::Or(list) => {
             for e in list.iter() {
-                if eval_bool(e, tx, locals)? {
+                if test(e, tx, locals)? {
                     return Ok(true);
                 }
             }
@@ -126,6 +132,27 @@ pub(super) fn eval_bool<'a>(
         // `!x` on a non-bool is an error, as is a non-bool condition: same outcome.
         Node::Unary(UnOp::Not, arg) => eval_bool(arg, tx, locals).map(|b| !b),
         other => truth(eval(other, tx, locals)?),
+    }
+}
+
+/// [`eval_bool`], a predicate tested without a call of its own.
+#[inline(always)]
+fn test<'a>(node: &'a Node, tx: &TxView<'a>, locals: &mut [Val<'a>]) -> Result<bool, Stop<'a>> {
+    match node {
+        Node::Test(p) => Ok(p.test(tx)),
+        other => eval_bool(other, tx, locals),
+    }
+}
+
+/// What [`eval`] gives for a literal, a field or a local (which can't fail), read in place;
+/// `None` for any other node.
+#[inline(always)]
+fn in_place<'a>(node: &'a Node, tx: &TxView<'a>, locals: &[Val<'a>]) -> Option<Val<'a>> {
+    match node {
+        Node::Const(c) => Some(c.val()),
+        Node::Field(field) => Some(field.read(tx)),
+        Node::Local(slot) => Some(locals.get(usize::from(*slot)).copied().unwrap_or(Val::Unit)),
+        _ => None,
     }
 }
 

@@ -177,43 +177,24 @@ impl Field {
         })
     }
 
+    /// The field's value: read from the view's tables (an indexed load; a `match` over the
+    /// fields themselves was compiled into every field loaded, and spilled, ahead of the loop
+    /// over a predicate list's leaves, whichever leaf was reached).
     #[inline]
     pub(super) fn read<'a>(self, tx: &TxView<'a>) -> Val<'a> {
-        let f = &tx.features;
+        if let Some(i) = self.int_index() {
+            return Val::Int(tx.ints.get(usize::from(i)).copied().unwrap_or_default());
+        }
+        if let Some(i) = self.float_index() {
+            return Val::Float(tx.floats.get(usize::from(i)).copied().unwrap_or_default());
+        }
+        if let Some(i) = self.str_index() {
+            return Val::Str(tx.text(i));
+        }
         match self {
-            Field::Id
-            | Field::UserId
-            | Field::Asset
-            | Field::Network
-            | Field::Country
-            | Field::Locale
-            | Field::Referral
-            | Field::Destination => Val::Str(tx.text(self.str_index().unwrap_or_default())),
-            Field::AmountUsd => Val::Float(tx.amount_usd),
-            Field::AccountAgeDays => Val::Int(f.account_age_days),
-            Field::IsNewAddress => Val::Bool(f.is_new_address),
-            Field::PriorWithdrawals => Val::Int(f.prior_withdrawals),
-            Field::Withdrawals24h => Val::Int(f.withdrawals_24h),
-            Field::AmountUsd24h => Val::Float(f.amount_usd_24h),
-            Field::MedianAmountUsd90d => Val::Float(f.median_amount_usd_90d),
-            Field::HoursSincePasswordReset => Val::Float(f.hours_since_password_reset),
-            Field::DeviceAgeHours => Val::Float(f.device_age_hours),
-            Field::DestUsers24h => Val::Int(f.dest_users_24h),
-            Field::DestUsers30d => Val::Int(f.dest_users_30d),
-            Field::DestFirstUsedDays => Val::Float(f.dest_first_used_days),
-            Field::DestAmountUsd30d => Val::Float(f.dest_amount_usd_30d),
-            Field::DestPriorWithdrawals => Val::Int(f.dest_prior_withdrawals),
-            Field::DestLastAmountUsd => Val::Float(f.dest_last_amount_usd),
-            Field::DestRisingRun => Val::Int(f.dest_rising_run),
-            Field::DestOthersSinceFirst => Val::Int(f.dest_others_since_first),
-            Field::DestFirstAmountUsd => Val::Float(f.dest_first_amount_usd),
-            Field::DestRises => Val::Int(f.dest_rises),
-            Field::NewPayeeWithdrawals30d => Val::Int(f.new_payee_withdrawals_30d),
-            Field::WithdrawalsBefore30d => Val::Int(f.withdrawals_before_30d),
-            Field::DestOthersFirstDays => Val::Float(f.dest_others_first_days),
-            Field::StateDays => Val::Float(f.state_days),
+            Field::IsNewAddress => Val::Bool(tx.features.is_new_address),
             // Never compiled as a value (only as the right side of `in`).
-            Field::Watchlists => Val::Unit,
+            _ => Val::Unit,
         }
     }
 }
