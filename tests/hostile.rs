@@ -239,11 +239,7 @@ fn hostile_scripts_are_refused_at_load_or_fail_alone_at_run_time() {
 #[test]
 fn a_refused_script_names_its_file_line_and_column_in_the_error_text() {
     let dir = tempfile::tempdir().expect("tempdir");
-    hostile_rules(
-        dir.path(),
-        "// fine\nlet x = 1;\nlet y = ;\n",
-        DEFAULT_LIMITS,
-    );
+    hostile_rules(dir.path(), "// fine\nlet x = 1;\nlet y = ;\n", TEST_LIMITS);
     let e = RuleSet::load(dir.path()).expect_err("must be refused");
     let text = e.to_string();
     assert!(text.contains("hostile/hostile.rhai:3:9: "), "{text}");
@@ -252,9 +248,9 @@ fn a_refused_script_names_its_file_line_and_column_in_the_error_text() {
 #[test]
 fn a_hostile_rule_set_refused_at_reload_leaves_the_live_set_deciding() {
     let good = tempfile::tempdir().expect("tempdir");
-    hostile_rules(good.path(), "false", DEFAULT_LIMITS);
+    hostile_rules(good.path(), "false", TEST_LIMITS);
     let bad = tempfile::tempdir().expect("tempdir");
-    hostile_rules(bad.path(), "eval(\"1\")", DEFAULT_LIMITS);
+    hostile_rules(bad.path(), "eval(\"1\")", TEST_LIMITS);
     let scorer = Scorer::from_dir(good.path()).expect("good set loads");
     let live = scorer.rules().id().to_string();
     assert!(scorer.reload(bad.path()).is_err());
@@ -269,13 +265,13 @@ fn a_rule_stopped_by_a_limit_leaves_nothing_behind_on_its_thread() {
     // count of the stopped rule must not carry over (into the optimizer at load, or the next
     // rule).
     let stopped = tempfile::tempdir().expect("tempdir");
-    hostile_rules(stopped.path(), "loop { }", DEFAULT_LIMITS);
+    hostile_rules(stopped.path(), "loop { }", TEST_LIMITS);
     let scorer = Scorer::from_dir(stopped.path()).expect("loads");
     let d = scorer.score(&hostile_withdrawal());
     assert_eq!(d.errors.len(), 1, "{}", describe(&d));
     let folded = tempfile::tempdir().expect("tempdir");
     let constant_work = "let n = \"abcdef\".len() + [1, 2, 3].len() + 40.abs();\nn == 49\n";
-    hostile_rules(folded.path(), constant_work, DEFAULT_LIMITS);
+    hostile_rules(folded.path(), constant_work, TEST_LIMITS);
     let scorer = Scorer::from_dir(folded.path()).unwrap_or_else(|e| panic!("{e}"));
     let d = scorer.score(&hostile_withdrawal());
     assert!(d.errors.is_empty(), "{}", describe(&d));

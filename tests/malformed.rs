@@ -33,7 +33,7 @@ fn rules_dir() -> tempfile::TempDir {
     write_files(
         dir.path(),
         &[
-            ("policy.toml", &policy_with_limits("notice", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("notice", TEST_LIMITS)),
             (
                 "p/pack.toml",
                 "id = \"p\"\nregions = [\"*\"]\n\n[[rules]]\nid = \"history\"\nscript = \"history.rhai\"\nreason = \"r\"\n\n[[rules]]\nid = \"reset\"\nscript = \"reset.rhai\"\nscore = 30\nreason = \"r\"\n\n[[rules]]\nid = \"device\"\nscript = \"device.rhai\"\nscore = 5\nreason = \"r\"\n",
@@ -321,7 +321,7 @@ fn base_rules(dir: &Path) {
     write_files(
         dir,
         &[
-            ("policy.toml", &policy_with_limits("notice", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("notice", TEST_LIMITS)),
             ("p/pack.toml", BASE_PACK),
             ("p/big.rhai", "tx.amount_usd >= 1000.0"),
             ("p/listed.rhai", "tx.watchlists.len() > 0"),

@@ -43,7 +43,7 @@ fn write_rules(dir: &Path, omit: &[&str]) {
     write_files(
         dir,
         &[
-            ("policy.toml", &policy_with_limits("notice", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("notice", TEST_LIMITS)),
             ("alpha/pack.toml", &alpha),
             ("alpha/big.rhai", "tx.amount_usd >= 1000.0"),
             (

@@ -19,7 +19,7 @@ fn good_set(dir: &Path, score: i64) {
     write_files(
         dir,
         &[
-            ("policy.toml", &policy_with_limits("ignore", DEFAULT_LIMITS)),
+            ("policy.toml", &policy_with_limits("ignore", TEST_LIMITS)),
             ("p/pack.toml", &format!("id = \"p\"\nregions = [\"*\"]\n\n[[rules]]\nid = \"always\"\nscript = \"always.rhai\"\nscore = {score}\nreason = \"r\"\n")),
             ("p/always.rhai", "tx.amount_usd >= 0.0"),
         ],
@@ -39,7 +39,7 @@ fn reloading_every_10ms_under_load_never_fails_a_decision_nor_makes_a_broken_set
     good_set(dirs[3].path(), 40);
     write_files(
         dirs[3].path(),
-        &[("policy.toml", &policy_with_limits("red", DEFAULT_LIMITS))],
+        &[("policy.toml", &policy_with_limits("red", TEST_LIMITS))],
     );
 
     // The id of each good set, and the score its decisions must carry.
