@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use hashbrown::hash_table::{self, Entry, HashTable};
 
 use crate::audit::DecisionLog;
-use crate::decision::{Decision, DecisionScratch};
+use crate::decision::{Decision, DecisionBuf};
 use crate::error::Error;
 use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
@@ -204,7 +204,7 @@ pub struct EventStream {
     /// The withdrawal [`EventStream::write_decisions`] reads each line into.
     withdrawal: Withdrawal,
     /// The buffers its decisions are written from.
-    scratch: DecisionScratch,
+    buf: DecisionBuf,
     /// A decision line, built here and handed to the writer at once (one call instead of
     /// dozens of small writes).
     json: Vec<u8>,
@@ -288,7 +288,7 @@ impl EventStream {
     }
 
     /// Like [`EventStream::process_in_place`] with the memory store, writing a withdrawal's
-    /// decision line to `out` from a [`crate::decision::DecisionView`] (no allocation):
+    /// decision line to `out` from a [`crate::decision::DecisionRef`] (no allocation):
     /// `Some` with the write's result for a withdrawal (recorded whether or not the write
     /// succeeded, as [`EventStream::process_in_place`] records it before its caller writes).
     fn write_in_place<W: Write>(
@@ -307,11 +307,9 @@ impl EventStream {
         }
         let json = &mut self.json;
         json.clear();
-        let written = scorer.score_view(w, &mut self.scratch, |decision| {
-            decision.write_json(json);
-            json.push(b'\n');
-            out.write_all(json)
-        });
+        scorer.score_into(w, &mut self.buf).write_json(json);
+        json.push(b'\n');
+        let written = out.write_all(json);
         scorer.observe_withdrawal(w);
         Ok(Some(written))
     }
@@ -402,7 +400,7 @@ impl EventStream {
             line: 0,
             withdrawal_ids: withdrawal_ids.into_iter().collect(),
             withdrawal: Withdrawal::blank(),
-            scratch: DecisionScratch::default(),
+            buf: DecisionBuf::default(),
             json: Vec::new(),
         }
     }
