@@ -197,6 +197,18 @@ pub enum Processed {
     Scored(Box<Withdrawal>, Decision),
 }
 
+/// What [`EventStream::process_into`] made of one line.
+#[allow(clippy::large_enum_variant)] // returned once per line, never stored
+pub(crate) enum InPlace<'s, T> {
+    /// A blank line.
+    Blank,
+    /// An account event, recorded.
+    Observed(Event),
+    /// A withdrawal (the stream's own), decided (`T`, what the caller's `score` answered) and
+    /// then recorded.
+    Scored(&'s Withdrawal, T),
+}
+
 /// Feeds lines to a [`Scorer`] in order: score each withdrawal, then observe every event.
 pub struct EventStream {
     line: usize,
@@ -253,6 +265,29 @@ impl EventStream {
             }
             other => observe(scorer, other).map(Processed::Observed),
         }
+    }
+
+    /// Like [`EventStream::process_with`], reading a withdrawal into the stream's own (reused:
+    /// no allocation for its strings once they have grown) and deciding it with `score`
+    /// (called once, before the withdrawal is observed), typically into a reused
+    /// [`DecisionBuf`] with [`Scorer::score_into`]: `riskgate replay`'s loop.
+    pub(crate) fn process_into<'s, T>(
+        &'s mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+        score: impl FnOnce(&Scorer, &'s Withdrawal) -> T,
+    ) -> Result<InPlace<'s, T>, Error> {
+        let Some((text, line_no)) = self.next_text(line)? else {
+            return Ok(InPlace::Blank);
+        };
+        let parsed = crate::event::parse_into(text, &mut self.withdrawal)
+            .map_err(|message| Error::invalid_event(line_no, message))?;
+        if let Parsed::Account(event) = parsed {
+            return observe(scorer, event).map(InPlace::Observed);
+        }
+        let w = &self.withdrawal;
+        let decision = decide(&mut self.withdrawal_ids, scorer, w, line_no, score)?;
+        Ok(InPlace::Scored(w, decision))
     }
 
     /// Reads a line: an account event is observed at once (`None`), a withdrawal is parsed
@@ -451,13 +486,13 @@ fn duplicate_id(w: &Withdrawal, line_no: usize) -> Error {
 }
 
 /// Decides a valid withdrawal: refuses an id seen before, scores, then records it.
-fn decide(
+fn decide<'w, T>(
     ids: &mut IdSet,
     scorer: &Scorer,
-    w: &Withdrawal,
+    w: &'w Withdrawal,
     line_no: usize,
-    score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
-) -> Result<Decision, Error> {
+    score: impl FnOnce(&Scorer, &'w Withdrawal) -> T,
+) -> Result<T, Error> {
     let duplicate = || duplicate_id(w, line_no);
     if !scorer.store().is_memory() {
         if ids.contains(w.id.as_str()) {
@@ -477,13 +512,13 @@ fn decide(
 /// A withdrawal through a shared store: a store failure is returned as
 /// [`crate::ErrorKind::Store`] (the caller stops; the decision made meanwhile is dropped),
 /// an id another process recorded first is an invalid line like any duplicate.
-fn decide_shared(
+fn decide_shared<'w, T>(
     ids: &mut IdSet,
     scorer: &Scorer,
-    w: &Withdrawal,
+    w: &'w Withdrawal,
     line_no: usize,
-    score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
-) -> Result<Decision, Error> {
+    score: impl FnOnce(&Scorer, &'w Withdrawal) -> T,
+) -> Result<T, Error> {
     let decision = score(scorer, w);
     if let Some(e) = scorer.take_store_failure() {
         return Err(e);
