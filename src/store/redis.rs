@@ -7,8 +7,8 @@
 //! - `P{u:USER}`: the user's record (string; the snapshot encoding of one user);
 //! - `P{u:USER}:w`: the ids of the user's withdrawals applied in the last day (sorted set, id ->
 //!   wall-clock ms), so that a record resumed after a crash never applies one twice;
-//! - `P{d:DEST}` and `P{d:DEST}:z`: the destination's payers (hash and sorted set, see
-//!   `scripts.rs`);
+//! - `P{d:DEST}`, `P{d:DEST}:z` and `P{d:DEST}:f`: the destination's payers (hash and sorted
+//!   set) and their earliest payments (hash; `dest_others_first_days`), see `scripts.rs`;
 //! - `P{g:start}`: the earliest time of any event recorded (`state_days`; a sorted set whose
 //!   one member `t` has that time in microseconds as its score, lowered with `ZADD LT`, so
 //!   that the order events arrive in does not matter; exact for times below 2^53
