@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use common::{Rng, MICROS_PER_DAY, MICROS_PER_HOUR, NOW};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use riskgate::{Event, EventStream, Processed, RuleSet, Scorer, Timestamp};
+use riskgate::{DecisionBuf, Event, EventStream, Processed, RuleSet, Scorer, Timestamp};
 
 const EVENTS: usize = 240_000;
 const USERS: usize = 20_000;
@@ -104,9 +104,12 @@ fn to_json(e: &Event) -> String {
 #[inline(never)]
 fn replay_events(scorer: &Scorer, events: &[Event]) -> [usize; 4] {
     let mut tiers = [0; 4];
+    // Reused from one decision to the next, as `riskgate replay` does: no allocation per
+    // decision.
+    let mut buf = DecisionBuf::new();
     for e in events {
         if let Event::Withdrawal(w) = e {
-            tiers[scorer.score(w).tier as usize] += 1;
+            tiers[scorer.score_into(w, &mut buf).tier() as usize] += 1;
         }
         scorer.observe(e);
     }

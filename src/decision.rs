@@ -76,17 +76,28 @@ impl Decision {
 /// Packs whose sums are kept on the stack; a rule set with more uses the heap.
 const INLINE_PACKS: usize = 16;
 
-/// Where a [`DecisionBuilder`] puts hits: owned [`Hit`]s for a [`Decision`], or (rule index,
-/// score) pairs in a caller's reused buffers for a [`DecisionView`].
-enum Hits<'s> {
+/// Where a [`DecisionBuilder`] puts hits and errors: owned [`Hit`]s for a [`Decision`], or
+/// (rule index, score) pairs in a [`DecisionBuf`]'s reused buffers for a [`DecisionRef`].
+enum Sink<'s> {
     Owned {
         live: Vec<Hit>,
         shadow: Vec<Hit>,
+        errors: Vec<RuleError>,
     },
-    Indexed {
+    Buffered {
         live: &'s mut Vec<(usize, i64)>,
         shadow: &'s mut Vec<(usize, i64)>,
+        errors: &'s mut Vec<RuleError>,
     },
+}
+
+impl Sink<'_> {
+    fn errors(&mut self) -> &mut Vec<RuleError> {
+        match self {
+            Sink::Owned { errors, .. } => errors,
+            Sink::Buffered { errors, .. } => errors,
+        }
+    }
 }
 
 /// Builds a decision from rule outcomes handed over in rule order (rules whose pack did not
@@ -95,11 +106,12 @@ pub(crate) struct DecisionBuilder<'r> {
     rules: &'r RuleSet,
     pack_sums_inline: [i64; INLINE_PACKS],
     pack_sums_heap: Vec<i64>,
-    hits: Hits<'r>,
-    errors: Vec<RuleError>,
+    sink: Sink<'r>,
     floor: Tier,
     live_error: bool,
     best_warning: Option<(i64, usize)>,
+    /// Set by [`DecisionBuilder::fail_closed`]: the store's failure, listed under rule `store`.
+    store_failure: Option<String>,
 }
 
 /// What [`DecisionBuilder::finish`] and [`DecisionBuilder::finish_view`] share.
@@ -114,39 +126,56 @@ struct Settled<'r> {
 
 impl<'r> DecisionBuilder<'r> {
     pub(crate) fn new(rules: &'r RuleSet) -> DecisionBuilder<'r> {
-        DecisionBuilder::with_hits(
+        DecisionBuilder::with_sink(
             rules,
-            Hits::Owned {
+            Sink::Owned {
                 live: Vec::new(),
                 shadow: Vec::new(),
+                errors: Vec::new(),
             },
         )
     }
 
-    /// A builder for [`DecisionBuilder::finish_view`], keeping hits in `scratch` (cleared).
-    pub(crate) fn in_scratch(
-        rules: &'r RuleSet,
-        scratch: &'r mut DecisionScratch,
+    /// A builder for [`DecisionBuilder::finish_view`] deciding with the rule set `live`
+    /// (kept in `buf`), keeping hits and errors in `buf` (cleared); also hands back `buf`'s
+    /// title and body.
+    pub(crate) fn in_buf(
+        buf: &'r mut DecisionBuf,
+        live: arc_swap::Guard<Arc<RuleSet>>,
     ) -> (DecisionBuilder<'r>, &'r mut String, &'r mut String) {
-        let DecisionScratch {
+        let DecisionBuf {
+            rules,
             hits,
             shadow_hits,
+            errors,
             title,
             body,
-        } = scratch;
+        } = buf;
+        // The same set from one decision to the next: no reference count touched.
+        if !rules.as_ref().is_some_and(|r| Arc::ptr_eq(r, &live)) {
+            *rules = None;
+        }
+        let rules: &'r RuleSet = rules.get_or_insert_with(|| arc_swap::Guard::into_inner(live));
         hits.clear();
         shadow_hits.clear();
-        let builder = DecisionBuilder::with_hits(
+        errors.clear();
+        let builder = DecisionBuilder::with_sink(
             rules,
-            Hits::Indexed {
+            Sink::Buffered {
                 live: hits,
                 shadow: shadow_hits,
+                errors,
             },
         );
         (builder, title, body)
     }
 
-    fn with_hits(rules: &'r RuleSet, hits: Hits<'r>) -> DecisionBuilder<'r> {
+    /// The rule set deciding.
+    pub(crate) fn rules(&self) -> &'r RuleSet {
+        self.rules
+    }
+
+    fn with_sink(rules: &'r RuleSet, sink: Sink<'r>) -> DecisionBuilder<'r> {
         let packs = rules.packs.len();
         DecisionBuilder {
             rules,
@@ -156,12 +185,20 @@ impl<'r> DecisionBuilder<'r> {
             } else {
                 Vec::new()
             },
-            hits,
-            errors: Vec::new(),
+            sink,
             floor: Tier::Allow,
             live_error: false,
             best_warning: None,
+            store_failure: None,
         }
+    }
+
+    /// Makes the decision the fail-closed one of a store failure (call with no outcome
+    /// added): tier and floor `cool_off`, the policy's default warning, `error` listed under
+    /// rule `store`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn fail_closed(&mut self, error: String) {
+        self.store_failure = Some(error);
     }
 
     fn pack_sums(&mut self) -> &mut [i64] {
@@ -192,8 +229,8 @@ impl<'r> DecisionBuilder<'r> {
         match outcome {
             Outcome::NoHit => {}
             Outcome::Hit(score) => {
-                match &mut self.hits {
-                    Hits::Owned { live, shadow } => {
+                match &mut self.sink {
+                    Sink::Owned { live, shadow, .. } => {
                         let hit = Hit {
                             rule: rule.id.clone(),
                             score,
@@ -201,7 +238,7 @@ impl<'r> DecisionBuilder<'r> {
                         };
                         if rule.shadow { shadow } else { live }.push(hit);
                     }
-                    Hits::Indexed { live, shadow } => {
+                    Sink::Buffered { live, shadow, .. } => {
                         if rule.shadow { shadow } else { live }.push((i, score));
                     }
                 }
@@ -222,7 +259,7 @@ impl<'r> DecisionBuilder<'r> {
                 }
             }
             Outcome::Error(message) => {
-                self.errors.push(RuleError {
+                self.sink.errors().push(RuleError {
                     rule: rule.id.clone(),
                     error: message,
                 });
@@ -269,10 +306,11 @@ impl<'r> DecisionBuilder<'r> {
     /// The decision for `w` (whose normalized destination is `destination`).
     pub(crate) fn finish(mut self, w: &Withdrawal, destination: &str) -> Decision {
         let s = self.settle(w);
+        let rules = self.rules;
         let warning = s
             .warning
             .and_then(|chosen| chosen.render(&w.user.locale, w, destination));
-        let (warning, withheld) = match warning {
+        let (mut warning, withheld) = match warning {
             Some(text) if s.holdout => (
                 None,
                 Some(WithheldWarning {
@@ -282,152 +320,367 @@ impl<'r> DecisionBuilder<'r> {
             ),
             warning => (warning, None),
         };
-        let (hits, shadow_hits) = match self.hits {
-            Hits::Owned { live, shadow } => (live, shadow),
-            // Not built this way (see `finish_view`); owned hits from the indices all the same.
-            Hits::Indexed { live, shadow } => {
-                let owned = |list: &[(usize, i64)]| -> Vec<Hit> {
-                    list.iter()
-                        .filter_map(|&(i, score)| {
-                            self.rules.rules.get(i).map(|rule| Hit {
-                                rule: rule.id.clone(),
-                                score,
-                                reason: rule.reason.clone(),
-                            })
-                        })
-                        .collect()
-                };
-                (owned(live), owned(shadow))
+        let (tier, floor) = match self.store_failure {
+            Some(error) => {
+                warning = rules
+                    .policy()
+                    .default_warning
+                    .render(&w.user.locale, w, destination);
+                self.sink.errors().push(RuleError {
+                    rule: "store".into(),
+                    error,
+                });
+                (Tier::CoolOff, Tier::CoolOff)
             }
+            None => (s.tier, s.floor),
+        };
+        let (hits, shadow_hits, errors) = match self.sink {
+            Sink::Owned {
+                live,
+                shadow,
+                errors,
+            } => (live, shadow, errors),
+            // Not built this way (see `finish_view`); owned hits from the indices all the same.
+            Sink::Buffered {
+                live,
+                shadow,
+                errors,
+            } => (
+                owned_hits(rules, live),
+                owned_hits(rules, shadow),
+                errors.clone(),
+            ),
         };
         Decision {
             id: w.id.clone(),
             user_id: w.user_id.clone(),
-            tier: s.tier,
+            tier,
             score: s.score,
-            cool_off_hours: (s.tier == Tier::CoolOff).then_some(self.rules.policy().cool_off_hours),
+            cool_off_hours: (tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
             warning,
             hits,
             shadow_hits,
-            errors: self.errors,
+            errors,
             holdout: s.holdout,
-            ruleset: self.rules.id_arc().clone(),
+            ruleset: rules.id_arc().clone(),
             withheld,
-            floor: s.floor,
+            floor,
         }
     }
 
-    /// The decision for `w` as [`DecisionView`]: [`DecisionBuilder::finish`]'s JSON, with the
-    /// warning rendered into `title` and `body` and nothing else allocated (built with
-    /// [`DecisionBuilder::in_scratch`]).
+    /// The decision for `w` as a [`DecisionRef`]: [`DecisionBuilder::finish`]'s decision,
+    /// with the warning rendered into `title` and `body` and nothing else allocated (built
+    /// with [`DecisionBuilder::in_buf`]).
     pub(crate) fn finish_view<'a>(
         mut self,
         w: &'a Withdrawal,
         destination: &str,
         title: &'a mut String,
         body: &'a mut String,
-    ) -> DecisionView<'a>
+    ) -> DecisionRef<'a>
     where
         'r: 'a,
     {
         let s = self.settle(w);
         let rules = self.rules;
+        let locale = &w.user.locale;
         let text = s.warning.and_then(|chosen| {
             chosen
-                .render_into(&w.user.locale, w, destination, title, body)
-                .map(|locale| (&*chosen.key, locale))
+                .render_into(locale, w, destination, title, body)
+                .map(|locale| (&chosen.key, locale))
         });
-        let (warning, withheld) = match text {
-            Some((key, locale)) if s.holdout => (None, Some(WithheldView { key, locale })),
-            Some((key, locale)) => (
-                Some(WarningView {
-                    key,
-                    locale,
-                    title,
-                    body,
-                }),
-                None,
-            ),
+        let (mut warning, withheld) = match text {
+            Some((key, locale)) if s.holdout => (None, Some((key, locale))),
+            Some((key, locale)) => (Some((key, locale)), None),
             None => (None, None),
         };
-        let (live, shadow): (&'a [_], &'a [_]) = match self.hits {
-            Hits::Indexed { live, shadow } => (live, shadow),
-            Hits::Owned { .. } => (&[], &[]),
+        let (tier, floor) = match self.store_failure.take() {
+            Some(error) => {
+                let default = &rules.policy().default_warning;
+                warning = default
+                    .render_into(locale, w, destination, title, body)
+                    .map(|locale| (&default.key, locale));
+                self.sink.errors().push(RuleError {
+                    rule: "store".into(),
+                    error,
+                });
+                (Tier::CoolOff, Tier::CoolOff)
+            }
+            None => (s.tier, s.floor),
         };
-        DecisionView {
+        let (live, shadow, errors): (&'a [_], &'a [_], &'a [_]) = match self.sink {
+            Sink::Buffered {
+                live,
+                shadow,
+                errors,
+            } => (live, shadow, errors),
+            Sink::Owned { .. } => (&[], &[], &[]),
+        };
+        DecisionRef {
             id: &w.id,
             user_id: &w.user_id,
-            tier: s.tier,
+            tier,
             score: s.score,
-            cool_off_hours: (s.tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
-            warning,
-            hits: HitList { rules, hits: live },
-            shadow_hits: HitList {
+            floor,
+            cool_off_hours: (tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
+            warning: warning.map(|(key, locale)| WarningRef {
+                key,
+                locale,
+                title,
+                body,
+            }),
+            hits: Hits { rules, hits: live },
+            shadow_hits: Hits {
                 rules,
                 hits: shadow,
             },
-            errors: self.errors,
+            errors,
             holdout: s.holdout,
-            ruleset: rules.id(),
-            withheld,
+            rules,
+            withheld: withheld.map(|(key, locale)| WithheldRef { key, locale }),
         }
     }
 }
 
-/// Buffers a [`DecisionView`] borrows, reused from one decision to the next (`riskgate
-/// score` writes a million decisions without allocating for any of them once these grew).
-#[derive(Default)]
-pub(crate) struct DecisionScratch {
+/// Owned [`Hit`]s of (rule index, score) pairs.
+fn owned_hits(rules: &RuleSet, list: &[(usize, i64)]) -> Vec<Hit> {
+    list.iter()
+        .filter_map(|&(i, score)| {
+            rules.rules.get(i).map(|rule| Hit {
+                rule: rule.id.clone(),
+                score,
+                reason: rule.reason.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Buffers reused from one decision to the next by [`crate::Scorer::score_into`], which
+/// fills them in place and hands back a [`DecisionRef`] borrowing them: once they have grown,
+/// deciding allocates nothing (no strings for the ids, the warning or the hits). Also keeps
+/// the rule set that made the last decision.
+#[derive(Debug, Default)]
+pub struct DecisionBuf {
+    rules: Option<Arc<RuleSet>>,
     hits: Vec<(usize, i64)>,
     shadow_hits: Vec<(usize, i64)>,
+    errors: Vec<RuleError>,
     title: String,
     body: String,
 }
 
-/// A decision as [`Decision`] serializes it (the same fields in the same order, so the same
-/// JSON, byte for byte: see [`DecisionView::write_json`]), borrowing from the withdrawal, the
-/// rule set and a [`DecisionScratch`].
-pub(crate) struct DecisionView<'a> {
+impl DecisionBuf {
+    /// Empty buffers.
+    pub fn new() -> DecisionBuf {
+        DecisionBuf::default()
+    }
+}
+
+/// A decision borrowed from a [`DecisionBuf`], the withdrawal and the rule set that decided:
+/// the same decision as [`crate::Scorer::score`]'s [`Decision`] (see
+/// [`DecisionRef::to_decision`]) and the same JSON (see [`DecisionRef::write_json`]), read
+/// through methods named after [`Decision`]'s fields.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionRef<'a> {
     id: &'a str,
     user_id: &'a str,
     tier: Tier,
     score: i64,
+    floor: Tier,
     cool_off_hours: Option<u32>,
-    warning: Option<WarningView<'a>>,
-    hits: HitList<'a>,
-    shadow_hits: HitList<'a>,
-    errors: Vec<RuleError>,
+    warning: Option<WarningRef<'a>>,
+    hits: Hits<'a>,
+    shadow_hits: Hits<'a>,
+    errors: &'a [RuleError],
     holdout: bool,
-    ruleset: &'a str,
-    withheld: Option<WithheldView<'a>>,
+    rules: &'a RuleSet,
+    withheld: Option<WithheldRef<'a>>,
 }
 
-/// [`WarningText`]'s fields.
-struct WarningView<'a> {
-    key: &'a str,
-    locale: &'a str,
-    title: &'a str,
-    body: &'a str,
+/// [`WarningText`]'s fields, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WarningRef<'a> {
+    /// `pack/key` (or `default`, the policy's).
+    pub key: &'a Arc<str>,
+    /// The locale of the text chosen, as the pack spells it.
+    pub locale: &'a Arc<str>,
+    /// Title, placeholders filled in.
+    pub title: &'a str,
+    /// Body, placeholders filled in.
+    pub body: &'a str,
 }
 
-/// [`WithheldWarning`]'s fields.
-struct WithheldView<'a> {
-    key: &'a str,
-    locale: &'a str,
+/// [`WithheldWarning`]'s fields, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WithheldRef<'a> {
+    /// `pack/key` (or `default`).
+    pub key: &'a Arc<str>,
+    /// The locale of the text that would have been chosen.
+    pub locale: &'a Arc<str>,
 }
 
-/// Hits as (rule index, score), written as [`Hit`]s.
-struct HitList<'a> {
+/// A [`Hit`], borrowed from the rule set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HitRef<'a> {
+    /// The rule's position in [`RuleSet::rules`] of the rule set that decided
+    /// ([`DecisionRef::rules`]).
+    pub index: usize,
+    /// `pack/rule`.
+    pub rule: &'a Arc<str>,
+    /// The rule's own score, before any pack cap.
+    pub score: i64,
+    /// The manifest's reason.
+    pub reason: &'a Arc<str>,
+}
+
+impl HitRef<'_> {
+    /// The hit, owned (its strings shared with the rule set).
+    pub fn to_hit(&self) -> Hit {
+        Hit {
+            rule: self.rule.clone(),
+            score: self.score,
+            reason: self.reason.clone(),
+        }
+    }
+}
+
+/// Hits as (rule index, score) pairs of a rule set.
+#[derive(Clone, Copy)]
+struct Hits<'a> {
     rules: &'a RuleSet,
     hits: &'a [(usize, i64)],
 }
 
-impl DecisionView<'_> {
+impl std::fmt::Debug for Hits<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> Hits<'a> {
+    fn iter(self) -> impl Iterator<Item = HitRef<'a>> + 'a {
+        let rules = self.rules;
+        self.hits.iter().filter_map(move |&(index, score)| {
+            rules.rules.get(index).map(|rule| HitRef {
+                index,
+                rule: &rule.id,
+                score,
+                reason: &rule.reason,
+            })
+        })
+    }
+}
+
+impl<'a> DecisionRef<'a> {
+    /// The withdrawal's id.
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+
+    /// The user's id.
+    pub fn user_id(&self) -> &'a str {
+        self.user_id
+    }
+
+    /// The risk tier.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// Sum over packs of live hit scores, each pack capped at its `max_score`.
+    pub fn score(&self) -> i64 {
+        self.score
+    }
+
+    /// The least tier the floors impose ([`Decision::floor`]).
+    pub fn floor(&self) -> Tier {
+        self.floor
+    }
+
+    /// The policy's cooling-off hours when the tier is `cool_off`.
+    pub fn cool_off_hours(&self) -> Option<u32> {
+        self.cool_off_hours
+    }
+
+    /// The warning to show, when the tier is above `allow`.
+    pub fn warning(&self) -> Option<WarningRef<'a>> {
+        self.warning
+    }
+
+    /// Live hits, sorted by rule id.
+    pub fn hits(&self) -> impl Iterator<Item = HitRef<'a>> + 'a {
+        self.hits.iter()
+    }
+
+    /// Shadow hits, sorted by rule id.
+    pub fn shadow_hits(&self) -> impl Iterator<Item = HitRef<'a>> + 'a {
+        self.shadow_hits.iter()
+    }
+
+    /// Every failed rule, live or shadow, sorted by rule id.
+    pub fn errors(&self) -> &'a [RuleError] {
+        self.errors
+    }
+
+    /// Held out ([`Decision::holdout`]).
+    pub fn holdout(&self) -> bool {
+        self.holdout
+    }
+
+    /// The id of the rule set that decided.
+    pub fn ruleset(&self) -> &'a str {
+        self.rules.id()
+    }
+
+    /// The rule set that decided (what [`HitRef::index`] refers to).
+    pub fn rules(&self) -> &'a RuleSet {
+        self.rules
+    }
+
+    /// For a held-out decision, the warning it would have shown.
+    pub fn withheld(&self) -> Option<WithheldRef<'a>> {
+        self.withheld
+    }
+
+    /// The owned [`Decision`]: equal to what [`crate::Scorer::score`] answers.
+    pub fn to_decision(&self) -> Decision {
+        Decision {
+            id: self.id.to_string(),
+            user_id: self.user_id.to_string(),
+            tier: self.tier,
+            score: self.score,
+            cool_off_hours: self.cool_off_hours,
+            warning: self.warning.map(|w| WarningText {
+                key: w.key.clone(),
+                locale: w.locale.clone(),
+                title: w.title.to_string(),
+                body: w.body.to_string(),
+            }),
+            hits: self.hits().map(|h| h.to_hit()).collect(),
+            shadow_hits: self.shadow_hits().map(|h| h.to_hit()).collect(),
+            errors: self.errors.to_vec(),
+            holdout: self.holdout,
+            ruleset: self.rules.id_arc().clone(),
+            withheld: self.withheld.map(|w| WithheldWarning {
+                key: w.key.clone(),
+                locale: w.locale.clone(),
+            }),
+            floor: self.floor,
+        }
+    }
+
+    /// The decision as one line of JSON ([`Decision::to_json`]'s, byte for byte).
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
     /// Appends the decision's JSON line (without the line end) to `out`: what serde_json
     /// writes for the [`Decision`], byte for byte. By hand, because serde_json's string
     /// escaping goes byte by byte through a table, and a decision line is ~400 bytes of strings
     /// (warning texts above all): it was ~15% of `riskgate score`'s instructions.
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+    pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"id\":");
         json::write_str(out, self.id);
         out.extend_from_slice(b",\"user_id\":");
@@ -476,7 +729,7 @@ impl DecisionView<'_> {
         } else {
             b"],\"holdout\":false,\"ruleset\":"
         });
-        json::write_str(out, self.ruleset);
+        json::write_str(out, self.rules.id());
         if let Some(withheld) = &self.withheld {
             out.extend_from_slice(b",\"withheld\":{\"key\":");
             json::write_str(out, withheld.key);
@@ -488,7 +741,7 @@ impl DecisionView<'_> {
     }
 }
 
-impl HitList<'_> {
+impl Hits<'_> {
     /// `[{"rule":...,"score":...,"reason":...},...]`, as serde_json writes [`Hit`]s.
     fn write_json(&self, out: &mut Vec<u8>) {
         out.push(b'[');

@@ -35,7 +35,9 @@ mod tx;
 
 pub use audit::{verify_log, DecisionLog, LogOptions, LogReport, RulesetRecord};
 pub use check::{check, CheckReport};
-pub use decision::{Decision, Hit, RuleError, Tier};
+pub use decision::{
+    Decision, DecisionBuf, DecisionRef, Hit, HitRef, RuleError, Tier, WarningRef, WithheldRef,
+};
 pub use error::{Error, ErrorKind};
 pub use event::{normalize_address, Event, Label, Status, UserProfile, Withdrawal};
 pub use rules::{

@@ -208,6 +208,8 @@ pub fn respond(
     let scorer = Scorer::new(rules);
     let mut rng = Rng(model.seed);
     let mut seen: HashSet<String> = HashSet::new();
+    // Each decision is only read: made into one reused buffer.
+    let mut buf = crate::DecisionBuf::new();
     let mut summary = ResponseSummary::default();
     let mut lines = LineReader::new(input);
     let stdout = std::path::Path::new("output");
@@ -253,16 +255,17 @@ pub fn respond(
             write(out, text)?;
             continue;
         };
-        let decision = scorer.score(&w);
-        let shown = decision.warning.as_ref().map(|x| &*x.key);
+        let decision = scorer.score_into(&w, &mut buf);
+        let shown = decision.warning().map(|x| &**x.key);
         let p = model.cancel_probability(shown, object.get_str("typology"));
         let cancelled = rng.unit() < p;
         summary.withdrawals += 1;
         summary.cancelled += u64::from(cancelled);
-        if decision.holdout {
+        let (holdout, tier) = (decision.holdout(), decision.tier());
+        if holdout {
             summary.held_out += 1;
             summary.held_out_cancelled += u64::from(cancelled);
-        } else if decision.tier > Tier::Allow {
+        } else if tier > Tier::Allow {
             summary.warned += 1;
             summary.warned_cancelled += u64::from(cancelled);
         } else {

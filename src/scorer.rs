@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use crate::audit::{DecisionLog, RulesetRecord};
-use crate::decision::{Decision, DecisionBuilder, DecisionScratch, DecisionView};
+use crate::decision::{Decision, DecisionBuf, DecisionBuilder, DecisionRef};
 use crate::error::Error;
 use crate::event::{normalize_address, Event, Withdrawal};
 use crate::rules::{RuleSet, TxView, Watchlists};
@@ -274,19 +274,9 @@ impl Scorer {
     #[cfg(feature = "redis")]
     fn fail_closed(&self, w: &Withdrawal, destination: &str, e: &Error) -> Decision {
         let rules = self.rules.load();
-        let mut decision = DecisionBuilder::new(&rules).finish(w, destination);
-        let policy = rules.policy();
-        decision.tier = crate::decision::Tier::CoolOff;
-        decision.floor = crate::decision::Tier::CoolOff;
-        decision.cool_off_hours = Some(policy.cool_off_hours);
-        decision.warning = policy
-            .default_warning
-            .render(&w.user.locale, w, destination);
-        decision.errors.push(crate::decision::RuleError {
-            rule: "store".into(),
-            error: e.to_string(),
-        });
-        decision
+        let mut decision = DecisionBuilder::new(&rules);
+        decision.fail_closed(e.to_string());
+        decision.finish(w, destination)
     }
 
     /// Records an event: completed withdrawals enter history, logins and password resets are
@@ -377,21 +367,44 @@ impl Scorer {
         decision.finish(w, &destination)
     }
 
-    /// [`Scorer::score`] with the memory store, handing the decision to `then` as a
-    /// [`DecisionView`] (the same JSON) that borrows `scratch`, `w` and the rule set instead of
-    /// owning its strings: `riskgate score`'s loop, which only writes each decision out.
-    pub(crate) fn score_view<T>(
+    /// [`Scorer::score`] into reused buffers: the same decision (see
+    /// [`DecisionRef::to_decision`]), read through a [`DecisionRef`] that borrows `buf`, `w`
+    /// and the rule set instead of owning its strings. Once `buf` has grown, nothing is
+    /// allocated per decision: for a host (or `riskgate replay`, `riskgate score`) that only
+    /// reads or writes out each decision. With a shared store, the same fail-closed decision
+    /// as [`Scorer::score`] on a store failure.
+    pub fn score_into<'a>(&self, w: &'a Withdrawal, buf: &'a mut DecisionBuf) -> DecisionRef<'a> {
+        self.score_into_timed(w, buf, None)
+    }
+
+    /// [`Scorer::score_into`], also recording each rule's time as [`Scorer::score_timed`]
+    /// does when `timings` is given.
+    pub(crate) fn score_into_timed<'a>(
         &self,
-        w: &Withdrawal,
-        scratch: &mut DecisionScratch,
-        then: impl FnOnce(&DecisionView<'_>) -> T,
-    ) -> T {
-        let rules = self.rules.load();
+        w: &'a Withdrawal,
+        buf: &'a mut DecisionBuf,
+        timings: Option<&mut Vec<Option<Duration>>>,
+    ) -> DecisionRef<'a> {
+        let (mut decision, title, body) = DecisionBuilder::in_buf(buf, self.rules.load());
+        let rules = decision.rules();
         let destination = normalize_address(&w.destination);
-        let (mut decision, title, body) = DecisionBuilder::in_scratch(&rules, scratch);
-        let features = |d: &str| self.state.features(w, d);
-        run_rules(&rules, w, &destination, None, features, &mut decision);
-        then(&decision.finish_view(w, &destination, title, body))
+        match &self.store.kind {
+            StoreKind::Memory => {
+                let features = |d: &str| self.state.features(w, d);
+                run_rules(rules, w, &destination, timings, features, &mut decision);
+            }
+            #[cfg(feature = "redis")]
+            StoreKind::Redis(redis) => match redis.features(w, &destination) {
+                Ok((features, _)) => {
+                    run_rules(rules, w, &destination, timings, |_| features, &mut decision);
+                }
+                Err(e) => {
+                    decision.fail_closed(e.to_string());
+                    *self.store_failure.lock() = Some(e);
+                }
+            },
+        }
+        decision.finish_view(w, &destination, title, body)
     }
 }
 

@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use hashbrown::hash_table::{self, Entry, HashTable};
 
 use crate::audit::DecisionLog;
-use crate::decision::{Decision, DecisionScratch};
+use crate::decision::{Decision, DecisionBuf};
 use crate::error::Error;
 use crate::event::{Event, Parsed, Withdrawal};
 use crate::scorer::Scorer;
@@ -197,6 +197,18 @@ pub enum Processed {
     Scored(Box<Withdrawal>, Decision),
 }
 
+/// What [`EventStream::process_into`] made of one line.
+#[allow(clippy::large_enum_variant)] // returned once per line, never stored
+pub(crate) enum InPlace<'s, T> {
+    /// A blank line.
+    Blank,
+    /// An account event, recorded.
+    Observed(Event),
+    /// A withdrawal (the stream's own), decided (`T`, what the caller's `score` answered) and
+    /// then recorded.
+    Scored(&'s Withdrawal, T),
+}
+
 /// Feeds lines to a [`Scorer`] in order: score each withdrawal, then observe every event.
 pub struct EventStream {
     line: usize,
@@ -204,7 +216,7 @@ pub struct EventStream {
     /// The withdrawal [`EventStream::write_decisions`] reads each line into.
     withdrawal: Withdrawal,
     /// The buffers its decisions are written from.
-    scratch: DecisionScratch,
+    buf: DecisionBuf,
     /// A decision line, built here and handed to the writer at once (one call instead of
     /// dozens of small writes).
     json: Vec<u8>,
@@ -255,6 +267,29 @@ impl EventStream {
         }
     }
 
+    /// Like [`EventStream::process_with`], reading a withdrawal into the stream's own (reused:
+    /// no allocation for its strings once they have grown) and deciding it with `score`
+    /// (called once, before the withdrawal is observed), typically into a reused
+    /// [`DecisionBuf`] with [`Scorer::score_into`]: `riskgate replay`'s loop.
+    pub(crate) fn process_into<'s, T>(
+        &'s mut self,
+        scorer: &Scorer,
+        line: Result<&str, String>,
+        score: impl FnOnce(&Scorer, &'s Withdrawal) -> T,
+    ) -> Result<InPlace<'s, T>, Error> {
+        let Some((text, line_no)) = self.next_text(line)? else {
+            return Ok(InPlace::Blank);
+        };
+        let parsed = crate::event::parse_into(text, &mut self.withdrawal)
+            .map_err(|message| Error::invalid_event(line_no, message))?;
+        if let Parsed::Account(event) = parsed {
+            return observe(scorer, event).map(InPlace::Observed);
+        }
+        let w = &self.withdrawal;
+        let decision = decide(&mut self.withdrawal_ids, scorer, w, line_no, score)?;
+        Ok(InPlace::Scored(w, decision))
+    }
+
     /// Reads a line: an account event is observed at once (`None`), a withdrawal is parsed
     /// into the stream's own (`Some` with its line number), for the caller to decide.
     fn read_withdrawal(
@@ -288,7 +323,7 @@ impl EventStream {
     }
 
     /// Like [`EventStream::process_in_place`] with the memory store, writing a withdrawal's
-    /// decision line to `out` from a [`crate::decision::DecisionView`] (no allocation):
+    /// decision line to `out` from a [`crate::decision::DecisionRef`] (no allocation):
     /// `Some` with the write's result for a withdrawal (recorded whether or not the write
     /// succeeded, as [`EventStream::process_in_place`] records it before its caller writes).
     fn write_in_place<W: Write>(
@@ -307,11 +342,9 @@ impl EventStream {
         }
         let json = &mut self.json;
         json.clear();
-        let written = scorer.score_view(w, &mut self.scratch, |decision| {
-            decision.write_json(json);
-            json.push(b'\n');
-            out.write_all(json)
-        });
+        scorer.score_into(w, &mut self.buf).write_json(json);
+        json.push(b'\n');
+        let written = out.write_all(json);
         scorer.observe_withdrawal(w);
         Ok(Some(written))
     }
@@ -402,7 +435,7 @@ impl EventStream {
             line: 0,
             withdrawal_ids: withdrawal_ids.into_iter().collect(),
             withdrawal: Withdrawal::blank(),
-            scratch: DecisionScratch::default(),
+            buf: DecisionBuf::default(),
             json: Vec::new(),
         }
     }
@@ -453,13 +486,13 @@ fn duplicate_id(w: &Withdrawal, line_no: usize) -> Error {
 }
 
 /// Decides a valid withdrawal: refuses an id seen before, scores, then records it.
-fn decide(
+fn decide<'w, T>(
     ids: &mut IdSet,
     scorer: &Scorer,
-    w: &Withdrawal,
+    w: &'w Withdrawal,
     line_no: usize,
-    score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
-) -> Result<Decision, Error> {
+    score: impl FnOnce(&Scorer, &'w Withdrawal) -> T,
+) -> Result<T, Error> {
     let duplicate = || duplicate_id(w, line_no);
     if !scorer.store().is_memory() {
         if ids.contains(w.id.as_str()) {
@@ -479,13 +512,13 @@ fn decide(
 /// A withdrawal through a shared store: a store failure is returned as
 /// [`crate::ErrorKind::Store`] (the caller stops; the decision made meanwhile is dropped),
 /// an id another process recorded first is an invalid line like any duplicate.
-fn decide_shared(
+fn decide_shared<'w, T>(
     ids: &mut IdSet,
     scorer: &Scorer,
-    w: &Withdrawal,
+    w: &'w Withdrawal,
     line_no: usize,
-    score: impl FnOnce(&Scorer, &Withdrawal) -> Decision,
-) -> Result<Decision, Error> {
+    score: impl FnOnce(&Scorer, &'w Withdrawal) -> T,
+) -> Result<T, Error> {
     let decision = score(scorer, w);
     if let Some(e) = scorer.take_store_failure() {
         return Err(e);

@@ -604,6 +604,20 @@ fn the_library_api_reports_duplicates_and_a_failing_store() {
     let d = scorer.score(&wd("w3", "u1", &at(3), 10.0, "d1").w());
     assert_eq!(d.tier, riskgate::Tier::CoolOff);
     assert!(scorer.take_store_failure().is_some());
+    // So does the buffered one, with the same decision (the store's message aside).
+    let w = wd("w4", "u1", &at(4), 10.0, "d1").w();
+    let mut owned = scorer.score(&w);
+    assert!(scorer.take_store_failure().is_some());
+    let mut buf = riskgate::DecisionBuf::new();
+    let mut buffered = scorer.score_into(&w, &mut buf).to_decision();
+    assert!(scorer.take_store_failure().is_some());
+    for d in [&mut owned, &mut buffered] {
+        assert_eq!(d.errors.len(), 1);
+        assert_eq!(&*d.errors[0].rule, "store");
+        d.errors.clear();
+    }
+    assert_eq!(buffered, owned);
+    assert!(buffered.warning.is_some());
 }
 
 #[test]

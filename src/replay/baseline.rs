@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::metrics::{tier_index, LevelMetrics, TierRow};
-use crate::decision::{Decision, Hit, Tier};
+use crate::decision::{DecisionRef, HitRef, Tier};
 use crate::event::{Label, Withdrawal};
 
 /// One withdrawal whose tier changed.
@@ -124,9 +124,14 @@ impl BaselineAcc {
         }
     }
 
-    pub(crate) fn record(&mut self, w: &Withdrawal, baseline: &Decision, candidate: &Decision) {
+    pub(crate) fn record(
+        &mut self,
+        w: &Withdrawal,
+        baseline: &DecisionRef<'_>,
+        candidate: &DecisionRef<'_>,
+    ) {
         self.count_rules(baseline, candidate);
-        let (b, c) = (tier_index(baseline.tier), tier_index(candidate.tier));
+        let (b, c) = (tier_index(baseline.tier()), tier_index(candidate.tier()));
         if let Some(cell) = self.matrix.get_mut(b).and_then(|row| row.get_mut(c)) {
             *cell += 1;
         }
@@ -157,30 +162,27 @@ impl BaselineAcc {
                 Label::Legit => "legit",
             }),
             amount_usd: w.amount_usd,
-            baseline_score: baseline.score,
-            candidate_score: candidate.score,
-            added: difference(&candidate.hits, &baseline.hits),
-            removed: difference(&baseline.hits, &candidate.hits),
+            baseline_score: baseline.score(),
+            candidate_score: candidate.score(),
+            added: difference(candidate, baseline),
+            removed: difference(baseline, candidate),
         });
     }
 
-    fn count_rules(&mut self, baseline: &Decision, candidate: &Decision) {
-        let hit = |d: &Decision, rule: &str| {
-            d.hits
-                .iter()
-                .chain(&d.shadow_hits)
-                .any(|h| &*h.rule == rule)
+    fn count_rules(&mut self, baseline: &DecisionRef<'_>, candidate: &DecisionRef<'_>) {
+        let hit = |d: &DecisionRef<'_>, rule: &str| {
+            d.hits().chain(d.shadow_hits()).any(|h| &**h.rule == rule)
         };
         for (side, this, other) in [(0, baseline, candidate), (1, candidate, baseline)] {
-            for h in this.hits.iter().chain(&this.shadow_hits) {
-                let counts = match self.rules.get_mut(&*h.rule) {
+            for h in this.hits().chain(this.shadow_hits()) {
+                let counts = match self.rules.get_mut(&**h.rule) {
                     Some(counts) => counts,
                     None => self.rules.entry(h.rule.to_string()).or_default(),
                 };
                 if let Some(n) = counts.get_mut(side) {
                     *n += 1;
                 }
-                if !hit(other, &h.rule) {
+                if !hit(other, h.rule) {
                     // side 1 (candidate) only: new; side 0 (baseline) only: lost.
                     if let Some(n) = counts.get_mut(if side == 1 { 2 } else { 3 }) {
                         *n += 1;
@@ -265,10 +267,11 @@ fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? - b?)
 }
 
-/// Hits in `a` that `b` lacks (same rule and score), as `rule (score)`.
-fn difference(a: &[Hit], b: &[Hit]) -> Vec<String> {
-    a.iter()
-        .filter(|h| !b.iter().any(|o| o.rule == h.rule && o.score == h.score))
+/// Live hits of `a` that `b` lacks (same rule and score), as `rule (score)`.
+fn difference(a: &DecisionRef<'_>, b: &DecisionRef<'_>) -> Vec<String> {
+    let same = |h: &HitRef<'_>, o: &HitRef<'_>| o.rule == h.rule && o.score == h.score;
+    a.hits()
+        .filter(|h| !b.hits().any(|o| same(h, &o)))
         .map(|h| format!("{} ({})", h.rule, h.score))
         .collect()
 }

@@ -17,7 +17,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::decision::{Decision, Tier};
+use crate::decision::{Decision, DecisionRef, Tier};
 use crate::event::{Label, Status};
 use crate::rules::Holdout;
 
@@ -227,6 +227,29 @@ impl EffectAcc {
             key,
             locale,
             d.holdout,
+            status == Status::Cancelled,
+            label,
+        );
+    }
+
+    /// [`EffectAcc::record_decision`] of a [`DecisionRef`] (what [`crate::Scorer::score_into`]
+    /// answers).
+    pub fn record_decision_ref(
+        &mut self,
+        d: &DecisionRef<'_>,
+        status: Status,
+        label: Option<Label>,
+    ) {
+        let (key, locale) = match (d.warning(), d.withheld()) {
+            (Some(w), _) => (&**w.key, &**w.locale),
+            (None, Some(w)) => (&**w.key, &**w.locale),
+            (None, None) => (UNKNOWN_WARNING, ""),
+        };
+        self.record(
+            d.tier(),
+            key,
+            locale,
+            d.holdout(),
             status == Status::Cancelled,
             label,
         );

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::decision::{Decision, Tier};
+use crate::decision::{DecisionRef, Tier};
 use crate::event::{Label, Withdrawal};
 use crate::rules::{RuleSet, Thresholds};
 
@@ -255,14 +255,19 @@ impl Accumulator {
     }
 
     /// Records one decision. `timings[i]` is rule `i`'s evaluation time (`None`: not evaluated).
-    pub(crate) fn record(&mut self, w: &Withdrawal, d: &Decision, timings: &[Option<Duration>]) {
+    pub(crate) fn record(
+        &mut self,
+        w: &Withdrawal,
+        d: &DecisionRef<'_>,
+        timings: &[Option<Duration>],
+    ) {
         let usd = micros(w.amount_usd);
         let truth = Truth::of(w.label);
-        if let Some(t) = self.tiers.get_mut(tier_index(d.tier)) {
+        if let Some(t) = self.tiers.get_mut(tier_index(d.tier())) {
             t.add(usd);
         }
         self.hist
-            .entry((d.score, d.floor, truth))
+            .entry((d.score(), d.floor(), truth))
             .or_default()
             .add(usd);
         for (row, time) in self.rows.iter_mut().zip(timings) {
@@ -274,8 +279,8 @@ impl Accumulator {
 
         self.pack_sums.iter_mut().for_each(|s| *s = 0);
         self.live.clear();
-        for hit in &d.hits {
-            let Some(&i) = self.rule_index.get(&*hit.rule) else {
+        for hit in d.hits() {
+            let Some(&i) = self.rule_index.get(&**hit.rule) else {
                 continue;
             };
             self.live.push(i);
@@ -290,7 +295,7 @@ impl Accumulator {
                 count_hit(row, truth);
             }
         }
-        if truth == Truth::Scam && d.hits.is_empty() && d.shadow_hits.is_empty() {
+        if truth == Truth::Scam && d.hits().next().is_none() && d.shadow_hits().next().is_none() {
             self.scam_without_hits += 1;
         }
         if truth == Truth::Scam {
@@ -300,8 +305,8 @@ impl Accumulator {
                 }
             }
         }
-        for hit in &d.shadow_hits {
-            let Some(&i) = self.rule_index.get(&*hit.rule) else {
+        for hit in d.shadow_hits() {
+            let Some(&i) = self.rule_index.get(&**hit.rule) else {
                 continue;
             };
             if let Some(row) = self.rows.get_mut(i) {
@@ -311,9 +316,9 @@ impl Accumulator {
                 }
             }
             let tier = self.tier_if_live(i, Some(hit.score), false, d);
-            self.count_change(i, tier, d.tier, truth);
+            self.count_change(i, tier, d.tier(), truth);
         }
-        for error in &d.errors {
+        for error in d.errors() {
             let Some(&i) = self.rule_index.get(&*error.rule) else {
                 continue;
             };
@@ -322,13 +327,13 @@ impl Accumulator {
             }
             if self.rule_shadow.get(i).copied().unwrap_or(false) {
                 let tier = self.tier_if_live(i, None, true, d);
-                self.count_change(i, tier, d.tier, truth);
+                self.count_change(i, tier, d.tier(), truth);
             }
         }
     }
 
     /// The tier `d` would have had if shadow rule `i` were live (with its hit or error).
-    fn tier_if_live(&self, i: usize, hit: Option<i64>, failed: bool, d: &Decision) -> Tier {
+    fn tier_if_live(&self, i: usize, hit: Option<i64>, failed: bool, d: &DecisionRef<'_>) -> Tier {
         let pack = self.rule_pack.get(i).copied();
         let score = self
             .pack_sums
@@ -344,7 +349,7 @@ impl Accumulator {
                 cap.map_or(sum, |c| sum.min(c))
             })
             .fold(0_i64, i64::saturating_add);
-        let mut floor = d.floor;
+        let mut floor = d.floor();
         if hit.is_some() {
             if let Some(min) = self.rule_min_tier.get(i).copied().flatten() {
                 floor = floor.max(min);

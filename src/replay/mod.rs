@@ -39,12 +39,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::decision::{Decision, Tier};
+use crate::decision::{DecisionBuf, Tier};
 use crate::error::{Error, ErrorKind};
-use crate::event::{Event, Label};
+use crate::event::Label;
 use crate::rules::RuleSet;
 use crate::scorer::Scorer;
-use crate::stream::{EventStream, LineReader, Processed};
+use crate::stream::{EventStream, InPlace, LineReader};
 use crate::time::Timestamp;
 
 pub use baseline::{BaselineReport, Example, LevelDelta, RuleChange, Transition};
@@ -285,6 +285,68 @@ pub struct Progress {
     pub withdrawals: u64,
 }
 
+/// The stream's own figures, counted line by line.
+#[derive(Default)]
+struct Counts {
+    stats: StreamStats,
+    users: HashSet<Box<str>>,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+    scam_usd: i128,
+    legit_usd: i128,
+    typologies: BTreeMap<(String, &'static str), (u64, [u64; 4])>,
+}
+
+impl Counts {
+    fn typology(&mut self, typology: &str, label: Option<Label>, tier: Tier) {
+        let label = match label {
+            Some(Label::Scam) => "scam",
+            Some(Label::Legit) => "legit",
+            None => "unlabeled",
+        };
+        let key = (typology.to_string(), label);
+        let key = if self.typologies.len() >= MAX_TYPOLOGIES && !self.typologies.contains_key(&key)
+        {
+            ("(other)".to_string(), label)
+        } else {
+            key
+        };
+        let row = self.typologies.entry(key).or_default();
+        row.0 += 1;
+        if let Some(count) = row.1.get_mut(metrics::tier_index(tier)) {
+            *count += 1;
+        }
+    }
+
+    fn event(&mut self, ts: Timestamp, user_id: &str) {
+        self.stats.events += 1;
+        if !self.users.contains(user_id) {
+            self.users.insert(user_id.into());
+        }
+        self.first_ts = Some(self.first_ts.map_or(ts, |t| t.min(ts)));
+        self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
+    }
+
+    fn withdrawal(&mut self, w: &crate::event::Withdrawal) {
+        self.stats.withdrawals += 1;
+        if w.status == crate::event::Status::Cancelled {
+            self.stats.cancelled += 1;
+        }
+        let usd = metrics::micros(w.amount_usd);
+        match w.label {
+            Some(Label::Scam) => {
+                self.stats.scam += 1;
+                self.scam_usd = self.scam_usd.saturating_add(usd);
+            }
+            Some(Label::Legit) => {
+                self.stats.legit += 1;
+                self.legit_usd = self.legit_usd.saturating_add(usd);
+            }
+            None => self.stats.unlabeled += 1,
+        }
+    }
+}
+
 /// A replay in progress: feed it files in order, then [`Replay::finish`].
 pub struct Replay {
     candidate: Scorer,
@@ -292,17 +354,15 @@ pub struct Replay {
     baseline: Option<(Scorer, Arc<RuleSet>, Accumulator, BaselineAcc)>,
     options: ReplayOptions,
     stream: EventStream,
+    /// The candidate's decisions are made into this one (reused: no allocation per decision).
+    buf: DecisionBuf,
+    /// The baseline's.
+    baseline_buf: DecisionBuf,
     acc: Accumulator,
-    stats: StreamStats,
-    users: HashSet<Box<str>>,
-    first_ts: Option<Timestamp>,
-    last_ts: Option<Timestamp>,
-    scam_usd: i128,
-    legit_usd: i128,
+    counts: Counts,
     timings: Vec<Option<Duration>>,
     baseline_timings: Vec<Option<Duration>>,
     latency: LatencyHistogram,
-    typologies: BTreeMap<(String, &'static str), (u64, [u64; 4])>,
     started: Instant,
     lines_total: u64,
     effect: Option<EffectAcc>,
@@ -336,17 +396,13 @@ impl Replay {
             baseline,
             options,
             stream: EventStream::new(),
+            buf: DecisionBuf::new(),
+            baseline_buf: DecisionBuf::new(),
             acc,
-            stats: StreamStats::default(),
-            users: HashSet::new(),
-            first_ts: None,
-            last_ts: None,
-            scam_usd: 0,
-            legit_usd: 0,
+            counts: Counts::default(),
             timings: Vec::new(),
             baseline_timings: Vec::new(),
             latency: LatencyHistogram::default(),
-            typologies: BTreeMap::new(),
             started: Instant::now(),
             lines_total: 0,
             params: None,
@@ -417,11 +473,11 @@ impl Replay {
             if self.lines_total % PROGRESS_EVERY == 0 {
                 progress(Progress {
                     lines: self.lines_total,
-                    withdrawals: self.stats.withdrawals,
+                    withdrawals: self.counts.stats.withdrawals,
                 });
             }
         }
-        self.stats.files.push(FileStats {
+        self.counts.stats.files.push(FileStats {
             file: name.to_string(),
             lines: (self.stream.line() - first_line) as u64,
         });
@@ -455,73 +511,79 @@ impl Replay {
         let latency = &mut self.latency;
         let sweep = self.params.as_ref().map(|p| (p, &*self.candidate_rules));
         let mut swept_tx: Option<(u64, Option<crate::Tx>)> = None;
+        let buf = &mut self.buf;
         let processed = self
             .stream
-            .process_with(&self.candidate, line, |scorer, w| {
+            .process_into(&self.candidate, line, |scorer, w| {
                 if let Some((recorder, rules)) = sweep {
                     let applies = recorder.applies(rules, w);
                     swept_tx = Some((applies, (applies != 0).then(|| scorer.tx(w))));
                 }
                 if timing && !warm(w.ts) {
                     let started = Instant::now();
-                    let d = scorer.score_timed(w, timings);
+                    let d = scorer.score_into_timed(w, buf, Some(timings));
                     latency.record(started.elapsed());
                     d
                 } else {
                     timings.clear();
-                    scorer.score(w)
+                    scorer.score_into(w, buf)
                 }
             });
         match processed {
-            Ok(Processed::Blank) => {}
-            Ok(Processed::Observed(event)) if warm(event.ts()) => {
+            Ok(InPlace::Blank) => {}
+            Ok(InPlace::Observed(event)) if warm(event.ts()) => {
                 if let Some((scorer, ..)) = &self.baseline {
                     scorer.observe(&event);
                 }
             }
-            Ok(Processed::Scored(w, _)) if warm(w.ts) => {
+            Ok(InPlace::Scored(w, _)) if warm(w.ts) => {
                 if let Some((scorer, ..)) = &self.baseline {
-                    scorer.observe_withdrawal(&w);
+                    scorer.observe_withdrawal(w);
                 }
             }
-            Ok(Processed::Observed(event)) => {
-                self.count_event(&event);
+            Ok(InPlace::Observed(event)) => {
+                self.counts.event(event.ts(), event.user_id());
                 if let Some((scorer, ..)) = &self.baseline {
                     scorer.observe(&event);
                 }
             }
-            Ok(Processed::Scored(w, decision)) => {
+            Ok(InPlace::Scored(w, decision)) => {
                 if let Some(typology) = typology {
-                    self.count_typology(typology, w.label, decision.tier);
+                    self.counts.typology(typology, w.label, decision.tier());
                 }
-                self.count_event_parts(w.ts, &w.user_id);
-                self.count_withdrawal(&w, &decision);
+                self.counts.event(w.ts, &w.user_id);
+                self.counts.withdrawal(w);
+                self.acc.record(w, &decision, &self.timings);
                 if let Some(effect) = &mut self.effect {
-                    effect.record_decision(&decision, w.status, w.label);
+                    effect.record_decision_ref(&decision, w.status, w.label);
                 }
                 if let (Some(recorder), Some((applies, tx))) = (&mut self.params, swept_tx) {
-                    recorder.record(&self.candidate_rules, &w, applies, tx.as_ref(), &decision);
+                    recorder.record(&self.candidate_rules, w, applies, tx.as_ref(), &decision);
                 }
                 if let Some((scorer, _, acc, diff)) = &mut self.baseline {
                     let base = if timing {
-                        scorer.score_timed(&w, &mut self.baseline_timings)
+                        scorer.score_into_timed(
+                            w,
+                            &mut self.baseline_buf,
+                            Some(&mut self.baseline_timings),
+                        )
                     } else {
-                        scorer.score(&w)
+                        scorer.score_into(w, &mut self.baseline_buf)
                     };
-                    scorer.observe_withdrawal(&w);
-                    acc.record(&w, &base, &self.baseline_timings);
-                    diff.record(&w, &base, &decision);
+                    scorer.observe_withdrawal(w);
+                    acc.record(w, &base, &self.baseline_timings);
+                    diff.record(w, &base, &decision);
                 }
             }
             Err(e) if matches!(e.kind(), ErrorKind::Store { .. }) => return Err(e),
             Err(e) => {
-                self.stats.invalid += 1;
-                if self.stats.invalid_lines.len() < INVALID_SHOWN {
+                self.counts.stats.invalid += 1;
+                if self.counts.stats.invalid_lines.len() < INVALID_SHOWN {
                     let (line, message) = match e.kind() {
                         ErrorKind::InvalidEvent { line, message } => (*line, message.clone()),
                         _ => (self.stream.line(), e.to_string()),
                     };
-                    self.stats.invalid_lines.push(InvalidLine {
+                    self.counts.stats.invalid_lines.push(InvalidLine {
                         file: name.to_string(),
                         line: (line - first_line) as u64,
                         error: message,
@@ -530,59 +592,6 @@ impl Replay {
             }
         }
         Ok(())
-    }
-
-    fn count_typology(&mut self, typology: &str, label: Option<Label>, tier: Tier) {
-        let label = match label {
-            Some(Label::Scam) => "scam",
-            Some(Label::Legit) => "legit",
-            None => "unlabeled",
-        };
-        let key = (typology.to_string(), label);
-        let key = if self.typologies.len() >= MAX_TYPOLOGIES && !self.typologies.contains_key(&key)
-        {
-            ("(other)".to_string(), label)
-        } else {
-            key
-        };
-        let row = self.typologies.entry(key).or_default();
-        row.0 += 1;
-        if let Some(count) = row.1.get_mut(metrics::tier_index(tier)) {
-            *count += 1;
-        }
-    }
-
-    fn count_event(&mut self, event: &Event) {
-        self.count_event_parts(event.ts(), event.user_id());
-    }
-
-    fn count_event_parts(&mut self, ts: Timestamp, user_id: &str) {
-        self.stats.events += 1;
-        if !self.users.contains(user_id) {
-            self.users.insert(user_id.into());
-        }
-        self.first_ts = Some(self.first_ts.map_or(ts, |t| t.min(ts)));
-        self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
-    }
-
-    fn count_withdrawal(&mut self, w: &crate::event::Withdrawal, decision: &Decision) {
-        self.stats.withdrawals += 1;
-        if w.status == crate::event::Status::Cancelled {
-            self.stats.cancelled += 1;
-        }
-        let usd = metrics::micros(w.amount_usd);
-        match w.label {
-            Some(Label::Scam) => {
-                self.stats.scam += 1;
-                self.scam_usd = self.scam_usd.saturating_add(usd);
-            }
-            Some(Label::Legit) => {
-                self.stats.legit += 1;
-                self.legit_usd = self.legit_usd.saturating_add(usd);
-            }
-            None => self.stats.unlabeled += 1,
-        }
-        self.acc.record(w, decision, &self.timings);
     }
 
     /// The report.
@@ -595,12 +604,12 @@ impl Replay {
     pub fn finish_with_progress(self, progress: &mut dyn FnMut(usize, usize)) -> Report {
         let elapsed = self.started.elapsed();
         let rules = &self.candidate_rules;
-        let mut stats = self.stats;
-        stats.users = self.users.len() as u64;
-        stats.first_ts = self.first_ts.map(|t| t.to_string());
-        stats.last_ts = self.last_ts.map(|t| t.to_string());
-        stats.scam_usd = metrics::dollars(self.scam_usd);
-        stats.legit_usd = metrics::dollars(self.legit_usd);
+        let mut stats = self.counts.stats;
+        stats.users = self.counts.users.len() as u64;
+        stats.first_ts = self.counts.first_ts.map(|t| t.to_string());
+        stats.last_ts = self.counts.last_ts.map(|t| t.to_string());
+        stats.scam_usd = metrics::dollars(self.counts.scam_usd);
+        stats.legit_usd = metrics::dollars(self.counts.legit_usd);
         let policy = self.acc.thresholds();
         let levels = self.acc.levels();
         let param_sweep = self.params.as_ref().map(|p| p.report(rules, progress));
@@ -667,6 +676,7 @@ impl Replay {
             rules: self.acc.rule_rows(rules),
             sweep: sweep::sweep(&self.acc.hist, policy),
             typologies: self
+                .counts
                 .typologies
                 .into_iter()
                 .map(|((typology, label), (withdrawals, tiers))| {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::metrics::{label_totals, level_metrics, micros, Histogram, LevelMetrics, Truth};
-use crate::decision::{Decision, Tier};
+use crate::decision::{DecisionRef, Tier};
 use crate::error::Error;
 use crate::event::Withdrawal;
 use crate::rules::{ParamValue, Params, RuleSet, RuleVariant, Thresholds, TxView, Watchlists};
@@ -278,12 +278,12 @@ impl Recorder {
         w: &Withdrawal,
         applies: u64,
         tx: Option<&crate::Tx>,
-        d: &Decision,
+        d: &DecisionRef<'_>,
     ) {
         self.sums.iter_mut().for_each(|s| *s = 0);
         let mut floor = Tier::Allow;
-        for hit in &d.hits {
-            let Some(&i) = self.rule_index.get(&*hit.rule) else {
+        for hit in d.hits() {
+            let Some(&i) = self.rule_index.get(&**hit.rule) else {
                 continue;
             };
             if self.swept.binary_search(&i).is_ok() {
@@ -299,7 +299,7 @@ impl Recorder {
                 floor = floor.max(min);
             }
         }
-        let live_error = d.errors.iter().any(|e| {
+        let live_error = d.errors().iter().any(|e| {
             self.rule_index.get(&*e.rule).is_some_and(|&i| {
                 self.swept.binary_search(&i).is_err()
                     && rules.rules().get(i).is_some_and(|r| !r.shadow)

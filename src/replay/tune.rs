@@ -158,7 +158,7 @@ impl Tune {
             max_cool_off_friction: max_cool,
             params: Vec::new(),
             lines: replay.lines_total,
-            invalid: replay.stats.invalid,
+            invalid: replay.counts.stats.invalid,
             halves: Default::default(),
             candidates: Vec::new(),
             best: None,

@@ -106,7 +106,7 @@ impl Warning {
         destination: &str,
         title: &mut String,
         body: &mut String,
-    ) -> Option<&str> {
+    ) -> Option<&Arc<str>> {
         title.clear();
         body.clear();
         let text = self.text_for(locale)?;

@@ -738,18 +738,19 @@ thread_local! {
     static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Copies `bytes` into `record`'s own allocation, resized in place (see [`Unpacked::pack_into`]).
+/// Copies `bytes` into `record`'s own allocation (see [`Unpacked::pack_into`]): in place when
+/// the size is the same, else into a new allocation of the exact size, the old one freed.
 fn store(record: &mut UserRecord, bytes: &[u8]) {
-    // The same size (a login on a known device, most often): in place, no `realloc`.
+    // The same size (a login on a known device, most often): in place, no allocation.
     if record.data.len() == bytes.len() {
         record.data.copy_from_slice(bytes);
         return;
     }
-    let mut data = std::mem::take(&mut record.data).into_vec();
-    data.clear();
-    data.reserve_exact(bytes.len());
-    data.extend_from_slice(bytes);
-    record.data = data.into_boxed_slice();
+    // Not `realloc` of the cleared old allocation: when it cannot grow in place (a user's
+    // neighbours in the heap are other users' records), `realloc` copies the old bytes only
+    // for them to be overwritten. A fresh allocation copies once: replay/events 14.42k ->
+    // 14.13k instructions per withdrawal (pack 2026.12.5), the same bytes held.
+    record.data = bytes.into();
 }
 
 /// A device while unpacked: its id is a range of [`Unpacked::device_ids`].
