@@ -7,7 +7,7 @@
 mod support;
 
 use riskgate::{Decision, DecisionBuf, DecisionRef, Event, Scorer, Tier};
-use support::contract::{policy_default_limits, wd, Rules, T0};
+use support::contract::{wd, Rules, T0};
 
 fn rules_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string()
@@ -99,22 +99,7 @@ fn the_buffered_decision_is_the_owned_one_on_a_generated_stream() {
 
 #[test]
 fn the_buffered_decision_is_the_owned_one_with_errors_holdout_and_shadow_hits() {
-    let rules = Rules::with_policy(&format!(
-        "{}\n[holdout]\nshare = 0.5\nsalt = \"s\"\n",
-        policy_default_limits("warn")
-    ));
-    rules.pack(
-        "p",
-        "regions = [\"*\"]",
-        &[
-            ("r", "tx.amount_usd", "warning = \"w\""),
-            (
-                "boom",
-                "if tx.amount_usd > 60.0 { throw \"bad \\\"thing\\\"\\n\"; } false",
-                "",
-            ),
-        ],
-    );
+    let rules = Rules::with_errors_and_holdout("warn");
     rules.append(
         "p/pack.toml",
         "[warnings.w.en]\ntitle = \"Stop\"\nbody = \"Send {amount_usd} to {destination}?\"\n\

@@ -8,7 +8,7 @@ mod support;
 use std::io::Cursor;
 
 use riskgate::{EventStream, LineReader, Processed, Scorer};
-use support::contract::{policy_default_limits, wd, Rules, T0};
+use support::contract::{wd, Rules, T0};
 
 fn rules_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/rules").to_string()
@@ -92,22 +92,7 @@ fn decision_lines_are_the_owned_decisions_json() {
 /// every character JSON escapes (control characters, quotes, backslashes) and non-ASCII text.
 #[test]
 fn errors_holdout_shadow_hits_and_escaped_texts_are_the_owned_decisions_json() {
-    let rules = Rules::with_policy(&format!(
-        "{}\n[holdout]\nshare = 0.5\nsalt = \"s\"\n",
-        policy_default_limits("ignore")
-    ));
-    rules.pack(
-        "p",
-        "regions = [\"*\"]",
-        &[
-            ("r", "tx.amount_usd", "warning = \"w\""),
-            (
-                "boom",
-                "if tx.amount_usd > 60.0 { throw \"bad \\\"thing\\\"\\n\"; } false",
-                "",
-            ),
-        ],
-    );
+    let rules = Rules::with_errors_and_holdout("ignore");
     rules.append(
         "p/pack.toml",
         "[warnings.w.en]\ntitle = \"Stop \\\"now\\\" \\\\ \\u001b\\t\"\nbody = \"Send {amount_usd} \\n to {destination}? \u{1f642}\"\n\

@@ -78,6 +78,30 @@ impl Rules {
         rules
     }
 
+    /// What the shipped rules never produce, for the tests that compare two ways of writing a
+    /// decision: a holdout of half the users, `on_rule_error` as given, and pack `p` with `r`
+    /// (scores the amount; warning `w`, whose texts the caller appends) and `boom` (throws above
+    /// 60 USD, with quotes and a line end in its message).
+    pub fn with_errors_and_holdout(on_rule_error: &str) -> Rules {
+        let rules = Rules::with_policy(&format!(
+            "{}\n[holdout]\nshare = 0.5\nsalt = \"s\"\n",
+            policy_default_limits(on_rule_error)
+        ));
+        rules.pack(
+            "p",
+            "regions = [\"*\"]",
+            &[
+                ("r", "tx.amount_usd", "warning = \"w\""),
+                (
+                    "boom",
+                    "if tx.amount_usd > 60.0 { throw \"bad \\\"thing\\\"\\n\"; } false",
+                    "",
+                ),
+            ],
+        );
+        rules
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
