@@ -279,6 +279,15 @@ impl<'r> DecisionBuilder<'r> {
             .map(|(pack, &sum)| pack.max_score.map_or(sum, |cap| sum.min(cap)))
             .fold(0_i64, i64::saturating_add);
         let mut floor = self.floor;
+        // Fail closed: `cool_off` (never held out), and with no hit the policy's default
+        // warning.
+        if let Some(error) = self.store_failure.take() {
+            self.sink.errors().push(RuleError {
+                rule: "store".into(),
+                error,
+            });
+            floor = Tier::CoolOff;
+        }
         if self.live_error {
             if let Some(tier) = policy.on_rule_error {
                 floor = floor.max(tier);
@@ -310,7 +319,7 @@ impl<'r> DecisionBuilder<'r> {
         let warning = s
             .warning
             .and_then(|chosen| chosen.render(&w.user.locale, w, destination));
-        let (mut warning, withheld) = match warning {
+        let (warning, withheld) = match warning {
             Some(text) if s.holdout => (
                 None,
                 Some(WithheldWarning {
@@ -319,20 +328,6 @@ impl<'r> DecisionBuilder<'r> {
                 }),
             ),
             warning => (warning, None),
-        };
-        let (tier, floor) = match self.store_failure {
-            Some(error) => {
-                warning = rules
-                    .policy()
-                    .default_warning
-                    .render(&w.user.locale, w, destination);
-                self.sink.errors().push(RuleError {
-                    rule: "store".into(),
-                    error,
-                });
-                (Tier::CoolOff, Tier::CoolOff)
-            }
-            None => (s.tier, s.floor),
         };
         let (hits, shadow_hits, errors) = match self.sink {
             Sink::Owned {
@@ -354,9 +349,9 @@ impl<'r> DecisionBuilder<'r> {
         Decision {
             id: w.id.clone(),
             user_id: w.user_id.clone(),
-            tier,
+            tier: s.tier,
             score: s.score,
-            cool_off_hours: (tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
+            cool_off_hours: (s.tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
             warning,
             hits,
             shadow_hits,
@@ -364,7 +359,7 @@ impl<'r> DecisionBuilder<'r> {
             holdout: s.holdout,
             ruleset: rules.id_arc().clone(),
             withheld,
-            floor,
+            floor: s.floor,
         }
     }
 
@@ -389,24 +384,10 @@ impl<'r> DecisionBuilder<'r> {
                 .render_into(locale, w, destination, title, body)
                 .map(|locale| (&chosen.key, locale))
         });
-        let (mut warning, withheld) = match text {
+        let (warning, withheld) = match text {
             Some((key, locale)) if s.holdout => (None, Some((key, locale))),
             Some((key, locale)) => (Some((key, locale)), None),
             None => (None, None),
-        };
-        let (tier, floor) = match self.store_failure.take() {
-            Some(error) => {
-                let default = &rules.policy().default_warning;
-                warning = default
-                    .render_into(locale, w, destination, title, body)
-                    .map(|locale| (&default.key, locale));
-                self.sink.errors().push(RuleError {
-                    rule: "store".into(),
-                    error,
-                });
-                (Tier::CoolOff, Tier::CoolOff)
-            }
-            None => (s.tier, s.floor),
         };
         let (live, shadow, errors): (&'a [_], &'a [_], &'a [_]) = match self.sink {
             Sink::Buffered {
@@ -419,10 +400,10 @@ impl<'r> DecisionBuilder<'r> {
         DecisionRef {
             id: &w.id,
             user_id: &w.user_id,
-            tier,
+            tier: s.tier,
             score: s.score,
-            floor,
-            cool_off_hours: (tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
+            floor: s.floor,
+            cool_off_hours: (s.tier == Tier::CoolOff).then_some(rules.policy().cool_off_hours),
             warning: warning.map(|(key, locale)| WarningRef {
                 key,
                 locale,

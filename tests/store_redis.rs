@@ -617,7 +617,9 @@ fn the_library_api_reports_duplicates_and_a_failing_store() {
         d.errors.clear();
     }
     assert_eq!(buffered, owned);
-    assert!(buffered.warning.is_some());
+    // Cool-off (never held out) with the policy's default warning.
+    assert!(owned.cool_off_hours.is_some() && !owned.holdout && owned.withheld.is_none());
+    assert_eq!(&*owned.warning.as_ref().expect("a warning").key, "default");
 }
 
 #[test]
